@@ -1,0 +1,176 @@
+// Wires one tokengate process: store, token manager, gRPC services, admin HTTP, reload and
+// shutdown. `startTokengate` is what the CLI, the tests and the benchmarks start.
+import * as grpc from '@grpc/grpc-js';
+import { systemClock, type Clock } from './clock.js';
+import { formatProblems } from './config/errors.js';
+import { loadConfigFile } from './config/load.js';
+import type { Config } from './config/types.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import { AdminApi, type ReloadOutcome } from './server/admin-api.js';
+import { AdminHttpServer } from './server/admin-http.js';
+import { AuthzService } from './server/authz-service.js';
+import { Health } from './server/health.js';
+import { bind, serverCredentials } from './server/listen.js';
+import { createStore } from './store/create-store.js';
+import type { TokenStore } from './store/store.js';
+import type { HttpTransport } from './tokens/http/transport.js';
+import { TokenManager } from './tokens/manager.js';
+
+export interface StartOptions {
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Token endpoint transport (tests). */
+  readonly transport?: HttpTransport;
+  /** Re-read on SIGHUP / POST /v1/reload. */
+  readonly configPath?: string;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly random?: () => number;
+  /** Use this store instead of the one the config names (tests). */
+  readonly store?: TokenStore;
+}
+
+/** grpc-js server options: bounded messages, and connections that age out so new replicas get traffic. */
+export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': 4 * 1024 * 1024,
+  'grpc.max_send_message_length': 1024 * 1024,
+  'grpc.max_connection_age_ms': 5 * 60_000,
+  'grpc.max_connection_age_grace_ms': 30_000,
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.max_concurrent_streams': 1000,
+};
+
+export class Tokengate {
+  private stopping = false;
+  private closed: Promise<void> | undefined;
+  readonly api: AdminApi;
+  private reloading: Promise<ReloadOutcome> | undefined;
+
+  constructor(
+    private config: Config,
+    readonly manager: TokenManager,
+    readonly authz: AuthzService,
+    readonly health: Health,
+    private readonly server: grpc.Server,
+    readonly logger: Logger,
+    readonly metrics: Metrics,
+    private readonly opts: StartOptions,
+  ) {
+    this.api = new AdminApi({ manager, adminToken: () => this.config.admin.token, reload: () => this.reload() });
+  }
+
+  grpcAddress = '';
+  adminAddress: string | undefined;
+  admin: AdminHttpServer | undefined;
+  /** Resolves once every provider has had its first fetch attempt and health is SERVING. */
+  ready: Promise<void> = Promise.resolve();
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  /** Warm-up finished: serve, unless shutdown already began. */
+  markWarm(): void {
+    if (!this.stopping) this.health.set(true);
+  }
+
+  get isReady(): boolean {
+    return this.health.isServing && !this.stopping;
+  }
+
+  /** Re-reads the config file; a valid one is swapped in, an invalid one leaves everything as is. */
+  reload(): Promise<ReloadOutcome> {
+    this.reloading ??= this.doReload().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<ReloadOutcome> {
+    if (!this.opts.configPath) return { ok: false, problems: ['(file): tokengate was started without a config file'] };
+    let next: Config;
+    try {
+      next = loadConfigFile(this.opts.configPath, this.opts.env);
+    } catch (err) {
+      const problems = 'problems' in (err as object) ? formatProblems((err as { problems: { path: string; problem: string }[] }).problems).split('\n') : [String(err)];
+      this.logger.error('config reload refused; the running config stays', { problems });
+      return { ok: false, problems };
+    }
+    const unsupported = ['listen', 'store'].filter((k) => JSON.stringify(next[k as 'listen']) !== JSON.stringify(this.config[k as 'listen']));
+    try {
+      const result = await this.manager.reload(next.providers.values());
+      this.config = next;
+      this.authz.configure(next);
+      this.logger.setLevel(next.log.level);
+      this.logger.info('config reloaded', { ...result, ...(unsupported.length ? { restartNeededFor: unsupported } : {}) });
+      return { ok: true, ...result };
+    } catch (err) {
+      const problems = 'problems' in (err as object) ? formatProblems((err as { problems: { path: string; problem: string }[] }).problems).split('\n') : [String(err)];
+      this.logger.error('config reload refused; the running config stays', { problems });
+      return { ok: false, problems };
+    }
+  }
+
+  /**
+   * Graceful stop within a deadline: readiness drops first, no new refresh starts, waiting
+   * Checks finish, listeners close, in-flight refreshes complete, then the store closes.
+   */
+  close(deadlineMs = this.config.shutdown.deadline): Promise<void> {
+    this.closed ??= this.doClose(deadlineMs);
+    return this.closed;
+  }
+
+  private async doClose(deadlineMs: number): Promise<void> {
+    const started = Date.now();
+    const left = () => Math.max(0, deadlineMs - (Date.now() - started));
+    this.stopping = true;
+    this.health.set(false);
+    this.manager.quiesce();
+    this.logger.info('shutting down', { deadlineMs });
+    await withDeadline(this.authz.idle(), left() / 2);
+    await withDeadline(new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())), left() / 2);
+    this.server.forceShutdown();
+    await this.manager.close(Math.max(100, left()));
+    await this.admin?.close().catch(() => undefined);
+    this.logger.info('stopped', { tookMs: Date.now() - started });
+  }
+}
+
+function withDeadline(p: Promise<void>, ms: number): Promise<void> {
+  let t: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<void>((resolve) => { t = setTimeout(resolve, ms); })]).finally(() => clearTimeout(t));
+}
+
+export async function startTokengate(config: Config, opts: StartOptions = {}): Promise<Tokengate> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger({ level: config.log.level });
+  const metrics = new Metrics();
+  const store = opts.store ?? (await createStore(config.store, { clock, logger, metrics }));
+  const manager = new TokenManager(config.providers.values(), {
+    clock, store, logger, metrics,
+    ...(opts.transport ? { transport: opts.transport } : {}),
+    ...(opts.random ? { random: opts.random } : {}),
+    ...(config.store.redis?.keyPrefix ? { keyPrefix: config.store.redis.keyPrefix } : {}),
+  });
+  const authz = new AuthzService({ manager, clock, logger, metrics }, config);
+  const health = new Health();
+  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  server.addService(authz.serviceDefinition, { Check: authz.check });
+  health.addTo(server);
+  const app = new Tokengate(config, manager, authz, health, server, logger, metrics, opts);
+  try {
+    app.grpcAddress = await bind(server, config.listen.grpc, serverCredentials(config.listen.tls));
+    if (config.listen.admin) {
+      app.admin = new AdminHttpServer({ api: app.api, metrics, logger, live: () => true, ready: () => app.isReady });
+      app.adminAddress = await app.admin.listen(config.listen.admin);
+    }
+  } catch (err) {
+    server.forceShutdown();
+    await manager.close(0);
+    throw err;
+  }
+  app.ready = manager.warmUp().then(() => {
+    app.markWarm();
+    logger.info('warm-up done', { providers: manager.stats().map((s) => ({ name: s.name, state: s.state })) });
+  });
+  return app;
+}

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+// tokengate serve | check-config | token — the operator's entry points.
+import { readFileSync } from 'node:fs';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { startTokengate } from './app.js';
+import { ConfigError, formatProblems } from './config/errors.js';
+import { loadConfigFile } from './config/load.js';
+import type { Config } from './config/types.js';
+import { createLogger } from './observability/logger.js';
+import { redactText } from './observability/redact.js';
+import { NEVER_EXPIRES } from './store/store.js';
+import { isTokenError } from './tokens/errors.js';
+import { TokenManager } from './tokens/manager.js';
+
+const USAGE = `usage:
+  tokengate serve --config FILE          run the ext_authz gRPC service
+  tokengate check-config --config FILE   validate a config (exit 1 with "path: problem" lines)
+  tokengate token PROVIDER --config FILE fetch one token and print a redacted summary
+  tokengate --version`;
+
+interface Args {
+  readonly command: string | undefined;
+  readonly positional: string[];
+  readonly config: string | undefined;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const positional: string[] = [];
+  let config: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--config' || a === '-c') config = argv[++i];
+    else if (a.startsWith('--config=')) config = a.slice('--config='.length);
+    else positional.push(a);
+  }
+  return { command: positional.shift(), positional, config };
+}
+
+function loadOrExit(file: string | undefined): Config {
+  if (!file) {
+    process.stderr.write(`--config FILE is required\n${USAGE}\n`);
+    process.exit(2);
+  }
+  try {
+    return loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${formatProblems(err.problems)}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+function printWarnings(config: Config): void {
+  for (const w of config.warnings) process.stderr.write(`warning: ${w.path}: ${w.problem}\n`);
+}
+
+async function checkConfig(file: string | undefined): Promise<number> {
+  const config = loadOrExit(file);
+  printWarnings(config);
+  try {
+    // Builds every source (keys parsed, files read) without fetching anything.
+    await new TokenManager(config.providers.values()).close(0);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${formatProblems(err.problems)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  process.stdout.write(`config ok: ${config.providers.size} provider(s), ${config.routes.length} route(s), store ${config.store.type}\n`);
+  return 0;
+}
+
+async function token(provider: string | undefined, file: string | undefined): Promise<number> {
+  if (!provider) {
+    process.stderr.write(`token needs a PROVIDER\n${USAGE}\n`);
+    return 2;
+  }
+  const config = loadOrExit(file);
+  const pc = config.providers.get(provider);
+  if (!pc) {
+    process.stderr.write(`no provider named ${JSON.stringify(provider)} (configured: ${[...config.providers.keys()].join(', ') || 'none'})\n`);
+    return 1;
+  }
+  let manager: TokenManager;
+  try {
+    manager = new TokenManager([pc]);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${formatProblems(err.problems)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  try {
+    await manager.refresh(provider);
+    const entry = manager.provider(provider)!.peek()!;
+    const r = entry.record;
+    const summary: Record<string, unknown> = {
+      provider,
+      type: pc.source.type,
+      token_type: r.tokenType,
+      token_id: entry.tokenId,
+      expires_in: r.expiresAt >= NEVER_EXPIRES ? 'never' : `${Math.round((r.expiresAt - Date.now()) / 1000)}s`,
+      ...(r.scope ? { scope: r.scope } : {}),
+      ...(r.refreshToken ? { refresh_token: 'present (not shown)' } : {}),
+    };
+    try {
+      summary.jwt = { header: decodeProtectedHeader(r.accessToken), claims: decodeJwt(r.accessToken) };
+    } catch {
+      summary.jwt = null;
+    }
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    if (isTokenError(err)) {
+      const e = err.toJSON();
+      process.stderr.write(`token fetch failed: ${err.code}: ${redactText(err.message)}\n`);
+      if (e.error) process.stderr.write(`IdP error: ${String(e.error)}${e.error_description ? ` (${String(e.error_description)})` : ''}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await manager.close(0);
+  }
+}
+
+async function serve(file: string | undefined): Promise<void> {
+  const config = loadOrExit(file);
+  printWarnings(config);
+  const logger = createLogger({ level: config.log.level });
+  let app;
+  try {
+    app = await startTokengate(config, { logger, configPath: file! });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${formatProblems(err.problems)}\n`);
+      process.exit(1);
+    }
+    logger.error('tokengate could not start', { error: err });
+    process.exit(1);
+  }
+  logger.info('tokengate listening', { grpc: app.grpcAddress, admin: app.adminAddress ?? 'off', providers: [...config.providers.keys()], store: config.store.type });
+  void app.ready.then(() => logger.info('ready', { health: 'SERVING' }));
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('signal received', { signal });
+    const deadline = app.currentConfig.shutdown.deadline;
+    // Backstop: whatever happens, the process is gone shortly after the deadline.
+    setTimeout(() => process.exit(1), deadline + 2_000).unref();
+    app.close(deadline).then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void app.reload());
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function main(argv: readonly string[]): Promise<number | undefined> {
+  const args = parseArgs(argv);
+  switch (args.command) {
+    case 'serve':
+      await serve(args.config);
+      return undefined;
+    case 'check-config':
+      return checkConfig(args.config);
+    case 'token':
+      return token(args.positional[0], args.config);
+    case '--version':
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return args.command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`unknown command ${JSON.stringify(args.command)}\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+process.on('unhandledRejection', (err) => {
+  // Logged, never fatal: one bad promise must not take every route down.
+  process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'unhandled rejection', error: redactText(String(err)) })}\n`);
+});
+
+main(process.argv.slice(2)).then((code) => {
+  if (code !== undefined) process.exitCode = code;
+}, (err: unknown) => {
+  process.stderr.write(`tokengate: ${redactText(err instanceof Error ? err.message : String(err))}\n`);
+  process.exitCode = 1;
+});

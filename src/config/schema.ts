@@ -1,0 +1,385 @@
+// The one place that knows the config file's shape. Raw YAML in, frozen `Config` out.
+import { isIP } from 'node:net';
+import { join, Reader, type ReadContext } from './reader.js';
+import { substitute } from './substitute.js';
+import type {
+  ClientAuthMethod, Config, InjectConfig, JwtAlgorithm, JwtSigningConfig, ProviderConfig, RedisConfig,
+  RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, TokenEndpointConfig,
+} from './types.js';
+
+const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static'] as const;
+const AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+const ALGORITHMS: readonly JwtAlgorithm[] = ['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'];
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+const DAY_MS = 86_400_000;
+
+/** Loopback hosts may use plain http; everything else needs https (or an explicit opt-in). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h === '::1';
+}
+
+function address(r: Reader, key: string, fallback: string, allowOff: boolean): string | undefined {
+  const s = r.str(key) ?? fallback;
+  if (allowOff && s === 'off') return undefined;
+  if (s.startsWith('unix:')) {
+    if (s.length <= 'unix:'.length) r.problem(key, 'unix: needs a socket path');
+    return s;
+  }
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) r.problem(key, `expected host:port${allowOff ? ', unix:/path or off' : ' or unix:/path'}`);
+  return s;
+}
+
+function readListen(r: Reader): Config['listen'] {
+  const grpc = address(r, 'grpc', '127.0.0.1:9191', false)!;
+  const admin = address(r, 'admin', '127.0.0.1:9192', true);
+  const t = r.has('tls') ? r.child('tls') : undefined;
+  let tls: Config['listen']['tls'];
+  if (t) {
+    const certFile = t.str('certFile', { required: true });
+    const keyFile = t.str('keyFile', { required: true });
+    const clientCaFile = t.str('clientCaFile');
+    t.done();
+    if (certFile && keyFile) tls = { certFile, keyFile, ...(clientCaFile ? { clientCaFile } : {}) };
+    if (grpc.startsWith('unix:')) r.problem('tls', 'TLS is for TCP listeners; a unix socket is protected by its file permissions');
+  }
+  r.done();
+  return { grpc, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
+}
+
+function readRedis(r: Reader): RedisConfig {
+  const url = r.str('url', { pattern: /^rediss?:\/\//, patternHint: 'expected redis://… or rediss://…' });
+  const sentinels = r.list('sentinels').map((e) => String(e.value));
+  const cluster = r.list('cluster').map((e) => String(e.value));
+  const name = r.str('name');
+  const password = r.str('password', { secret: true });
+  const modes = [url, sentinels.length ? 1 : undefined, cluster.length ? 1 : undefined].filter((x) => x !== undefined).length;
+  if (modes === 0) r.problem(undefined, 'needs one of url, sentinels (with name) or cluster');
+  if (modes > 1) r.problem(undefined, 'url, sentinels and cluster are alternatives; set one');
+  if (sentinels.length && !name) r.problem('name', 'is required with sentinels (the master group name)');
+  const out: RedisConfig = {
+    ...(url ? { url } : {}),
+    ...(sentinels.length ? { sentinels } : {}),
+    ...(cluster.length ? { cluster } : {}),
+    ...(name ? { name } : {}),
+    ...(password ? { password } : {}),
+    keyPrefix: r.str('keyPrefix') ?? 'tokengate:',
+    commandTimeout: r.duration('commandTimeout', 50, { min: 1 }),
+    connectTimeout: r.duration('connectTimeout', 1000, { min: 1 }),
+  };
+  r.done();
+  return out;
+}
+
+function readStore(r: Reader): StoreConfig {
+  const type = r.oneOf('type', ['memory', 'redis'] as const, 'memory');
+  const redisReader = r.has('redis') ? r.child('redis') : undefined;
+  const redis = redisReader ? readRedis(redisReader) : undefined;
+  const keyText = r.str('encryptionKey', { secret: true });
+  let encryptionKey: Buffer | undefined;
+  if (keyText !== undefined) {
+    const buf = Buffer.from(keyText, 'base64');
+    if (buf.length !== 32) r.problem('encryptionKey', 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
+    else encryptionKey = buf;
+  }
+  if (type === 'redis') {
+    if (!redis) r.problem('redis', 'is required with type: redis');
+    if (!encryptionKey && keyText === undefined) r.problem('encryptionKey', 'is required with type: redis (tokens are encrypted at rest)');
+  }
+  r.done();
+  return { type, ...(redis ? { redis } : {}), ...(encryptionKey ? { encryptionKey } : {}) };
+}
+
+function readSigning(r: Reader, defaults: { ttl: number }): JwtSigningConfig | undefined {
+  const algorithm = r.oneOf('algorithm', ALGORITHMS, 'HS256');
+  const key = r.str('key', { required: true, secret: true });
+  const keyId = r.str('keyId');
+  const claims = readClaims(r);
+  const ttl = r.duration('ttl', defaults.ttl, { min: 1000 });
+  if (key === undefined) return undefined;
+  if (algorithm.startsWith('HS') && key.length < 32) r.warn('key', 'an HMAC secret shorter than 32 bytes is weak');
+  if (!algorithm.startsWith('HS') && !key.includes('-----BEGIN')) r.problem('key', `${algorithm} needs a PEM private key`);
+  return { algorithm, key, ...(keyId ? { keyId } : {}), claims, ttl };
+}
+
+function readClaims(r: Reader): Record<string, unknown> {
+  const raw = r.value('claims');
+  const path = join(r.path, 'claims');
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    r.problem('claims', 'expected a mapping');
+    return {};
+  }
+  const walk = (v: unknown, p: string): unknown => {
+    if (typeof v === 'string') {
+      const s = substitute(v, r.ctx);
+      if (s.kind === 'value') return s.value;
+      r.ctx.problems.push({ path: p, problem: s.kind === 'unset' ? `is required (${s.reason})` : s.problem });
+      return undefined;
+    }
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, join(p, i)));
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, join(p, k))]));
+    return v;
+  };
+  return walk(raw, path) as Record<string, unknown>;
+}
+
+function readEndpoint(r: Reader, type: 'client_credentials' | 'refresh_token' | 'jwt_bearer'): TokenEndpointConfig | undefined {
+  const tokenUrl = r.str('tokenUrl', { required: true });
+  const allowPlainHttp = r.bool('allowPlainHttp', false);
+  if (tokenUrl !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(tokenUrl);
+    } catch {
+      r.problem('tokenUrl', 'is not a valid URL');
+    }
+    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') r.problem('tokenUrl', 'must be an https URL');
+    if (url && url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      if (allowPlainHttp) r.warn('allowPlainHttp', 'plain http to a non-loopback host sends client secrets in clear text');
+      else r.problem('tokenUrl', 'must be https (plain http is allowed only to loopback addresses, or with allowPlainHttp: true)');
+    }
+    if (url && (url.username || url.password)) r.problem('tokenUrl', 'must not carry credentials; use clientId/clientSecret');
+  }
+  const clientId = r.str('clientId', { required: type === 'client_credentials' });
+  const authMethod = r.oneOf('authMethod', AUTH_METHODS, 'client_secret_basic');
+  const clientSecret = r.str('clientSecret', { secret: true });
+  const privateKey = r.str('privateKey', { secret: true });
+  const keyId = r.str('keyId');
+  const assertionAlgorithm = r.oneOf('assertionAlgorithm', ALGORITHMS, 'RS256');
+  if (authMethod === 'private_key_jwt') {
+    if (!privateKey && !r.has('privateKey')) r.problem('privateKey', 'is required with authMethod: private_key_jwt');
+    if (privateKey && !assertionAlgorithm.startsWith('HS') && !privateKey.includes('-----BEGIN')) {
+      r.problem('privateKey', 'expected a PEM private key');
+    }
+    if (!clientId) r.problem('clientId', 'is required with authMethod: private_key_jwt');
+  } else if (clientId && clientSecret === undefined && type === 'client_credentials' && !r.has('clientSecret')) {
+    r.problem('clientSecret', `is required with authMethod: ${authMethod}`);
+  }
+  const scope = r.str('scope');
+  const audience = r.str('audience');
+  const params = r.stringMap('params');
+  const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: 1000 });
+  let tls: TokenEndpointConfig['tls'];
+  if (r.has('tls')) {
+    const t = r.child('tls');
+    if (t) {
+      const caFile = t.str('caFile');
+      const pinSha256 = t.str('pinSha256', { pattern: /^[A-Za-z0-9+/]{43}=$/, patternHint: 'expected base64 of a SHA-256 digest (44 characters)' });
+      t.done();
+      tls = { ...(caFile ? { caFile } : {}), ...(pinSha256 ? { pinSha256 } : {}) };
+    }
+  }
+  if (tokenUrl === undefined) return undefined;
+  return {
+    tokenUrl, authMethod, assertionAlgorithm, params, defaultTtl, allowPlainHttp,
+    ...(clientId ? { clientId } : {}),
+    ...(clientSecret !== undefined ? { clientSecret } : {}),
+    ...(privateKey ? { privateKey } : {}),
+    ...(keyId ? { keyId } : {}),
+    ...(scope ? { scope } : {}),
+    ...(audience ? { audience } : {}),
+    ...(tls ? { tls } : {}),
+  };
+}
+
+function readSource(r: Reader): SourceConfig | undefined {
+  const type = r.oneOf('type', SOURCE_TYPES, undefined, { required: true });
+  let out: SourceConfig | undefined;
+  switch (type) {
+    case 'client_credentials': {
+      const e = readEndpoint(r, type);
+      if (e) out = { type, ...e };
+      break;
+    }
+    case 'refresh_token': {
+      const refreshToken = r.str('refreshToken', { required: true, secret: true });
+      const e = readEndpoint(r, type);
+      if (e && refreshToken) out = { type, ...e, refreshToken };
+      break;
+    }
+    case 'jwt': {
+      const s = readSigning(r, { ttl: 30 * 60_000 });
+      if (s) out = { type, ...s };
+      break;
+    }
+    case 'jwt_bearer': {
+      const a = r.child('assertion');
+      const assertion = a ? readSigning(a, { ttl: 5 * 60_000 }) : undefined;
+      a?.done();
+      const e = readEndpoint(r, type);
+      if (e && assertion) out = { type, ...e, assertion };
+      break;
+    }
+    case 'static': {
+      const token = r.str('token', { secret: true });
+      const file = r.str('file');
+      const pollInterval = r.duration('pollInterval', 5_000, { min: 100 });
+      if ((token === undefined) === (file === undefined) && !r.has('token')) r.problem(undefined, 'needs exactly one of token or file');
+      if (token !== undefined && file !== undefined) r.problem(undefined, 'needs exactly one of token or file');
+      out = { type, ...(token !== undefined ? { token } : {}), ...(file ? { file } : {}), pollInterval };
+      break;
+    }
+    case undefined:
+      break;
+  }
+  if (type) r.done();
+  return out;
+}
+
+function readInject(r: Reader | undefined): InjectConfig {
+  const header = (r?.str('header', { pattern: HEADER_NAME, patternHint: 'expected an HTTP header name' }) ?? 'authorization').toLowerCase();
+  if (header.startsWith(':') || header === 'host') r?.problem('header', 'pseudo-headers and host cannot be injected');
+  const format = r?.str('format') ?? 'Bearer {token}';
+  if (!format.includes('{token}')) r?.problem('format', 'must contain {token}');
+  const removeHeaders = (r?.list('removeHeaders') ?? []).map((e) => String(e.value).toLowerCase());
+  r?.done();
+  return { header, format, removeHeaders };
+}
+
+function readRefresh(r: Reader | undefined): RefreshConfig {
+  const before = r?.duration('before', undefined, { min: 0 });
+  const skew = r?.duration('skew', undefined, { min: 0 });
+  const out: RefreshConfig = {
+    jitter: r?.fraction('jitter', 0.1) ?? 0.1,
+    waitBudget: r?.duration('waitBudget', 150, { min: 0, max: 60_000 }) ?? 150,
+    ...(before !== undefined ? { before } : {}),
+    ...(skew !== undefined ? { skew } : {}),
+  };
+  r?.done();
+  return out;
+}
+
+function readResilience(r: Reader | undefined): ResilienceConfig {
+  const backoffR = r?.has('backoff') ? r.child('backoff') : undefined;
+  const backoff = { base: backoffR?.duration('base', 200, { min: 1 }) ?? 200, max: backoffR?.duration('max', 5_000, { min: 1 }) ?? 5_000 };
+  backoffR?.done();
+  if (backoff.max < backoff.base) backoffR?.problem('max', 'must be at least base');
+  const b = r?.has('breaker') ? r.child('breaker') : undefined;
+  const breaker = {
+    window: b?.duration('window', 60_000, { min: 100 }) ?? 60_000,
+    volumeThreshold: b?.num('volumeThreshold', 5, { min: 1, integer: true }) ?? 5,
+    errorThresholdPercentage: b?.num('errorThresholdPercentage', 50, { min: 1, max: 100 }) ?? 50,
+    resetTimeout: b?.duration('resetTimeout', 30_000, { min: 10 }) ?? 30_000,
+  };
+  b?.done();
+  const emergencyToken = r?.str('emergencyToken', { secret: true });
+  const out: ResilienceConfig = {
+    timeout: r?.duration('timeout', 5_000, { min: 1 }) ?? 5_000,
+    retries: r?.num('retries', 3, { min: 0, max: 20, integer: true }) ?? 3,
+    backoff,
+    breaker,
+    serveExpiredFor: r?.duration('serveExpiredFor', 0, { min: 0, max: DAY_MS }) ?? 0,
+    ...(emergencyToken ? { emergencyToken } : {}),
+  };
+  r?.done();
+  return out;
+}
+
+function readProvider(name: string, r: Reader): ProviderConfig | undefined {
+  const sr = r.child('source');
+  const source = sr ? readSource(sr) : undefined;
+  if (!r.has('source')) r.problem('source', 'is required');
+  const inject = readInject(r.has('inject') ? r.child('inject') : undefined);
+  const refresh = readRefresh(r.has('refresh') ? r.child('refresh') : undefined);
+  const resilience = readResilience(r.has('resilience') ? r.child('resilience') : undefined);
+  const purge = r.list('purgeOnUpstreamStatus');
+  const purgeOnUpstreamStatus = purge.length || r.has('purgeOnUpstreamStatus') ? [] as number[] : [401];
+  for (const e of purge) {
+    const n = Number(e.value);
+    if (!Number.isInteger(n) || n < 100 || n > 599) r.ctx.problems.push({ path: e.path, problem: 'expected an HTTP status code' });
+    else purgeOnUpstreamStatus.push(n);
+  }
+  r.done();
+  if (!source) return undefined;
+  return { name, source, inject, refresh, resilience, purgeOnUpstreamStatus };
+}
+
+function readRoutes(r: Reader, providers: ReadonlyMap<string, ProviderConfig>, declared: ReadonlySet<string>): RouteConfig[] {
+  const routes: RouteConfig[] = [];
+  for (const { value, path } of r.list('routes')) {
+    const rr = Reader.of(value, path, r.ctx);
+    if (!rr) continue;
+    const provider = rr.str('provider', { required: true });
+    if (provider && !declared.has(provider)) rr.problem('provider', `names no configured provider`);
+    const m = rr.child('match');
+    const authority = m?.str('authority', { pattern: /^(\*\.)?[A-Za-z0-9.-]+(:\d+)?$|^\*$/, patternHint: 'expected a host name or *.suffix' });
+    const pathPrefix = m?.str('pathPrefix', { pattern: /^\//, patternHint: 'must start with /' });
+    const method = m?.str('method')?.toUpperCase();
+    const headers = m?.has('headers') ? m.stringMap('headers') : undefined;
+    m?.done();
+    rr.done();
+    if (!provider) continue;
+    routes.push({
+      provider,
+      match: {
+        ...(authority ? { authority: authority.toLowerCase() } : {}),
+        ...(pathPrefix ? { pathPrefix } : {}),
+        ...(method ? { method } : {}),
+        ...(headers ? { headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) } : {}),
+      },
+    });
+  }
+  void providers;
+  return routes;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Buffer.isBuffer(value) && !Object.isFrozen(value)) {
+    if (value instanceof Map) for (const v of value.values()) deepFreeze(v);
+    else for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Validates a parsed YAML document. Problems and warnings go to ctx; returns undefined if any problem. */
+export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
+  const root = Reader.of(raw, '', ctx);
+  if (!root) return undefined;
+  const listenR = root.child('listen');
+  const listen = listenR ? readListen(listenR) : { grpc: '127.0.0.1:9191' };
+  const adminR = root.child('admin');
+  const adminToken = adminR?.str('token', { secret: true });
+  if (adminToken !== undefined && adminToken.length < 16) adminR?.problem('token', 'must be at least 16 characters');
+  adminR?.done();
+  const storeR = root.child('store');
+  const store = storeR ? readStore(storeR) : { type: 'memory' as const };
+  const d = root.child('defaults');
+  const defaults = {
+    unmatched: d?.oneOf('unmatched', ['allow', 'deny'] as const, 'allow') ?? 'allow',
+    onTokenUnavailable: d?.oneOf('onTokenUnavailable', ['deny', 'allow'] as const, 'deny') ?? 'deny',
+    providerKey: d?.str('providerKey') ?? 'provider',
+  };
+  d?.done();
+  const l = root.child('log');
+  const log = {
+    level: l?.oneOf('level', ['debug', 'info', 'warn', 'error'] as const, 'info') ?? 'info',
+    requests: l?.bool('requests', false) ?? false,
+  };
+  l?.done();
+  const s = root.child('shutdown');
+  const shutdown = { deadline: s?.duration('deadline', 10_000, { min: 100, max: 300_000 }) ?? 10_000 };
+  s?.done();
+
+  const providers = new Map<string, ProviderConfig>();
+  const pr = root.child('providers');
+  const declared = new Set<string>(pr ? Object.keys(pr.raw) : []);
+  if (pr) {
+    for (const name of Object.keys(pr.raw)) {
+      const r = Reader.of(pr.value(name), join(pr.path, name), ctx);
+      if (!NAME.test(name)) pr.problem(name, 'provider names use letters, digits, _, . and - (at most 128)');
+      if (!r) continue;
+      const p = readProvider(name, r);
+      if (p) providers.set(name, p);
+    }
+  }
+  const routes = readRoutes(root, providers, declared);
+  root.done();
+  if (ctx.problems.length) return undefined;
+  return deepFreeze({ listen, admin: adminToken ? { token: adminToken } : {}, store, defaults, log, shutdown, providers, routes, warnings: [...ctx.warnings] });
+}

@@ -1,0 +1,173 @@
+// The validated, frozen configuration. Everything inward of config/ receives these types and
+// never re-reads the environment or re-checks a value. Durations are milliseconds.
+
+export type SourceType = 'client_credentials' | 'refresh_token' | 'jwt' | 'jwt_bearer' | 'static';
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+export type JwtAlgorithm = 'HS256' | 'HS384' | 'HS512' | 'RS256' | 'ES256' | 'EdDSA';
+
+export interface EndpointTlsConfig {
+  readonly caFile?: string;
+  /** base64 SHA-256 of the server certificate's SubjectPublicKeyInfo. */
+  readonly pinSha256?: string;
+}
+
+/** What the HTTP-based sources share: where the token endpoint is and how to talk to it. */
+export interface TokenEndpointConfig {
+  readonly tokenUrl: string;
+  readonly clientId?: string;
+  readonly clientSecret?: string;
+  readonly authMethod: ClientAuthMethod;
+  /** PEM private key for private_key_jwt. */
+  readonly privateKey?: string;
+  readonly keyId?: string;
+  readonly assertionAlgorithm: JwtAlgorithm;
+  readonly scope?: string;
+  readonly audience?: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly defaultTtl: number;
+  readonly tls?: EndpointTlsConfig;
+  /** Opt-in for plain http to a host that is not loopback (demos only). */
+  readonly allowPlainHttp: boolean;
+}
+
+export interface ClientCredentialsSource extends TokenEndpointConfig {
+  readonly type: 'client_credentials';
+}
+
+export interface RefreshTokenSource extends TokenEndpointConfig {
+  readonly type: 'refresh_token';
+  /** The initial refresh token; rotated ones live in the store. */
+  readonly refreshToken: string;
+}
+
+export interface JwtSigningConfig {
+  readonly algorithm: JwtAlgorithm;
+  /** Secret for HS*, PEM private key otherwise. */
+  readonly key: string;
+  readonly keyId?: string;
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly ttl: number;
+}
+
+export interface JwtSource extends JwtSigningConfig {
+  readonly type: 'jwt';
+}
+
+export interface JwtBearerSource extends TokenEndpointConfig {
+  readonly type: 'jwt_bearer';
+  readonly assertion: JwtSigningConfig;
+}
+
+export interface StaticSource {
+  readonly type: 'static';
+  readonly token?: string;
+  readonly file?: string;
+  /** How often a `file` is checked for changes. */
+  readonly pollInterval: number;
+}
+
+export type SourceConfig = ClientCredentialsSource | RefreshTokenSource | JwtSource | JwtBearerSource | StaticSource;
+
+export interface InjectConfig {
+  readonly header: string;
+  readonly format: string;
+  readonly removeHeaders: readonly string[];
+}
+
+export interface RefreshConfig {
+  readonly before?: number;
+  /** Fraction of `before` (0.1 = 10%). */
+  readonly jitter: number;
+  readonly waitBudget: number;
+  readonly skew?: number;
+}
+
+export interface BreakerConfig {
+  readonly window: number;
+  readonly volumeThreshold: number;
+  readonly errorThresholdPercentage: number;
+  readonly resetTimeout: number;
+}
+
+export interface ResilienceConfig {
+  readonly timeout: number;
+  readonly retries: number;
+  readonly backoff: { readonly base: number; readonly max: number };
+  readonly breaker: BreakerConfig;
+  readonly serveExpiredFor: number;
+  readonly emergencyToken?: string;
+}
+
+export interface ProviderConfig {
+  readonly name: string;
+  readonly source: SourceConfig;
+  readonly inject: InjectConfig;
+  readonly refresh: RefreshConfig;
+  readonly resilience: ResilienceConfig;
+  readonly purgeOnUpstreamStatus: readonly number[];
+}
+
+export interface RouteMatch {
+  readonly authority?: string;
+  readonly pathPrefix?: string;
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface RouteConfig {
+  readonly match: RouteMatch;
+  readonly provider: string;
+}
+
+export interface TlsListenConfig {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly clientCaFile?: string;
+}
+
+export interface RedisConfig {
+  readonly url?: string;
+  readonly sentinels?: readonly string[];
+  readonly name?: string;
+  readonly cluster?: readonly string[];
+  readonly password?: string;
+  readonly keyPrefix: string;
+  readonly commandTimeout: number;
+  readonly connectTimeout: number;
+}
+
+export interface StoreConfig {
+  readonly type: 'memory' | 'redis';
+  readonly redis?: RedisConfig;
+  /** 32 bytes, from base64. */
+  readonly encryptionKey?: Buffer;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Config {
+  readonly listen: {
+    readonly grpc: string;
+    /** "host:port", or undefined when `off`. */
+    readonly admin?: string;
+    readonly tls?: TlsListenConfig;
+  };
+  readonly admin: { readonly token?: string };
+  readonly store: StoreConfig;
+  readonly defaults: {
+    readonly unmatched: 'allow' | 'deny';
+    readonly onTokenUnavailable: 'deny' | 'allow';
+    readonly providerKey: string;
+  };
+  readonly log: { readonly level: LogLevel; readonly requests: boolean };
+  readonly shutdown: { readonly deadline: number };
+  readonly providers: ReadonlyMap<string, ProviderConfig>;
+  readonly routes: readonly RouteConfig[];
+  /** Warnings that do not stop the config from loading (e.g. a literal secret). */
+  readonly warnings: readonly ConfigProblem[];
+}
+
+export interface ConfigProblem {
+  readonly path: string;
+  readonly problem: string;
+}

@@ -1,0 +1,45 @@
+// Structured JSON logs, one object per line. Fields pass through `redact` so a token cannot
+// reach a log line even when a caller gets it wrong.
+import type { LogLevel } from '../config/types.js';
+import { redact } from './redact.js';
+
+const ORDER: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogSink = (line: string) => void;
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+  enabled(level: LogLevel): boolean;
+  child(fields: Record<string, unknown>): Logger;
+  setLevel(level: LogLevel): void;
+}
+
+export function createLogger(opts: { level?: LogLevel; sink?: LogSink; base?: Record<string, unknown> } = {}): Logger {
+  const state = { level: ORDER[opts.level ?? 'info'] };
+  const sink: LogSink = opts.sink ?? ((line) => process.stdout.write(`${line}\n`));
+  const make = (base: Record<string, unknown>): Logger => {
+    const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
+      if (ORDER[level] < state.level) return;
+      const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+      sink(JSON.stringify(redact(record)));
+    };
+    return {
+      debug: (m, f) => write('debug', m, f),
+      info: (m, f) => write('info', m, f),
+      warn: (m, f) => write('warn', m, f),
+      error: (m, f) => write('error', m, f),
+      enabled: (level) => ORDER[level] >= state.level,
+      child: (fields) => make({ ...base, ...fields }),
+      setLevel: (level) => {
+        state.level = ORDER[level];
+      },
+    };
+  };
+  return make(opts.base ?? {});
+}
+
+/** A logger that drops everything (library use without a logger). */
+export const silentLogger: Logger = createLogger({ level: 'error', sink: () => undefined });

@@ -1,0 +1,51 @@
+// The metric names in DESIGN.md, in one place. Label values are bounded: provider names come
+// from config, results/sources/outcomes/ops from closed sets in code, never from requests.
+import { CollectedGauge, Counter, Histogram, Registry } from './prometheus.js';
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const FETCH_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export interface GaugeSources {
+  /** [provider, seconds until hard expiry] for each provider holding a token. */
+  expiresIn(): Iterable<[string, number]>;
+  /** [provider, 0 closed | 1 half-open | 2 open]. */
+  breakerStates(): Iterable<[string, number]>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly checks = this.registry.add(new Counter('tokengate_checks_total', 'Check calls answered, by provider, result and token source.', ['provider', 'result', 'source']));
+  readonly checkDuration = this.registry.add(new Histogram('tokengate_check_duration_seconds', 'Time to answer a Check that had to wait for a token (cache hits are not timed).', LATENCY_BUCKETS));
+  readonly fetches = this.registry.add(new Counter('tokengate_token_fetches_total', 'Token fetches by outcome (success, or the error code).', ['provider', 'outcome']));
+  readonly fetchDuration = this.registry.add(new Histogram('tokengate_token_fetch_duration_seconds', 'Duration of token fetches, retries included.', FETCH_BUCKETS, ['provider']));
+  readonly storeErrors = this.registry.add(new Counter('tokengate_store_errors_total', 'Shared store operations that failed (the replica fell back).', ['op']));
+  readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
+
+  private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };
+
+  constructor() {
+    this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
+    this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
+  }
+
+  setGaugeSources(sources: GaugeSources): void {
+    this.gauges = sources;
+  }
+
+  /** Drops series of providers that no longer exist (after a reload). */
+  forgetProvider(name: string): void {
+    const match = (values: readonly string[]) => values[0] === name;
+    this.checks.drop(match);
+    this.fetches.drop(match);
+    this.fetchDuration.drop(match);
+    this.upstreamRejections.drop(match);
+  }
+
+  render(): string {
+    return this.registry.render();
+  }
+}
+
+function* mapValues(it: Iterable<[string, number]>): Iterable<[string[], number]> {
+  for (const [k, v] of it) yield [[k], v];
+}

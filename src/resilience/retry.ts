@@ -1,0 +1,59 @@
+// One fetch = the first attempt plus up to `retries` more on transient failures, each attempt
+// with its own timeout (opossum's `timeout` does not cancel; one shared AbortController would
+// cancel everything once aborted).
+import type { Clock } from '../clock.js';
+import { TokenError, toTokenError } from '../tokens/errors.js';
+import { fullJitterDelay } from './backoff.js';
+import type { RetryAfterGate } from './retry-after-gate.js';
+
+export interface RetryPolicy {
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+export interface RetryHooks {
+  /** Called before each attempt (metrics, logs). */
+  onAttempt?(attempt: number): void;
+  onRetry?(attempt: number, err: TokenError, delayMs: number): void;
+}
+
+export async function withRetries<T>(
+  attempt: (signal: AbortSignal) => Promise<T>,
+  policy: RetryPolicy,
+  deps: { clock: Clock; gate: RetryAfterGate; endpoint?: string; signal?: AbortSignal; random?: () => number },
+  hooks: RetryHooks = {},
+): Promise<T> {
+  const { clock, gate, endpoint } = deps;
+  for (let n = 0; ; n++) {
+    if (endpoint) {
+      const wait = gate.remaining(endpoint, clock.now());
+      if (wait > 0) await clock.sleep(wait, deps.signal);
+    }
+    if (deps.signal?.aborted) throw toTokenError(deps.signal.reason, 'ERR_SHUTTING_DOWN');
+    const controller = new AbortController();
+    const timer = clock.setTimer(
+      () => controller.abort(new TokenError('ERR_IDP_TIMEOUT', `token request timed out after ${policy.timeoutMs}ms`)),
+      policy.timeoutMs,
+    );
+    const onOuterAbort = () => controller.abort(deps.signal?.reason);
+    deps.signal?.addEventListener('abort', onOuterAbort, { once: true });
+    hooks.onAttempt?.(n);
+    try {
+      return await attempt(controller.signal);
+    } catch (raw) {
+      // The transport turns our own timeout abort into ERR_IDP_TIMEOUT; anything else is wrapped.
+      const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE');
+      if (err.retryAfterMs !== undefined && endpoint) gate.block(endpoint, clock.now() + err.retryAfterMs);
+      if (!err.transient || n >= policy.retries || deps.signal?.aborted) throw err;
+      const backoff = fullJitterDelay(n, policy.baseMs, policy.maxMs, deps.random);
+      hooks.onRetry?.(n + 1, err, backoff);
+      // The gate (Retry-After) is waited for at the top of the loop; never undercut it.
+      await clock.sleep(backoff, deps.signal);
+    } finally {
+      timer.cancel();
+      deps.signal?.removeEventListener('abort', onOuterAbort);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// The one implementation behind both admin surfaces (HTTP and gRPC). Errors carry a stable
+// code; each surface translates them in its own table.
+import { timingSafeEqual, createHash } from 'node:crypto';
+import type { TokenManager } from '../tokens/manager.js';
+import type { ProviderStatus } from '../tokens/provider.js';
+import { isTokenError } from '../tokens/errors.js';
+
+export type AdminErrorCode = 'unauthenticated' | 'disabled' | 'not_found' | 'invalid' | 'failed';
+
+export class AdminError extends Error {
+  constructor(readonly code: AdminErrorCode, message: string, readonly details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'AdminError';
+  }
+}
+
+export interface ReloadOutcome {
+  readonly ok: boolean;
+  readonly problems?: readonly string[];
+  readonly added?: readonly string[];
+  readonly changed?: readonly string[];
+  readonly removed?: readonly string[];
+}
+
+export interface AdminHost {
+  readonly manager: TokenManager;
+  readonly adminToken: () => string | undefined;
+  reload(): Promise<ReloadOutcome>;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export class AdminApi {
+  constructor(private readonly host: AdminHost) {}
+
+  /**
+   * Checks `authorization: Bearer <admin.token>` in constant time (hashing first makes the
+   * comparison length-independent). Without a configured token, mutations are off.
+   */
+  authorize(header: string | undefined): void {
+    const expected = this.host.adminToken();
+    if (!expected) throw new AdminError('disabled', 'admin mutations are disabled: set admin.token in the config to enable them');
+    const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+    if (!m || !timingSafeEqual(digest(m[1]!.trim()), digest(expected))) {
+      throw new AdminError('unauthenticated', 'a valid admin bearer token is required');
+    }
+  }
+
+  listTokens(): { providers: ProviderStatus[] } {
+    return { providers: this.host.manager.stats() };
+  }
+
+  private known(provider: string): void {
+    if (!this.host.manager.provider(provider)) throw new AdminError('not_found', 'no such provider', { provider: provider.slice(0, 128) });
+  }
+
+  invalidate(provider: string): { provider: string; invalidated: boolean } {
+    this.known(provider);
+    return { provider, invalidated: this.host.manager.invalidate(provider) };
+  }
+
+  async refresh(provider: string): Promise<ProviderStatus> {
+    this.known(provider);
+    try {
+      return await this.host.manager.refresh(provider);
+    } catch (err) {
+      if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, error: err.toJSON() });
+      throw err;
+    }
+  }
+
+  reload(): Promise<ReloadOutcome> {
+    return this.host.reload();
+  }
+}

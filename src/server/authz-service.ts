@@ -1,0 +1,198 @@
+// envoy.service.auth.v3.Authorization/Check: a thin adapter over the TokenManager.
+// The cache-hit path is synchronous: one map lookup, one clock read, an identity check and a
+// pre-serialised answer handed to grpc-js. Everything else is the slow path.
+import type * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../clock.js';
+import type { Config, ProviderConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CounterCell } from '../observability/prometheus.js';
+import { RouteTable, type HttpRequestView } from '../routing/route-table.js';
+import type { CachedToken, TokenServeSource } from '../tokens/cached-token.js';
+import { TokenError } from '../tokens/errors.js';
+import type { TokenManager } from '../tokens/manager.js';
+import type { Provider } from '../tokens/provider.js';
+import {
+  deniedInternal, deniedNoRoute, deniedTokenUnavailable, deniedUnknownProvider, okWithoutToken, okWithToken,
+  type CheckResponseObject,
+} from './check-response.js';
+import { authorizationServiceDefinition } from './protos.js';
+
+/** The part of a decoded CheckRequest this service reads. Every field may be absent. */
+export interface CheckRequestView {
+  readonly attributes?: {
+    readonly context_extensions?: Readonly<Record<string, string>>;
+    readonly request?: { readonly http?: HttpRequestView };
+  };
+}
+
+type Answer = CheckResponseObject | Buffer;
+type Callback = (err: grpc.ServiceError | null, value?: Answer) => void;
+
+const SOURCES: readonly TokenServeSource[] = ['cache', 'refreshed', 'stale', 'expired_grace', 'emergency'];
+
+/** Per provider: pre-resolved metric cells and the encoded answers for the current token. */
+class Lane {
+  readonly ok: Readonly<Record<TokenServeSource, CounterCell>>;
+  readonly unavailable: CounterCell;
+  readonly allowedWithout: CounterCell;
+  private entry: CachedToken | undefined;
+  private answers: Partial<Record<TokenServeSource, Buffer>> = {};
+
+  constructor(readonly provider: Provider, readonly config: ProviderConfig, metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
+    const ok = {} as Record<TokenServeSource, CounterCell>;
+    for (const s of SOURCES) ok[s] = metrics.checks.cell(provider.name, 'ok', s);
+    this.ok = ok;
+    this.unavailable = metrics.checks.cell(provider.name, 'denied', 'none');
+    this.allowedWithout = metrics.checks.cell(provider.name, 'allowed_without_token', 'none');
+  }
+
+  /** The encoded OK answer for this token and source: built once per token, then reused. */
+  answer(entry: CachedToken, source: TokenServeSource): Buffer {
+    if (entry !== this.entry) {
+      this.entry = entry;
+      this.answers = {};
+    }
+    let buf = this.answers[source];
+    if (buf === undefined) {
+      buf = this.encode(okWithToken(this.provider.name, entry, source, this.config.inject));
+      this.answers[source] = buf;
+    }
+    this.ok[source].value++;
+    return buf;
+  }
+}
+
+export interface AuthzServiceDeps {
+  readonly manager: TokenManager;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export class AuthzService {
+  private lanes = new Map<string, Lane>();
+  private routes = new RouteTable([]);
+  private defaults!: Config['defaults'];
+  private logRequests = false;
+  private readonly encode: (v: CheckResponseObject) => Buffer;
+  private readonly definition: grpc.ServiceDefinition;
+  private readonly unmatchedCells;
+  private readonly unknownCell;
+  private inflight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly deps: AuthzServiceDeps, config: Config) {
+    const base = authorizationServiceDefinition();
+    const check = base.Check!;
+    const encode = check.responseSerialize as (v: CheckResponseObject) => Buffer;
+    this.encode = encode;
+    // A pre-serialised answer passes straight through; anything else is encoded as usual.
+    this.definition = {
+      ...base,
+      Check: { ...check, responseSerialize: (v: Answer) => (Buffer.isBuffer(v) ? v : encode(v)) },
+    };
+    this.unmatchedCells = {
+      allow: deps.metrics.checks.cell('', 'allowed_unmatched', 'none'),
+      deny: deps.metrics.checks.cell('', 'denied_unmatched', 'none'),
+    };
+    this.unknownCell = deps.metrics.checks.cell('', 'denied_unknown_provider', 'none');
+    this.configure(config);
+  }
+
+  get serviceDefinition(): grpc.ServiceDefinition {
+    return this.definition;
+  }
+
+  /** Applies a (re)loaded config: the lane map and route table are swapped in one assignment each. */
+  configure(config: Config): void {
+    const lanes = new Map<string, Lane>();
+    for (const name of this.deps.manager.names()) {
+      const p = this.deps.manager.provider(name)!;
+      const old = this.lanes.get(name);
+      lanes.set(name, old && old.provider === p ? old : new Lane(p, p.config, this.deps.metrics, this.encode));
+    }
+    this.lanes = lanes;
+    this.routes = new RouteTable(config.routes);
+    this.defaults = config.defaults;
+    this.logRequests = config.log.requests;
+  }
+
+  /** The grpc-js handler. Always answers; never lets a rejection escape. */
+  readonly check = (call: grpc.ServerUnaryCall<CheckRequestView, Answer>, callback: Callback): void => {
+    let attrs: CheckRequestView['attributes'];
+    let name: string | undefined;
+    try {
+      attrs = call.request.attributes;
+      name = attrs?.context_extensions?.[this.defaults.providerKey];
+      if (name === undefined) name = this.routes.match(attrs?.request?.http);
+      if (name === undefined) {
+        callback(null, this.unmatched());
+        return;
+      }
+      const lane = this.lanes.get(name);
+      if (lane === undefined) {
+        this.unknownCell.value++;
+        this.deps.logger.error('Check names a provider that is not configured', { provider: name.slice(0, 128) });
+        callback(null, deniedUnknownProvider(name));
+        return;
+      }
+      const hit = lane.provider.lookup(this.deps.clock.now());
+      if (hit !== undefined) {
+        callback(null, lane.answer(hit, lane.provider.hotSource));
+        return;
+      }
+      this.slow(lane, callback);
+    } catch (err) {
+      this.deps.logger.error('Check failed unexpectedly', { provider: name, error: err });
+      callback(null, deniedInternal());
+    }
+  };
+
+  private unmatched(): CheckResponseObject {
+    if (this.defaults.unmatched === 'deny') {
+      this.unmatchedCells.deny.value++;
+      return deniedNoRoute();
+    }
+    this.unmatchedCells.allow.value++;
+    return okWithoutToken();
+  }
+
+  private slow(lane: Lane, callback: Callback): void {
+    const started = performance.now();
+    this.inflight++;
+    lane.provider.acquire().then(
+      (got) => {
+        if (got.entry) return callback(null, lane.answer(got.entry, got.source));
+        if (this.defaults.onTokenUnavailable === 'allow') {
+          lane.allowedWithout.value++;
+          return callback(null, okWithoutToken(lane.provider.name));
+        }
+        lane.unavailable.value++;
+        callback(null, deniedTokenUnavailable(lane.provider.name, got.error, this.retryAfterSeconds(lane, got.error)));
+      },
+      (err: unknown) => {
+        this.deps.logger.error('Check failed unexpectedly', { provider: lane.provider.name, error: err });
+        callback(null, deniedInternal());
+      },
+    ).catch((err: unknown) => {
+      // The callback itself threw (e.g. the call was cancelled): nothing left to answer.
+      this.deps.logger.debug('Check callback failed', { error: err });
+    }).finally(() => {
+      this.deps.metrics.checkDuration.observe((performance.now() - started) / 1000);
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  private retryAfterSeconds(lane: Lane, err: TokenError): number {
+    if (err.retryAfterMs !== undefined) return err.retryAfterMs / 1000;
+    if (lane.provider.breaker.state === 'open') return lane.config.resilience.breaker.resetTimeout / 1000;
+    return 1;
+  }
+
+  /** Resolves when no slow-path Check is waiting (shutdown drains these). */
+  idle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+}

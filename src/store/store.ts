@@ -1,0 +1,71 @@
+// The shared store (L2): where replicas meet. The memory store is the single-process default;
+// the Redis store makes replicas share one token per provider. Callers treat every store error
+// as "no shared state right now" and fall back to their own single-flight refresh.
+
+/** Hard expiry for tokens that never expire (static tokens); JSON-safe, unlike Infinity. */
+export const NEVER_EXPIRES = 8.64e15;
+
+export interface TokenRecord {
+  readonly accessToken: string;
+  readonly tokenType: string;
+  readonly tokenId: string;
+  /** Epoch ms when the request that produced it was sent (local clock of the fetching replica). */
+  readonly obtainedAt: number;
+  /** Epoch ms of hard expiry, skew already taken off. NEVER_EXPIRES for static tokens. */
+  readonly expiresAt: number;
+  /** Lifetime the issuer granted, before skew; drives the refresh window. */
+  readonly lifetimeMs: number;
+  /** The (rotated) refresh token that goes with this access token. */
+  readonly refreshToken?: string;
+  readonly scope?: string;
+  /** When the source wants to be asked again regardless of expiry (static files). */
+  readonly recheckAt?: number;
+}
+
+export type StoreEventKind = 'updated' | 'invalidated';
+
+export interface StoreEvent {
+  readonly provider: string;
+  readonly key: string;
+  readonly token_id: string;
+  readonly kind: StoreEventKind;
+  /** The replica that published; a replica ignores its own events. */
+  readonly origin: string;
+}
+
+export interface StoreLock {
+  /** Pushes the lock's expiry out; false when the lock was lost. */
+  extend(ttlMs: number): Promise<boolean>;
+  /** Compare-and-delete: only removes the lock if we still own it. */
+  release(): Promise<void>;
+}
+
+export interface TokenStore {
+  /** True when other processes may see what this store holds (locks and events matter). */
+  readonly shared: boolean;
+  read(key: string): Promise<TokenRecord | undefined>;
+  /**
+   * Fenced write: stores the record only if nothing is stored or the stored record expires
+   * earlier, so a paused former lock holder cannot overwrite a newer token. Returns whether
+   * it was written.
+   */
+  write(key: string, record: TokenRecord): Promise<boolean>;
+  /** Removes the record if it still holds `tokenId`. */
+  remove(key: string, tokenId: string): Promise<boolean>;
+  /** Takes the refresh lock, or undefined when another owner holds it. */
+  tryLock(key: string, ttlMs: number): Promise<StoreLock | undefined>;
+  publish(event: StoreEvent): Promise<void>;
+  subscribe(listener: (event: StoreEvent) => void): () => void;
+  /** Lets the store report whether it is reachable right now (metrics, status). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+/** Keys of one provider share a `{…}` hash tag, so its scripts work on Redis Cluster. */
+export function storeKey(prefix: string, provider: string, configHash: string): string {
+  return `${prefix}{${provider}:${configHash}}:token`;
+}
+
+export function lockKeyFor(tokenKey: string): string {
+  return tokenKey.replace(/:token$/, ':lock');
+}

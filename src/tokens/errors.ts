@@ -1,0 +1,79 @@
+// One error type for everything that can go wrong getting a token, with a stable code a caller
+// can switch on. The IdP's own `error`/`error_description` and HTTP status stay on the error;
+// no token, secret or assertion is ever put into a message.
+
+export type TokenErrorCode =
+  | 'ERR_IDP_TIMEOUT'        // an attempt exceeded resilience.timeout
+  | 'ERR_IDP_UNAVAILABLE'    // network error, reset, 5xx
+  | 'ERR_IDP_RATE_LIMITED'   // 429 (Retry-After honoured)
+  | 'ERR_IDP_BAD_RESPONSE'   // 2xx whose body is not a usable token response
+  | 'ERR_IDP_REJECTED'       // invalid_client / invalid_grant / unauthorized_client and other 4xx
+  | 'ERR_IDP_REDIRECT'       // the token endpoint redirected; never followed
+  | 'ERR_IDP_TLS'            // certificate or pin mismatch
+  | 'ERR_BREAKER_OPEN'       // the provider's breaker refused the call
+  | 'ERR_SOURCE_CONFIG'      // the source cannot work as configured (bad key, unreadable file)
+  | 'ERR_STORE_UNAVAILABLE'  // the shared store failed; callers fall back
+  | 'ERR_WAIT_BUDGET'        // a caller stopped waiting for the in-flight refresh
+  | 'ERR_REFRESH_UNSAFE'     // a rotating refresh token cannot be used safely right now
+  | 'ERR_SHUTTING_DOWN'      // no new refreshes during shutdown
+  | 'ERR_UNKNOWN_PROVIDER';
+
+/** Retrying may help: the endpoint was slow, down, overloaded or said something garbled. */
+const TRANSIENT: ReadonlySet<TokenErrorCode> = new Set(['ERR_IDP_TIMEOUT', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_RATE_LIMITED', 'ERR_IDP_BAD_RESPONSE']);
+
+export interface TokenErrorDetails {
+  readonly provider?: string;
+  readonly status?: number;
+  /** The IdP's OAuth error code, e.g. invalid_grant. */
+  readonly oauthError?: string;
+  readonly oauthErrorDescription?: string;
+  /** Milliseconds the endpoint asked us to wait (Retry-After). */
+  readonly retryAfterMs?: number;
+  readonly cause?: unknown;
+}
+
+export class TokenError extends Error {
+  readonly code: TokenErrorCode;
+  readonly provider: string | undefined;
+  readonly status: number | undefined;
+  readonly oauthError: string | undefined;
+  readonly oauthErrorDescription: string | undefined;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(code: TokenErrorCode, message: string, details: TokenErrorDetails = {}) {
+    super(message, details.cause !== undefined ? { cause: details.cause } : undefined);
+    this.name = 'TokenError';
+    this.code = code;
+    this.provider = details.provider;
+    this.status = details.status;
+    this.oauthError = details.oauthError;
+    this.oauthErrorDescription = details.oauthErrorDescription;
+    this.retryAfterMs = details.retryAfterMs;
+  }
+
+  get transient(): boolean {
+    return TRANSIENT.has(this.code);
+  }
+
+  /** A summary safe for logs, status pages and metrics (no secrets are ever put in messages). */
+  toJSON(): Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.status !== undefined ? { status: this.status } : {}),
+      ...(this.oauthError ? { error: this.oauthError } : {}),
+      ...(this.oauthErrorDescription ? { error_description: this.oauthErrorDescription } : {}),
+    };
+  }
+}
+
+export function isTokenError(err: unknown): err is TokenError {
+  return err instanceof TokenError;
+}
+
+/** Wraps anything thrown into a TokenError without losing the cause. */
+export function toTokenError(err: unknown, fallback: TokenErrorCode, provider?: string): TokenError {
+  if (err instanceof TokenError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new TokenError(fallback, message, { cause: err, ...(provider ? { provider } : {}) });
+}

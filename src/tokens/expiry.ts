@@ -1,0 +1,64 @@
+// When a token stops being usable and when to replace it, on the local clock.
+import { decodeJwt } from 'jose';
+import type { RefreshConfig } from '../config/types.js';
+import { NEVER_EXPIRES, type TokenRecord } from '../store/store.js';
+import type { FetchedToken } from './sources/source.js';
+import { tokenId } from './token-id.js';
+
+const MAX_SKEW_MS = 30_000;
+const MAX_REFRESH_BEFORE_MS = 5 * 60_000;
+
+function jwtExpMs(token: string): number | undefined {
+  if (!token.startsWith('eyJ')) return undefined;
+  try {
+    const { exp } = decodeJwt(token);
+    return typeof exp === 'number' ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Builds the record for a fetched token. Lifetime: the issuer's expires_in, else the JWT's exp,
+ * else the source default; measured from when the request was sent, so network time only ever
+ * makes us refresh early. Hard expiry takes off a skew of min(30s, 5% of the lifetime).
+ */
+export function recordFor(fetched: FetchedToken, sentAt: number, defaultTtlMs: number, refresh: RefreshConfig): TokenRecord {
+  const base = {
+    accessToken: fetched.accessToken,
+    tokenType: fetched.tokenType,
+    tokenId: tokenId(fetched.accessToken),
+    obtainedAt: sentAt,
+    ...(fetched.refreshToken ? { refreshToken: fetched.refreshToken } : {}),
+    ...(fetched.scope ? { scope: fetched.scope } : {}),
+  };
+  if (fetched.neverExpires) {
+    return { ...base, expiresAt: NEVER_EXPIRES, lifetimeMs: NEVER_EXPIRES, ...(fetched.recheckAfterMs ? { recheckAt: sentAt + fetched.recheckAfterMs } : {}) };
+  }
+  const fromJwt = jwtExpMs(fetched.accessToken);
+  const lifetimeMs = Math.max(0, fetched.expiresInMs ?? (fetched.expiresAtMs ?? fromJwt ?? sentAt + defaultTtlMs) - sentAt);
+  const skew = refresh.skew ?? Math.min(MAX_SKEW_MS, lifetimeMs * 0.05);
+  return { ...base, lifetimeMs, expiresAt: sentAt + lifetimeMs - Math.min(skew, lifetimeMs) };
+}
+
+/** How long before hard expiry a refresh starts: refresh.before, else min(5m, half the lifetime). */
+export function refreshLeadMs(record: TokenRecord, refresh: RefreshConfig): number {
+  if (record.expiresAt >= NEVER_EXPIRES) return 0;
+  const usable = record.expiresAt - record.obtainedAt;
+  const lead = refresh.before ?? Math.min(MAX_REFRESH_BEFORE_MS, record.lifetimeMs / 2);
+  return Math.min(lead, usable);
+}
+
+/** This replica's refresh moment: lead plus up to `jitter` of it, so replicas spread out. */
+export function refreshAtFor(record: TokenRecord, refresh: RefreshConfig, random: () => number): number {
+  if (record.expiresAt >= NEVER_EXPIRES) return record.recheckAt ?? NEVER_EXPIRES;
+  const lead = refreshLeadMs(record, refresh);
+  const jitter = Math.min(lead * refresh.jitter * random(), record.expiresAt - record.obtainedAt - lead);
+  return record.expiresAt - lead - Math.max(0, jitter);
+}
+
+/** The un-jittered refresh moment: used to judge whether a record from the store is fresh. */
+export function refreshDueAt(record: TokenRecord, refresh: RefreshConfig): number {
+  if (record.expiresAt >= NEVER_EXPIRES) return record.recheckAt ?? NEVER_EXPIRES;
+  return record.expiresAt - refreshLeadMs(record, refresh);
+}

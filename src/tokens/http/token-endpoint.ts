@@ -1,0 +1,87 @@
+// One OAuth2 token endpoint: client authentication (RFC 6749 §2.3, RFC 7523 §2.2), the POST,
+// and the checked interpretation of the answer. Shared by client_credentials, refresh_token
+// and jwt_bearer.
+import fs from 'node:fs';
+import type { TokenEndpointConfig } from '../../config/types.js';
+import { TokenError } from '../errors.js';
+import { JwtSigner } from '../sources/signer.js';
+import type { FetchContext } from '../sources/source.js';
+import { interpretTokenResponse, type TokenResponse } from './token-response.js';
+import { classifyNetworkError, createNodeTransport, type HttpTransport } from './transport.js';
+
+const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Client assertions are single-use and short-lived. */
+const ASSERTION_TTL_MS = 60_000;
+
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding. */
+function basicAuth(id: string, secret: string): string {
+  const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+export class TokenEndpoint {
+  readonly url: URL;
+  private readonly transport: HttpTransport & { close?(): void };
+  private readonly assertionSigner: JwtSigner | undefined;
+
+  constructor(private readonly config: TokenEndpointConfig, transport?: HttpTransport) {
+    this.url = new URL(config.tokenUrl);
+    if (transport) {
+      this.transport = transport;
+    } else {
+      let ca: Buffer | undefined;
+      if (config.tls?.caFile) {
+        try {
+          ca = fs.readFileSync(config.tls.caFile);
+        } catch (err) {
+          throw new TokenError('ERR_SOURCE_CONFIG', `cannot read tls.caFile ${config.tls.caFile}`, { cause: err });
+        }
+      }
+      this.transport = createNodeTransport({ ...(ca ? { ca } : {}), ...(config.tls?.pinSha256 ? { pinSha256: config.tls.pinSha256 } : {}) });
+    }
+    this.assertionSigner = config.authMethod === 'private_key_jwt' && config.privateKey
+      ? new JwtSigner({ algorithm: config.assertionAlgorithm, key: config.privateKey, ...(config.keyId ? { keyId: config.keyId } : {}) })
+      : undefined;
+  }
+
+  /** Posts `grant` plus client authentication and the configured scope/audience/params. */
+  async request(grant: Readonly<Record<string, string>>, ctx: FetchContext): Promise<TokenResponse> {
+    const c = this.config;
+    const form = new URLSearchParams();
+    for (const [k, v] of Object.entries(c.params)) form.set(k, v);
+    if (c.scope) form.set('scope', c.scope);
+    if (c.audience) form.set('audience', c.audience);
+    for (const [k, v] of Object.entries(grant)) form.set(k, v);
+    const headers: Record<string, string> = {
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+      'user-agent': 'tokengate',
+    };
+    if (c.authMethod === 'private_key_jwt' && this.assertionSigner && c.clientId) {
+      const { jwt } = await this.assertionSigner.sign({
+        claims: { iss: c.clientId, sub: c.clientId, aud: c.tokenUrl },
+        nowMs: ctx.now,
+        ttlMs: ASSERTION_TTL_MS,
+      });
+      form.set('client_id', c.clientId);
+      form.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
+      form.set('client_assertion', jwt);
+    } else if (c.clientId && c.clientSecret !== undefined && c.authMethod === 'client_secret_basic') {
+      headers.authorization = basicAuth(c.clientId, c.clientSecret);
+    } else if (c.clientId) {
+      form.set('client_id', c.clientId);
+      if (c.clientSecret !== undefined) form.set('client_secret', c.clientSecret);
+    }
+    let res;
+    try {
+      res = await this.transport({ url: this.url, headers, body: form.toString(), signal: ctx.signal });
+    } catch (err) {
+      throw classifyNetworkError(err, ctx.signal);
+    }
+    return interpretTokenResponse(res, ctx.now);
+  }
+
+  close(): void {
+    this.transport.close?.();
+  }
+}

@@ -1,0 +1,112 @@
+// The HTTP seam for token endpoints: node:http(s) rather than fetch, because pinning, a custom
+// CA, a TLS floor and a response cap all need socket-level options. Tests can pass their own.
+import http from 'node:http';
+import https from 'node:https';
+import { createHash } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import { checkServerIdentity } from 'node:tls';
+import { TokenError } from '../errors.js';
+
+export interface HttpRequest {
+  readonly url: URL;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+  readonly signal: AbortSignal;
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: string;
+}
+
+export type HttpTransport = (req: HttpRequest) => Promise<HttpResponse>;
+
+export interface TransportOptions {
+  /** PEM CA bundle replacing the system roots for this endpoint. */
+  readonly ca?: string | Buffer;
+  /** base64 SHA-256 of the server's SubjectPublicKeyInfo. */
+  readonly pinSha256?: string;
+  /** Bodies larger than this are refused. */
+  readonly maxResponseBytes?: number;
+}
+
+const TLS_ERROR = /^(CERT_|ERR_TLS_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO_|ERR_SSL_|HOSTNAME_MISMATCH)/;
+
+function pinCheck(pin: string) {
+  return (host: string, cert: PeerCertificate): Error | undefined => {
+    const standard = checkServerIdentity(host, cert);
+    if (standard) return standard;
+    const actual = createHash('sha256').update(cert.pubkey ?? Buffer.alloc(0)).digest('base64');
+    if (actual !== pin) {
+      return Object.assign(new Error(`certificate public key pin mismatch for ${host} (pinSha256 does not match)`), { code: 'ERR_TLS_PIN_MISMATCH' });
+    }
+    return undefined;
+  };
+}
+
+/** A transport with keep-alive connections, for one endpoint's TLS settings. */
+export function createNodeTransport(opts: TransportOptions = {}): HttpTransport & { close(): void } {
+  const maxBytes = opts.maxResponseBytes ?? 64 * 1024;
+  const httpsAgent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 4,
+    minVersion: 'TLSv1.2',
+    ...(opts.ca ? { ca: opts.ca } : {}),
+    ...(opts.pinSha256 ? { checkServerIdentity: pinCheck(opts.pinSha256) } : {}),
+  });
+  const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+
+  const transport = (req: HttpRequest): Promise<HttpResponse> =>
+    new Promise<HttpResponse>((resolve, reject) => {
+      const isHttps = req.url.protocol === 'https:';
+      const mod = isHttps ? https : http;
+      const body = Buffer.from(req.body);
+      const outgoing = mod.request(req.url, {
+        method: 'POST',
+        agent: isHttps ? httpsAgent : httpAgent,
+        headers: { ...req.headers, 'content-length': String(body.length) },
+        signal: req.signal,
+      });
+      outgoing.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) {
+            res.destroy();
+            reject(new TokenError('ERR_IDP_BAD_RESPONSE', `token endpoint response exceeds ${maxBytes} bytes`, { status: res.statusCode ?? 0 }));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', (err) => reject(classifyNetworkError(err, req.signal)));
+      });
+      outgoing.on('error', (err) => reject(classifyNetworkError(err, req.signal)));
+      outgoing.end(body);
+    });
+  return Object.assign(transport, {
+    close() {
+      httpsAgent.destroy();
+      httpAgent.destroy();
+    },
+  });
+}
+
+export function classifyNetworkError(err: unknown, signal: AbortSignal): TokenError {
+  if (err instanceof TokenError) return err;
+  if (signal.aborted) {
+    const reason = signal.reason as unknown;
+    if (reason instanceof TokenError) return reason;
+    return new TokenError('ERR_IDP_TIMEOUT', 'token endpoint did not answer in time', { cause: err });
+  }
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_TLS_PIN_MISMATCH') {
+    return new TokenError('ERR_IDP_TLS', (err as Error).message, { cause: err });
+  }
+  if (TLS_ERROR.test(code)) {
+    return new TokenError('ERR_IDP_TLS', `TLS handshake with token endpoint failed (${code})`, { cause: err });
+  }
+  return new TokenError('ERR_IDP_UNAVAILABLE', `token endpoint unreachable (${code || (err as Error).message})`, { cause: err });
+}

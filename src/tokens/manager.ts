@@ -1,0 +1,197 @@
+// The token layer as a library: providers by name, warm-up, get/invalidate/refresh, status,
+// reload. The gRPC service is a thin adapter over this.
+import { createHash } from 'node:crypto';
+import { systemClock, type Clock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
+import type { ProviderConfig, SourceConfig } from '../config/types.js';
+import { silentLogger, type Logger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { RetryAfterGate } from '../resilience/retry-after-gate.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { storeKey, type TokenStore } from '../store/store.js';
+import type { TokenServeSource } from './cached-token.js';
+import { TokenError, isTokenError } from './errors.js';
+import type { HttpTransport } from './http/transport.js';
+import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
+import { createSource } from './sources/index.js';
+
+export interface TokenManagerOptions {
+  readonly clock?: Clock;
+  readonly store?: TokenStore;
+  readonly logger?: Logger;
+  readonly metrics?: Metrics;
+  /** Replaces node:http(s) for token endpoints (tests). */
+  readonly transport?: HttpTransport;
+  readonly random?: () => number;
+  readonly keyPrefix?: string;
+}
+
+export interface IssuedToken {
+  readonly value: string;
+  readonly tokenType: string;
+  readonly tokenId: string;
+  /** Epoch ms of hard expiry (8.64e15 for tokens that never expire). */
+  readonly expiresAt: number;
+  /** The injected header's value, e.g. "Bearer …". */
+  readonly headerValue: string;
+  readonly source: TokenServeSource;
+}
+
+/** Identifies a source's configuration: a changed credential never reuses an old token. */
+export function sourceHash(source: SourceConfig): string {
+  return createHash('sha256').update(JSON.stringify(source)).digest('hex').slice(0, 16);
+}
+
+export class TokenManager {
+  private providers = new Map<string, Provider>();
+  readonly clock: Clock;
+  readonly store: TokenStore;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly replicaId = newReplicaId();
+  private readonly gate = new RetryAfterGate();
+  private readonly unsubscribe: () => void;
+  private closed = false;
+
+  constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.store = opts.store ?? new MemoryStore(() => this.clock.now());
+    this.logger = opts.logger ?? silentLogger;
+    this.metrics = opts.metrics ?? new Metrics();
+    this.providers = this.build(providers);
+    this.unsubscribe = this.store.subscribe((event) => {
+      void this.providers.get(event.provider)?.onStoreEvent(event).catch(() => undefined);
+    });
+    this.metrics.setGaugeSources({
+      expiresIn: () => this.gaugeExpiresIn(),
+      breakerStates: () => [...this.providers.values()].map((p) => [p.name, p.breakerValue()] as [string, number]),
+    });
+  }
+
+  private *gaugeExpiresIn(): Iterable<[string, number]> {
+    for (const p of this.providers.values()) {
+      const s = p.status();
+      if (s.expiresIn !== null) yield [p.name, s.expiresIn];
+    }
+  }
+
+  /** Builds providers; a source that cannot work as configured is a config error. */
+  private build(configs: Iterable<ProviderConfig>, reuse?: Map<string, Provider>): Map<string, Provider> {
+    const out = new Map<string, Provider>();
+    const problems: { path: string; problem: string }[] = [];
+    for (const config of configs) {
+      const hash = sourceHash(config.source);
+      const old = reuse?.get(config.name);
+      if (old && old.storeKey === this.keyFor(config.name, hash) && JSON.stringify(old.config) === JSON.stringify(config)) {
+        out.set(config.name, old);
+        continue;
+      }
+      try {
+        const source = createSource(config.source, this.opts.transport);
+        out.set(config.name, new Provider(config, source, {
+          clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
+          replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash),
+          ...(this.opts.random ? { random: this.opts.random } : {}),
+        }));
+      } catch (err) {
+        if (!isTokenError(err)) throw err;
+        problems.push({ path: `providers.${config.name}.source`, problem: err.message });
+      }
+    }
+    if (problems.length) throw new ConfigError(problems);
+    return out;
+  }
+
+  private keyFor(name: string, hash: string): string {
+    return storeKey(this.opts.keyPrefix ?? 'tokengate:', name, hash);
+  }
+
+  /** Starts the first fetch of every provider; resolves when each has settled (ok or not). */
+  async warmUp(): Promise<void> {
+    const all = [...this.providers.values()];
+    for (const p of all) p.refreshInBackground('warm_up');
+    await Promise.all(all.map((p) => p.warmedUp));
+  }
+
+  provider(name: string): Provider | undefined {
+    return this.providers.get(name);
+  }
+
+  names(): string[] {
+    return [...this.providers.keys()];
+  }
+
+  private require(name: string): Provider {
+    const p = this.providers.get(name);
+    if (!p) throw new TokenError('ERR_UNKNOWN_PROVIDER', `no provider named ${JSON.stringify(name.slice(0, 128))}`, { provider: name });
+    return p;
+  }
+
+  /** A usable token (waiting at most the provider's waitBudget), or a TokenError. */
+  async getToken(name: string): Promise<IssuedToken> {
+    const got = await this.require(name).acquire();
+    if (got.error) throw got.error;
+    const r = got.entry.record;
+    return { value: r.accessToken, tokenType: r.tokenType, tokenId: got.entry.tokenId, expiresAt: got.entry.expiresAt, headerValue: got.entry.headerValue, source: got.source };
+  }
+
+  /** Drops the provider's token everywhere (only if it is still `tokenId`, when given). */
+  invalidate(name: string, tokenId?: string): boolean {
+    return this.require(name).invalidate(tokenId);
+  }
+
+  /** Forces a refresh now and waits for it. */
+  async refresh(name: string): Promise<ProviderStatus> {
+    const p = this.require(name);
+    await p.refresh('admin');
+    return p.status();
+  }
+
+  stats(): ProviderStatus[] {
+    return [...this.providers.values()].map((p) => p.status());
+  }
+
+  /**
+   * Swaps in a new provider set. Providers whose config is unchanged are kept as they are (with
+   * their tokens); changed ones start fresh and are warmed up before the swap completes.
+   */
+  async reload(configs: Iterable<ProviderConfig>): Promise<{ added: string[]; changed: string[]; removed: string[] }> {
+    const list = [...configs];
+    const next = this.build(list, this.providers);
+    const added: string[] = [];
+    const changed: string[] = [];
+    const fresh: Provider[] = [];
+    for (const [name, p] of next) {
+      const old = this.providers.get(name);
+      if (old === p) continue;
+      (old ? changed : added).push(name);
+      // Same source (only inject/refresh/resilience settings changed): keep the token.
+      if (old && old.storeKey === p.storeKey) p.inherit(old);
+      else {
+        fresh.push(p);
+        p.refreshInBackground('warm_up');
+      }
+    }
+    await Promise.all(fresh.map((p) => p.warmedUp));
+    const removed = [...this.providers.keys()].filter((n) => !next.has(n));
+    const retired = [...this.providers.entries()].filter(([n, p]) => next.get(n) !== p).map(([, p]) => p);
+    this.providers = next;
+    for (const n of removed) this.metrics.forgetProvider(n);
+    await Promise.all(retired.map((p) => p.close(1_000)));
+    return { added, changed, removed };
+  }
+
+  /** No new refresh starts anywhere (shutdown's first step); cached tokens are still served. */
+  quiesce(): void {
+    for (const p of this.providers.values()) p.quiesce();
+  }
+
+  /** Stops new refreshes, lets in-flight ones finish (bounded), closes breakers and the store. */
+  async close(deadlineMs = 5_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.providers.values()].map((p) => p.close(deadlineMs)));
+    this.unsubscribe();
+    await this.store.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,21 @@
+// Self-signed JWTs (access-key/secret-key APIs): no network, a fresh token per lifetime.
+import type { JwtSource } from '../../config/types.js';
+import { JwtSigner } from './signer.js';
+import type { FetchContext, FetchedToken, TokenSource } from './source.js';
+
+export class SelfSignedJwt implements TokenSource {
+  readonly type = 'jwt';
+  readonly rotates = false;
+  readonly defaultTtlMs: number;
+  private readonly signer: JwtSigner;
+
+  constructor(private readonly config: JwtSource) {
+    this.signer = new JwtSigner({ algorithm: config.algorithm, key: config.key, ...(config.keyId ? { keyId: config.keyId } : {}) });
+    this.defaultTtlMs = config.ttl;
+  }
+
+  async fetch(ctx: FetchContext): Promise<FetchedToken> {
+    const { jwt, expiresAtMs } = await this.signer.sign({ claims: this.config.claims, nowMs: ctx.now, ttlMs: this.config.ttl });
+    return { accessToken: jwt, tokenType: 'Bearer', expiresAtMs };
+  }
+}
