@@ -12,9 +12,10 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
-COPY src ./src
-RUN npm run build
+# .dockerignore narrows this to the sources (tsconfig*, src/, proto/, …), never node_modules.
+COPY . .
+# proto/ holds tokengate's own .proto files; make sure the runtime COPY finds it either way.
+RUN mkdir -p proto && npm run build
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
@@ -23,7 +24,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 COPY --from=build /app/dist ./dist
-COPY proto ./proto
+COPY --from=build /app/proto ./proto
 # Files stay root-owned and read-only for the service user; it needs no writable path.
 USER node
 # 9191 gRPC (ext_authz, access-log feedback, health), 9192 admin HTTP (/healthz, /readyz, /metrics).

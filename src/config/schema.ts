@@ -232,7 +232,8 @@ function readSource(r: Reader): SourceConfig | undefined {
 }
 
 function readInject(r: Reader | undefined): InjectConfig {
-  const header = (r?.str('header', { pattern: HEADER_NAME, patternHint: 'expected an HTTP header name' }) ?? 'authorization').toLowerCase();
+  const header = (r?.str('header') ?? 'authorization').toLowerCase();
+  if (!HEADER_NAME.test(header)) r?.problem('header', 'expected an HTTP header name');
   if (header.startsWith(':') || header === 'host') r?.problem('header', 'pseudo-headers and host cannot be injected');
   const format = r?.str('format') ?? 'Bearer {token}';
   if (!format.includes('{token}')) r?.problem('format', 'must contain {token}');

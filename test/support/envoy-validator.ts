@@ -274,11 +274,13 @@ export class EnvoyConfigValidator {
     }
     for (const oneof of type.oneofsArray) this.checkOneof(oneof, seen, at, problems);
     for (const field of type.fieldsArray) {
-      if (field.partOf || seen.has(field.name)) {
-        if (field.repeated && seen.has(field.name)) this.checkMinItems(field, value[seen.get(field.name)!], joinKey(at, seen.get(field.name)!), problems);
-        continue;
+      const key = seen.get(field.name);
+      if (key !== undefined) {
+        if (field.repeated) this.checkMinItems(field, value[key], joinKey(at, key), problems);
+      } else if (!field.partOf) {
+        // PGV rules on oneof members only apply when the member is set
+        this.checkRequiredAbsent(field, name, at, problems);
       }
-      this.checkRequiredAbsent(field, name, at, problems);
     }
   }
 

@@ -1,0 +1,266 @@
+// The Check contract over real gRPC, decoded with Envoy's own protos.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+import { deniedBody, deniedHeader, envoyRequest, injected, metadata } from '../support/envoy-request.js';
+
+function ccProvider(name: string, idp: DemoTokenServer, extra = ''): string {
+  return `
+  ${name}:
+    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+${extra}`;
+}
+
+describe('Check: the injected credential', () => {
+  let idp: DemoTokenServer;
+  let t: TestApp;
+  beforeAll(async () => {
+    idp = new DemoTokenServer({ tokenTtlSeconds: 3600 });
+    await idp.start();
+    t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+providers:${ccProvider('cc', idp, `    inject: { removeHeaders: [x-client-credential, cookie] }`)}
+  apikey:
+    source: { type: static, token: "static-key-1234" }
+    inject: { header: X-Api-Key, format: "{token}" }
+routes:
+  - match: { authority: api.example.com }
+    provider: cc
+`);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await idp?.stop();
+  });
+
+  it('answers an Envoy-shaped request with OK, the header set to overwrite, and the metadata', async () => {
+    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', headers: { 'x-request-id': 'abc' } }));
+    expect(res.status?.code ?? 0).toBe(0);
+    expect(res.denied_response).toBeUndefined();
+    const h = injected(res)!;
+    expect(h.header).toEqual({ key: 'authorization', value: `Bearer ${idp.issuedAccessTokens[0]}` });
+    expect(h.append).toEqual({ value: false });
+    expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
+    expect(res.ok_response?.headers).toHaveLength(1);
+    expect(res.ok_response?.headers_to_remove).toEqual(['x-client-credential', 'cookie']);
+    const md = metadata(res);
+    expect(md).toEqual({ provider: 'cc', token_id: expect.stringMatching(/^[A-Za-z0-9_-]{12}$/), source: 'cache' });
+    expect(md.token_id).not.toContain(idp.issuedAccessTokens[0]!.slice(0, 8));
+  });
+
+  it('replaces a client-supplied credential instead of appending to it', async () => {
+    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', headers: { authorization: 'Bearer client-forged' } }));
+    const headers = res.ok_response?.headers ?? [];
+    expect(headers.filter((x) => x.header?.key === 'authorization')).toHaveLength(1);
+    expect(injected(res)?.header?.value).toBe(`Bearer ${idp.issuedAccessTokens[0]}`);
+    expect(injected(res)?.append?.value).toBe(false);
+  });
+
+  it('uses the provider named in context_extensions over the routes, with its own header and format', async () => {
+    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', contextExtensions: { provider: 'apikey' } }));
+    expect(injected(res, 'x-api-key')?.header?.value).toBe('static-key-1234');
+    expect(injected(res)).toBeUndefined();
+    expect(metadata(res).provider).toBe('apikey');
+  });
+
+  it('fetched the token once for all of the above', () => {
+    expect(idp.tokenRequestCount).toBe(1);
+  });
+});
+
+describe('Check: single flight and background refresh', () => {
+  let idp: DemoTokenServer;
+  let t: TestApp | undefined;
+  beforeAll(async () => {
+    idp = new DemoTokenServer();
+    await idp.start();
+  });
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+    idp.setBehaviour({ kind: 'ok' });
+    idp.reset();
+  });
+  afterAll(async () => idp?.stop());
+
+  it('500 concurrent Checks on a cold provider cause exactly one token request', async () => {
+    idp.setBehaviour({ kind: 'delay', ms: 100 });
+    t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+providers:${ccProvider('cold', idp, '    refresh: { waitBudget: 2s }')}
+`, { waitReady: false });
+    const results = await Promise.all(Array.from({ length: 500 }, () => t!.client.check(envoyRequest({ contextExtensions: { provider: 'cold' } }))));
+    expect(idp.tokenRequestCount).toBe(1);
+    const values = new Set(results.map((r) => injected(r)?.header?.value));
+    expect(values).toEqual(new Set([`Bearer ${idp.issuedAccessTokens[0]}`]));
+    expect(results.every((r) => (r.status?.code ?? 0) === 0)).toBe(true);
+    // Those that waited for the fetch say so; later arrivals were plain cache hits.
+    const sources = results.map((r) => metadata(r).source);
+    expect(sources).toContain('refreshed');
+    expect(sources.every((s) => s === 'refreshed' || s === 'cache')).toBe(true);
+  });
+
+  it('refreshes in the background before expiry, and no Check waits on it', async () => {
+    // 3 s tokens: skew 150 ms, refresh lead 1.5 s → refresh at ~1.35 s, hard expiry at 2.85 s.
+    idp.setTokenTtl(3);
+    t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
+`);
+    expect(idp.tokenRequestCount).toBe(1);
+    // The refresh is slow; Checks during it must still be answered at once from the cache.
+    idp.setBehaviour({ kind: 'delay', ms: 600 });
+    const seen: { at: number; value?: string; source?: string; took: number }[] = [];
+    const start = Date.now();
+    while (Date.now() - start < 2_600) {
+      const t0 = performance.now();
+      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'short' } }));
+      seen.push({ at: Date.now() - start, value: injected(res)?.header?.value, source: metadata(res).source, took: performance.now() - t0 });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(idp.tokenRequestCount).toBe(2);
+    const [first, second] = idp.issuedAccessTokens;
+    expect(seen[0]!.value).toBe(`Bearer ${first}`);
+    expect(seen.at(-1)!.value).toBe(`Bearer ${second}`);
+    // Every answer came from the cache: nobody waited for the 600 ms fetch.
+    expect(seen.every((s) => s.source === 'cache')).toBe(true);
+    expect(Math.max(...seen.map((s) => s.took))).toBeLessThan(550);
+  });
+});
+
+describe('Check: routing', () => {
+  let idp: DemoTokenServer;
+  let t: TestApp;
+  const yaml = (unmatched: string) => `
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+defaults: { unmatched: ${unmatched} }
+providers:
+  a: { source: { type: static, token: tok-a } }
+  b: { source: { type: static, token: tok-b } }
+  c: { source: { type: static, token: tok-c } }
+  d: { source: { type: static, token: tok-d } }
+routes:
+  - match: { authority: api.example.com, pathPrefix: /v1/, method: POST }
+    provider: a
+  - match: { authority: api.example.com, pathPrefix: /v1/ }
+    provider: b
+  - match: { authority: "*.example.org", headers: { x-tenant: blue } }
+    provider: c
+  - match: { authority: "*.example.org" }
+    provider: d
+`;
+  beforeAll(async () => {
+    idp = new DemoTokenServer();
+    t = await startTestApp(yaml('allow'));
+  });
+  afterAll(async () => t?.close());
+
+  const via = async (init: Parameters<typeof envoyRequest>[0]) => {
+    const res = await t.client.check(envoyRequest(init));
+    return injected(res)?.header?.value;
+  };
+
+  it('matches authority exactly (port and case ignored), path prefix, method and headers in order', async () => {
+    expect(await via({ authority: 'api.example.com', path: '/v1/x', method: 'POST' })).toBe('Bearer tok-a');
+    expect(await via({ authority: 'API.Example.com:443', path: '/v1/x', method: 'GET' })).toBe('Bearer tok-b');
+    expect(await via({ authority: 'api.example.com', path: '/v2/x' })).toBeUndefined();
+    expect(await via({ authority: 'eu.example.org', headers: { 'x-tenant': 'blue' } })).toBe('Bearer tok-c');
+    expect(await via({ authority: 'eu.example.org:8443', headers: { 'x-tenant': 'red' } })).toBe('Bearer tok-d');
+    // The wildcard needs a label in front: the bare domain does not match *.example.org.
+    expect(await via({ authority: 'example.org' })).toBeUndefined();
+    expect(await via({ authority: 'evil-example.org' })).toBeUndefined();
+  });
+
+  it('lets context_extensions override the routes', async () => {
+    expect(await via({ authority: 'api.example.com', path: '/v1/x', method: 'POST', contextExtensions: { provider: 'd' } })).toBe('Bearer tok-d');
+  });
+
+  it('allows an unmatched request without a credential (unmatched: allow)', async () => {
+    const res = await t.client.check(envoyRequest({ authority: 'other.example.net' }));
+    expect(res.status?.code ?? 0).toBe(0);
+    expect(res.ok_response?.headers ?? []).toEqual([]);
+  });
+
+  it('denies an unknown provider loudly: HTTP 500 with unknown_provider', async () => {
+    const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'nope' } }));
+    expect(res.status?.code).not.toBe(0);
+    expect(res.denied_response?.status?.code).toBe('InternalServerError');
+    expect(deniedBody(res)).toEqual({ error: 'unknown_provider', provider: 'nope' });
+  });
+
+  it('denies unmatched requests when unmatched: deny', async () => {
+    const d = await startTestApp(yaml('deny'));
+    try {
+      const res = await d.client.check(envoyRequest({ authority: 'other.example.net' }));
+      expect(res.status?.code).toBe(7);
+      expect(res.denied_response?.status?.code).toBe('Forbidden');
+      expect(deniedBody(res)).toEqual({ error: 'no_route' });
+    } finally {
+      await d.close();
+    }
+  });
+  void idp;
+});
+
+describe('Check: bad input gets a deliberate answer and the server keeps serving', () => {
+  let idp: DemoTokenServer;
+  let t: TestApp;
+  beforeAll(async () => {
+    idp = new DemoTokenServer();
+    await idp.start();
+    idp.setBehaviour({ kind: 'html' });
+    t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+defaults: { unmatched: allow, onTokenUnavailable: deny }
+providers:
+  good: { source: { type: static, token: good-token } }
+  html:
+    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    resilience: { retries: 0 }
+    refresh: { waitBudget: 500ms }
+routes:
+  - match: { authority: good.example.com }
+    provider: good
+`);
+  });
+  afterAll(async () => {
+    await t?.close();
+    await idp?.stop();
+  });
+
+  const stillServing = async () => {
+    const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'good' } }));
+    expect(injected(res)?.header?.value).toBe('Bearer good-token');
+  };
+
+  it('a request with no attributes, or no http request, is unmatched (allowed without credential)', async () => {
+    for (const req of [{}, { attributes: {} }, { attributes: { request: {} } }]) {
+      const res = await t.client.check(req);
+      expect(res.status?.code ?? 0).toBe(0);
+      expect(res.ok_response?.headers ?? []).toEqual([]);
+    }
+    await stillServing();
+  });
+
+  it('odd header casing and a 1 MB header map are answered', async () => {
+    const big: Record<string, string> = {};
+    for (let i = 0; i < 1024; i++) big[`x-filler-${i}`] = 'v'.repeat(1000);
+    const res = await t.client.check(envoyRequest({ authority: 'GOOD.Example.COM', headers: big }));
+    expect(injected(res)?.header?.value).toBe('Bearer good-token');
+    await stillServing();
+  });
+
+  it('an IdP answering HTML, or 200 without access_token, gives a 503 token_unavailable deny', async () => {
+    for (const [kind, code] of [['html', 'ERR_IDP_BAD_RESPONSE'], ['no_access_token', 'ERR_IDP_BAD_RESPONSE']] as const) {
+      idp.setBehaviour({ kind });
+      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'html' } }));
+      expect(res.status?.code).toBe(14);
+      expect(res.denied_response?.status?.code).toBe('ServiceUnavailable');
+      expect(deniedBody(res)).toMatchObject({ error: 'token_unavailable', provider: 'html' });
+      expect(Number(deniedHeader(res, 'retry-after'))).toBeGreaterThanOrEqual(1);
+      const status = t.app.manager.stats().find((s) => s.name === 'html')!;
+      expect(status.lastError).toMatchObject({ code });
+    }
+    await stillServing();
+  });
+});
