@@ -7,7 +7,9 @@ import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { AccessLogService } from './server/accesslog-service.js';
 import { AdminApi, type ReloadOutcome } from './server/admin-api.js';
+import { AdminGrpcService } from './server/admin-grpc.js';
 import { AdminHttpServer } from './server/admin-http.js';
 import { AuthzService } from './server/authz-service.js';
 import { Health } from './server/health.js';
@@ -63,6 +65,7 @@ export class Tokengate {
   grpcAddress = '';
   adminAddress: string | undefined;
   admin: AdminHttpServer | undefined;
+  accessLog: AccessLogService | undefined;
   /** Resolves once every provider has had its first fetch attempt and health is SERVING. */
   ready: Promise<void> = Promise.resolve();
 
@@ -100,6 +103,7 @@ export class Tokengate {
       const result = await this.manager.reload(next.providers.values());
       this.config = next;
       this.authz.configure(next);
+      this.accessLog?.configure(next);
       this.logger.setLevel(next.log.level);
       this.logger.info('config reloaded', { ...result, ...(unsupported.length ? { restartNeededFor: unsupported } : {}) });
       return { ok: true, ...result };
@@ -127,7 +131,10 @@ export class Tokengate {
     this.manager.quiesce();
     this.logger.info('shutting down', { deadlineMs });
     await withDeadline(this.authz.idle(), left() / 2);
-    await withDeadline(new Promise<void>((resolve) => this.server.tryShutdown(() => resolve())), left() / 2);
+    const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // Envoy keeps its access-log stream open for good: end it, or tryShutdown waits out the deadline.
+    this.accessLog?.close();
+    await withDeadline(drained, left() / 2);
     this.server.forceShutdown();
     await this.manager.close(Math.max(100, left()));
     await this.admin?.close().catch(() => undefined);
@@ -155,8 +162,13 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   const health = new Health();
   const server = new grpc.Server(GRPC_SERVER_OPTIONS);
   server.addService(authz.serviceDefinition, { Check: authz.check });
+  const accessLog = new AccessLogService({ manager, logger, metrics }, config);
+  server.addService(accessLog.serviceDefinition, { StreamAccessLogs: accessLog.streamAccessLogs });
   health.addTo(server);
   const app = new Tokengate(config, manager, authz, health, server, logger, metrics, opts);
+  app.accessLog = accessLog;
+  const adminGrpc = new AdminGrpcService(app.api, logger);
+  server.addService(adminGrpc.serviceDefinition, adminGrpc.handlers);
   try {
     app.grpcAddress = await bind(server, config.listen.grpc, serverCredentials(config.listen.tls));
     if (config.listen.admin) {

@@ -146,13 +146,28 @@ async function serve(file: string | undefined): Promise<void> {
   void app.ready.then(() => logger.info('ready', { health: 'SERVING' }));
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: the operator does not want to wait for the drain.
+      logger.warn('second signal: exiting without waiting for the drain', { signal });
+      process.exit(1);
+    }
     stopping = true;
     logger.info('signal received', { signal });
     const deadline = app.currentConfig.shutdown.deadline;
     // Backstop: whatever happens, the process is gone shortly after the deadline.
     setTimeout(() => process.exit(1), deadline + 2_000).unref();
-    app.close(deadline).then(() => process.exit(0), () => process.exit(1));
+    app.close(deadline).then(() => {
+      // Exit by letting the event loop run dry: a timer or socket that outlives close() is a
+      // leak, said out loud here rather than hidden by process.exit().
+      process.exitCode = 0;
+      setTimeout(() => {
+        logger.warn('shutdown finished but something keeps the process alive; exiting anyway', { resources: process.getActiveResourcesInfo() });
+        process.exit(0);
+      }, 1_000).unref();
+    }, (err: unknown) => {
+      logger.error('shutdown failed', { error: err });
+      process.exit(1);
+    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

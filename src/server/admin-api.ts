@@ -4,6 +4,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/provider.js';
 import { isTokenError } from '../tokens/errors.js';
+import { redact } from '../observability/redact.js';
 
 export type AdminErrorCode = 'unauthenticated' | 'disabled' | 'not_found' | 'invalid' | 'failed';
 
@@ -32,6 +33,11 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** An IdP's error_description is free text from outside: it passes through redaction like a log line. */
+function safeStatus(s: ProviderStatus): ProviderStatus {
+  return s.lastError ? { ...s, lastError: redact(s.lastError) as Record<string, unknown> } : s;
+}
+
 export class AdminApi {
   constructor(private readonly host: AdminHost) {}
 
@@ -49,10 +55,11 @@ export class AdminApi {
   }
 
   listTokens(): { providers: ProviderStatus[] } {
-    return { providers: this.host.manager.stats() };
+    return { providers: this.host.manager.stats().map(safeStatus) };
   }
 
   private known(provider: string): void {
+    if (!provider) throw new AdminError('invalid', 'provider is required');
     if (!this.host.manager.provider(provider)) throw new AdminError('not_found', 'no such provider', { provider: provider.slice(0, 128) });
   }
 
@@ -64,9 +71,9 @@ export class AdminApi {
   async refresh(provider: string): Promise<ProviderStatus> {
     this.known(provider);
     try {
-      return await this.host.manager.refresh(provider);
+      return safeStatus(await this.host.manager.refresh(provider));
     } catch (err) {
-      if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, error: err.toJSON() });
+      if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, error: redact(err.toJSON()) });
       throw err;
     }
   }

@@ -100,9 +100,16 @@ export class AdminHttpServer {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stops listening, lets requests in progress answer (an admin refresh that shutdown waited
+   * for still gets its response), then cuts whatever is left after `graceMs`.
+   */
+  async close(graceMs = 1_000): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    // Admin requests are short; keep-alive connections would otherwise hold close() open.
+    this.server.closeIdleConnections();
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => { t = setTimeout(resolve, graceMs); })]);
+    clearTimeout(t);
     this.server.closeAllConnections();
     await closed;
   }

@@ -27,6 +27,13 @@ export interface CheckRequestView {
 }
 
 type Answer = CheckResponseObject | Buffer;
+
+/** What a request log line reads back from an answer (decoded with Envoy's protos). */
+interface AnswerView {
+  readonly status?: { readonly code?: number; readonly message?: string };
+  readonly denied_response?: { readonly status?: { readonly code?: string | number } };
+  readonly dynamic_metadata?: { readonly fields?: Readonly<Record<string, { readonly stringValue?: string }>> };
+}
 type Callback = (err: grpc.ServiceError | null, value?: Answer) => void;
 
 const SOURCES: readonly TokenServeSource[] = ['cache', 'refreshed', 'stale', 'expired_grace', 'emergency'];
@@ -76,6 +83,7 @@ export class AuthzService {
   private defaults!: Config['defaults'];
   private logRequests = false;
   private readonly encode: (v: CheckResponseObject) => Buffer;
+  private readonly decode: (b: Buffer) => AnswerView;
   private readonly definition: grpc.ServiceDefinition;
   private readonly unmatchedCells;
   private readonly unknownCell;
@@ -87,6 +95,7 @@ export class AuthzService {
     const check = base.Check!;
     const encode = check.responseSerialize as (v: CheckResponseObject) => Buffer;
     this.encode = encode;
+    this.decode = check.responseDeserialize as (b: Buffer) => AnswerView;
     // A pre-serialised answer passes straight through; anything else is encoded as usual.
     this.definition = {
       ...base,
@@ -115,11 +124,13 @@ export class AuthzService {
     this.lanes = lanes;
     this.routes = new RouteTable(config.routes);
     this.defaults = config.defaults;
-    this.logRequests = config.log.requests;
+    // Decided once here, so the hot path pays a single boolean test when request logs are off.
+    this.logRequests = config.log.requests && config.log.level === 'debug';
   }
 
   /** The grpc-js handler. Always answers; never lets a rejection escape. */
   readonly check = (call: grpc.ServerUnaryCall<CheckRequestView, Answer>, callback: Callback): void => {
+    if (this.logRequests) callback = this.logged(call.request, callback);
     let attrs: CheckRequestView['attributes'];
     let name: string | undefined;
     try {
@@ -148,6 +159,38 @@ export class AuthzService {
       callback(null, deniedInternal());
     }
   };
+
+  /**
+   * `log.requests: true`: one debug line per Check saying what Envoy was told. The answer is
+   * read back from what was sent (pre-encoded or not), so the line cannot disagree with it.
+   * Never the query string or a header value: both can carry credentials.
+   */
+  private logged(request: CheckRequestView, callback: Callback): Callback {
+    const started = performance.now();
+    return (err, value) => {
+      try {
+        callback(err, value);
+      } finally {
+        try {
+          const http = request.attributes?.request?.http;
+          const res: AnswerView = value === undefined ? {} : Buffer.isBuffer(value) ? this.decode(value) : (value as AnswerView);
+          const md = res.dynamic_metadata?.fields;
+          const ok = (res.status?.code ?? 0) === 0;
+          this.deps.logger.debug('check', {
+            method: http?.method,
+            authority: http?.host?.slice(0, 256),
+            path: http?.path?.split('?', 1)[0]?.slice(0, 512),
+            result: err ? 'error' : ok ? 'ok' : 'denied',
+            ...(ok ? {} : { reason: res.status?.message, http_status: res.denied_response?.status?.code }),
+            provider: md?.provider?.stringValue,
+            token_id: md?.token_id?.stringValue,
+            source: md?.source?.stringValue,
+            ms: Math.round((performance.now() - started) * 1000) / 1000,
+          });
+        } catch { /* a log line must never break a Check */ }
+      }
+    };
+  }
 
   private unmatched(): CheckResponseObject {
     if (this.defaults.unmatched === 'deny') {

@@ -2,7 +2,7 @@
 // CA, a TLS floor and a response cap all need socket-level options. Tests can pass their own.
 import http from 'node:http';
 import https from 'node:https';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { checkServerIdentity } from 'node:tls';
 import { TokenError } from '../errors.js';
@@ -37,7 +37,15 @@ function pinCheck(pin: string) {
   return (host: string, cert: PeerCertificate): Error | undefined => {
     const standard = checkServerIdentity(host, cert);
     if (standard) return standard;
-    const actual = createHash('sha256').update(cert.pubkey ?? Buffer.alloc(0)).digest('base64');
+    // `cert.pubkey` is the SPKI only for RSA (for EC it is the bare point, for Ed25519 absent):
+    // hash the SubjectPublicKeyInfo taken from the DER certificate itself.
+    let actual: string;
+    try {
+      const spki = new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' });
+      actual = createHash('sha256').update(spki).digest('base64');
+    } catch {
+      actual = '';
+    }
     if (actual !== pin) {
       return Object.assign(new Error(`certificate public key pin mismatch for ${host} (pinSha256 does not match)`), { code: 'ERR_TLS_PIN_MISMATCH' });
     }
