@@ -90,6 +90,8 @@ export class Tokengate {
 
   private async doReload(): Promise<ReloadOutcome> {
     if (!this.opts.configPath) return { ok: false, problems: ['(file): tokengate was started without a config file'] };
+    // A reload would warm up new providers after shutdown stopped every refresh.
+    if (this.stopping) return { ok: false, problems: ['(reload): tokengate is shutting down'] };
     let next: Config;
     try {
       next = loadConfigFile(this.opts.configPath, this.opts.env);

@@ -171,7 +171,9 @@ async function serve(file: string | undefined): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void app.reload());
+  process.on('SIGHUP', () => {
+    if (!stopping) void app.reload();
+  });
 }
 
 function version(): string {

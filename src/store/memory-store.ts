@@ -7,13 +7,15 @@ export class MemoryStore implements TokenStore {
   readonly shared = false;
   private readonly records = new Map<string, TokenRecord>();
   private readonly locks = new Map<string, { owner: string; until: number }>();
+  private readonly claims = new Map<string, string>();
   private readonly listeners = new Set<(event: StoreEvent) => void>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
   async read(key: string): Promise<TokenRecord | undefined> {
     const r = this.records.get(key);
-    if (r && r.expiresAt <= this.now()) {
+    // A record past its access token's expiry is kept for its refresh token (see remove).
+    if (r && r.expiresAt <= this.now() && r.refreshToken === undefined) {
       this.records.delete(key);
       return undefined;
     }
@@ -24,13 +26,28 @@ export class MemoryStore implements TokenStore {
     const current = this.records.get(key);
     if (current && current.expiresAt > this.now() && current.expiresAt >= record.expiresAt && current.tokenId !== record.tokenId) return false;
     this.records.set(key, record);
+    this.claims.delete(key);
     return true;
   }
 
   async remove(key: string, tokenId: string): Promise<boolean> {
-    if (this.records.get(key)?.tokenId !== tokenId) return false;
-    this.records.delete(key);
+    const r = this.records.get(key);
+    if (r?.tokenId !== tokenId || r.expiresAt === 0) return false;
+    // The refresh token outlives its access token: the next refresh needs it.
+    if (r.refreshToken !== undefined) this.records.set(key, { ...r, expiresAt: 0 });
+    else this.records.delete(key);
     return true;
+  }
+
+  async claimRefresh(key: string, owner: string): Promise<string | undefined> {
+    const held = this.claims.get(key);
+    if (held !== undefined && held !== owner) return held;
+    this.claims.set(key, owner);
+    return undefined;
+  }
+
+  async releaseRefreshClaim(key: string, owner: string): Promise<void> {
+    if (this.claims.get(key) === owner) this.claims.delete(key);
   }
 
   async tryLock(key: string, ttlMs: number): Promise<StoreLock | undefined> {

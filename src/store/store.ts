@@ -50,10 +50,23 @@ export interface TokenStore {
    * it was written.
    */
   write(key: string, record: TokenRecord): Promise<boolean>;
-  /** Removes the record if it still holds `tokenId`. */
+  /**
+   * Drops the access token if the record still holds `tokenId`. A refresh token in the record
+   * stays (read returns it with `expiresAt` 0): presenting an older one would revoke the grant.
+   */
   remove(key: string, tokenId: string): Promise<boolean>;
   /** Takes the refresh lock, or undefined when another owner holds it. */
   tryLock(key: string, ttlMs: number): Promise<StoreLock | undefined>;
+  /**
+   * Rotating refresh tokens, taken by the lock holder right before it presents the newest refresh
+   * token. Resolves undefined when `owner` now holds the claim (or already did), else the owner
+   * that claimed it and never stored the result: that token may be spent, and presenting it
+   * again would get the grant revoked. A successful `write` clears the claim.
+   * Optional: a store without it gives no protection beyond its lock.
+   */
+  claimRefresh?(key: string, owner: string): Promise<string | undefined>;
+  /** Gives a claim back after a refresh that failed, so the token may be presented again. */
+  releaseRefreshClaim?(key: string, owner: string): Promise<void>;
   publish(event: StoreEvent): Promise<void>;
   subscribe(listener: (event: StoreEvent) => void): () => void;
   /** Lets the store report whether it is reachable right now (metrics, status). */

@@ -200,7 +200,8 @@ export class Provider {
       return entry;
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', this.name);
-      this.lastError = err;
+      // "The breaker is open" is a consequence; the IdP's own error stays the one to show.
+      if (err.code !== 'ERR_BREAKER_OPEN' || !this.lastError) this.lastError = err;
       this.failures++;
       if (this.current) this.hotSource = 'stale';
       const level = err.transient || err.code === 'ERR_BREAKER_OPEN' || err.code === 'ERR_SHUTTING_DOWN' ? 'warn' : 'error';
@@ -334,7 +335,7 @@ export class Provider {
   private scheduleRetry(err: TokenError): void {
     const now = this.deps.clock.now();
     let delay: number;
-    switch (err.code) {
+    switch (this.breaker.state === 'open' ? 'ERR_BREAKER_OPEN' : err.code) {
       case 'ERR_SHUTTING_DOWN':
         return;
       case 'ERR_BREAKER_OPEN':

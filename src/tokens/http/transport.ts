@@ -77,6 +77,12 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
         signal: req.signal,
       });
       outgoing.on('response', (res) => {
+        // A declared oversized body is refused before a byte of it is read.
+        if (Number(res.headers['content-length']) > maxBytes) {
+          res.destroy();
+          reject(new TokenError('ERR_IDP_BAD_RESPONSE', `token endpoint response exceeds ${maxBytes} bytes (content-length ${Number(res.headers['content-length'])})`, { status: res.statusCode ?? 0 }));
+          return;
+        }
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -115,6 +121,12 @@ export function classifyNetworkError(err: unknown, signal: AbortSignal): TokenEr
   }
   if (TLS_ERROR.test(code)) {
     return new TokenError('ERR_IDP_TLS', `TLS handshake with token endpoint failed (${code})`, { cause: err });
+  }
+  // OpenSSL failures (protocol version below the TLS 1.2 floor, plain http behind an https URL)
+  // surface as EPROTO: a TLS problem to fix in the config, not an outage to retry.
+  const ssl = /SSL routines:[^:]*:([^:]+):/.exec((err as Error).message ?? '');
+  if (code === 'EPROTO' && ssl) {
+    return new TokenError('ERR_IDP_TLS', `TLS handshake with token endpoint failed (${ssl[1]})`, { cause: err });
   }
   return new TokenError('ERR_IDP_UNAVAILABLE', `token endpoint unreachable (${code || (err as Error).message})`, { cause: err });
 }

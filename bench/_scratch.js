@@ -1,0 +1,34 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Child, sleep } from './procs.js';
+import { BENCH_ENV, providersYaml } from './configs.js';
+const here = path.dirname(fileURLToPath(import.meta.url));
+fs.writeFileSync('/tmp/benchx/p1.yaml', providersYaml(1));
+const tg = new Child('tokengate', path.join(here, 'target.js'), { args: ['tokengate'], env: { ...BENCH_ENV, BENCH_CONFIG: '/tmp/benchx/p1.yaml' }, execArgv: ['--expose-gc'] });
+const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: process.env.LGPROF ? ['--cpu-prof', '--cpu-prof-dir', '/tmp/benchx/lgprof'] : [] });
+const tgInfo = await tg.ready; await lg.ready;
+console.log(tgInfo);
+await lg.call('connect', { key: 'tg', address: tgInfo.address, channels: 4 });
+const init = { contextExtensions: { provider: 'p0' } };
+const res = await lg.call('probe', { key: 'tg', init });
+console.log(JSON.stringify(res));
+const h = res.ok_response.headers[0];
+const answer = { provider: 'p0', headerValue: h.header.value, tokenId: res.dynamic_metadata.fields.token_id.stringValue, source: 'cache', header: h.header.key };
+const fo = new Child('floor-object', path.join(here, 'target.js'), { args: ['floor-object'], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) } });
+const fb = new Child('floor-buffer', path.join(here, 'target.js'), { args: ['floor-buffer'], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) } });
+const targets = { tg: [tg, tgInfo], fo: [fo, await fo.ready], fb: [fb, await fb.ready] };
+for (const k of ['fo', 'fb']) await lg.call('connect', { key: k, address: targets[k][1].address, channels: 4 });
+console.log(JSON.stringify(await lg.call('probe', { key: 'fo', init })) === JSON.stringify(res), JSON.stringify(await lg.call('probe', { key: 'fb', init })) === JSON.stringify(res));
+const conc = Number(process.argv[2] ?? 64);
+for (let round = 0; round < 3; round++) for (const k of ['fo', 'fb', 'tg']) {
+  const [child] = targets[k];
+  const lc0 = await lg.call('cpu');
+  const p = lg.call('closed', { key: k, init, concurrency: conc, durationMs: 2500 });
+  await sleep(500); const a = await child.call('stats'); await sleep(1800); const b = await child.call('stats');
+  const r = await p; const lc1 = await lg.call('cpu');
+  const served = b.served - a.served, secs = (b.hr - a.hr) / 1e6, cpu = (b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system);
+  const lgcpu = (lc1.user + lc1.system - lc0.user - lc0.system) / 1e6 / (r.elapsedMs / 1000);
+  console.log(round, k, 'rate', (served / secs).toFixed(0), 'cpu/check us', (cpu / served).toFixed(1), 'srv cpu%', (cpu / 1e4 / secs).toFixed(0), 'lg cpu%', (lgcpu * 100).toFixed(0), 'err', r.errors);
+}
+for (const c of [tg, fo, fb, lg]) await c.stop();

@@ -1,0 +1,61 @@
+// YAML for the bench's tokengate processes. Secrets come from the environment (`${env:…}`),
+// as in production, so no config warns about literal secrets. Logs at warn: a cache hit never
+// logs anyway, and 10 000 "token fetched" lines would only measure the log sink.
+import crypto from 'node:crypto';
+
+export const BENCH_ENV = {
+  BENCH_JWT_KEY: crypto.randomBytes(32).toString('hex'),
+  BENCH_ADMIN_TOKEN: crypto.randomBytes(24).toString('hex'),
+  BENCH_ENC_KEY: crypto.randomBytes(32).toString('base64'),
+};
+
+export const providerName = (i) => `p${i}`;
+export const routeAuthority = (i) => `svc-${i}.bench.example`;
+
+function jwtProvider(i) {
+  return `  ${providerName(i)}: { source: { type: jwt, algorithm: HS256, key: "\${env:BENCH_JWT_KEY}", claims: { iss: bench-${i}, aud: upstream-${i} }, ttl: 30m } }`;
+}
+
+function storeBlock(store) {
+  if (store !== 'redis') return '';
+  return [
+    'store:',
+    '  type: redis',
+    '  redis: { url: "${env:BENCH_REDIS_URL}", keyPrefix: "tokengate-bench:" }',
+    '  encryptionKey: "${env:BENCH_ENC_KEY}"',
+  ].join('\n');
+}
+
+/**
+ * `n` self-signed JWT providers (HS256, 30 min) and one route per provider, in order:
+ * `svc-<i>.bench.example` under `/v1/` → p<i>. The last route is the worst case of a
+ * first-match scan.
+ */
+export function providersYaml(n, { store = 'memory' } = {}) {
+  const lines = [
+    'listen: { grpc: "127.0.0.1:0", admin: "off" }',
+    'log: { level: warn }',
+    storeBlock(store),
+    'providers:',
+  ];
+  for (let i = 0; i < n; i++) lines.push(jwtProvider(i));
+  lines.push('routes:');
+  for (let i = 0; i < n; i++) lines.push(`  - { match: { authority: ${routeAuthority(i)}, pathPrefix: /v1/ }, provider: ${providerName(i)} }`);
+  return `${lines.filter(Boolean).join('\n')}\n`;
+}
+
+/**
+ * One client_credentials provider against the demo IdP. `refresh.before: 0s` and no jitter:
+ * the scheduled refresh starts exactly at hard expiry, so a Check arriving then finds no
+ * usable token and must wait for the single in-flight refresh (the storm).
+ */
+export function stormYaml() {
+  return `listen: { grpc: "127.0.0.1:0", admin: "127.0.0.1:0" }
+admin: { token: "\${env:BENCH_ADMIN_TOKEN}" }
+log: { level: warn }
+providers:
+  storm:
+    source: { type: client_credentials, tokenUrl: "\${env:BENCH_IDP_URL}", clientId: demo-client, clientSecret: "\${env:BENCH_IDP_SECRET}" }
+    refresh: { before: 0s, jitter: 0 }
+`;
+}

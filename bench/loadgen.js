@@ -1,0 +1,204 @@
+// The load generator, in its own process: @grpc/grpc-js clients over several HTTP/2
+// connections (one channel each: a local subchannel pool and a distinct channel option), the
+// same encoded Envoy-shaped CheckRequest for every target. Closed loop for saturating
+// throughput at a fixed concurrency; open loop (paced) for latency at a fixed offered rate;
+// bursts for refresh storms. Answers are passed through undecoded on the measured paths so the
+// generator spends as little of the shared CPU as it can.
+import * as grpc from '@grpc/grpc-js';
+import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
+import { announceReady, serveParent } from './procs.js';
+import { latencySummary } from './stats.js';
+
+const passThrough = (b) => b;
+const targets = new Map();
+const requests = new Map();
+
+function requestFor(init) {
+  const key = JSON.stringify(init ?? {});
+  let buf = requests.get(key);
+  if (!buf) {
+    buf = encodedRequest(init ?? {});
+    requests.set(key, buf);
+  }
+  return buf;
+}
+
+function clientsFor(key) {
+  const c = targets.get(key);
+  if (!c) throw new Error(`no target ${key}: connect first`);
+  return c;
+}
+
+async function connect({ key, address, channels }) {
+  const old = targets.get(key);
+  if (old) for (const c of old) c.close();
+  const clients = [];
+  for (let i = 0; i < channels; i++) {
+    clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'bench.channel_index': i, // distinct options: never one shared connection
+      'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    }));
+  }
+  await Promise.all(clients.map((c) => new Promise((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))));
+  targets.set(key, clients);
+  return { channels: clients.length };
+}
+
+function call(client, buf, decode, deadlineMs, cb) {
+  const opts = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+  client.makeUnaryRequest(CHECK_METHOD, passThrough, decode ? checkCodec().decodeResponse : passThrough, buf, new grpc.Metadata(), opts, cb);
+}
+
+/** One decoded Check: the answer shape, for the report. */
+function probe({ key, init }) {
+  const [client] = clientsFor(key);
+  return new Promise((resolve, reject) => call(client, requestFor(init), true, 5_000, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/** Closed loop: `concurrency` calls always in flight for `durationMs`. */
+function closed({ key, init, concurrency, durationMs }) {
+  const clients = clientsFor(key);
+  const buf = requestFor(init);
+  let ok = 0;
+  let errors = 0;
+  let lastError;
+  let stopping = false;
+  let active = 0;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const finish = () => resolve({ ok, errors, lastError, elapsedMs: performance.now() - started, rate: ok / ((performance.now() - started) / 1000) });
+    const issue = (i) => {
+      active++;
+      call(clients[i % clients.length], buf, false, 0, (err) => {
+        active--;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else ok++;
+        if (!stopping) issue(i);
+        else if (active === 0) finish();
+      });
+    };
+    for (let i = 0; i < concurrency; i++) issue(i);
+    setTimeout(() => {
+      stopping = true;
+    }, durationMs);
+  });
+}
+
+/**
+ * Open loop: calls sent on a schedule of `rate` per second for `durationMs`, whatever the
+ * answers do; latency from each call's send to its answer. The schedule runs on 1 ms timers
+ * (a busy loop would steal the server's CPU on a 2-core machine), so sends come in small
+ * bursts; `lag` reports how late sends were against the ideal schedule.
+ */
+function open({ key, init, rate, durationMs, warmupMs }) {
+  const clients = clientsFor(key);
+  const buf = requestFor(init);
+  const total = Math.floor((rate * (warmupMs + durationMs)) / 1000);
+  const skip = Math.floor((rate * warmupMs) / 1000);
+  const interval = 1000 / rate;
+  const lat = new Float64Array(total - skip);
+  const lag = new Float64Array(total - skip);
+  let recorded = 0;
+  let sent = 0;
+  let settled = 0;
+  let errors = 0;
+  let lastError;
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const done = () => {
+      const samples = Array.from(lat.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000);
+      resolve({
+        offered: rate,
+        sent,
+        errors,
+        lastError,
+        achievedRate: recorded / (durationMs / 1000),
+        latency: latencySummary(samples),
+        lag: latencySummary(Array.from(lag.subarray(0, recorded))),
+        samples,
+      });
+    };
+    const send = (i) => {
+      const t = performance.now();
+      call(clients[i % clients.length], buf, false, 0, (err) => {
+        settled++;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else if (i >= skip) {
+          lat[recorded] = performance.now() - t;
+          lag[recorded] = t - (start + i * interval);
+          recorded++;
+        }
+        if (settled === total) done();
+      });
+    };
+    const tick = () => {
+      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+      while (sent < due) send(sent++);
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+/** N Checks at once (optionally right after an admin invalidation); each answer decoded. */
+async function burst({ key, init, n, deadlineMs, invalidate }) {
+  const clients = clientsFor(key);
+  const buf = requestFor(init);
+  if (invalidate) {
+    const res = await fetch(invalidate.url, { method: 'POST', headers: { authorization: `Bearer ${invalidate.token}` } });
+    await res.text();
+    if (res.status !== 200) throw new Error(`invalidate answered ${res.status}`);
+  }
+  const lat = new Float64Array(n);
+  const outcomes = { ok: 0, denied: 0, grpcErrors: 0 };
+  const sources = {};
+  let lastError;
+  const t0 = performance.now();
+  let lastSent = 0;
+  await new Promise((resolve) => {
+    let settled = 0;
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      call(clients[i % clients.length], buf, true, deadlineMs, (err, res) => {
+        lat[i] = performance.now() - t;
+        if (err) {
+          outcomes.grpcErrors++;
+          lastError = err.message;
+        } else if ((res.status?.code ?? 0) === 0) {
+          outcomes.ok++;
+          const s = res.dynamic_metadata?.fields?.source?.stringValue ?? 'none';
+          sources[s] = (sources[s] ?? 0) + 1;
+        } else {
+          outcomes.denied++;
+          lastError = res.denied_response?.body;
+        }
+        if (++settled === n) resolve();
+      });
+      lastSent = performance.now();
+    }
+  });
+  return { n, ...outcomes, sources, lastError, dispatchMs: lastSent - t0, totalMs: performance.now() - t0, latency: latencySummary(Array.from(lat)) };
+}
+
+serveParent({
+  connect,
+  probe,
+  closed,
+  open,
+  burst,
+  disconnect: ({ key }) => {
+    for (const c of targets.get(key) ?? []) c.close();
+    targets.delete(key);
+    return {};
+  },
+  cpu: () => process.cpuUsage(),
+  stop: () => {
+    for (const cs of targets.values()) for (const c of cs) c.close();
+  },
+});
+announceReady({ pid: process.pid });

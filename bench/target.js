@@ -1,0 +1,139 @@
+// A server under test, in its own process: `floor-object`, `floor-buffer` or `tokengate`.
+//
+// The floors are do-nothing ext_authz servers on the same stack as tokengate: the same
+// @grpc/grpc-js server, the same server options, the same service definition (so the same
+// proto-loader options decode every CheckRequest exactly as in tokengate), and the same answer
+// shape: one header with append:false + append_action, and the dynamic metadata.
+//   floor-object  answers a constant response object (grpc-js encodes it on every call): the
+//                 "do nothing" floor of a plain grpc-js service.
+//   floor-buffer  answers a constant, pre-encoded Buffer through a pass-through serialiser: the
+//                 lowest cost this stack allows, and exactly what tokengate's cache hit does.
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
+import { parseConfig } from '../dist/config/load.js';
+import { createLogger } from '../dist/observability/logger.js';
+import { okWithToken } from '../dist/server/check-response.js';
+import { authorizationServiceDefinition } from '../dist/server/protos.js';
+import { announceFailure, announceReady, serveParent } from './procs.js';
+
+const role = process.argv[2];
+
+function memory() {
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+function gcNow() {
+  if (typeof globalThis.gc === 'function') {
+    globalThis.gc();
+    globalThis.gc();
+  }
+}
+
+function bindServer(server) {
+  return new Promise((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(`127.0.0.1:${port}`)));
+  });
+}
+
+async function startFloor(kind) {
+  /** The answer tokengate gives for the same token: same header, same metadata, same bytes. */
+  const a = JSON.parse(process.env.BENCH_FLOOR_ANSWER ?? '{}');
+  const answer = okWithToken(
+    a.provider ?? 'p0',
+    { headerValue: a.headerValue ?? 'Bearer floor', tokenId: a.tokenId ?? 'floor' },
+    a.source ?? 'cache',
+    { header: a.header ?? 'authorization', format: 'Bearer {token}', removeHeaders: [] },
+  );
+  const base = authorizationServiceDefinition();
+  const check = base.Check;
+  let served = 0;
+  let definition = base;
+  let handler;
+  if (kind === 'buffer') {
+    const encode = check.responseSerialize;
+    const buf = encode(answer);
+    definition = { ...base, Check: { ...check, responseSerialize: (v) => (Buffer.isBuffer(v) ? v : encode(v)) } };
+    handler = (_call, callback) => {
+      served++;
+      callback(null, buf);
+    };
+  } else {
+    handler = (_call, callback) => {
+      served++;
+      callback(null, answer);
+    };
+  }
+  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  server.addService(definition, { Check: handler });
+  const address = await bindServer(server);
+  return {
+    address,
+    served: () => served,
+    stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+    extra: {},
+  };
+}
+
+/** Checks answered so far, from tokengate's own checks_total counter (bench-only peek). */
+function checksServed(metrics) {
+  const cells = metrics.checks.cells;
+  if (cells instanceof Map) {
+    let n = 0;
+    for (const e of cells.values()) n += e.cell.value;
+    return n;
+  }
+  let n = 0;
+  for (const line of metrics.render().split('\n')) if (line.startsWith('tokengate_checks_total{')) n += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return n;
+}
+
+async function startTokengateTarget() {
+  const yaml = fs.readFileSync(process.env.BENCH_CONFIG, 'utf8');
+  const t0 = performance.now();
+  const config = parseConfig(yaml, { env: process.env });
+  const parsedMs = performance.now() - t0;
+  const logger = createLogger({ level: config.log.level, sink: (line) => process.stderr.write(`${line}\n`) });
+  const app = await startTokengate(config, { logger });
+  const startedMs = performance.now() - t0;
+  await app.ready;
+  const readyMs = performance.now() - t0;
+  return {
+    address: app.grpcAddress,
+    served: () => checksServed(app.metrics),
+    stop: () => app.close(2_000),
+    extra: {
+      adminAddress: app.adminAddress,
+      providers: config.providers.size,
+      routes: config.routes.length,
+      parseMs: parsedMs,
+      listenMs: startedMs,
+      warmupMs: readyMs - startedMs,
+      readyMs,
+      states: tally(app.manager.stats().map((s) => s.state)),
+    },
+  };
+}
+
+function tally(values) {
+  const out = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
+try {
+  const t = role === 'tokengate' ? await startTokengateTarget() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
+  serveParent({
+    stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
+    memory: () => {
+      gcNow();
+      return memory();
+    },
+    stop: () => t.stop(),
+  });
+  gcNow();
+  announceReady({ role, pid: process.pid, address: t.address, mem: memory(), ...t.extra });
+} catch (err) {
+  announceFailure(err);
+}
