@@ -21,10 +21,12 @@ const targets = { tg: [tg, tgInfo], fo: [fo, await fo.ready], fb: [fb, await fb.
 for (const k of ['fo', 'fb']) await lg.call('connect', { key: k, address: targets[k][1].address, channels: 4 });
 console.log(JSON.stringify(await lg.call('probe', { key: 'fo', init })) === JSON.stringify(res), JSON.stringify(await lg.call('probe', { key: 'fb', init })) === JSON.stringify(res));
 const conc = Number(process.argv[2] ?? 64);
+const CL = process.argv[3] ?? 'grpc-js';
+for (const k of ['fo', 'fb', 'tg']) await lg.call('connect', { key: k + CL, address: targets[k][1].address, channels: 4, client: CL });
 for (let round = 0; round < 3; round++) for (const k of ['fo', 'fb', 'tg']) {
   const [child] = targets[k];
   const lc0 = await lg.call('cpu');
-  const p = lg.call('closed', { key: k, init, concurrency: conc, durationMs: 2500 });
+  const p = lg.call('closed', { key: k + CL, init, concurrency: conc, durationMs: 2500 });
   await sleep(500); const a = await child.call('stats'); await sleep(1800); const b = await child.call('stats');
   const r = await p; const lc1 = await lg.call('cpu');
   const served = b.served - a.served, secs = (b.hr - a.hr) / 1e6, cpu = (b.cpu.user + b.cpu.system - a.cpu.user - a.cpu.system);

@@ -4,6 +4,7 @@
 // throughput at a fixed concurrency; open loop (paced) for latency at a fixed offered rate;
 // bursts for refresh storms. Answers are passed through undecoded on the measured paths so the
 // generator spends as little of the shared CPU as it can.
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
 import { announceReady, serveParent } from './procs.js';
@@ -29,9 +30,58 @@ function clientsFor(key) {
   return c;
 }
 
-async function connect({ key, address, channels }) {
+/**
+ * A lean gRPC-over-HTTP/2 caller on node:http2 (same framing, same bytes on the wire as a
+ * grpc-js client, none of its call machinery): a load generator that costs the shared CPU
+ * less than the server it drives. Only for the closed loop; status from the trailers.
+ */
+class H2Caller {
+  constructor(address) {
+    this.session = http2.connect(`http://${address}`);
+    this.session.on('error', () => undefined);
+    this.session.unref();
+  }
+  ready() {
+    return new Promise((resolve, reject) => {
+      if (this.session.connecting === false) return resolve();
+      this.session.once('connect', () => resolve());
+      this.session.once('error', reject);
+    });
+  }
+  close() {
+    this.session.close();
+  }
+  makeUnaryRequest(_method, _ser, _deser, buf, _md, _opts, cb) {
+    const frame = Buffer.allocUnsafe(5 + buf.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(buf.length, 1);
+    buf.copy(frame, 5);
+    const req = this.session.request(H2_HEADERS);
+    let status;
+    req.on('response', (h) => {
+      if (h['grpc-status'] !== undefined) status = h['grpc-status'];
+    });
+    req.on('trailers', (t) => {
+      status = t['grpc-status'];
+    });
+    req.on('data', noop);
+    req.on('error', (err) => cb(err));
+    req.on('end', () => cb(status === '0' ? null : new Error(`grpc-status ${status}`)));
+    req.end(frame);
+  }
+}
+const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers' };
+const noop = () => undefined;
+
+async function connect({ key, address, channels, client = 'grpc-js' }) {
   const old = targets.get(key);
   if (old) for (const c of old) c.close();
+  if (client === 'h2') {
+    const callers = Array.from({ length: channels }, () => new H2Caller(address));
+    await Promise.all(callers.map((c) => c.ready()));
+    targets.set(key, callers);
+    return { channels: callers.length, client };
+  }
   const clients = [];
   for (let i = 0; i < channels; i++) {
     clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), {
@@ -42,7 +92,7 @@ async function connect({ key, address, channels }) {
   }
   await Promise.all(clients.map((c) => new Promise((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))));
   targets.set(key, clients);
-  return { channels: clients.length };
+  return { channels: clients.length, client };
 }
 
 function call(client, buf, decode, deadlineMs, cb) {

@@ -73,7 +73,7 @@ export class AdminApi {
     try {
       return safeStatus(await this.host.manager.refresh(provider));
     } catch (err) {
-      if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, error: redact(err.toJSON()) });
+      if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, cause: redact(err.toJSON()) });
       throw err;
     }
   }

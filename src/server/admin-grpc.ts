@@ -77,7 +77,7 @@ export function toProviderStatusMessage(s: ProviderStatus): ProviderStatusMessag
 }
 
 function toServiceError(err: AdminError): Partial<grpc.StatusObject> {
-  const detail = err.details?.error as Record<string, unknown> | undefined;
+  const detail = err.details?.cause as Record<string, unknown> | undefined;
   return { code: GRPC_STATUS[err.code], details: detail ? `${err.message}: ${errorSummary(detail)}` : err.message };
 }
 

@@ -94,7 +94,7 @@ export class AdminHttpServer {
         const headers = err.code === 'unauthenticated' ? { 'www-authenticate': 'Bearer' } : {};
         res.setHeader('content-type', 'application/json');
         for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-        return send(res, HTTP_STATUS[err.code], { error: err.code, message: err.message, ...err.details });
+        return send(res, HTTP_STATUS[err.code], { ...err.details, error: err.code, message: err.message });
       }
       throw err;
     }

@@ -1,10 +1,387 @@
-// Placeholder until the Redis store lands: keeps `store.type: redis` a clear error.
-import type { StoreConfig } from '../config/types.js';
+// The shared store on Redis (ioredis 5; standalone, Sentinel or Cluster): where replicas meet.
+// Two connections: one for records, locks and publishing, one dedicated to the event channel.
+// Every call fails fast (no offline queue, short command timeout) and every failure is a
+// rejected promise: the refresher counts it and carries on without the store.
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { RedisConfig, StoreConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { StoreDeps } from './create-store.js';
-import type { TokenStore } from './store.js';
+import { RecordCipher } from './crypto.js';
+import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
 
-export class RedisStore {
-  static async connect(_config: StoreConfig, _deps: StoreDeps): Promise<TokenStore> {
-    throw new Error('store.type redis is not available in this build');
+type Client = Redis | Cluster;
+
+const DAY_MS = 86_400_000;
+/** Longest a record lives in Redis; a longer-lived token is simply fetched again. */
+const MAX_RECORD_TTL_MS = 30 * DAY_MS;
+/** A record carrying a (rotating) refresh token outlives its access token by this much. */
+export const REFRESH_RETENTION_MS = 30 * DAY_MS;
+/** Reconnect forever, backing off to this interval, so a replica rejoins soon after Redis returns. */
+const RECONNECT_MAX_MS = 1_000;
+
+// All scripts take exactly one key (the token record or the lock): Cluster-safe by construction.
+// Record layout (a hash): v = sealed record, exp = hard expiry (ms), tid = token id,
+// rt = 1 when it carries a refresh token, inv = 1 once invalidated, claim = refresh claim owner.
+
+/** Fenced write: only over nothing, an expired record, an earlier expiry or the same token. */
+const WRITE = `
+local cur = redis.call('HMGET', KEYS[1], 'exp', 'tid')
+local curExp = tonumber(cur[1])
+if curExp and cur[2] ~= ARGV[2] and curExp > tonumber(ARGV[5]) and curExp >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'exp', ARGV[1], 'tid', ARGV[2], 'rt', ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`;
+
+/** Compare-and-delete on the token id; a refresh token stays (marked invalidated). */
+const REMOVE = `
+local cur = redis.call('HMGET', KEYS[1], 'tid', 'inv', 'rt')
+if cur[1] ~= ARGV[1] or cur[2] then return 0 end
+if cur[3] == '1' then
+  redis.call('HSET', KEYS[1], 'exp', '0', 'inv', '1')
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1`;
+
+const CLAIM = `
+local cur = redis.call('HGET', KEYS[1], 'claim')
+if cur and cur ~= ARGV[1] then return cur end
+redis.call('HSET', KEYS[1], 'claim', ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return ''`;
+
+const UNCLAIM = `
+if redis.call('HGET', KEYS[1], 'claim') == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'claim')
+  return 1
+end
+return 0`;
+
+/** Compare-and-pexpire: only the owner extends its lock. */
+const EXTEND = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`;
+
+/** Compare-and-delete: only the owner releases its lock. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+class Script {
+  readonly sha: string;
+  constructor(readonly lua: string) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  /** EVALSHA, loading the script with EVAL on a node that has not seen it yet. */
+  async run(client: Client, key: string, args: (string | number | Buffer)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, 1, key, ...args);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return client.eval(this.lua, 1, key, ...args);
+    }
+  }
+}
+
+const SCRIPTS = {
+  write: new Script(WRITE),
+  remove: new Script(REMOVE),
+  claim: new Script(CLAIM),
+  unclaim: new Script(UNCLAIM),
+  extend: new Script(EXTEND),
+  release: new Script(RELEASE),
+};
+
+/** Exponential from 50 ms, capped: never gives up, so the store rejoins when Redis returns. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(RECONNECT_MAX_MS, 50 * 2 ** Math.min(attempt - 1, 10));
+}
+
+/** "host:port", "[v6]:port" or "host" → ioredis node address. */
+export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text.trim());
+  if (!m) throw new Error(`not a host:port: ${JSON.stringify(text)}`);
+  return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+}
+
+/** Options every connection gets: fail fast, never queue, never replay a timed-out command. */
+function nodeOptions(redis: RedisConfig, role: string): RedisOptions {
+  return {
+    connectionName: `tokengate-${role}`,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // A command that timed out must not run later behind our back (a lock nobody owns).
+    autoResendUnfulfilledCommands: false,
+    // Resubscribing is done on every `ready` (it also covers a start while Redis was down).
+    autoResubscribe: false,
+    commandTimeout: redis.commandTimeout,
+    connectTimeout: redis.connectTimeout,
+    retryStrategy: reconnectDelay,
+    ...(redis.password ? { password: redis.password } : {}),
+  };
+}
+
+export function createClient(redis: RedisConfig, role: string): Client {
+  const base = nodeOptions(redis, role);
+  if (redis.cluster?.length) {
+    const options: ClusterOptions = {
+      enableOfflineQueue: false,
+      enableReadyCheck: true,
+      clusterRetryStrategy: reconnectDelay,
+      slotsRefreshTimeout: redis.connectTimeout,
+      retryDelayOnFailover: 50,
+      retryDelayOnClusterDown: 50,
+      maxRedirections: 4,
+      redisOptions: base,
+    };
+    return new Cluster(redis.cluster.map((n) => parseHostPort(n, 6379)), options);
+  }
+  if (redis.sentinels?.length) {
+    return new Redis({
+      ...base,
+      sentinels: redis.sentinels.map((n) => parseHostPort(n, 26379)),
+      name: redis.name!,
+      sentinelRetryStrategy: reconnectDelay,
+      sentinelCommandTimeout: redis.connectTimeout,
+    });
+  }
+  return new Redis(redis.url!, base);
+}
+
+/** Resolves true once `client` is ready, false after `ms`. */
+function whenReady(client: Client, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    client.on('ready', onReady);
+  });
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A channel message, checked field by field: anything else on the channel is ignored. */
+export function parseEvent(text: string): StoreEvent | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(v)) return undefined;
+  const { provider, key, token_id, kind, origin } = v;
+  if (typeof provider !== 'string' || typeof key !== 'string' || typeof token_id !== 'string' || typeof origin !== 'string') return undefined;
+  if (kind !== 'updated' && kind !== 'invalidated') return undefined;
+  return { provider, key, token_id, kind, origin };
+}
+
+/** A decrypted record, checked before use: a record is never trusted because it decrypted. */
+function toRecord(v: unknown): TokenRecord {
+  const num = (x: unknown) => typeof x === 'number' && Number.isFinite(x);
+  const optStr = (x: unknown) => x === undefined || typeof x === 'string';
+  if (
+    !isRecord(v) || typeof v.accessToken !== 'string' || typeof v.tokenType !== 'string' || typeof v.tokenId !== 'string' ||
+    !num(v.obtainedAt) || !num(v.expiresAt) || !num(v.lifetimeMs) || !optStr(v.refreshToken) || !optStr(v.scope) ||
+    !(v.recheckAt === undefined || num(v.recheckAt))
+  ) {
+    throw new Error('stored token record has an unexpected shape');
+  }
+  return v as unknown as TokenRecord;
+}
+
+/** How long Redis keeps a record: its hard expiry, longer when it carries a refresh token. */
+export function recordTtlMs(record: TokenRecord, now: number): number {
+  let ttl = record.expiresAt >= NEVER_EXPIRES ? MAX_RECORD_TTL_MS : record.expiresAt - now;
+  if (record.refreshToken !== undefined) ttl = Math.max(ttl, REFRESH_RETENTION_MS);
+  return Math.max(1, Math.min(Math.round(ttl), MAX_RECORD_TTL_MS));
+}
+
+export class RedisStore implements TokenStore {
+  readonly shared = true;
+  readonly channel: string;
+  private readonly listeners = new Set<(event: StoreEvent) => void>();
+  /** Lock values say who holds them (`redis-cli GET …:lock`): host, pid, then a random part. */
+  private readonly lockOwnerPrefix = `${hostname()}:${process.pid}`;
+  private closed = false;
+  /** Per connection: down since the last `ready` (so an outage is logged once, not per retry). */
+  private readonly down = new Map<string, boolean>();
+
+  private constructor(
+    private readonly commands: Client,
+    private readonly events: Client,
+    private readonly cipher: RecordCipher,
+    keyPrefix: string,
+    private readonly now: () => number,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {
+    this.channel = `${keyPrefix}events`;
+  }
+
+  /**
+   * Connects both connections and waits (at most connectTimeout) for them. Redis being down is
+   * no reason not to start: the replica serves and refreshes on its own, and joins when it can.
+   */
+  static async connect(config: StoreConfig, deps: StoreDeps): Promise<TokenStore> {
+    const redis = config.redis;
+    if (!redis) throw new Error('store.redis is required with store.type redis');
+    if (!config.encryptionKey) throw new Error('store.encryptionKey is required with store.type redis');
+    const store = new RedisStore(
+      createClient(redis, 'commands'),
+      createClient(redis, 'events'),
+      new RecordCipher(config.encryptionKey),
+      redis.keyPrefix,
+      () => deps.clock.now(),
+      deps.logger,
+      deps.metrics,
+    );
+    store.watch(store.commands, 'commands');
+    store.watch(store.events, 'events');
+    store.events.on('message', (channel: string, message: string) => store.deliver(channel, message));
+    store.events.on('ready', () => void store.resubscribe());
+    const ready = await Promise.all([whenReady(store.commands, redis.connectTimeout), whenReady(store.events, redis.connectTimeout)]);
+    if (ready[1]) await store.resubscribe();
+    if (!ready[0] || !ready[1]) {
+      deps.metrics.storeErrors.inc({ op: 'connect' });
+      deps.logger.warn('redis not ready; starting without the shared store (serving and refreshing locally until it is reachable)', {
+        mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', waitedMs: redis.connectTimeout,
+      });
+    } else {
+      deps.logger.info('redis store connected', { mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', channel: store.channel });
+    }
+    return store;
+  }
+
+  private watch(client: Client, role: string): void {
+    this.down.set(role, false);
+    client.on('error', (err: Error) => {
+      if (this.closed || this.down.get(role)) return;
+      this.down.set(role, true);
+      this.logger.warn('redis connection error; retrying in the background', { connection: role, error: err });
+    });
+    client.on('close', () => {
+      if (this.closed || this.down.get(role)) return;
+      this.down.set(role, true);
+      this.metrics.storeErrors.inc({ op: 'connection' });
+      this.logger.warn('redis connection lost; retrying in the background', { connection: role });
+    });
+    client.on('ready', () => {
+      if (!this.down.get(role)) return;
+      this.down.set(role, false);
+      this.logger.info('redis connection restored', { connection: role });
+    });
+  }
+
+  private async resubscribe(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.events.subscribe(this.channel);
+    } catch (err) {
+      this.metrics.storeErrors.inc({ op: 'subscribe' });
+      this.logger.warn('redis subscribe failed; replicas learn of new tokens by reading the store', { error: err });
+    }
+  }
+
+  private deliver(channel: string, message: string): void {
+    if (channel !== this.channel) return;
+    const event = parseEvent(message);
+    if (!event) {
+      this.logger.debug('ignored a malformed store event', { channel });
+      return;
+    }
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch {
+        // one listener's failure is not the channel's
+      }
+    }
+  }
+
+  async read(key: string): Promise<TokenRecord | undefined> {
+    const [sealed, inv] = await this.commands.hmgetBuffer(key, 'v', 'inv');
+    if (!sealed) return undefined;
+    const record = toRecord(JSON.parse(this.cipher.open(sealed, key).toString('utf8')));
+    // Invalidated: the access token is dead, its refresh token is still the newest one.
+    return inv ? { ...record, expiresAt: 0 } : record;
+  }
+
+  async write(key: string, record: TokenRecord): Promise<boolean> {
+    const now = this.now();
+    const sealed = this.cipher.seal(JSON.stringify(record), key);
+    const written = await SCRIPTS.write.run(this.commands, key, [
+      String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined ? '0' : '1',
+    ]);
+    return written === 1;
+  }
+
+  async remove(key: string, tokenId: string): Promise<boolean> {
+    return (await SCRIPTS.remove.run(this.commands, key, [tokenId])) === 1;
+  }
+
+  async claimRefresh(key: string, owner: string): Promise<string | undefined> {
+    const held = await SCRIPTS.claim.run(this.commands, key, [owner, REFRESH_RETENTION_MS]);
+    return typeof held === 'string' && held !== '' ? held : undefined;
+  }
+
+  async releaseRefreshClaim(key: string, owner: string): Promise<void> {
+    await SCRIPTS.unclaim.run(this.commands, key, [owner]);
+  }
+
+  async tryLock(key: string, ttlMs: number): Promise<StoreLock | undefined> {
+    const owner = `${this.lockOwnerPrefix}:${randomBytes(12).toString('base64url')}`;
+    const ok = await this.commands.set(key, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX');
+    if (ok !== 'OK') return undefined;
+    return {
+      extend: async (ms) => (await SCRIPTS.extend.run(this.commands, key, [owner, Math.max(1, Math.round(ms))])) === 1,
+      release: async () => {
+        await SCRIPTS.release.run(this.commands, key, [owner]);
+      },
+    };
+  }
+
+  async publish(event: StoreEvent): Promise<void> {
+    const { provider, key, token_id, kind, origin } = event;
+    await this.commands.publish(this.channel, JSON.stringify({ provider, key, token_id, kind, origin }));
+  }
+
+  subscribe(listener: (event: StoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  healthy(): boolean {
+    return !this.closed && this.commands.status === 'ready' && this.events.status === 'ready';
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    await Promise.all([this.commands, this.events].map(async (c) => {
+      // QUIT when connected (bounded), then drop the socket and stop reconnecting either way.
+      let t: NodeJS.Timeout | undefined;
+      if (c.status === 'ready') {
+        await Promise.race([c.quit().catch(() => undefined), new Promise<void>((r) => (t = setTimeout(r, 200)))]);
+        clearTimeout(t);
+      }
+      c.disconnect();
+    }));
   }
 }
