@@ -45,8 +45,7 @@ providers:
       scope: "models.read chat.write"
       audience: https://api.example
       params: { resource: https://res.example }
-      refresh: {}
-`.replace('      refresh: {}\n', ''), 'p', { SECRET: 's3cret:with&odd chars' });
+`, 'p', { SECRET: 's3cret:with&odd chars' });
     expect(idp.requests).toHaveLength(1);
     const r = idp.requests[0]!;
     expect(r.authMethod).toBe(method);

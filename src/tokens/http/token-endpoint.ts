@@ -13,6 +13,14 @@ const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-b
 /** Client assertions are single-use and short-lived. */
 const ASSERTION_TTL_MS = 60_000;
 
+/** Sensitive form parameters: their values never survive into an error. */
+const CREDENTIAL_PARAMS = ['client_secret', 'client_assertion', 'assertion', 'refresh_token', 'password', 'code', 'code_verifier'];
+
+/** A credential as it may come back from an IdP: raw, url-encoded, form-encoded. */
+function wireForms(value: string): string[] {
+  return [value, encodeURIComponent(value), new URLSearchParams({ v: value }).toString().slice(2)];
+}
+
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before the Basic encoding. */
 function basicAuth(id: string, secret: string): string {
   const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
@@ -78,7 +86,11 @@ export class TokenEndpoint {
     } catch (err) {
       throw classifyNetworkError(err, ctx.signal);
     }
-    return interpretTokenResponse(res, ctx.now);
+    const sent: string[] = [];
+    for (const k of CREDENTIAL_PARAMS) for (const v of form.getAll(k)) sent.push(...wireForms(v));
+    if (c.clientSecret !== undefined) sent.push(...wireForms(c.clientSecret));
+    if (headers.authorization) sent.push(headers.authorization, headers.authorization.slice('Basic '.length));
+    return interpretTokenResponse(res, ctx.now, sent);
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 // Turns a token endpoint's HTTP answer into a token or a coded error. The body is untrusted:
 // status first, then shape, and nothing of it is echoed except the OAuth error fields.
+import { REDACTED, redactText } from '../../observability/redact.js';
 import { TokenError } from '../errors.js';
 import type { HttpResponse } from './transport.js';
 import { parseRetryAfter } from './retry-after.js';
@@ -23,11 +24,22 @@ function parseJson(body: string): unknown {
   }
 }
 
-function oauthFields(json: unknown): { oauthError?: string; oauthErrorDescription?: string } {
+/**
+ * IdPs echo what they were sent ("client secret 'abc' is invalid"): every credential this
+ * request carried is cut out before the text is kept, then credential-shaped text is redacted.
+ */
+function scrub(text: string, sent: readonly string[]): string {
+  let out = text;
+  for (const s of sent) if (s.length >= 4) out = out.split(s).join(REDACTED);
+  return redactText(out);
+}
+
+function oauthFields(json: unknown, sent: readonly string[]): { oauthError?: string; oauthErrorDescription?: string } {
   if (!json || typeof json !== 'object') return {};
   const o = json as Record<string, unknown>;
-  // Clip: an error description is shown in status pages and logs.
-  const clip = (v: unknown) => (typeof v === 'string' ? v.slice(0, 300) : undefined);
+  // Scrubbed first, then clipped (a clipped echo would hide a credential from the scrub): an
+  // error description is shown in status pages and logs.
+  const clip = (v: unknown) => (typeof v === 'string' ? scrub(v, sent).slice(0, 300) : undefined);
   const oauthError = clip(o.error);
   const oauthErrorDescription = clip(o.error_description);
   return { ...(oauthError ? { oauthError } : {}), ...(oauthErrorDescription ? { oauthErrorDescription } : {}) };
@@ -38,9 +50,10 @@ function contentType(res: HttpResponse): string {
   return (Array.isArray(ct) ? ct[0] : ct) ?? 'none';
 }
 
-export function interpretTokenResponse(res: HttpResponse, now: number): TokenResponse {
+/** `sent`: the credentials the request carried, in every form they took on the wire. */
+export function interpretTokenResponse(res: HttpResponse, now: number, sent: readonly string[] = []): TokenResponse {
   const json = parseJson(res.body);
-  const oauth = oauthFields(json);
+  const oauth = oauthFields(json, sent);
   const suffix = oauth.oauthError ? `: ${oauth.oauthError}${oauth.oauthErrorDescription ? ` (${oauth.oauthErrorDescription})` : ''}` : '';
   const status = res.status;
   if (status >= 300 && status < 400) {
