@@ -1,0 +1,67 @@
+// Three tokengate processes on one Redis behave as one: one IdP request at a cold start, one
+// per expiry after that, whatever the load on each replica.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { burst, merge, newEncryptionKey, newKeyPrefix, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
+
+const CHECKS_PER_REPLICA = 300;
+
+describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => {
+  let idp: DemoTokenServer;
+  let replicas: Replica[] = [];
+  const dir = tmpDir('single-refresh');
+
+  beforeAll(async () => {
+    // 3 s tokens: refresh window opens ~1.35 s after each fetch, hard expiry at ~2.85 s.
+    idp = new DemoTokenServer({ tokenTtlSeconds: 3 });
+    await idp.start();
+    // The IdP is slow at first, so all three replicas are up and asking before the first token exists.
+    idp.setBehaviourSequence([{ kind: 'delay', ms: 1_500 }]);
+  });
+
+  afterAll(async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await idp?.stop();
+  });
+
+  it('cold start: 300 concurrent Checks on each of three replicas → exactly one token request', async () => {
+    const yaml = replicaYaml({
+      redisUrl: REDIS_URL, keyPrefix: newKeyPrefix('cold'), encryptionKey: newEncryptionKey(),
+      source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
+    });
+    replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
+    // Listening, but the token is still being fetched: every Check waits for the one refresh.
+    const results = await Promise.all(replicas.map((r) => burst(r.client, CHECKS_PER_REPLICA)));
+    const all = merge(results);
+    expect(all.failures.slice(0, 5)).toEqual([]);
+    expect(all.ok).toBe(3 * CHECKS_PER_REPLICA);
+    expect(all.tokens.size).toBe(1);
+    expect(idp.tokenRequestCount).toBe(1);
+    await Promise.all(replicas.map((r) => r.ready));
+    expect(idp.tokenRequestCount).toBe(1);
+  });
+
+  it('at each expiry, over several cycles: exactly one token request per cycle', async () => {
+    const start = idp.tokenRequestCount;
+    const startedAt = Date.now();
+    const bursts: BurstResult[] = [];
+    // ~6 cycles of 1.2–1.35 s; a burst of 300 per replica every 250 ms keeps them all busy.
+    while (Date.now() - startedAt < 8_000) {
+      bursts.push(...(await Promise.all(replicas.map((r) => burst(r.client, CHECKS_PER_REPLICA)))));
+      await sleep(250);
+    }
+    const all = merge(bursts);
+    expect(all.failures.slice(0, 5)).toEqual([]);
+    const requests = idp.requests.slice(start);
+    const gaps = requests.slice(1).map((r, i) => r.at - requests[i]!.at);
+    console.log(`expiry cycles: ${requests.length} token requests in ${Date.now() - startedAt} ms, gaps ${gaps.join(',')} ms, ${all.ok} Checks ok, ${all.tokens.size} distinct tokens served`);
+    expect(requests.length).toBeGreaterThanOrEqual(5);
+    // Two requests for one cycle would be milliseconds apart; one per cycle is ~1.2 s apart.
+    expect(Math.min(...gaps)).toBeGreaterThan(900);
+    expect(requests.every((r) => r.status === 200)).toBe(true);
+    // Every token the IdP issued was served by the replicas, and nothing else was.
+    const issued = new Set(idp.issuedAccessTokens.map((t) => `Bearer ${t}`));
+    for (const t of all.tokens) expect(issued.has(t)).toBe(true);
+  }, 30_000);
+});
