@@ -13,10 +13,13 @@ const TEXT_PATTERNS: readonly RegExp[] = [
 
 export const REDACTED = '[redacted]';
 
+/** A credential field quoted as JSON inside text (an error that quotes a token response body). */
+const JSON_FIELD = /("(?:access_token|refresh_token|id_token|client_secret|client_assertion|assertion|password)"\s*:\s*)"(?:[^"\\]|\\.)*"/gi;
+
 export function redactText(text: string): string {
   let out = text;
   for (const re of TEXT_PATTERNS) out = out.replace(re, (m, p1?: string) => (typeof p1 === 'string' && !m.startsWith('eyJ') ? `${p1}${m.includes('=') ? '=' : ' '}${REDACTED}` : REDACTED));
-  return out;
+  return out.replace(JSON_FIELD, (_m, key: string) => `${key}"${REDACTED}"`);
 }
 
 function redactError(err: Error, depth: number): Record<string, unknown> {

@@ -1,5 +1,12 @@
 // Which provider a request is for. Envoy's per-route context_extensions win; otherwise the
 // first rule whose authority, path prefix, method and headers all fit.
+//
+// First match without scanning every rule: rules are bucketed by how they match the host
+// (exact host, `*.suffix`, any host) and, inside a large bucket, by path prefix; every list
+// keeps config order. A request consults its exact-host bucket, the bucket of each of its own
+// dot-suffixes and the any-host bucket, and inside each the lists its path can match; the rule
+// with the lowest config index that fits wins, exactly what a linear scan would pick. A list is
+// left as soon as its next rule comes after the best fit found so far.
 import type { RouteConfig } from '../config/types.js';
 
 /** The part of Envoy's AttributeContext.HttpRequest that routing reads (decoded, keepCase). */
@@ -11,15 +18,18 @@ export interface HttpRequestView {
 }
 
 interface CompiledRoute {
+  /** Position in the config: the lower one wins. */
+  readonly index: number;
   readonly provider: string;
-  readonly exactHost?: string;
-  /** ".example.com" for "*.example.com". */
-  readonly hostSuffix?: string;
-  readonly anyHost: boolean;
   readonly pathPrefix?: string;
   readonly method?: string;
   readonly headers?: readonly (readonly [string, string])[];
 }
+
+type Headers = Readonly<Record<string, string>> | undefined;
+
+/** Up to this many rules a bucket is scanned; above, its path prefixes are indexed. */
+const SCAN_LIMIT = 8;
 
 /** Envoy sends authority with a port sometimes; ports are ignored, case never matters. */
 function hostOf(authority: string): string {
@@ -34,44 +44,129 @@ function hostOf(authority: string): string {
   return h.toLowerCase();
 }
 
+function fits(r: CompiledRoute, path: string, method: string, headers: Headers): boolean {
+  if (r.pathPrefix !== undefined && !path.startsWith(r.pathPrefix)) return false;
+  if (r.method !== undefined && r.method !== method) return false;
+  if (r.headers !== undefined) {
+    for (const [k, v] of r.headers) if (headers?.[k] !== v) return false;
+  }
+  return true;
+}
+
+/** The first rule of `rules` (config order) that fits and comes before `best`; else `best`. */
+function firstFit(rules: readonly CompiledRoute[] | undefined, best: CompiledRoute | undefined, path: string, method: string, headers: Headers): CompiledRoute | undefined {
+  if (rules === undefined) return best;
+  const limit = best === undefined ? Number.POSITIVE_INFINITY : best.index;
+  for (let i = 0; i < rules.length; i++) {
+    const r = rules[i]!;
+    if (r.index >= limit) break;
+    if (fits(r, path, method, headers)) return r;
+  }
+  return best;
+}
+
+/** The rules that share one way of matching the host, in config order. */
+class Bucket {
+  private readonly all: CompiledRoute[] = [];
+  /** Built when the bucket is large: rules without a path prefix, and the rest by prefix. */
+  private noPrefix: CompiledRoute[] | undefined;
+  private byPrefix: Map<string, CompiledRoute[]> | undefined;
+  /** Distinct prefix lengths, ascending: the slices of a path worth looking up. */
+  private lengths: number[] = [];
+
+  add(r: CompiledRoute): void {
+    this.all.push(r);
+  }
+
+  seal(): void {
+    if (this.all.length <= SCAN_LIMIT) return;
+    this.noPrefix = [];
+    this.byPrefix = new Map();
+    const lengths = new Set<number>();
+    for (const r of this.all) {
+      if (r.pathPrefix === undefined) {
+        this.noPrefix.push(r);
+        continue;
+      }
+      push(this.byPrefix, r.pathPrefix, r);
+      lengths.add(r.pathPrefix.length);
+    }
+    this.lengths = [...lengths].sort((a, b) => a - b);
+  }
+
+  firstFit(best: CompiledRoute | undefined, path: string, method: string, headers: Headers): CompiledRoute | undefined {
+    if (this.byPrefix === undefined) return firstFit(this.all, best, path, method, headers);
+    best = firstFit(this.noPrefix, best, path, method, headers);
+    for (const len of this.lengths) {
+      if (len > path.length) break;
+      best = firstFit(this.byPrefix.get(path.slice(0, len)), best, path, method, headers);
+    }
+    return best;
+  }
+}
+
+function push<T>(map: Map<string, T[]>, key: string, value: T): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
 export class RouteTable {
-  private readonly routes: readonly CompiledRoute[];
+  private readonly count: number;
+  /** Exact host → its rules. */
+  private readonly byHost = new Map<string, Bucket>();
+  /** ".example.com" (from "*.example.com") → its rules. */
+  private readonly bySuffix = new Map<string, Bucket>();
+  /** Rules without an authority (or `*`, or an empty one): they apply to every host. */
+  private readonly anyHost = new Bucket();
 
   constructor(routes: readonly RouteConfig[]) {
-    this.routes = routes.map((r) => {
+    this.count = routes.length;
+    const bucket = (map: Map<string, Bucket>, key: string): Bucket => {
+      let b = map.get(key);
+      if (!b) map.set(key, (b = new Bucket()));
+      return b;
+    };
+    routes.forEach((r, index) => {
       const a = r.match.authority;
       const host = a === undefined || a === '*' ? undefined : hostOf(a);
-      return {
+      const compiled: CompiledRoute = {
+        index,
         provider: r.provider,
-        anyHost: host === undefined,
-        ...(host?.startsWith('*.') ? { hostSuffix: host.slice(1) } : host ? { exactHost: host } : {}),
         ...(r.match.pathPrefix ? { pathPrefix: r.match.pathPrefix } : {}),
         ...(r.match.method ? { method: r.match.method } : {}),
         ...(r.match.headers ? { headers: Object.entries(r.match.headers) } : {}),
       };
+      if (host?.startsWith('*.')) bucket(this.bySuffix, host.slice(1)).add(compiled);
+      else if (host) bucket(this.byHost, host).add(compiled);
+      else this.anyHost.add(compiled);
     });
+    for (const b of this.byHost.values()) b.seal();
+    for (const b of this.bySuffix.values()) b.seal();
+    this.anyHost.seal();
   }
 
   get size(): number {
-    return this.routes.length;
+    return this.count;
   }
 
   /** The provider of the first matching rule, or undefined. */
   match(http: HttpRequestView | undefined): string | undefined {
-    if (!http || this.routes.length === 0) return undefined;
+    if (!http || this.count === 0) return undefined;
     const headers = http.headers;
     const authority = http.host || headers?.[':authority'] || headers?.host || '';
     const host = hostOf(authority);
     const path = http.path ?? headers?.[':path'] ?? '';
     const method = (http.method ?? headers?.[':method'] ?? '').toUpperCase();
-    for (const r of this.routes) {
-      if (r.exactHost !== undefined && r.exactHost !== host) continue;
-      if (r.hostSuffix !== undefined && !(host.endsWith(r.hostSuffix) && host.length > r.hostSuffix.length)) continue;
-      if (r.pathPrefix !== undefined && !path.startsWith(r.pathPrefix)) continue;
-      if (r.method !== undefined && r.method !== method) continue;
-      if (r.headers && !r.headers.every(([k, v]) => headers?.[k] === v)) continue;
-      return r.provider;
+    let best = this.byHost.get(host)?.firstFit(undefined, path, method, headers);
+    if (this.bySuffix.size !== 0) {
+      // "*.example.com" matches "a.example.com" and "a.b.example.com", never "example.com":
+      // the suffixes to look up start at each dot but the first character.
+      for (let dot = host.indexOf('.', 0); dot !== -1; dot = host.indexOf('.', dot + 1)) {
+        const b = this.bySuffix.get(host.slice(dot));
+        if (b !== undefined) best = b.firstFit(best, path, method, headers);
+      }
     }
-    return undefined;
+    return this.anyHost.firstFit(best, path, method, headers)?.provider;
   }
 }

@@ -105,8 +105,7 @@ export class AccessLogService {
     for (const finish of [...this.open]) finish();
   }
 
-  /** Exposed for tests; the handler calls it per message. */
-  onMessage(msg: StreamAccessLogsMessageView): void {
+  private onMessage(msg: StreamAccessLogsMessageView): void {
     const entries = msg.http_logs?.log_entry;
     if (entries === undefined) return; // tcp_logs, or an empty batch
     for (const e of entries) {

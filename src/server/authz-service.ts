@@ -18,6 +18,15 @@ import {
 } from './check-response.js';
 import { authorizationServiceDefinition } from './protos.js';
 
+/**
+ * On a route whose header tokengate injects, a client's own value of that header never reaches
+ * the upstream, even when there is no credential to inject (`onTokenUnavailable: allow`).
+ */
+function withoutClientCredential(res: CheckResponseObject, config: ProviderConfig): CheckResponseObject {
+  const remove = [...new Set([config.inject.header, ...config.inject.removeHeaders])];
+  return { ...res, ok_response: { ...(res.ok_response as object | undefined), headers_to_remove: remove } };
+}
+
 /** The part of a decoded CheckRequest this service reads. Every field may be absent. */
 export interface CheckRequestView {
   readonly attributes?: {
@@ -182,7 +191,8 @@ export class AuthzService {
             path: http?.path?.split('?', 1)[0]?.slice(0, 512),
             result: err ? 'error' : ok ? 'ok' : 'denied',
             ...(ok ? {} : { reason: res.status?.message, http_status: res.denied_response?.status?.code }),
-            provider: md?.provider?.stringValue,
+            // Denials carry no metadata: name the provider the way check() found it.
+            provider: md?.provider?.stringValue ?? request.attributes?.context_extensions?.[this.defaults.providerKey] ?? this.routes.match(http),
             token_id: md?.token_id?.stringValue,
             source: md?.source?.stringValue,
             ms: Math.round((performance.now() - started) * 1000) / 1000,
@@ -209,7 +219,7 @@ export class AuthzService {
         if (got.entry) return callback(null, lane.answer(got.entry, got.source));
         if (this.defaults.onTokenUnavailable === 'allow') {
           lane.allowedWithout.value++;
-          return callback(null, okWithoutToken(lane.provider.name));
+          return callback(null, withoutClientCredential(okWithoutToken(lane.provider.name), lane.config));
         }
         lane.unavailable.value++;
         callback(null, deniedTokenUnavailable(lane.provider.name, got.error, this.retryAfterSeconds(lane, got.error)));

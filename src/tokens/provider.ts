@@ -47,6 +47,10 @@ export interface ProviderStatus {
 const PERMANENT_RETRY_MS = 60_000;
 const MAX_RETRY_MS = 30_000;
 const FOLLOW_POLL_MS = 250;
+/** Pause before asking a connected store again after one failed command. */
+const STORE_GLITCH_PAUSE_MS = 100;
+/** How often a rotated refresh token the store did not take is offered again. */
+const UNSAVED_RETRY_MS = 500;
 /** Ids of tokens we dropped; never adopt them again from the store or an event. */
 const INVALIDATED_MEMORY = 32;
 
@@ -66,6 +70,8 @@ export class Provider {
   private lastError: TokenError | undefined;
   private failures = 0;
   private readonly invalidated: string[] = [];
+  /** A rotated refresh token's record that the store has not taken yet (Redis was down). */
+  private unsaved: TokenRecord | undefined;
   private waiters = new Set<() => void>();
   private readonly random: () => number;
   private readonly lockTtlMs: number;
@@ -218,17 +224,34 @@ export class Provider {
     const store = this.deps.store;
     if (!store.shared) {
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
-      const rec = await this.fetch(stored.value?.refreshToken ?? this.current?.record.refreshToken);
+      const rec = await this.fetch(this.newestRefreshToken(stored.value));
       await this.storeOp('write', () => store.write(this.storeKey, rec));
       return this.adopt(rec, 'fetched');
     }
+    // The token this refresh replaces: another one arriving meanwhile (an event) ends it.
+    const startId = this.current?.tokenId;
     const deadline = this.deps.clock.now() + 3 * this.lockTtlMs;
+    let glitches = 0;
     for (;;) {
+      const arrived = this.arrivedSince(startId);
+      if (arrived) return arrived;
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
-      if (stored.ok && stored.value && this.isBetter(stored.value)) return this.adopt(stored.value, 'store');
+      if (stored.ok && stored.value) {
+        if (this.isBetter(stored.value)) return this.adopt(stored.value, 'store');
+        // Nothing usable here (cold start, or ours expired) but one there: serve it meanwhile.
+        if (this.usableNow(stored.value)) this.adopt(stored.value, 'store');
+      }
       const lock = stored.ok ? await this.storeOp('lock', () => store.tryLock(lockKeyFor(this.storeKey), this.lockTtlMs)) : stored;
-      if (!lock.ok) return this.fetchWithoutStore();
-      if (lock.value) return this.leadRefresh(lock.value);
+      if (!lock.ok) {
+        // Connected but one command was late (a busy event loop outlasts a 50 ms timeout): while
+        // our token still serves, try the store once more before fetching on our own.
+        if (store.healthy() && glitches++ === 0 && this.current && this.deps.clock.now() < this.current.expiresAt) {
+          await this.waitForEvent(STORE_GLITCH_PAUSE_MS);
+          continue;
+        }
+        return this.fetchWithoutStore();
+      }
+      if (lock.value) return this.leadRefresh(lock.value, startId);
       // Another replica holds the lock: it will publish. Wait for its event (or poll), bounded.
       if (this.deps.clock.now() >= deadline) {
         throw new TokenError('ERR_STORE_UNAVAILABLE', 'another replica holds the refresh lock and published no token', { provider: this.name });
@@ -244,31 +267,123 @@ export class Provider {
       throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store is unreachable; a rotating refresh token is not used without its lock', { provider: this.name });
     }
     const rec = await this.fetch(undefined);
+    const store = this.deps.store;
+    // Connected again (or only one command failed): offer it to the others; the write is fenced.
+    if (store.healthy()) {
+      const written = await this.storeOp('write', () => store.write(this.storeKey, rec));
+      if (written.ok && written.value) await this.publishUpdate(rec);
+    }
     return this.adopt(rec, 'fetched');
   }
 
-  private async leadRefresh(lock: StoreLock): Promise<CachedToken> {
+  private async leadRefresh(lock: StoreLock, startId: string | undefined): Promise<CachedToken> {
     const store = this.deps.store;
     const renew = setInterval(() => {
       lock.extend(this.lockTtlMs).catch(() => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
     }, Math.max(100, Math.floor(this.lockTtlMs / 3)));
     renew.unref();
+    let claimed = false;
     try {
+      // The previous holder's event may have landed between our read and our lock.
+      const arrived = this.arrivedSince(startId);
+      if (arrived) return arrived;
       // Re-read under the lock: a replica that finished just before us already did the work.
       const again = await this.storeOp('read', () => store.read(this.storeKey));
       if (again.ok && again.value && this.isBetter(again.value)) return this.adopt(again.value, 'store');
-      const rec = await this.fetch(again.value?.refreshToken ?? this.current?.record.refreshToken);
+      if (this.source.rotates) {
+        if (!again.ok) {
+          throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; the newest refresh token is unknown, so none is presented', { provider: this.name });
+        }
+        claimed = await this.claimRefresh();
+      }
+      let rec: TokenRecord;
+      try {
+        rec = await this.fetch(this.newestRefreshToken(again.value));
+      } catch (err) {
+        // Nothing rotated (as far as we can tell, and as our own retries assume): give it back.
+        if (claimed) await this.storeOp('unclaim', () => store.releaseRefreshClaim!(this.storeKey, this.deps.replicaId));
+        throw err;
+      }
       // Written before the lock is released: the next holder must see the rotated refresh token.
       let written = await this.storeOp('write', () => store.write(this.storeKey, rec));
       if (!written.ok && rec.refreshToken) written = await this.storeOp('write', () => store.write(this.storeKey, rec));
       if (written.ok) {
-        await this.storeOp('publish', () => store.publish({ provider: this.name, key: this.storeKey, token_id: rec.tokenId, kind: 'updated', origin: this.deps.replicaId }));
+        if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
+        await this.publishUpdate(rec);
+      } else if (this.source.rotates) {
+        this.persistLater(rec);
       }
       return this.adopt(rec, 'fetched');
     } finally {
       clearInterval(renew);
       await this.storeOp('unlock', () => lock.release());
     }
+  }
+
+  private async publishUpdate(rec: TokenRecord): Promise<void> {
+    const store = this.deps.store;
+    await this.storeOp('publish', () => store.publish({ provider: this.name, key: this.storeKey, token_id: rec.tokenId, kind: 'updated', origin: this.deps.replicaId }));
+  }
+
+  /**
+   * Rotating sources: marks the refresh token we are about to present as ours, so no replica
+   * presents it again if we die or lose Redis before the new one is stored. True when claimed.
+   */
+  private async claimRefresh(): Promise<boolean> {
+    const store = this.deps.store;
+    if (!store.claimRefresh) return false;
+    const claim = await this.storeOp('claim', () => store.claimRefresh!(this.storeKey, this.deps.replicaId));
+    if (!claim.ok) {
+      throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; a rotating refresh token is not presented unclaimed', { provider: this.name });
+    }
+    if (claim.value !== undefined) {
+      throw new TokenError('ERR_REFRESH_UNSAFE', `replica ${claim.value} presented the stored refresh token and never stored the result; presenting it again could revoke the grant (see docs/redis.md)`, { provider: this.name });
+    }
+    return true;
+  }
+
+  /** The newest refresh token we know of: the store's, ours, or one the store has not taken yet. */
+  private newestRefreshToken(stored: TokenRecord | undefined): string | undefined {
+    let best: TokenRecord | undefined;
+    for (const r of [stored, this.current?.record, this.unsaved]) {
+      if (r?.refreshToken !== undefined && (best === undefined || r.obtainedAt > best.obtainedAt)) best = r;
+    }
+    return best?.refreshToken;
+  }
+
+  /** A rotated refresh token the store did not take: keep offering it until it does. */
+  private persistLater(rec: TokenRecord): void {
+    this.unsaved = rec;
+    this.deps.logger.error('rotated refresh token not stored yet; retrying until the shared store takes it', { provider: this.name, token_id: rec.tokenId });
+    const attempt = async () => {
+      if (this.unsaved !== rec) return;
+      const written = await this.storeOp('write', () => this.deps.store.write(this.storeKey, rec));
+      if (this.unsaved !== rec) return;
+      if (written.ok) {
+        this.unsaved = undefined;
+        this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced: written.value });
+        if (written.value) await this.publishUpdate(rec);
+        return;
+      }
+      this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
+    };
+    this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
+  }
+
+  /** A token adopted since this refresh started (another replica's event) that needs no refresh. */
+  private arrivedSince(startId: string | undefined): CachedToken | undefined {
+    const c = this.current;
+    if (c === undefined || c.tokenId === startId) return undefined;
+    const now = this.deps.clock.now();
+    return now < c.expiresAt && now < refreshDueAt(c.record, this.config.refresh) ? c : undefined;
+  }
+
+  /** Worth serving while a refresh runs: before hard expiry, and ours is gone or expires sooner. */
+  private usableNow(rec: TokenRecord): boolean {
+    const now = this.deps.clock.now();
+    const c = this.current;
+    if (rec.expiresAt <= now || this.invalidated.includes(rec.tokenId) || c?.tokenId === rec.tokenId) return false;
+    return c === undefined || rec.expiresAt > c.expiresAt;
   }
 
   private async fetch(refreshToken: string | undefined): Promise<TokenRecord> {
@@ -394,7 +509,8 @@ export class Provider {
     }
     if (this.current?.tokenId === event.token_id || this.invalidated.includes(event.token_id)) return;
     const stored = await this.storeOp('read', () => this.deps.store.read(this.storeKey));
-    if (stored.ok && stored.value && stored.value.tokenId === event.token_id && this.isBetter(stored.value)) {
+    // Whatever the store holds now: a later write may already have replaced the announced token.
+    if (stored.ok && stored.value && this.isBetter(stored.value)) {
       this.adopt(stored.value, 'event');
     }
     this.notifyWaiters();

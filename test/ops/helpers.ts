@@ -70,7 +70,7 @@ export class AccessLogSender {
 
   constructor(address: string) {
     const Ctor = accessLogClient();
-    this.client = new Ctor(address, grpc.credentials.createInsecure()) as AccessLogSender['client'];
+    this.client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as AccessLogSender['client'];
   }
 
   send(messages: readonly unknown[]): Promise<void> {
@@ -114,7 +114,7 @@ export class AdminGrpcClient {
 
   constructor(address: string) {
     const Ctor = tokenAdminClient();
-    this.client = new Ctor(address, grpc.credentials.createInsecure()) as AdminGrpcClient['client'];
+    this.client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as AdminGrpcClient['client'];
   }
 
   call<T = Record<string, unknown>>(method: 'ListTokens' | 'Invalidate' | 'Refresh', req: unknown, bearer?: string): Promise<T> {

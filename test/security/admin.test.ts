@@ -1,7 +1,10 @@
-// The admin HTTP API: loopback by default, mutations only with admin.token (403 when no token is
-// configured, 401 for a missing or wrong one), and no token material in any response.
+// The admin surfaces (HTTP, and TokenAdmin on the gRPC listener): loopback by default, mutations
+// only with admin.token (403 / PERMISSION_DENIED when none is configured, 401 / UNAUTHENTICATED
+// for a missing or wrong one), and no token material in any response.
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
+import { tokenAdminClient } from '../../src/server/admin-grpc.js';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
@@ -14,6 +17,22 @@ interface Answer {
   status: number;
   headers: Record<string, string>;
   body: string;
+}
+
+type AdminMethod = 'ListTokens' | 'Invalidate' | 'Refresh';
+
+/** One TokenAdmin call on the gRPC listener: the answer or the error, as text for the scans. */
+function grpcCall(t: TestApp, method: AdminMethod, authorization?: string): Promise<{ code: number; text: string }> {
+  const Ctor = tokenAdminClient();
+  const client = new Ctor(t.app.grpcAddress, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<AdminMethod, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+  const md = new grpc.Metadata();
+  if (authorization !== undefined) md.set('authorization', authorization);
+  return new Promise((resolve) => {
+    client[method]({ provider: 'cc' }, md, (err, res) => {
+      client.close();
+      resolve(err ? { code: err.code, text: `${err.details} ${JSON.stringify(err.metadata.getMap())}` } : { code: 0, text: JSON.stringify(res) });
+    });
+  });
 }
 
 async function call(t: TestApp, method: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
@@ -66,7 +85,7 @@ describe('admin API', () => {
   it('without admin.token, every mutating endpoint answers 403 with a reason, and does nothing', async () => {
     const before = idp.tokenRequestCount;
     for (const path of MUTATIONS) {
-      for (const headers of [{}, { authorization: `Bearer ${ADMIN_TOKEN}` }]) {
+      for (const headers of [{}, { authorization: `Bearer ${ADMIN_TOKEN}` }] as Record<string, string>[]) {
         const a = await record(call(open, 'POST', path, headers));
         expect(a.status, path).toBe(403);
         expect(JSON.parse(a.body)).toMatchObject({ error: 'disabled', message: expect.stringMatching(/admin\.token/) });
@@ -124,12 +143,37 @@ describe('admin API', () => {
       const a = await record(call(guarded, 'POST', '/v1/tokens/cc/refresh', { authorization: `Bearer ${ADMIN_TOKEN}` }));
       expect(a.status).toBe(502);
       const body = JSON.parse(a.body);
-      console.log(a.body);
+      expect(body).toMatchObject({ error: 'failed', provider: 'cc' });
       expect(JSON.stringify(body)).toMatch(/invalid_client/);
       expect(a.body).not.toContain(CLIENT_SECRET);
     } finally {
       idp.setBehaviour({ kind: 'ok' });
     }
+  });
+
+  it('gRPC TokenAdmin: mutations are off without admin.token (PERMISSION_DENIED), UNAUTHENTICATED without the right bearer', async () => {
+    const before = idp.tokenRequestCount;
+    for (const m of ['Invalidate', 'Refresh'] as const) {
+      for (const auth of [undefined, `Bearer ${ADMIN_TOKEN}`]) {
+        const a = await grpcCall(open, m, auth);
+        seen.push({ status: a.code, headers: {}, body: a.text });
+        expect(a.code, `${m} on an app without admin.token`).toBe(grpc.status.PERMISSION_DENIED);
+      }
+    }
+    for (const m of ['ListTokens', 'Invalidate', 'Refresh'] as const) {
+      for (const auth of [undefined, '', `Bearer ${ADMIN_TOKEN}x`, `Basic ${ADMIN_TOKEN}`, ADMIN_TOKEN]) {
+        const a = await grpcCall(guarded, m, auth);
+        seen.push({ status: a.code, headers: {}, body: a.text });
+        expect(a.code, `${m} with ${String(auth).slice(0, 12)}`).toBe(grpc.status.UNAUTHENTICATED);
+      }
+    }
+    expect(idp.tokenRequestCount).toBe(before);
+    for (const m of ['ListTokens', 'Refresh'] as const) {
+      const a = await grpcCall(guarded, m, `Bearer ${ADMIN_TOKEN}`);
+      seen.push({ status: a.code, headers: {}, body: a.text });
+      expect(a.code, m).toBe(0);
+    }
+    expect(idp.tokenRequestCount).toBe(before + 1);
   });
 
   it('no response of any endpoint holds token material', async () => {

@@ -77,7 +77,8 @@ describe('gRPC listener with TLS and mTLS', () => {
   let tlsOnly: TestApp;
   const clients: CheckClient[] = [];
   const client = (address: string, creds: grpc.ChannelCredentials) => {
-    const c = new CheckClient(address, creds);
+    // The server certificate names localhost (and 127.0.0.1); SNI must be a name, not an IP.
+    const c = new CheckClient(address, creds, { 'grpc.ssl_target_name_override': 'localhost' });
     clients.push(c);
     return c;
   };

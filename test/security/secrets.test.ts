@@ -9,6 +9,7 @@ import util from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { ConfigError } from '../../src/config/errors.js';
+import { redactText } from '../../src/observability/redact.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createSource } from '../../src/tokens/sources/index.js';
 import { TokenError } from '../../src/tokens/errors.js';
@@ -218,6 +219,7 @@ providers:
   s:
     source: { type: static, token: ${literals.staticToken} }
 `);
+    // execFile rejects on a non-zero exit: getting here means exit 0.
     const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'dist/cli.js'), 'check-config', '--config', file], { env: { PATH: process.env.PATH ?? '' } });
     const out = stdout + stderr;
     expect(stdout).toMatch(/^config ok/);
@@ -370,6 +372,15 @@ providers:
       expect(configErr).toBeInstanceOf(ConfigError);
       expectNoSecret({ ...surfaces(sourceErr), ...Object.fromEntries(Object.entries(surfaces(configErr)).map(([k, v]) => [`config ${k}`, v])) }, [marker, 'SECRETKEYMATERIAL']);
     }
+  });
+
+  it('redactText removes credentials quoted as JSON, as form fields and as bearer/basic values', () => {
+    const text = `bad body {"access_token":"at-123456789","token_type":"Bearer","refresh_token" : "rt-\\"quoted\\"-987"} `
+      + 'form client_secret=cs-abcdef&client_id=c header Bearer abcdefghijkl Basic ZGVtbzpzZWNyZXQ=';
+    const out = redactText(text);
+    for (const s of ['at-123456789', 'rt-', 'cs-abcdef', 'abcdefghijkl', 'ZGVtbzpzZWNyZXQ=']) expect(out).not.toContain(s);
+    expect(out).toContain('"token_type":"Bearer"');
+    expect(out).toContain('client_id=c');
   });
 
   it('config problems about secret-bearing fields never quote the value', () => {

@@ -37,13 +37,21 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+export interface RedisServerOptions {
+  /** A config file, passed first (Sentinel needs one it can rewrite). */
+  readonly configFile?: string;
+  /** More arguments, e.g. ['--sentinel'] or ['--cluster-enabled', 'yes']. */
+  readonly args?: readonly string[];
+  readonly cwd?: string;
+}
+
 export class RedisServer {
   private proc: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(readonly port: number, private readonly opts: RedisServerOptions) {}
 
-  static async start(port?: number): Promise<RedisServer> {
-    const s = new RedisServer(port ?? (await freePort()));
+  static async start(port?: number, opts: RedisServerOptions = {}): Promise<RedisServer> {
+    const s = new RedisServer(port ?? (await freePort()), opts);
     await s.start();
     return s;
   }
@@ -59,7 +67,12 @@ export class RedisServer {
   /** Starts (again) on the same port and waits until it answers PING. */
   async start(): Promise<void> {
     if (this.proc) return;
-    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
+    const args = [
+      ...(this.opts.configFile ? [this.opts.configFile] : []),
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
+      ...(this.opts.args ?? []),
+    ];
+    const proc = spawn('redis-server', args, { stdio: 'ignore', ...(this.opts.cwd ? { cwd: this.opts.cwd } : {}) });
     this.proc = proc;
     live.add(proc);
     proc.once('exit', () => {

@@ -75,6 +75,7 @@ export class Replica {
     fs.writeFileSync(file, yaml);
     const proc = spawn(process.execPath, [CLI, 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_ENV: 'test' } });
     const r = new Replica(name, proc);
+    void r.exited.then(() => r.saveLogs(dir));
     const listening = await r.waitFor((l) => l.msg === 'tokengate listening', 20_000);
     r.grpcAddress = String(listening.grpc);
     r.client = new CheckClient(r.grpcAddress);
@@ -99,6 +100,11 @@ export class Replica {
       this.watchers.add(check);
       void this.exited.then((code) => finish(() => reject(new Error(`${this.name} exited (${code}) before the log line; stderr: ${this.stderr.join('').slice(-2000)}`))));
     });
+  }
+
+  /** Keeps the replica's log next to its config (a failed run can be read afterwards). */
+  saveLogs(dir: string): void {
+    fs.writeFileSync(path.join(dir, `${this.name}.log`), `${this.logs.map((l) => JSON.stringify(l)).join('\n')}\n${this.stderr.join('')}`);
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
@@ -184,7 +190,7 @@ store:
   type: redis
   redis: { url: "${opts.redisUrl}", keyPrefix: "${opts.keyPrefix}"${opts.redisExtra ? `, ${opts.redisExtra}` : ''} }
   encryptionKey: "${opts.encryptionKey}"
-log: { level: ${opts.logLevel ?? 'info'} }
+log: { level: ${opts.logLevel ?? process.env.TOKENGATE_TEST_LOG_LEVEL ?? 'info'} }
 shutdown: { deadline: 3s }
 providers:
   p:

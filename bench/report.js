@@ -1,0 +1,246 @@
+// results.json → REPORT.md: tables first, then the targets, the profile, and how it was measured.
+import fs from 'node:fs';
+import { median } from './stats.js';
+
+const f0 = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '—');
+const f1 = (v) => (Number.isFinite(v) ? v.toFixed(1) : '—');
+const f2 = (v) => (Number.isFinite(v) ? v.toFixed(2) : '—');
+const f3 = (v) => (Number.isFinite(v) ? v.toFixed(3) : '—');
+const mb = (bytes) => (Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(1) : '—');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
+
+function table(head, rows) {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+const TARGET_LABEL = {
+  'floor-object': 'floor (constant object)',
+  'floor-buffer': 'floor (constant pre-encoded Buffer)',
+  tokengate: 'tokengate, cached token (memory store)',
+  'tokengate-redis': 'tokengate, cached token (redis store)',
+};
+const label = (k) => TARGET_LABEL[k] ?? k;
+
+/** Pass/fail of the issue's targets, from the results. */
+export function evaluateTargets(r) {
+  const out = [];
+  const hp = r.hotPath;
+  if (hp) {
+    for (const [client, t] of Object.entries(hp.throughput ?? {})) {
+      const fo = t['floor-object'];
+      const tg = t.tokengate;
+      if (!fo || !tg) continue;
+      const x = ratio(tg.rate, fo.rate);
+      out.push({ target: `throughput ≥ 0.9 × floor (${client} client)`, measured: `${f2(x)} × (${f0(tg.rate)} vs ${f0(fo.rate)} Check/s)`, pass: x >= 0.9 });
+    }
+    const lat = hp.latency ?? {};
+    if (lat.tokengate && lat['floor-object']) {
+      const c = ratio(lat.tokengate.cpuPerCheckUs, lat['floor-object'].cpuPerCheckUs);
+      out.push({ target: `CPU per Check ≤ 1.1 × floor (at ${f0(hp.offeredRate)}/s)`, measured: `${f2(c)} × (${f1(lat.tokengate.cpuPerCheckUs)} vs ${f1(lat['floor-object'].cpuPerCheckUs)} µs)`, pass: c <= 1.1 });
+      const p = ratio(lat.tokengate.latency.p99, lat['floor-object'].latency.p99);
+      out.push({ target: `p99 ≤ 1.2 × floor p99 (at ${f0(hp.offeredRate)}/s)`, measured: `${f2(p)} × (${f3(lat.tokengate.latency.p99)} vs ${f3(lat['floor-object'].latency.p99)} ms)`, pass: p <= 1.2 });
+    }
+  }
+  if (r.storm) {
+    const counts = r.storm.events.map((e) => e.idpRequests);
+    out.push({ target: 'exactly one IdP request per refresh event', measured: `${counts.join(', ')} (${r.storm.events.length} events)`, pass: counts.every((c) => c === 1) });
+  }
+  if (r.scale) {
+    const sizes = Object.keys(r.scale.sizes).map(Number).sort((a, b) => a - b);
+    const lo = sizes[0];
+    const hi = sizes.at(-1);
+    for (const [mode, t] of Object.entries(r.scale.throughput)) {
+      const x = ratio(t[hi]?.rate, t[lo]?.rate);
+      out.push({ target: `${f0(hi)} providers within 10% of ${lo} (by ${mode})`, measured: `${f2(x)} × (${f0(t[hi]?.rate)} vs ${f0(t[lo]?.rate)} Check/s)`, pass: x >= 0.9 });
+    }
+    const rss = Math.max(r.scale.sizes[hi].afterWarmup.rss, r.scale.sizes[hi].afterLoad?.rss ?? 0);
+    out.push({ target: `${f0(hi)} providers: RSS < 200 MB`, measured: `${mb(rss)} MB`, pass: rss < 200 * 2 ** 20 });
+  }
+  return out;
+}
+
+function hotPathSection(r) {
+  const hp = r.hotPath;
+  const lines = ['## 1. Hot path against the gRPC floor', ''];
+  lines.push(`Every target answers the same Envoy-shaped CheckRequest (15 headers, routed by \`context_extensions\`) with the same answer: status OK, \`${hp.answer.header.key}\` (${hp.answer.header.valueLength} bytes, \`append: ${hp.answer.header.append?.value}\`, \`append_action: ${hp.answer.header.append_action}\`) and dynamic metadata \`{${hp.answer.metadataKeys.join(', ')}}\`. Answers byte-for-byte identical across targets: **${hp.answersIdentical ? 'yes' : 'NO'}**.`, '');
+  for (const [client, t] of Object.entries(hp.throughput)) {
+    lines.push(`### Saturating throughput — ${client} load generator, ${r.meta.concurrency} calls in flight over ${r.meta.channels} HTTP/2 connections`, '');
+    const fo = t['floor-object']?.rate;
+    const fb = t['floor-buffer']?.rate;
+    lines.push(table(
+      ['target', 'Check/s (median)', 'min–max', '÷ floor (object)', '÷ floor (Buffer)', 'server CPU µs/Check', 'server cores', 'load-gen cores', 'other processes (cores)', 'errors'],
+      Object.entries(t).map(([k, v]) => [label(k), `**${f0(v.rate)}**`, `${f0(v.rateMin)}–${f0(v.rateMax)}`, f2(ratio(v.rate, fo)), f2(ratio(v.rate, fb)), f1(v.cpuPerCheckUs), f2(v.serverCores), f2(v.loadgenCores), f2(v.otherCores), String(v.clientErrors)]),
+    ), '');
+  }
+  const lat = hp.latency;
+  const fo = lat['floor-object'];
+  lines.push(`### Latency at a fixed offered rate — ${f0(hp.offeredRate)} Check/s (open loop, ~${Math.round(r.meta.offeredFraction * 100)}% of the floor's grpc-js throughput), grpc-js client`, '');
+  lines.push(table(
+    ['target', 'achieved/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'p99 ÷ floor', 'p99 per round (ms)', 'server CPU µs/Check', '÷ floor', 'server cores'],
+    Object.entries(lat).map(([k, v]) => [label(k), f0(v.achievedRate), f3(v.latency.p50), f3(v.latency.p90), `**${f3(v.latency.p99)}**`, f3(v.latency.p999), f3(v.latency.max), f2(ratio(v.latency.p99, fo?.latency.p99)), v.p99PerRound.map(f3).join(', '), `**${f1(v.cpuPerCheckUs)}**`, f2(ratio(v.cpuPerCheckUs, fo?.cpuPerCheckUs)), f2(v.serverCores)]),
+  ), '');
+  lines.push(`Send lag against the ideal schedule (p99, median of rounds): ${Object.entries(lat).map(([k, v]) => `${k} ${f3(v.lagP99)} ms`).join(', ')}.`, '');
+  return lines.join('\n');
+}
+
+function targetsSection(r) {
+  const rows = evaluateTargets(r);
+  if (!rows.length) return '';
+  return ['## Targets (measured, not asserted)', '', table(['target', 'measured', 'met'], rows.map((t) => [t.target, t.measured, t.pass ? 'yes' : '**no**'])), ''].join('\n');
+}
+
+function profileSection(r) {
+  const p = r.profile;
+  if (!p) return '';
+  const lines = ['## 2. Where a Check\'s CPU goes (`--cpu-prof`, steady window, h2 load generator)', ''];
+  const tg = p.tokengate;
+  const fb = p['floor-buffer'];
+  if (tg?.layers && fb?.layers) {
+    const layers = [...new Set([...tg.layers, ...fb.layers].map((l) => l.layer))];
+    const us = (s, l) => {
+      const row = s.layers.find((x) => x.layer === l);
+      return row ? (row.ms * 1000) / s.served : 0;
+    };
+    lines.push(`Busy CPU per Check: tokengate **${f1(tg.busyUsPerCheck)} µs**, floor (Buffer) **${f1(fb.busyUsPerCheck)} µs** (profiler on in both; sampled, so ±a few %).`, '');
+    lines.push(table(['layer', 'tokengate µs/Check', 'floor (Buffer) µs/Check', 'tokengate % of busy'],
+      layers.map((l) => [l, f2(us(tg, l)), f2(us(fb, l)), f1(tg.layers.find((x) => x.layer === l)?.pctOfBusy ?? 0)])), '');
+    lines.push('Top self time in tokengate:', '');
+    lines.push(table(['function', '% of busy', 'µs/Check'], tg.topSelf.slice(0, 15).map((x) => [`\`${x.fn}\``, f1(x.pctOfBusy), f2((x.ms * 1000) / tg.served)])), '');
+    const own = tg.tokengateInclusive.filter((x) => /authz-service|provider|route-table|check-response|cached-token/.test(x.fn));
+    if (own.length) {
+      lines.push('tokengate\'s own functions, inclusive (callees included):', '');
+      lines.push(table(['function', '% of busy', 'µs/Check'], own.slice(0, 8).map((x) => [`\`${x.fn}\``, f2(x.pctOfBusy), f2((x.ms * 1000) / tg.served)])), '');
+    }
+  }
+  return lines.join('\n');
+}
+
+function scaleSection(r) {
+  const s = r.scale;
+  if (!s) return '';
+  const sizes = Object.keys(s.sizes).map(Number).sort((a, b) => a - b);
+  const lines = ['## 3. Scale in providers and routes', ''];
+  lines.push('One self-signed JWT provider (HS256, 30 min) and one route (`svc-<i>.bench.example`, `/v1/`) per provider. Memory after a forced GC.', '');
+  const modes = Object.keys(s.throughput);
+  lines.push(table(
+    ['providers + routes', 'config parse ms', 'warm-up ms (sign all)', 'RSS MB after warm-up', 'heap used MB', 'RSS MB after load', ...modes.flatMap((m) => [`Check/s by ${m}`, `÷ 1 provider`, `CPU µs/Check`])],
+    sizes.map((n) => {
+      const z = s.sizes[n];
+      const base = sizes[0];
+      return [f0(n), f0(z.parseMs), f0(z.warmupMs), mb(z.afterWarmup.rss), mb(z.afterWarmup.heapUsed), mb(z.afterLoad?.rss), ...modes.flatMap((m) => [f0(s.throughput[m][n].rate), f2(ratio(s.throughput[m][n].rate, s.throughput[m][base].rate)), f1(s.throughput[m][n].cpuPerCheckUs)])];
+    }),
+  ), '');
+  if (s.routeMatch) {
+    lines.push('Route matching alone (`RouteTable.match`, ns per call; "hit" asks for the LAST rule, "miss" matches none):', '');
+    const shapes = [...new Set(s.routeMatch.map((x) => x.shape))];
+    lines.push(table(['rules', ...shapes.flatMap((sh) => [`${sh} hit`, `${sh} miss`])],
+      sizes.map((n) => [f0(n), ...shapes.flatMap((sh) => {
+        const x = s.routeMatch.find((y) => y.shape === sh && y.routes === n);
+        return [f0(x?.hitNs), f0(x?.missNs)];
+      })])), '');
+    lines.push('`exact`: `authority: svc-<i>.bench.example` + `pathPrefix: /v1/`; `wildcard`: `authority: "*.svc-<i>.bench.example"`; `pathOnly`: no authority, `pathPrefix: /svc-<i>/`.', '');
+  }
+  return lines.join('\n');
+}
+
+function redisSection(r) {
+  const x = r.redis;
+  if (!x) return '';
+  const lines = ['## 4. With the Redis store', ''];
+  if (x.skipped) {
+    lines.push(`skipped: ${x.skipped}`, '');
+    return lines.join('\n');
+  }
+  const fo = x.throughput['floor-object'];
+  lines.push(table(['target', 'Check/s (h2)', '÷ floor', 'CPU µs/Check (sat.)', 'p50 ms', 'p99 ms', 'p99 ÷ floor', 'CPU µs/Check (fixed rate)'],
+    Object.keys(x.throughput).map((k) => [label(k), f0(x.throughput[k].rate), f2(ratio(x.throughput[k].rate, fo.rate)), f1(x.throughput[k].cpuPerCheckUs), f3(x.latency[k].latency.p50), f3(x.latency[k].latency.p99), f2(ratio(x.latency[k].latency.p99, x.latency['floor-object'].latency.p99)), f1(x.latency[k].cpuPerCheckUs)])), '');
+  const total = x.commandsFromTokengate.total;
+  lines.push(`Redis commands sent by tokengate's own connections (${x.tokengateConnections.length}, seen with \`MONITOR\`) while it answered **${f0(x.checksServedByRedisTarget)} Checks**: **${total}** ${total ? `(${Object.entries(x.commandsFromTokengate.counts).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''}. First answer's source: \`${x.answerSource}\`.`, '');
+  lines.push(`Server-wide \`INFO commandstats\` delta over the same span (every client of this Redis, other users included): ${Object.keys(x.serverWideCommandsDuringRun).length ? Object.entries(x.serverWideCommandsDuringRun).map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}.`, '');
+  return lines.join('\n');
+}
+
+function stormSection(r) {
+  const s = r.storm;
+  if (!s) return '';
+  const lines = ['## 5. Refresh storms', ''];
+  lines.push(`One \`client_credentials\` provider against the demo IdP, which answers after ${s.idpDelayMs} ms; default \`waitBudget\` (${s.waitBudgetMs} ms); Checks spread over ${s.channels} HTTP/2 connections. **expiry**: the token is issued with a 2 s lifetime and \`refresh.before: 0s\`, so its refresh starts at hard expiry; the N Checks are fired the moment the IdP sees that request. **invalidate**: \`POST /v1/tokens/storm/invalidate\` (what an upstream 401 does), then N Checks at once.`, '');
+  lines.push(table(['trigger', 'N', 'IdP requests', 'OK', 'denied', 'gRPC errors', 'sources', 'p50 ms', 'p99 ms', 'max ms', 'dispatch ms'],
+    s.events.map((e) => [e.trigger, f0(e.n), `**${e.idpRequests}**`, f0(e.ok), f0(e.denied), f0(e.grpcErrors), Object.entries(e.sources).map(([k, v]) => `${k} ${v}`).join(', '), f1(e.latency.p50), f1(e.latency.p99), f1(e.latency.max), f0(e.dispatchMs)])), '');
+  const denied = s.events.filter((e) => e.denied || e.grpcErrors);
+  if (denied.length) lines.push(`Denials/errors seen: ${denied.map((e) => `${e.trigger} N=${e.n}: ${String(e.lastError ?? '').slice(0, 160)}`).join('; ')}`, '');
+  return lines.join('\n');
+}
+
+function baselineSection(r, file) {
+  if (!file || !fs.existsSync(file)) return '';
+  const b = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const rows = [];
+  const add = (name, get, fmt) => {
+    let before;
+    let after;
+    try {
+      before = get(b);
+    } catch {
+      before = NaN;
+    }
+    try {
+      after = get(r);
+    } catch {
+      after = NaN;
+    }
+    rows.push([name, fmt(before), fmt(after)]);
+  };
+  for (const n of [1, 100, 10_000]) {
+    add(`route match, ${f0(n)} exact rules, last rule (ns)`, (x) => x.scale.routeMatch.find((y) => y.shape === 'exact' && y.routes === n).hitNs, f0);
+  }
+  add('route match, 10,000 wildcard rules, last rule (ns)', (x) => x.scale.routeMatch.find((y) => y.shape === 'wildcard' && y.routes === 10_000).hitNs, f0);
+  add('10,000 providers, Check/s by routes[] ÷ 1 provider', (x) => x.scale.throughput['routes[] (last route)'][10000].rate / x.scale.throughput['routes[] (last route)'][1].rate, f2);
+  add('10,000 providers, CPU µs/Check by routes[]', (x) => x.scale.throughput['routes[] (last route)'][10000].cpuPerCheckUs, f1);
+  add('hot path CPU µs/Check at fixed rate: tokengate', (x) => x.hotPath.latency.tokengate.cpuPerCheckUs, f1);
+  add('hot path CPU µs/Check at fixed rate: floor (object)', (x) => x.hotPath.latency['floor-object'].cpuPerCheckUs, f1);
+  add('hot path CPU/Check ratio tokengate ÷ floor (object)', (x) => x.hotPath.latency.tokengate.cpuPerCheckUs / x.hotPath.latency['floor-object'].cpuPerCheckUs, f2);
+  add('profile: tokengate busy µs/Check', (x) => x.profile.tokengate.busyUsPerCheck, f1);
+  add('profile: floor (Buffer) busy µs/Check', (x) => x.profile['floor-buffer'].busyUsPerCheck, f1);
+  add('profile: protobuf decode µs/Check (tokengate)', (x) => (x.profile.tokengate.layers.find((l) => l.layer === 'protobuf').ms * 1000) / x.profile.tokengate.served, f2);
+  add('throughput ratio tokengate ÷ floor (object), h2', (x) => x.hotPath.throughput.h2.tokengate.rate / x.hotPath.throughput.h2['floor-object'].rate, f2);
+  add('10,000 providers: RSS MB after load', (x) => x.scale.sizes[10000].afterLoad.rss / 2 ** 20, f1);
+  return ['## Before / after the changes in this round', '', `Before: the same harness on the code as it was (${b.meta.date}, ${b.meta.command}); after: this run. Same machine, both noisy (see "other processes").`, '', table(['figure', 'before', 'after'], rows), ''].join('\n');
+}
+
+export function renderReport(r, { baselineFile, findingsFile } = {}) {
+  const m = r.meta;
+  const other = Object.values(r.hotPath?.throughput ?? {}).flatMap((t) => Object.values(t).map((v) => v.otherCores));
+  const parts = [
+    '# tokengate benchmark report',
+    `Generated by \`${m.command}\` on ${m.date} in ${f0(m.durationS)} s. Machine: **${m.cores} cores** (${m.cpuModel}), ${f1(m.memoryGB)} GB, ${m.platform}; **Node ${m.node}**, @grpc/grpc-js ${m.grpcJs}, @grpc/proto-loader ${m.protoLoader}. Load average at start ${m.loadavgAtStart.map(f2).join(' / ')}, at end ${m.loadavgAtEnd?.map(f2).join(' / ')}.`,
+    `**The load generator shares this ${m.cores}-core machine with the server under test** (one process each, plus an idle orchestrator); other processes on the machine used a median of ${f2(median(other.filter(Number.isFinite)))} cores during the throughput windows (column "other processes"). Figures are medians of alternating rounds (A B C, B C A, …; a warm-up round discarded), so drift hits every target alike; single rounds vary by ±20% or more on a shared machine.`,
+    targetsSection(r),
+    r.hotPath ? hotPathSection(r) : '',
+    profileSection(r),
+    scaleSection(r),
+    redisSection(r),
+    stormSection(r),
+    baselineSection(r, baselineFile),
+  ];
+  if (findingsFile && fs.existsSync(findingsFile)) parts.push(fs.readFileSync(findingsFile, 'utf8').trim());
+  parts.push(METHOD);
+  return `${parts.map((p) => p.trim()).filter((p) => p !== '').join('\n\n')}\n`;
+}
+
+const METHOD = `## How this is measured
+
+- **Processes.** Each server under test runs in its own process (\`bench/target.js\`), the load generator in another (\`bench/loadgen.js\`), all started by \`bench/run.js\` with \`child_process.fork\` and killed when it exits. Only 127.0.0.1 is used.
+- **Floors.** Do-nothing ext_authz servers on tokengate's stack: the same \`@grpc/grpc-js\` server, the same \`GRPC_SERVER_OPTIONS\`, the same service definition (so grpc-js decodes every CheckRequest with the same proto-loader options as tokengate), answering the same CheckResponse. *floor (constant object)* returns one constant response object that grpc-js encodes on every call: "do nothing" in a plain grpc-js service, and the floor the targets are judged against. *floor (constant pre-encoded Buffer)* returns a constant pre-encoded Buffer through a pass-through serialiser: the least this stack can do per call, and what tokengate's cache hit does too.
+- **tokengate** is \`startTokengate\` on a parsed YAML config: memory store, one self-signed JWT provider, a Check routed by \`context_extensions.provider\`; the token is cached, so every Check is a cache hit.
+- **Load generators.** *grpc-js*: \`@grpc/grpc-js\` clients, one channel per connection (\`grpc.use_local_subchannel_pool\` and a distinct channel option, so N channels are N HTTP/2 connections), the CheckRequest pre-encoded once, answers not decoded. On this machine it costs more CPU per call than the server it drives, so with one core left for it, it — not the server — is the bottleneck. *h2*: the same gRPC-over-HTTP/2 framing and bytes on \`node:http2\` without grpc-js's client call stack; it costs about half as much, so the server saturates first. Both are reported.
+- **Throughput** is closed loop at a fixed concurrency; the rate and **CPU per Check** (\`process.cpuUsage()\` delta ÷ Checks answered) are read inside the server process over a steady window after a ramp. At saturation CPU/Check mostly mirrors throughput; the CPU/Check that matters is the one at the **fixed offered rate** (open loop, the same rate for every target, below saturation), where latency is measured too: from each call's send to its answer, all calls after a warm-up. The open-loop schedule runs on 1 ms timers (a busy loop would steal the server's core), so calls leave in small bursts; the lag column shows how late.
+- **Profile**: \`node --cpu-prof\` on a separate tokengate and floor (Buffer), samples restricted to the steady load window, self time grouped by layer. The raw \`.cpuprofile\` files of the last full run are in \`bench/profiles/\` (open them in Chrome DevTools).
+- **Storms**: the demo IdP runs in the orchestrator; IdP requests are counted there.
+- **Redis**: tokengate's Redis connections are the ones that appeared while it started (\`CLIENT LIST\` before/after); \`MONITOR\` counts what exactly those connections send during the hot-path rounds.
+- \`BENCH_QUICK=1 npm run bench\` runs every phase with one short round (~1 min, noisier); \`BENCH_SCENARIO=smoke\` only the floor and tokengate for about a second each (what \`test/bench/harness.test.ts\` runs). \`BENCH_CONCURRENCY\` and \`BENCH_CHANNELS\` change the closed loop.
+`;
+
+export function writeReport(results, file, opts) {
+  fs.writeFileSync(file, renderReport(results, opts));
+}

@@ -1,0 +1,465 @@
+// `npm run bench`: tokengate's hot path against the gRPC floor, CPU per Check, refresh storms,
+// scale in providers and routes, the Redis store, and a CPU profile, in one run on this machine.
+// Writes bench/REPORT.md and bench/results.json (or BENCH_OUT/…).
+//
+//   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
+//   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
+//   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
+//
+// Only 127.0.0.1 is targeted. Every child process is killed on exit (see procs.js).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DemoTokenServer } from '../dist/demo/token-server.js';
+import { BENCH_ENV, providerName, providersYaml, routeAuthority, stormYaml } from './configs.js';
+import { Child, sleep } from './procs.js';
+import { summariseProfile } from './profile.js';
+import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redis.js';
+import { writeReport } from './report.js';
+import { routeMatchCost } from './route-match.js';
+import { latencySummary, median } from './stats.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const scenario = process.env.BENCH_SCENARIO === 'smoke' ? 'smoke' : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
+const outDir = path.resolve(process.env.BENCH_OUT ?? here);
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+const PLAN = {
+  full: { rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 4, latWarmMs: 500, latWindowMs: 2500, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  quick: { rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
+  smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
+}[scenario];
+
+/** Closed-loop concurrency and connections; the open-loop rate is a fraction of the floor's throughput. */
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const CHANNELS = Number(process.env.BENCH_CHANNELS ?? 4);
+const OFFERED_FRACTION = 0.5;
+const STORM_IDP_DELAY_MS = 100;
+
+const HOT_INIT = { contextExtensions: { provider: providerName(0) } };
+
+const started = Date.now();
+const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+
+// ---- processes ---------------------------------------------------------------------------------
+
+const children = [];
+function child(name, script, opts) {
+  const c = new Child(name, path.join(here, script), opts);
+  children.push(c);
+  return c;
+}
+
+async function startTokengate(name, yaml, { env = {}, execArgv = [], readyTimeoutMs = 120_000 } = {}) {
+  const file = path.join(work, `${name}.yaml`);
+  fs.writeFileSync(file, yaml);
+  const c = child(name, 'target.js', { args: ['tokengate'], env: { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, execArgv: ['--expose-gc', ...execArgv], readyTimeoutMs });
+  const info = await c.ready;
+  return { key: name, kind: 'tokengate', child: c, info };
+}
+
+async function startFloor(kind, answer, execArgv = []) {
+  const c = child(kind, 'target.js', { args: [kind], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) }, execArgv: ['--expose-gc', ...execArgv] });
+  const info = await c.ready;
+  return { key: kind, kind, child: c, info };
+}
+
+/** Connects the load generator to a target: decoding grpc-js channels, and lean h2 connections. */
+async function connect(lg, t, channels = CHANNELS) {
+  await lg.call('connect', { key: `${t.key}:grpc-js`, address: t.info.address, channels, client: 'grpc-js' });
+  await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels, client: 'h2' });
+}
+
+// ---- machine load ------------------------------------------------------------------------------
+
+/** System-wide busy CPU time in µs (Linux /proc/stat), for "how busy was the rest of the machine". */
+function systemBusyUs() {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = line;
+    return ((user + nice + system + irq + softirq + steal) * 1e6) / 100; // USER_HZ = 100
+  } catch {
+    return NaN;
+  }
+}
+
+const cpuUs = (u) => u.user + u.system;
+
+// ---- measurements ------------------------------------------------------------------------------
+
+/**
+ * Saturating throughput: `concurrency` calls in flight; the rate and the CPU per Check are read
+ * inside the target itself (Checks it answered, its own process.cpuUsage) over a steady window.
+ */
+async function closedLoop(lg, t, { client, init = HOT_INIT, rampMs = PLAN.rampMs, windowMs = PLAN.windowMs, concurrency = CONCURRENCY }) {
+  const run = lg.call('closed', { key: `${t.key}:${client}`, init, concurrency, durationMs: rampMs + windowMs + 250 });
+  await sleep(rampMs);
+  const [a, la, sa, oa] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs(), process.cpuUsage()];
+  await sleep(windowMs);
+  const [b, lb, sb, ob] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs(), process.cpuUsage()];
+  const r = await run;
+  const secs = (b.hr - a.hr) / 1e6;
+  const served = b.served - a.served;
+  const serverCpu = cpuUs(b.cpu) - cpuUs(a.cpu);
+  const lgCpu = cpuUs(lb) - cpuUs(la);
+  const ours = serverCpu + lgCpu + (cpuUs(ob) - cpuUs(oa));
+  return {
+    rate: served / secs,
+    cpuPerCheckUs: serverCpu / served,
+    serverCores: serverCpu / 1e6 / secs,
+    loadgenCores: lgCpu / 1e6 / secs,
+    otherCores: Math.max(0, (sb - sa - ours) / 1e6 / secs),
+    clientOk: r.ok,
+    clientErrors: r.errors,
+    lastError: r.lastError,
+  };
+}
+
+/** Latency at a fixed offered rate (open loop), plus CPU per Check at that rate. */
+async function openLoop(lg, t, { rate, init = HOT_INIT, warmupMs = PLAN.latWarmMs, windowMs = PLAN.latWindowMs }) {
+  const run = lg.call('open', { key: `${t.key}:grpc-js`, init, rate, durationMs: windowMs, warmupMs });
+  await sleep(warmupMs + 100);
+  const a = await t.child.call('stats');
+  await sleep(Math.max(200, windowMs - 300));
+  const b = await t.child.call('stats');
+  const r = await run;
+  const served = b.served - a.served;
+  return { ...r, cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, serverCores: (cpuUs(b.cpu) - cpuUs(a.cpu)) / (b.hr - a.hr) };
+}
+
+/** A B C, B C A, C A B…: round 0 is a warm-up and is discarded. */
+async function alternate(targets, rounds, fn) {
+  const out = Object.fromEntries(targets.map((t) => [t.key, []]));
+  for (let r = 0; r <= rounds; r++) {
+    const order = targets.map((_, i) => targets[(i + r) % targets.length]);
+    for (const t of order) {
+      const res = await fn(t);
+      if (r > 0) out[t.key].push(res);
+    }
+  }
+  return out;
+}
+
+function summariseClosed(rounds) {
+  const pick = (k) => rounds.map((r) => r[k]);
+  return {
+    rate: median(pick('rate')),
+    rateMin: Math.min(...pick('rate')),
+    rateMax: Math.max(...pick('rate')),
+    cpuPerCheckUs: median(pick('cpuPerCheckUs')),
+    serverCores: median(pick('serverCores')),
+    loadgenCores: median(pick('loadgenCores')),
+    otherCores: median(pick('otherCores')),
+    clientErrors: rounds.reduce((n, r) => n + r.clientErrors, 0),
+    lastError: rounds.find((r) => r.lastError)?.lastError,
+    rounds,
+  };
+}
+
+function summariseOpen(rounds) {
+  const samples = rounds.flatMap((r) => r.samples);
+  return {
+    offered: rounds[0]?.offered,
+    achievedRate: median(rounds.map((r) => r.achievedRate)),
+    latency: latencySummary(samples),
+    p99PerRound: rounds.map((r) => r.latency.p99),
+    lagP99: median(rounds.map((r) => r.lag.p99)),
+    cpuPerCheckUs: median(rounds.map((r) => r.cpuPerCheckUs)),
+    serverCores: median(rounds.map((r) => r.serverCores)),
+    errors: rounds.reduce((n, r) => n + r.errors, 0),
+    lastError: rounds.find((r) => r.lastError)?.lastError,
+  };
+}
+
+/** The fields of an answer, with values masked: floors and tokengate must give the same shape. */
+function shapeOf(v) {
+  if (Array.isArray(v)) return v.map(shapeOf);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, shapeOf(v[k])]));
+  return typeof v;
+}
+
+// ---- phases ------------------------------------------------------------------------------------
+
+async function hotPath(lg, results) {
+  log('hot path: starting tokengate (1 jwt provider, memory store) and the floors');
+  const tg = await startTokengate('tokengate', providersYaml(1));
+  await lg.call('connect', { key: 'tokengate:grpc-js', address: tg.info.address, channels: CHANNELS, client: 'grpc-js' });
+  const answer = await lg.call('probe', { key: 'tokengate:grpc-js', init: HOT_INIT });
+  const h = answer.ok_response?.headers?.[0];
+  const floorAnswer = {
+    provider: providerName(0),
+    header: h?.header?.key,
+    headerValue: h?.header?.value,
+    tokenId: answer.dynamic_metadata?.fields?.token_id?.stringValue,
+    source: answer.dynamic_metadata?.fields?.source?.stringValue,
+  };
+  const floors = scenario === 'smoke' ? [await startFloor('floor-object', floorAnswer)] : [await startFloor('floor-object', floorAnswer), await startFloor('floor-buffer', floorAnswer)];
+  const targets = [...floors, tg];
+  for (const t of targets) await connect(lg, t);
+  const shapes = {};
+  for (const t of targets) {
+    const a = await lg.call('probe', { key: `${t.key}:grpc-js`, init: HOT_INIT });
+    shapes[t.key] = { shape: JSON.stringify(shapeOf(a)), sameAsTokengate: JSON.stringify(a) === JSON.stringify(answer) };
+  }
+  results.hotPath = {
+    answer: { status: answer.status, header: { key: h?.header?.key, append: h?.append, append_action: h?.append_action, valueLength: h?.header?.value?.length }, metadataKeys: Object.keys(answer.dynamic_metadata?.fields ?? {}) },
+    answersIdentical: Object.values(shapes).every((s) => s.sameAsTokengate),
+    targets: Object.fromEntries(targets.map((t) => [t.key, { pid: t.info.pid, rssAfterStartMB: t.info.mem.rss / 2 ** 20 }])),
+  };
+
+  const clients = scenario === 'smoke' ? ['grpc-js'] : ['grpc-js', 'h2'];
+  results.hotPath.throughput = {};
+  for (const client of clients) {
+    log(`hot path: saturating throughput, ${client} client, ${CONCURRENCY} in flight over ${CHANNELS} connections, ${PLAN.rounds} rounds + warm-up`);
+    const rounds = await alternate(targets, PLAN.rounds, (t) => closedLoop(lg, t, { client }));
+    results.hotPath.throughput[client] = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, summariseClosed(v)]));
+  }
+  const floorRate = results.hotPath.throughput['grpc-js']['floor-object'].rate;
+  const rate = PLAN.fixedRate ?? Math.max(200, Math.round((floorRate * OFFERED_FRACTION) / 100) * 100);
+  log(`hot path: latency at a fixed ${rate}/s (open loop, grpc-js client), ${PLAN.latRounds} rounds + warm-up`);
+  const lat = await alternate(targets, PLAN.latRounds, (t) => openLoop(lg, t, { rate }));
+  results.hotPath.latency = Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, summariseOpen(v)]));
+  results.hotPath.offeredRate = rate;
+  return { tg, floors, targets, floorAnswer };
+}
+
+async function profilePhase(lg, floorAnswer, results) {
+  log('profile: tokengate and floor-buffer under --cpu-prof, h2 closed loop');
+  const dir = path.join(work, 'profiles');
+  fs.mkdirSync(dir, { recursive: true });
+  const out = {};
+  const starts = {
+    tokengate: () => startTokengate('profile-tokengate', providersYaml(1), { execArgv: ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'tokengate')] }),
+    'floor-buffer': () => startFloor('floor-buffer', floorAnswer, ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'floor-buffer')]),
+  };
+  for (const [name, start] of Object.entries(starts)) {
+    const t = await start();
+    t.key = `profile-${name}`;
+    await connect(lg, t);
+    await closedLoop(lg, t, { client: 'h2', rampMs: 300, windowMs: 700 }); // JIT warm-up
+    const run = lg.call('closed', { key: `${t.key}:h2`, init: HOT_INIT, concurrency: CONCURRENCY, durationMs: PLAN.profileMs + 600 });
+    await sleep(300);
+    const a = await t.child.call('stats');
+    await sleep(PLAN.profileMs);
+    const b = await t.child.call('stats');
+    await run;
+    await lg.call('disconnect', { key: `${t.key}:h2` });
+    await lg.call('disconnect', { key: `${t.key}:grpc-js` });
+    await t.child.stop();
+    const file = fs.readdirSync(path.join(dir, name)).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) {
+      out[name] = { error: 'no profile written' };
+      continue;
+    }
+    const summary = summariseProfile(path.join(dir, name, file), { fromUs: a.hr, toUs: b.hr });
+    const served = b.served - a.served;
+    out[name] = { served, busyUsPerCheck: (summary.busyMs * 1000) / served, ...summary };
+    const keep = path.join(outDir, 'profiles');
+    if (scenario === 'full') {
+      fs.mkdirSync(keep, { recursive: true });
+      fs.copyFileSync(path.join(dir, name, file), path.join(keep, `${name}.cpuprofile`));
+    }
+  }
+  results.profile = out;
+}
+
+async function scalePhase(lg, results) {
+  const scale = { sizes: {}, throughput: {} };
+  const targets = [];
+  for (const n of PLAN.providers) {
+    log(`scale: starting tokengate with ${n} jwt providers and ${n} routes`);
+    const t = await startTokengate(`providers-${n}`, providersYaml(n), { readyTimeoutMs: 300_000 });
+    t.n = n;
+    await connect(lg, t);
+    const ok = await lg.call('probe', { key: `${t.key}:grpc-js`, init: { authority: routeAuthority(n - 1) } });
+    scale.sizes[n] = {
+      parseMs: t.info.parseMs,
+      listenMs: t.info.listenMs,
+      warmupMs: t.info.warmupMs,
+      readyMs: t.info.readyMs,
+      states: t.info.states,
+      afterWarmup: t.info.mem,
+      routedProbe: ok.dynamic_metadata?.fields?.provider?.stringValue,
+    };
+    targets.push(t);
+  }
+  const modes = {
+    context_extensions: (t) => ({ contextExtensions: { provider: providerName(t.n - 1) } }),
+    'routes[] (last route)': (t) => ({ authority: routeAuthority(t.n - 1) }),
+  };
+  for (const [mode, init] of Object.entries(modes)) {
+    log(`scale: throughput by ${mode}, h2 client, ${PLAN.scaleRounds} rounds + warm-up`);
+    const rounds = await alternate(targets, PLAN.scaleRounds, (t) => closedLoop(lg, t, { client: 'h2', init: init(t), windowMs: PLAN.scaleWindowMs }));
+    scale.throughput[mode] = Object.fromEntries(targets.map((t) => [t.n, summariseClosed(rounds[t.key])]));
+  }
+  for (const t of targets) {
+    scale.sizes[t.n].afterLoad = await t.child.call('memory');
+    await lg.call('disconnect', { key: `${t.key}:h2` });
+    await lg.call('disconnect', { key: `${t.key}:grpc-js` });
+    await t.child.stop();
+  }
+  log('scale: route matching in isolation');
+  scale.routeMatch = routeMatchCost(PLAN.providers, PLAN.routeBudgetMs);
+  results.scale = scale;
+}
+
+async function redisPhase(lg, hot, results) {
+  if (!(await reachable(REDIS_URL))) {
+    results.redis = { skipped: `Redis not reachable at ${REDIS_URL}` };
+    return;
+  }
+  log('redis: starting tokengate with store.type redis');
+  const before = await clientAddrs(REDIS_URL);
+  let t;
+  try {
+    t = await startTokengate('tokengate-redis', providersYaml(1, { store: 'redis' }), { env: { BENCH_REDIS_URL: REDIS_URL } });
+  } catch (err) {
+    const msg = String(err.message ?? err);
+    results.redis = { skipped: /not available in this build/.test(msg) ? 'redis store not built' : `tokengate with the redis store did not start: ${msg.slice(0, 300)}` };
+    return;
+  }
+  const after = await clientAddrs(REDIS_URL);
+  const mine = new Map([...after].filter(([addr]) => !before.has(addr)));
+  await connect(lg, t);
+  const probe = await lg.call('probe', { key: `${t.key}:grpc-js`, init: HOT_INIT });
+  const targets = [hot.floors[0], hot.tg, t];
+  const mon = monitor(REDIS_URL, new Set(mine.keys()));
+  await Promise.race([mon.ready, sleep(1000)]);
+  const statsBefore = await commandStats(REDIS_URL);
+  let checksToRedisTarget = 0;
+  const count = async (tt, fn) => {
+    const a = await tt.child.call('stats');
+    const r = await fn();
+    const b = await tt.child.call('stats');
+    if (tt === t) checksToRedisTarget += b.served - a.served;
+    return r;
+  };
+  log('redis: throughput (h2) and latency (grpc-js) against floor-object and tokengate (memory)');
+  const thr = await alternate(targets, Math.max(1, PLAN.rounds - 2), (tt) => count(tt, () => closedLoop(lg, tt, { client: 'h2' })));
+  const lat = await alternate(targets, Math.max(1, PLAN.latRounds - 1), (tt) => count(tt, () => openLoop(lg, tt, { rate: results.hotPath.offeredRate })));
+  const statsAfter = await commandStats(REDIS_URL);
+  const seen = mon.stop();
+  results.redis = {
+    answerSource: probe.dynamic_metadata?.fields?.source?.stringValue,
+    status: probe.status?.code ?? 0,
+    tokengateConnections: [...mine.entries()].map(([addr, v]) => ({ addr, name: v.name })),
+    checksServedByRedisTarget: checksToRedisTarget,
+    commandsFromTokengate: seen,
+    serverWideCommandsDuringRun: diffStats(statsBefore, statsAfter),
+    throughput: Object.fromEntries(Object.entries(thr).map(([k, v]) => [k, summariseClosed(v)])),
+    latency: Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, summariseOpen(v)])),
+  };
+  await lg.call('disconnect', { key: `${t.key}:h2` });
+  await lg.call('disconnect', { key: `${t.key}:grpc-js` });
+  await t.child.stop();
+}
+
+async function stormPhase(lg, results) {
+  log('storm: demo IdP + tokengate (client_credentials, refresh at hard expiry)');
+  const idp = new DemoTokenServer({ tokenTtlSeconds: 3600, host: '127.0.0.1' });
+  await idp.start();
+  try {
+    const t = await startTokengate('storm', stormYaml(), { env: { BENCH_IDP_URL: idp.tokenUrl, BENCH_IDP_SECRET: 'demo-secret' } });
+    const channels = Math.min(10, Math.max(CHANNELS, Math.ceil(Math.max(...PLAN.storm) / 1000)));
+    await lg.call('connect', { key: 'storm:grpc-js', address: t.info.address, channels, client: 'grpc-js' });
+    const admin = `http://${t.info.adminAddress}/v1/tokens/storm`;
+    const auth = { authorization: `Bearer ${BENCH_ENV.BENCH_ADMIN_TOKEN}` };
+    const init = { contextExtensions: { provider: 'storm' } };
+    const events = [];
+    await lg.call('burst', { key: 'storm:grpc-js', init, n: 200, deadlineMs: 10_000 }); // connections and JIT warm
+    for (const n of PLAN.storm) {
+      // 1) The token reaches hard expiry: the scheduled refresh starts at that moment; the
+      //    burst is fired as soon as the IdP sees that request (it answers after a delay).
+      idp.setBehaviour({ kind: 'ok' });
+      idp.setTokenTtl(2);
+      const r1 = await fetch(`${admin}/refresh`, { method: 'POST', headers: auth });
+      await r1.text();
+      idp.setTokenTtl(3600);
+      idp.setBehaviour({ kind: 'delay', ms: STORM_IDP_DELAY_MS });
+      const base = idp.tokenRequestCount;
+      await idp.waitForRequests(base + 1, 10_000);
+      const expiry = await lg.call('burst', { key: 'storm:grpc-js', init, n, deadlineMs: 10_000 });
+      await sleep(STORM_IDP_DELAY_MS + 300);
+      events.push({ trigger: 'expiry', ...expiry, idpRequests: idp.tokenRequestCount - base });
+      // 2) The token is invalidated (an upstream 401, or POST /invalidate): N Checks right after.
+      const base2 = idp.tokenRequestCount;
+      const inv = await lg.call('burst', { key: 'storm:grpc-js', init, n, deadlineMs: 10_000, invalidate: { url: `${admin}/invalidate`, token: BENCH_ENV.BENCH_ADMIN_TOKEN } });
+      await sleep(STORM_IDP_DELAY_MS + 300);
+      events.push({ trigger: 'invalidate', ...inv, idpRequests: idp.tokenRequestCount - base2 });
+      log(`storm: N=${n}: idp requests ${events.at(-2).idpRequests} (expiry), ${events.at(-1).idpRequests} (invalidate)`);
+    }
+    results.storm = { idpDelayMs: STORM_IDP_DELAY_MS, waitBudgetMs: 150, channels, events };
+    await lg.call('disconnect', { key: 'storm:grpc-js' });
+    await t.child.stop();
+  } finally {
+    await idp.stop();
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------
+
+function machine() {
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    cores: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    platform: `${os.platform()} ${os.release()}`,
+    memoryGB: os.totalmem() / 2 ** 30,
+    loadavgAtStart: os.loadavg(),
+    grpcJs: readVersion('@grpc/grpc-js'),
+    protoLoader: readVersion('@grpc/proto-loader'),
+    command: scenario === 'full' ? 'npm run bench' : scenario === 'quick' ? 'BENCH_QUICK=1 npm run bench' : 'BENCH_SCENARIO=smoke node bench/run.js',
+    scenario,
+    concurrency: CONCURRENCY,
+    channels: CHANNELS,
+    offeredFraction: OFFERED_FRACTION,
+  };
+}
+
+function readVersion(pkg) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(here, '..', 'node_modules', pkg, 'package.json'), 'utf8')).version;
+  } catch {
+    return undefined;
+  }
+}
+
+async function main() {
+  const results = { meta: machine(), plan: PLAN };
+  log(`scenario ${scenario}: ${results.meta.cores} cores, Node ${process.version}; output in ${outDir}`);
+  const lg = child('loadgen', 'loadgen.js', {});
+  await lg.ready;
+  const hot = await hotPath(lg, results);
+  if (scenario !== 'smoke') {
+    await redisPhase(lg, hot, results);
+    for (const t of hot.targets) {
+      results.hotPath.targets[t.key].rssAfterLoadMB = (await t.child.call('memory')).rss / 2 ** 20;
+      await t.child.stop();
+    }
+    await profilePhase(lg, hot.floorAnswer, results);
+    await scalePhase(lg, results);
+    await stormPhase(lg, results);
+  } else {
+    for (const t of hot.targets) await t.child.stop();
+  }
+  results.meta.loadavgAtEnd = os.loadavg();
+  results.meta.durationS = (Date.now() - started) / 1000;
+  await lg.stop();
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, (k, v) => (k === 'samples' ? undefined : v), 1)}\n`);
+  writeReport(results, path.join(outDir, 'REPORT.md'), { baselineFile: path.join(here, 'baseline-before.json'), findingsFile: path.join(here, 'FINDINGS.md') });
+  log(`done in ${results.meta.durationS.toFixed(0)} s: ${path.join(outDir, 'REPORT.md')}`);
+}
+
+try {
+  await main();
+} catch (err) {
+  process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+  process.exitCode = 1;
+} finally {
+  await Promise.all(children.map((c) => c.stop(2_000).catch(() => undefined)));
+  fs.rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,55 @@
+// The embedded store keeps the same promises as the Redis one where a single process needs them.
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
+import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { TokenManager } from '../../src/tokens/manager.js';
+import { record, until } from './helpers.js';
+
+describe('MemoryStore', () => {
+  let idp: DemoTokenServer | undefined;
+  afterEach(async () => {
+    await idp?.stop();
+    idp = undefined;
+  });
+
+  it('fenced write and compare-and-delete', async () => {
+    const s = new MemoryStore();
+    const now = Date.now();
+    const first = record({ expiresAt: now + 30_000 });
+    expect(await s.write('k', first)).toBe(true);
+    expect(await s.write('k', record({ expiresAt: now + 20_000 }))).toBe(false);
+    expect(await s.write('k', record({ expiresAt: now + 40_000 }))).toBe(true);
+    expect(await s.remove('k', first.tokenId)).toBe(false);
+  });
+
+  it('remove keeps the refresh token of the record (read back as expired)', async () => {
+    const s = new MemoryStore();
+    const rec = record({ refreshToken: 'rt-newest' });
+    await s.write('k', rec);
+    expect(await s.remove('k', rec.tokenId)).toBe(true);
+    expect(await s.remove('k', rec.tokenId)).toBe(false);
+    expect(await s.read('k')).toMatchObject({ refreshToken: 'rt-newest', expiresAt: 0 });
+    const plain = record();
+    await s.write('p', plain);
+    await s.remove('p', plain.tokenId);
+    expect(await s.read('p')).toBeUndefined();
+  });
+
+  it('regression: invalidating a rotating token does not present the configured (spent) refresh token', async () => {
+    idp = new DemoTokenServer({ refreshTokens: ['rt-configured'] });
+    await idp.start();
+    const config = parseConfig(`providers: { p: { source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-configured } } }`);
+    const tokens = new TokenManager(config.providers.values());
+    try {
+      const first = await tokens.getToken('p');
+      expect(tokens.invalidate('p', first.tokenId)).toBe(true);
+      expect(await until(() => idp!.tokenRequestCount === 2)).toBe(true);
+      expect(await until(() => tokens.provider('p')!.peek() !== undefined)).toBe(true);
+      expect(idp.invalidGrantCount).toBe(0);
+      expect((await tokens.getToken('p')).value).toBe(idp.issuedAccessTokens[1]);
+    } finally {
+      await tokens.close();
+    }
+  });
+});
