@@ -162,7 +162,7 @@ export class RouteTable {
     if (this.bySuffix.size !== 0) {
       // "*.example.com" matches "a.example.com" and "a.b.example.com", never "example.com":
       // the suffixes to look up start at each dot but the first character.
-      for (let dot = host.indexOf('.', 0); dot !== -1; dot = host.indexOf('.', dot + 1)) {
+      for (let dot = host.indexOf('.', 1); dot !== -1; dot = host.indexOf('.', dot + 1)) {
         const b = this.bySuffix.get(host.slice(dot));
         if (b !== undefined) best = b.firstFit(best, path, method, headers);
       }

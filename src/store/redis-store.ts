@@ -346,7 +346,15 @@ export class RedisStore implements TokenStore {
 
   async tryLock(key: string, ttlMs: number): Promise<StoreLock | undefined> {
     const owner = `${this.lockOwnerPrefix}:${randomBytes(12).toString('base64url')}`;
-    const ok = await this.commands.set(key, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX');
+    let ok: string | null;
+    try {
+      ok = await this.commands.set(key, owner, 'PX', Math.max(1, Math.round(ttlMs)), 'NX');
+    } catch (err) {
+      // A timed-out SET may still have run: release it, or nobody refreshes until it lapses.
+      // Same connection, so Redis runs this after the SET if the SET got there at all.
+      SCRIPTS.release.run(this.commands, key, [owner]).catch(() => undefined);
+      throw err;
+    }
     if (ok !== 'OK') return undefined;
     return {
       extend: async (ms) => (await SCRIPTS.extend.run(this.commands, key, [owner, Math.max(1, Math.round(ms))])) === 1,

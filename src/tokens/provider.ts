@@ -334,6 +334,8 @@ export class Provider {
     if (!store.claimRefresh) return false;
     const claim = await this.storeOp('claim', () => store.claimRefresh!(this.storeKey, this.deps.replicaId));
     if (!claim.ok) {
+      // A timed-out claim may still have been recorded: take it back (nothing was presented).
+      await this.storeOp('unclaim', () => store.releaseRefreshClaim!(this.storeKey, this.deps.replicaId));
       throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; a rotating refresh token is not presented unclaimed', { provider: this.name });
     }
     if (claim.value !== undefined) {
