@@ -40,13 +40,17 @@ export function summariseProfile(file, window = {}) {
   const self = new Map();
   const incl = new Map();
   const layers = new Map();
+  // Every sample weighs one sampling interval. Weighing a sample by the time to the next one
+  // would charge the function on the stack with the time the process sat descheduled, which on
+  // a shared machine is most of the noise.
+  const sortedDeltas = [...prof.timeDeltas].sort((a, b) => a - b);
+  const d = sortedDeltas[Math.floor(sortedDeltas.length / 2)] || 1000;
   let t = prof.startTime;
   let total = 0;
   let busy = 0;
   for (let i = 0; i < prof.samples.length; i++) {
     t += prof.timeDeltas[i];
     if ((window.fromUs !== undefined && t < window.fromUs) || (window.toUs !== undefined && t > window.toUs)) continue;
-    const d = prof.timeDeltas[i + 1] ?? prof.timeDeltas[i];
     const node = byId.get(prof.samples[i]);
     const cf = node.callFrame;
     total += d;

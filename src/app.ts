@@ -132,6 +132,10 @@ export class Tokengate {
     this.health.set(false);
     this.manager.quiesce();
     this.logger.info('shutting down', { deadlineMs });
+    // Readiness is already down; Envoy's health checks need a few intervals to notice, and
+    // Checks that arrive meanwhile are still answered normally.
+    const drainDelay = Math.min(this.config.shutdown.drainDelay, left());
+    if (drainDelay > 0) await new Promise((resolve) => setTimeout(resolve, drainDelay));
     await withDeadline(this.authz.idle(), left() / 2);
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     // Envoy keeps its access-log stream open for good: end it, or tryShutdown waits out the deadline.

@@ -364,7 +364,11 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   };
   l?.done();
   const s = root.child('shutdown');
-  const shutdown = { deadline: s?.duration('deadline', 10_000, { min: 100, max: 300_000 }) ?? 10_000 };
+  const shutdown = {
+    deadline: s?.duration('deadline', 10_000, { min: 100, max: 300_000 }) ?? 10_000,
+    drainDelay: s?.duration('drainDelay', 0, { min: 0, max: 300_000 }) ?? 0,
+  };
+  if (shutdown.drainDelay >= shutdown.deadline) s?.problem('drainDelay', 'must be shorter than deadline');
   s?.done();
 
   const providers = new Map<string, ProviderConfig>();

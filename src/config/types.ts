@@ -160,7 +160,11 @@ export interface Config {
     readonly providerKey: string;
   };
   readonly log: { readonly level: LogLevel; readonly requests: boolean };
-  readonly shutdown: { readonly deadline: number };
+  readonly shutdown: {
+    readonly deadline: number;
+    /** After readiness drops, keep serving this long so Envoy's health checks notice first. */
+    readonly drainDelay: number;
+  };
   readonly providers: ReadonlyMap<string, ProviderConfig>;
   readonly routes: readonly RouteConfig[];
   /** Warnings that do not stop the config from loading (e.g. a literal secret). */

@@ -16,7 +16,8 @@ export type TokenErrorCode =
   | 'ERR_WAIT_BUDGET'        // a caller stopped waiting for the in-flight refresh
   | 'ERR_REFRESH_UNSAFE'     // a rotating refresh token cannot be used safely right now
   | 'ERR_SHUTTING_DOWN'      // no new refreshes during shutdown
-  | 'ERR_UNKNOWN_PROVIDER';
+  | 'ERR_UNKNOWN_PROVIDER'
+  | 'ERR_INTERNAL';          // a bug in tokengate, not the IdP's fault
 
 /** Retrying may help: the endpoint was slow, down, overloaded or said something garbled. */
 const TRANSIENT: ReadonlySet<TokenErrorCode> = new Set(['ERR_IDP_TIMEOUT', 'ERR_IDP_UNAVAILABLE', 'ERR_IDP_RATE_LIMITED', 'ERR_IDP_BAD_RESPONSE']);
@@ -75,5 +76,7 @@ export function isTokenError(err: unknown): err is TokenError {
 export function toTokenError(err: unknown, fallback: TokenErrorCode, provider?: string): TokenError {
   if (err instanceof TokenError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new TokenError(fallback, message, { cause: err, ...(provider ? { provider } : {}) });
+  // A programming error must not be reported as the IdP's (metrics, alerts, status).
+  const code = err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError ? 'ERR_INTERNAL' : fallback;
+  return new TokenError(code, message, { cause: err, ...(provider ? { provider } : {}) });
 }

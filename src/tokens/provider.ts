@@ -69,6 +69,8 @@ export class Provider {
   private readonly shutdown = new AbortController();
   private lastError: TokenError | undefined;
   private failures = 0;
+  /** Until then a permanent failure (refused credential, bad config) is not retried by Checks. */
+  private permanentUntil = 0;
   private readonly invalidated: string[] = [];
   /** A rotated refresh token's record that the store has not taken yet (Redis was down). */
   private unsaved: TokenRecord | undefined;
@@ -136,6 +138,10 @@ export class Provider {
     else if (this.breaker.state === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
+    } else if (this.lastError && now < this.permanentUntil && this.inflight === undefined) {
+      // A refused credential does not trip the breaker, so nothing else would stop every cold
+      // Check from asking again: wait for the scheduled retry (or a reload, or an admin refresh).
+      error = this.lastError;
     } else {
       try {
         const entry = await this.waitFor(this.refresh('cold'), this.config.refresh.waitBudget);
@@ -203,6 +209,7 @@ export class Provider {
       const entry = await this.coordinate();
       this.lastError = undefined;
       this.failures = 0;
+      this.permanentUntil = 0;
       return entry;
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', this.name);
@@ -301,7 +308,7 @@ export class Provider {
         rec = await this.fetch(this.newestRefreshToken(again.value));
       } catch (err) {
         // Nothing rotated (as far as we can tell, and as our own retries assume): give it back.
-        if (claimed) await this.storeOp('unclaim', () => store.releaseRefreshClaim!(this.storeKey, this.deps.replicaId));
+        if (claimed) await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
         throw err;
       }
       // Written before the lock is released: the next holder must see the rotated refresh token.
@@ -335,7 +342,7 @@ export class Provider {
     const claim = await this.storeOp('claim', () => store.claimRefresh!(this.storeKey, this.deps.replicaId));
     if (!claim.ok) {
       // A timed-out claim may still have been recorded: take it back (nothing was presented).
-      await this.storeOp('unclaim', () => store.releaseRefreshClaim!(this.storeKey, this.deps.replicaId));
+      await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
       throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; a rotating refresh token is not presented unclaimed', { provider: this.name });
     }
     if (claim.value !== undefined) {
@@ -463,7 +470,9 @@ export class Provider {
       case 'ERR_SOURCE_CONFIG':
       case 'ERR_IDP_REDIRECT':
       case 'ERR_IDP_TLS':
+      case 'ERR_INTERNAL':
         delay = PERMANENT_RETRY_MS;
+        this.permanentUntil = now + delay;
         break;
       default:
         delay = Math.min(MAX_RETRY_MS, 1_000 * 2 ** Math.min(this.failures - 1, 10));

@@ -161,6 +161,10 @@ providers:
       expect(status).toMatchObject({ breaker: 'closed', lastError: { code: 'ERR_IDP_REJECTED', error: 'invalid_client', error_description: 'client authentication failed' } });
       // Loud: logged at error level with the IdP's words.
       expect(t.logs.some((l) => l.includes('"level":"error"') && l.includes('invalid_client'))).toBe(true);
+      // Cold Checks do not hammer the IdP with a refused credential: they answer from the ladder.
+      const answers = await Promise.all(Array.from({ length: 20 }, () => t.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }))));
+      expect(answers.every((a) => a.denied_response?.status?.code === 'ServiceUnavailable')).toBe(true);
+      expect(idp.tokenRequestCount).toBe(1);
       // Fixed credentials are picked up at once: the breaker never stood in the way.
       idp.setBehaviour({ kind: 'ok' });
       await t.app.manager.refresh('p');

@@ -129,7 +129,6 @@ providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
 });
 
 describe('Check: routing', () => {
-  let idp: DemoTokenServer;
   let t: TestApp;
   const yaml = (unmatched: string) => `
 listen: { grpc: 127.0.0.1:0, admin: "off" }
@@ -150,7 +149,6 @@ routes:
     provider: d
 `;
   beforeAll(async () => {
-    idp = new DemoTokenServer();
     t = await startTestApp(yaml('allow'));
   });
   afterAll(async () => t?.close());
@@ -199,7 +197,6 @@ routes:
       await d.close();
     }
   });
-  void idp;
 });
 
 describe('Check: bad input gets a deliberate answer and the server keeps serving', () => {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { HEALTH_PROTO } from '../../src/server/protos.js';
 import { startTestApp } from '../support/app.js';
+import { envoyRequest, injected } from '../support/envoy-request.js';
 
 type HealthClient = grpc.Client & { Check(req: { service: string }, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void };
 
@@ -42,6 +43,27 @@ providers:
       c.close();
       await t.close();
       await idp.stop();
+    }
+  });
+
+  it('keeps answering Checks during shutdown.drainDelay while health already says NOT_SERVING', async () => {
+    const t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+shutdown: { deadline: 3s, drainDelay: 400ms }
+providers:
+  s: { source: { type: static, token: drain-token } }
+`);
+    const c = healthClient(t.app.grpcAddress);
+    try {
+      expect(await status(c, '')).toBe('SERVING');
+      const closing = t.app.close();
+      expect(await status(c, '')).toBe('NOT_SERVING');
+      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 's' } }));
+      expect(injected(res)?.header?.value).toBe('Bearer drain-token');
+      await closing;
+    } finally {
+      c.close();
+      await t.close();
     }
   });
 });

@@ -103,6 +103,24 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
     await again.close();
   }, 20_000);
 
+  it('regression: a lock whose SET timed out (but ran later) is released, not left to block every replica', async () => {
+    const store = await connect(storeConfig(redis.url, prefix, encryptionKey, { commandTimeout: COMMAND_TIMEOUT }));
+    const lockKey = `${key.replace(/:token$/, '')}:lock`;
+    try {
+      redis.pause();
+      await expect(store.tryLock(lockKey, 30_000)).rejects.toThrow(/timed out/);
+      redis.resume(); // Redis now runs the SET it had buffered, then our compare-and-delete
+      expect(await until(() => store.healthy(), 2_000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+      const lock = await store.tryLock(lockKey, 1_000);
+      expect(lock).toBeDefined();
+      await lock!.release();
+    } finally {
+      redis.resume();
+      await store.close();
+    }
+  }, 20_000);
+
   it('Redis not there at startup: connect returns within connectTimeout, counts the error, and joins later', async () => {
     const port = await freePort();
     const url = `redis://127.0.0.1:${port}/0`;
