@@ -15,7 +15,7 @@
  * or programmatically: rejectNext(n), rejectTokens(tokens) (bearer tokens always rejected).
  */
 import type http from 'node:http';
-import { DemoHttpServer, isTooLarge, readBody, sendJson } from './token-server.js';
+import { DemoHttpServer, isTooLarge, readBody, sendJson } from './http-server.js';
 
 export interface EchoRequestRecord {
   method: string;
