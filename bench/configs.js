@@ -57,5 +57,8 @@ providers:
   storm:
     source: { type: client_credentials, tokenUrl: "\${env:BENCH_IDP_URL}", clientId: demo-client, clientSecret: "\${env:BENCH_IDP_SECRET}" }
     refresh: { before: 0s, jitter: 0 }
+  storm-slow:
+    source: { type: client_credentials, tokenUrl: "\${env:BENCH_IDP_URL}", clientId: demo-client, clientSecret: "\${env:BENCH_IDP_SECRET}" }
+    refresh: { waitBudget: 10s }
 `;
 }

@@ -37,6 +37,7 @@ const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const CHANNELS = Number(process.env.BENCH_CHANNELS ?? 4);
 const OFFERED_FRACTION = 0.5;
 const STORM_IDP_DELAY_MS = 100;
+const STORM_SLOW_IDP_MS = 2_000;
 
 const HOT_INIT = { contextExtensions: { provider: providerName(0) } };
 
@@ -118,8 +119,8 @@ async function closedLoop(lg, t, { client, init = HOT_INIT, rampMs = PLAN.rampMs
 }
 
 /** Latency at a fixed offered rate (open loop), plus CPU per Check at that rate. */
-async function openLoop(lg, t, { rate, init = HOT_INIT, warmupMs = PLAN.latWarmMs, windowMs = PLAN.latWindowMs }) {
-  const run = lg.call('open', { key: `${t.key}:grpc-js`, init, rate, durationMs: windowMs, warmupMs });
+async function openLoop(lg, t, { rate, client = 'grpc-js', init = HOT_INIT, warmupMs = PLAN.latWarmMs, windowMs = PLAN.latWindowMs }) {
+  const run = lg.call('open', { key: `${t.key}:${client}`, init, rate, durationMs: windowMs, warmupMs });
   await sleep(warmupMs + 100);
   const a = await t.child.call('stats');
   await sleep(Math.max(200, windowMs - 300));
@@ -165,6 +166,9 @@ function summariseOpen(rounds) {
     achievedRate: median(rounds.map((r) => r.achievedRate)),
     latency: latencySummary(samples),
     p99PerRound: rounds.map((r) => r.latency.p99),
+    /** Robust to one bad round on a shared machine: the target is judged on this. */
+    p99MedianOfRounds: median(rounds.map((r) => r.latency.p99)),
+    p50MedianOfRounds: median(rounds.map((r) => r.latency.p50)),
     lagP99: median(rounds.map((r) => r.lag.p99)),
     cpuPerCheckUs: median(rounds.map((r) => r.cpuPerCheckUs)),
     serverCores: median(rounds.map((r) => r.serverCores)),
@@ -216,12 +220,16 @@ async function hotPath(lg, results) {
     const rounds = await alternate(targets, PLAN.rounds, (t) => closedLoop(lg, t, { client }));
     results.hotPath.throughput[client] = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, summariseClosed(v)]));
   }
-  const floorRate = results.hotPath.throughput['grpc-js']['floor-object'].rate;
-  const rate = PLAN.fixedRate ?? Math.max(200, Math.round((floorRate * OFFERED_FRACTION) / 100) * 100);
-  log(`hot path: latency at a fixed ${rate}/s (open loop, grpc-js client), ${PLAN.latRounds} rounds + warm-up`);
-  const lat = await alternate(targets, PLAN.latRounds, (t) => openLoop(lg, t, { rate }));
-  results.hotPath.latency = Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, summariseOpen(v)]));
-  results.hotPath.offeredRate = rate;
+  results.hotPath.latency = {};
+  results.hotPath.offeredRate = {};
+  for (const client of clients) {
+    const floorRate = results.hotPath.throughput[client]['floor-object'].rate;
+    const rate = PLAN.fixedRate ?? Math.max(200, Math.round((floorRate * OFFERED_FRACTION) / 100) * 100);
+    log(`hot path: latency at a fixed ${rate}/s (open loop, ${client} client), ${PLAN.latRounds} rounds + warm-up`);
+    const lat = await alternate(targets, PLAN.latRounds, (t) => openLoop(lg, t, { rate, client }));
+    results.hotPath.latency[client] = Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, summariseOpen(v)]));
+    results.hotPath.offeredRate[client] = rate;
+  }
   return { tg, floors, targets, floorAnswer };
 }
 
@@ -257,7 +265,7 @@ async function profilePhase(lg, floorAnswer, results) {
     const served = b.served - a.served;
     out[name] = { served, busyUsPerCheck: (summary.busyMs * 1000) / served, ...summary };
     const keep = path.join(outDir, 'profiles');
-    if (scenario === 'full') {
+    if (process.env.BENCH_KEEP_PROFILES === '1') {
       fs.mkdirSync(keep, { recursive: true });
       fs.copyFileSync(path.join(dir, name, file), path.join(keep, `${name}.cpuprofile`));
     }
@@ -276,6 +284,7 @@ async function scalePhase(lg, results) {
     const ok = await lg.call('probe', { key: `${t.key}:grpc-js`, init: { authority: routeAuthority(n - 1) } });
     scale.sizes[n] = {
       parseMs: t.info.parseMs,
+      afterParse: t.info.afterParse,
       listenMs: t.info.listenMs,
       warmupMs: t.info.warmupMs,
       readyMs: t.info.readyMs,
@@ -336,12 +345,14 @@ async function redisPhase(lg, hot, results) {
     if (tt === t) checksToRedisTarget += b.served - a.served;
     return r;
   };
-  log('redis: throughput (h2) and latency (grpc-js) against floor-object and tokengate (memory)');
-  const thr = await alternate(targets, Math.max(1, PLAN.rounds - 2), (tt) => count(tt, () => closedLoop(lg, tt, { client: 'h2' })));
-  const lat = await alternate(targets, Math.max(1, PLAN.latRounds - 1), (tt) => count(tt, () => openLoop(lg, tt, { rate: results.hotPath.offeredRate })));
+  log('redis: throughput and latency (h2 client) against floor-object and tokengate (memory)');
+  const thr = await alternate(targets, Math.max(1, PLAN.rounds - 3), (tt) => count(tt, () => closedLoop(lg, tt, { client: 'h2' })));
+  const rate = results.hotPath.offeredRate.h2;
+  const lat = await alternate(targets, Math.max(1, PLAN.latRounds - 2), (tt) => count(tt, () => openLoop(lg, tt, { rate, client: 'h2' })));
   const statsAfter = await commandStats(REDIS_URL);
   const seen = mon.stop();
   results.redis = {
+    offeredRate: rate,
     answerSource: probe.dynamic_metadata?.fields?.source?.stringValue,
     status: probe.status?.code ?? 0,
     tokengateConnections: [...mine.entries()].map(([addr, v]) => ({ addr, name: v.name })),
@@ -364,33 +375,44 @@ async function stormPhase(lg, results) {
     const t = await startTokengate('storm', stormYaml(), { env: { BENCH_IDP_URL: idp.tokenUrl, BENCH_IDP_SECRET: 'demo-secret' } });
     const channels = Math.min(10, Math.max(CHANNELS, Math.ceil(Math.max(...PLAN.storm) / 1000)));
     await lg.call('connect', { key: 'storm:grpc-js', address: t.info.address, channels, client: 'grpc-js' });
-    const admin = `http://${t.info.adminAddress}/v1/tokens/storm`;
+    const tokens = `http://${t.info.adminAddress}/v1/tokens`;
     const auth = { authorization: `Bearer ${BENCH_ENV.BENCH_ADMIN_TOKEN}` };
-    const init = { contextExtensions: { provider: 'storm' } };
+    const invalidate = (provider) => ({ url: `${tokens}/${provider}/invalidate`, token: BENCH_ENV.BENCH_ADMIN_TOKEN });
+    const init = (provider) => ({ contextExtensions: { provider } });
     const events = [];
-    await lg.call('burst', { key: 'storm:grpc-js', init, n: 200, deadlineMs: 10_000 }); // connections and JIT warm
+    const settle = () => sleep(300);
+    await lg.call('burst', { key: 'storm:grpc-js', init: init('storm'), n: 200, deadlineMs: 10_000 }); // connections and JIT warm
     for (const n of PLAN.storm) {
-      // 1) The token reaches hard expiry: the scheduled refresh starts at that moment; the
-      //    burst is fired as soon as the IdP sees that request (it answers after a delay).
+      // 1) expiry: the token reaches hard expiry; the scheduled refresh starts at that moment and
+      //    the burst is fired as soon as the IdP sees that request (it answers 100 ms later).
       idp.setBehaviour({ kind: 'ok' });
       idp.setTokenTtl(2);
-      const r1 = await fetch(`${admin}/refresh`, { method: 'POST', headers: auth });
+      const r1 = await fetch(`${tokens}/storm/refresh`, { method: 'POST', headers: auth });
       await r1.text();
       idp.setTokenTtl(3600);
       idp.setBehaviour({ kind: 'delay', ms: STORM_IDP_DELAY_MS });
       const base = idp.tokenRequestCount;
       await idp.waitForRequests(base + 1, 10_000);
-      const expiry = await lg.call('burst', { key: 'storm:grpc-js', init, n, deadlineMs: 10_000 });
-      await sleep(STORM_IDP_DELAY_MS + 300);
-      events.push({ trigger: 'expiry', ...expiry, idpRequests: idp.tokenRequestCount - base });
-      // 2) The token is invalidated (an upstream 401, or POST /invalidate): N Checks right after.
+      const expiry = await lg.call('burst', { key: 'storm:grpc-js', init: init('storm'), n, deadlineMs: 10_000 });
+      await sleep(STORM_IDP_DELAY_MS);
+      await settle();
+      events.push({ trigger: 'expiry', idpDelayMs: STORM_IDP_DELAY_MS, waitBudgetMs: 150, ...expiry, idpRequests: idp.tokenRequestCount - base });
+      // 2) invalidate: what an upstream 401 (or POST /invalidate) does; N Checks right after.
       const base2 = idp.tokenRequestCount;
-      const inv = await lg.call('burst', { key: 'storm:grpc-js', init, n, deadlineMs: 10_000, invalidate: { url: `${admin}/invalidate`, token: BENCH_ENV.BENCH_ADMIN_TOKEN } });
-      await sleep(STORM_IDP_DELAY_MS + 300);
-      events.push({ trigger: 'invalidate', ...inv, idpRequests: idp.tokenRequestCount - base2 });
-      log(`storm: N=${n}: idp requests ${events.at(-2).idpRequests} (expiry), ${events.at(-1).idpRequests} (invalidate)`);
+      const inv = await lg.call('burst', { key: 'storm:grpc-js', init: init('storm'), n, deadlineMs: 10_000, invalidate: invalidate('storm') });
+      await sleep(STORM_IDP_DELAY_MS);
+      await settle();
+      events.push({ trigger: 'invalidate', idpDelayMs: STORM_IDP_DELAY_MS, waitBudgetMs: 150, ...inv, idpRequests: idp.tokenRequestCount - base2 });
+      // 3) invalidate with a slow IdP (and a wait budget above it): every one of the N Checks
+      //    is in flight while the single refresh is, and must wait for it.
+      idp.setBehaviour({ kind: 'delay', ms: STORM_SLOW_IDP_MS });
+      const base3 = idp.tokenRequestCount;
+      const slow = await lg.call('burst', { key: 'storm:grpc-js', init: init('storm-slow'), n, deadlineMs: 20_000, invalidate: invalidate('storm-slow') });
+      await settle();
+      events.push({ trigger: 'invalidate, slow IdP', idpDelayMs: STORM_SLOW_IDP_MS, waitBudgetMs: 10_000, ...slow, idpRequests: idp.tokenRequestCount - base3 });
+      log(`storm: N=${n}: IdP requests ${events.slice(-3).map((e) => e.idpRequests).join(', ')}`);
     }
-    results.storm = { idpDelayMs: STORM_IDP_DELAY_MS, waitBudgetMs: 150, channels, events };
+    results.storm = { channels, events };
     await lg.call('disconnect', { key: 'storm:grpc-js' });
     await t.child.stop();
   } finally {

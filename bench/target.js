@@ -19,6 +19,10 @@ import { announceFailure, announceReady, serveParent } from './procs.js';
 
 const role = process.argv[2];
 
+// Experiments only (not used by `npm run bench`): extra grpc-js server options for every
+// target, e.g. BENCH_SERVER_OPTIONS='{"grpc.enable_channelz":0}'.
+Object.assign(GRPC_SERVER_OPTIONS, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
+
 function memory() {
   const m = process.memoryUsage();
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
@@ -94,6 +98,7 @@ async function startTokengateTarget() {
   const t0 = performance.now();
   const config = parseConfig(yaml, { env: process.env });
   const parsedMs = performance.now() - t0;
+  const afterParse = memory(); // before any forced GC: the parse's garbage is still counted
   const logger = createLogger({ level: config.log.level, sink: (line) => process.stderr.write(`${line}\n`) });
   const app = await startTokengate(config, { logger });
   const startedMs = performance.now() - t0;
@@ -108,6 +113,7 @@ async function startTokengateTarget() {
       providers: config.providers.size,
       routes: config.routes.length,
       parseMs: parsedMs,
+      afterParse,
       listenMs: startedMs,
       warmupMs: readyMs - startedMs,
       readyMs,

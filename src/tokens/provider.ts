@@ -291,11 +291,11 @@ export class Provider {
     renew.unref();
     let claimed = false;
     try {
-      // The previous holder's event may have landed between our read and our lock.
-      const arrived = this.arrivedSince(startId);
-      if (arrived) return arrived;
       // Re-read under the lock: a replica that finished just before us already did the work.
       const again = await this.storeOp('read', () => store.read(this.storeKey));
+      // Its event may have been adopted meanwhile (then the record we read is already ours).
+      const arrived = this.arrivedSince(startId);
+      if (arrived) return arrived;
       if (again.ok && again.value && this.isBetter(again.value)) return this.adopt(again.value, 'store');
       if (this.source.rotates) {
         if (!again.ok) {
@@ -365,16 +365,20 @@ export class Provider {
     this.unsaved = rec;
     this.deps.logger.error('rotated refresh token not stored yet; retrying until the shared store takes it', { provider: this.name, token_id: rec.tokenId });
     const attempt = async () => {
-      if (this.unsaved !== rec) return;
-      const written = await this.storeOp('write', () => this.deps.store.write(this.storeKey, rec));
-      if (this.unsaved !== rec) return;
-      if (written.ok) {
-        this.unsaved = undefined;
-        this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced: written.value });
-        if (written.value) await this.publishUpdate(rec);
+      if (this.unsaved !== rec || this.closing) return;
+      let replaced: boolean;
+      try {
+        replaced = await this.deps.store.write(this.storeKey, rec);
+      } catch {
+        // Counted, not logged: the outage was logged once already.
+        this.deps.metrics.storeErrors.inc({ op: 'write' });
+        this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
         return;
       }
-      this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
+      if (this.unsaved !== rec) return;
+      this.unsaved = undefined;
+      this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced });
+      if (replaced) await this.publishUpdate(rec);
     };
     this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
   }

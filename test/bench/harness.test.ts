@@ -17,7 +17,7 @@ interface Results {
     answersIdentical: boolean;
     answer: { status?: { code?: number }; header: { key: string; append?: { value?: boolean }; append_action?: string }; metadataKeys: string[] };
     throughput: Record<string, Record<string, Closed>>;
-    latency: Record<string, Open>;
+    latency: Record<string, Record<string, Open>>;
   };
 }
 
@@ -54,7 +54,7 @@ describe('bench harness (smoke scenario)', () => {
       expect(t.cpuPerCheckUs, target).toBeGreaterThan(0);
       expect(t.clientErrors, target).toBe(0);
       expect(t.rounds[0]!.clientOk, target).toBeGreaterThan(0);
-      const o = r.hotPath.latency[target]!;
+      const o = r.hotPath.latency['grpc-js']![target]!;
       expect(o.latency.count, target).toBeGreaterThan(0);
       expect(o.errors, target).toBe(0);
       expect(o.latency.p99, target).toBeGreaterThanOrEqual(o.latency.p50);

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
-import { burst, merge, newEncryptionKey, newKeyPrefix, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
+import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
 // resilience.timeout 2s → lock TTL = timeout + 2 s.
 const LOCK_TTL_MS = 4_000;
@@ -14,6 +14,7 @@ describe.skipIf(!(await redisAvailable()))('lock holder crash', () => {
   let replicas: Replica[] = [];
   let redis: Redis;
   const keyPrefix = newKeyPrefix('crash');
+  const dir = tmpDir('crash');
 
   beforeAll(async () => {
     redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
@@ -25,7 +26,6 @@ describe.skipIf(!(await redisAvailable()))('lock holder crash', () => {
       source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
       resilience: '{ timeout: 2s, retries: 1, backoff: { base: 100ms, max: 500ms } }',
     });
-    const dir = tmpDir('crash');
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));
   });
@@ -34,6 +34,8 @@ describe.skipIf(!(await redisAvailable()))('lock holder crash', () => {
     await Promise.all(replicas.map((r) => r.stop()));
     await idp?.stop();
     redis?.disconnect();
+    await deleteKeys(REDIS_URL, keyPrefix);
+    removeTmpDir(dir);
   });
 
   it('SIGKILL the lock holder mid-refresh: another replica refreshes after the lock TTL', async () => {

@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
-import { burst, merge, newEncryptionKey, newKeyPrefix, Replica, replicaYaml, tmpDir } from '../support/replicas.js';
+import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, tmpDir } from '../support/replicas.js';
 
 const CLIENT_SECRET = 'demo-secret-for-the-dump-test';
 const INITIAL_REFRESH_TOKEN = 'rt-initial-for-the-dump-test';
@@ -39,6 +39,8 @@ describe.skipIf(!(await redisAvailable()))('what Redis holds', () => {
     await idp?.stop();
     redis?.disconnect();
     subscriber?.disconnect();
+    await deleteKeys(REDIS_URL, keyPrefix);
+    removeTmpDir(dir);
   });
 
   it('a dump of every key contains no token, refresh token or client secret', async () => {

@@ -9,6 +9,7 @@ import type { TokenStore } from '../../src/store/store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { RedisServer } from '../support/redis-server.js';
+import { deleteKeys } from '../support/replicas.js';
 import { connect, storeConfig, until } from '../store/helpers.js';
 
 const INITIAL = 'rt-configured-initial';
@@ -28,6 +29,7 @@ describe.skipIf(!(await redisAvailable()))('rotating refresh tokens: never prese
   afterEach(async () => {
     await Promise.all(managers.splice(0).map((m) => m.close(1_000)));
     await idp.stop();
+    await deleteKeys(REDIS_URL, prefix);
   });
 
   async function replica(opts: { url?: string; wrap?: (s: TokenStore) => TokenStore } = {}): Promise<TokenManager> {

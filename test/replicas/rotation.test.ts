@@ -4,23 +4,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
-import { burst, merge, newEncryptionKey, newKeyPrefix, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
+import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
 const CYCLES = 20;
 
 describe.skipIf(!(await redisAvailable()))('refresh-token rotation across replicas', () => {
   let idp: DemoTokenServer;
   let replicas: Replica[] = [];
+  const keyPrefix = newKeyPrefix('rotation');
+  const dir = tmpDir('rotation');
 
   beforeAll(async () => {
     // 3 s tokens: a refresh every ~1.2–1.35 s.
     idp = new DemoTokenServer({ tokenTtlSeconds: 3, refreshTokens: ['rt-initial-grant'] });
     await idp.start();
     const yaml = replicaYaml({
-      redisUrl: REDIS_URL, keyPrefix: newKeyPrefix('rotation'), encryptionKey: newEncryptionKey(),
+      redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
       source: `{ type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial-grant }`,
     });
-    const dir = tmpDir('rotation');
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));
   });
@@ -28,6 +29,8 @@ describe.skipIf(!(await redisAvailable()))('refresh-token rotation across replic
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.stop()));
     await idp?.stop();
+    await deleteKeys(REDIS_URL, keyPrefix);
+    removeTmpDir(dir);
   });
 
   it(`${CYCLES} refresh cycles: one request per cycle, zero invalid_grant`, async () => {

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
-import { burst, merge, newEncryptionKey, newKeyPrefix, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
+import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
 const CHECKS_PER_REPLICA = 300;
 
@@ -11,6 +11,7 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
   let idp: DemoTokenServer;
   let replicas: Replica[] = [];
   const dir = tmpDir('single-refresh');
+  const keyPrefix = newKeyPrefix('cold');
 
   beforeAll(async () => {
     // 6 s tokens: the refresh window opens ~2.7 s after each fetch (minus up to 10% jitter of
@@ -26,11 +27,13 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.stop()));
     await idp?.stop();
+    await deleteKeys(REDIS_URL, keyPrefix);
+    removeTmpDir(dir);
   });
 
   it('cold start: 300 concurrent Checks on each of three replicas → exactly one token request', async () => {
     const yaml = replicaYaml({
-      redisUrl: REDIS_URL, keyPrefix: newKeyPrefix('cold'), encryptionKey: newEncryptionKey(),
+      redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
       source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
@@ -61,8 +64,10 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
     const storeFailures = replicas.flatMap((r) => r.logs).filter((l) => l.msg === 'shared store operation failed; continuing without it').length;
     console.log(`expiry cycles: ${requests.length} token requests in ${Date.now() - startedAt} ms, gaps ${gaps.join(',')} ms, ${all.ok} Checks ok, ${all.tokens.size} distinct tokens served, ${storeFailures} store command failures`);
     expect(requests.length).toBeGreaterThanOrEqual(4);
-    // Two requests for one cycle would be milliseconds apart; one per cycle is ~2.5 s apart.
-    expect(Math.min(...gaps)).toBeGreaterThan(1_500);
+    // Two replicas refreshing for one expiry would be milliseconds apart (both react to the same
+    // moment); one per cycle is ~2.5 s apart, less when a starved event loop delays a response.
+    expect(Math.min(...gaps)).toBeGreaterThan(500);
+    expect(requests.length).toBeLessThanOrEqual(Math.ceil((Date.now() - startedAt) / 2_000) + 1);
     expect(requests.every((r) => r.status === 200)).toBe(true);
     // Every token the IdP issued was served by the replicas, and nothing else was.
     const issued = new Set(idp.issuedAccessTokens.map((t) => `Bearer ${t}`));

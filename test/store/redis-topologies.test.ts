@@ -10,7 +10,7 @@ import type { StoreConfig } from '../../src/config/types.js';
 import { lockKeyFor, storeKey, type StoreEvent, type TokenStore } from '../../src/store/store.js';
 import { redisAvailable } from '../support/redis.js';
 import { freePort, RedisServer } from '../support/redis-server.js';
-import { tmpDir } from '../support/replicas.js';
+import { removeTmpDir, tmpDir } from '../support/replicas.js';
 import { connect, record, until } from './helpers.js';
 
 const run = promisify(execFile);
@@ -49,10 +49,10 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
   describe('Sentinel', () => {
     let master: RedisServer;
     let sentinel: RedisServer;
+    const dir = tmpDir('sentinel');
 
     beforeAll(async () => {
       master = await RedisServer.start();
-      const dir = tmpDir('sentinel');
       const conf = path.join(dir, 'sentinel.conf');
       fs.writeFileSync(conf, `sentinel monitor tgmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds tgmaster 5000\n`);
       sentinel = await RedisServer.start(undefined, { configFile: conf, args: ['--sentinel'], cwd: dir });
@@ -61,6 +61,7 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
     afterAll(async () => {
       await sentinel?.stop();
       await master?.stop();
+      removeTmpDir(dir);
     });
 
     it('finds the master through the sentinels and does everything there', async () => {
@@ -78,9 +79,9 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
 
   describe('Cluster', () => {
     const nodes: RedisServer[] = [];
+    const dir = tmpDir('cluster');
 
     beforeAll(async () => {
-      const dir = tmpDir('cluster');
       const ports = [await freePort(), await freePort(), await freePort()];
       for (const port of ports) {
         nodes.push(await RedisServer.start(port, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`], cwd: dir }));
@@ -97,6 +98,7 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
 
     afterAll(async () => {
       await Promise.all(nodes.map((n) => n.stop()));
+      removeTmpDir(dir);
     });
 
     it('routes each provider to its slot; scripts work because a provider\'s keys share a hash tag', async () => {

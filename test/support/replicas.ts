@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { CheckClient, envoyRequest, injected, type CheckResponse } from './envoy-request.js';
 import { REPO_ROOT } from './demo-files.js';
 
@@ -104,7 +105,11 @@ export class Replica {
 
   /** Keeps the replica's log next to its config (a failed run can be read afterwards). */
   saveLogs(dir: string): void {
-    fs.writeFileSync(path.join(dir, `${this.name}.log`), `${this.logs.map((l) => JSON.stringify(l)).join('\n')}\n${this.stderr.join('')}`);
+    try {
+      fs.writeFileSync(path.join(dir, `${this.name}.log`), `${this.logs.map((l) => JSON.stringify(l)).join('\n')}\n${this.stderr.join('')}`);
+    } catch {
+      // the directory is gone (cleaned up): nothing to keep
+    }
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
@@ -126,6 +131,29 @@ export class Replica {
 
 export function tmpDir(label: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `tokengate-${label}-`));
+}
+
+/** Removes a test's configs and replica logs, unless TOKENGATE_KEEP_TEST_LOGS=1 (to read them). */
+export function removeTmpDir(dir: string): void {
+  if (process.env.TOKENGATE_KEEP_TEST_LOGS === '1') {
+    process.stderr.write(`replica logs kept in ${dir}\n`);
+    return;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Deletes a test's keys from a shared Redis (records with refresh tokens live for 30 days). */
+export async function deleteKeys(url: string, keyPrefix: string): Promise<void> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await client.connect();
+    const keys = await client.keys(`${keyPrefix}*`);
+    if (keys.length) await client.del(...keys);
+  } catch {
+    // best effort: a stopped Redis has nothing to clean
+  } finally {
+    client.disconnect();
+  }
 }
 
 export interface BurstResult {
