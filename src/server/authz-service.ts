@@ -239,7 +239,7 @@ export class AuthzService {
 
   private retryAfterSeconds(lane: Lane, err: TokenError): number {
     if (err.retryAfterMs !== undefined) return err.retryAfterMs / 1000;
-    if (lane.provider.breaker.state === 'open') return lane.config.resilience.breaker.resetTimeout / 1000;
+    if (lane.provider.breakerState === 'open') return lane.config.resilience.breaker.resetTimeout / 1000;
     return 1;
   }
 

@@ -56,7 +56,11 @@ const INVALIDATED_MEMORY = 32;
 
 export class Provider {
   readonly name: string;
-  readonly breaker: Breaker;
+  /**
+   * Created on the first fetch from a token endpoint: local sources (jwt, static) have no
+   * endpoint to protect, and ten thousand idle breakers would cost ~80 MB of timers and stats.
+   */
+  private breakerInstance: Breaker | undefined;
   /** The L1 slot. Kept after hard expiry for the expired-grace rung of the ladder. */
   private current: CachedToken | undefined;
   /** How a hit on `current` is labelled: 'stale' once a refresh for it has failed. */
@@ -93,13 +97,6 @@ export class Provider {
     // Above one attempt plus the write; renewed while the fetch runs, so it can stay short and
     // a replica that dies holding it delays the next refresh by at most this much.
     this.lockTtlMs = r.timeout + 2_000;
-    this.breaker = new Breaker(config.name, r.breaker, {
-      onStateChange: (state) => {
-        deps.logger.warn('breaker state changed', { provider: this.name, breaker: state });
-        // The half-open probe is our own refresh: the first Check after recovery finds a fresh token.
-        if (state === 'half_open' && this.needsRefresh()) this.refreshInBackground('probe');
-      },
-    });
     if (r.emergencyToken) {
       const rec: TokenRecord = {
         accessToken: r.emergencyToken, tokenType: 'Bearer', tokenId: tokenId(r.emergencyToken),
@@ -107,6 +104,22 @@ export class Provider {
       };
       this.emergency = new CachedToken(rec, NEVER_EXPIRES, NEVER_EXPIRES, config.inject);
     }
+  }
+
+  /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
+  get breakerState(): BreakerState {
+    return this.breakerInstance?.state ?? 'closed';
+  }
+
+  private breaker(): Breaker {
+    this.breakerInstance ??= new Breaker(this.name, this.config.resilience.breaker, {
+      onStateChange: (state) => {
+        this.deps.logger.warn('breaker state changed', { provider: this.name, breaker: state });
+        // The half-open probe is our own refresh: the first Check after recovery finds a fresh token.
+        if (state === 'half_open' && this.needsRefresh()) this.refreshInBackground('probe');
+      },
+    });
+    return this.breakerInstance;
   }
 
   get storeKey(): string {
@@ -122,7 +135,7 @@ export class Provider {
   lookup(now: number): CachedToken | undefined {
     const c = this.current;
     if (c === undefined || now >= c.expiresAt) return undefined;
-    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && this.breaker.state !== 'open') {
+    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
     }
     return c;
@@ -135,7 +148,7 @@ export class Provider {
     if (hit) return this.served(hit, this.hotSource);
     let error: TokenError | undefined;
     if (this.closing) error = new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name });
-    else if (this.breaker.state === 'open' && this.inflight === undefined) {
+    else if (this.breakerState === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
     } else if (this.lastError && now < this.permanentUntil && this.inflight === undefined) {
@@ -405,7 +418,7 @@ export class Provider {
     const sentAt = clock.now();
     try {
       let attemptAt = sentAt;
-      const fetched = await this.breaker.run(() =>
+      const attempt = () =>
         withRetries(
           (signal) => {
             attemptAt = clock.now();
@@ -414,8 +427,8 @@ export class Provider {
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
           { clock, gate, ...(this.source.endpoint ? { endpoint: this.source.endpoint } : {}), signal: this.shutdown.signal, random: this.random },
           { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: this.name, attempt: n, delayMs: delay, error: err.toJSON() }) },
-        ),
-      );
+        );
+      const fetched = this.source.endpoint ? await this.breaker().run(attempt) : await attempt();
       const rec = recordFor(fetched, attemptAt, this.source.defaultTtlMs, this.config.refresh);
       metrics.fetches.inc({ provider: this.name, outcome: 'success' });
       metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, this.name);
@@ -463,7 +476,7 @@ export class Provider {
   private scheduleRetry(err: TokenError): void {
     const now = this.deps.clock.now();
     let delay: number;
-    switch (this.breaker.state === 'open' ? 'ERR_BREAKER_OPEN' : err.code) {
+    switch (this.breakerState === 'open' ? 'ERR_BREAKER_OPEN' : err.code) {
       case 'ERR_SHUTTING_DOWN':
         return;
       case 'ERR_BREAKER_OPEN':
@@ -579,13 +592,13 @@ export class Provider {
       expiresIn: c && c.expiresAt < NEVER_EXPIRES ? Math.round((c.expiresAt - now) / 1000) : null,
       tokenId: c?.tokenId ?? null,
       source: c ? (this.lastServed ?? this.hotSource) : null,
-      breaker: this.breaker.state,
+      breaker: this.breakerState,
       lastError: this.lastError ? this.lastError.toJSON() : null,
     };
   }
 
   breakerValue(): number {
-    return BREAKER_STATE_VALUE[this.breaker.state];
+    return BREAKER_STATE_VALUE[this.breakerState];
   }
 
   /** Takes over another instance's token (reload with an unchanged source). */
@@ -615,7 +628,7 @@ export class Provider {
       clearTimeout(t);
     }
     this.shutdown.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
-    this.breaker.shutdown();
+    this.breakerInstance?.shutdown();
     this.source.close?.();
     this.notifyWaiters();
   }
