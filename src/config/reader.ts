@@ -97,7 +97,9 @@ export class Reader {
 
   str(key: string, opts: FieldOptions & { secret?: boolean; pattern?: RegExp; patternHint?: string } = {}): string | undefined {
     const raw = this.value(key);
-    if (typeof raw === 'number' || typeof raw === 'boolean') return this.problem(key, `expected a string, got ${describe(raw)}`);
+    // A whole number is taken as its digits (client ids often are numbers); anything else that
+    // is not text is a mistake worth naming.
+    if (typeof raw === 'boolean' || (typeof raw === 'number' && !Number.isSafeInteger(raw))) return this.problem(key, `expected a string, got ${describe(raw)}`);
     const s = this.text(key, opts);
     if (s === undefined) return undefined;
     if (s === '' && opts.required) return this.problem(key, 'must not be empty');

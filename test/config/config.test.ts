@@ -116,8 +116,27 @@ routes:
       .toEqual(['store.encryptionKey: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)']);
   });
 
-  it('reports YAML syntax errors', () => {
-    expect(problems('providers: [unclosed')[0]).toMatch(/^\(yaml\): /);
+  it('reports YAML syntax errors with a position, never the source line', () => {
+    expect(problems('providers: [unclosed')[0]).toMatch(/^\(yaml\): .+ at line \d+, column \d+$/);
+    const out = problems('providers:\n  p:\n    source: { type: static, token: "hunter2-literal" }\n   bad: indentation: here\n');
+    expect(out[0]).toMatch(/^\(yaml\): /);
+    expect(out.join('\n')).not.toContain('hunter2');
+  });
+
+  it('refuses duplicate keys, keeps dates as strings, and supports merge keys', () => {
+    expect(problems('providers: { a: { source: { type: static, token: x } } }\nproviders: {}')[0]).toMatch(/^\(yaml\): duplicated mapping key/);
+    const c = parseConfig(`
+x-defaults: &resilience { retries: 1, timeout: 2s }
+providers:
+  a:
+    source: { type: client_credentials, tokenUrl: "https://i/t", clientId: 2024-01-01, clientSecret: "\${env:S}" }
+    resilience: { <<: *resilience, serveExpiredFor: 1m }
+`.replace('x-defaults: &resilience { retries: 1, timeout: 2s }\n', '').replace('resilience: { <<: *resilience, serveExpiredFor: 1m }', 'resilience: { <<: { retries: 1, timeout: 2s }, serveExpiredFor: 1m }'), { env: { S: 's' } });
+    const p = c.providers.get('a')!;
+    expect(p.source).toMatchObject({ clientId: '2024-01-01' });
+    const numeric = parseConfig('providers: { n: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: 1234567, clientSecret: "${env:S}" } } }', { env: { S: 's' } });
+    expect(numeric.providers.get('n')!.source).toMatchObject({ clientId: '1234567' });
+    expect(p.resilience).toMatchObject({ retries: 1, timeout: 2000, serveExpiredFor: 60_000 });
   });
 });
 
