@@ -45,22 +45,24 @@ interface AnswerView {
 }
 type Callback = (err: grpc.ServiceError | null, value?: Answer) => void;
 
-const SOURCES: readonly TokenServeSource[] = ['cache', 'refreshed', 'stale', 'expired_grace', 'emergency'];
-
-/** Per provider: pre-resolved metric cells and the encoded answers for the current token. */
+/**
+ * Per provider that has seen a Check: metric cells resolved once and the encoded answers for
+ * the current token. Created on a provider's first Check, so ten thousand configured but idle
+ * providers cost nothing here.
+ */
 class Lane {
-  readonly ok: Readonly<Record<TokenServeSource, CounterCell>>;
-  readonly unavailable: CounterCell;
-  readonly allowedWithout: CounterCell;
+  private readonly ok: Partial<Record<TokenServeSource, CounterCell>> = {};
   private entry: CachedToken | undefined;
   private answers: Partial<Record<TokenServeSource, Buffer>> = {};
 
-  constructor(readonly provider: Provider, readonly config: ProviderConfig, metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
-    const ok = {} as Record<TokenServeSource, CounterCell>;
-    for (const s of SOURCES) ok[s] = metrics.checks.cell(provider.name, 'ok', s);
-    this.ok = ok;
-    this.unavailable = metrics.checks.cell(provider.name, 'denied', 'none');
-    this.allowedWithout = metrics.checks.cell(provider.name, 'allowed_without_token', 'none');
+  constructor(readonly provider: Provider, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {}
+
+  countUnavailable(): void {
+    this.metrics.checks.cell(this.provider.name, 'denied', 'none').value++;
+  }
+
+  countAllowedWithout(): void {
+    this.metrics.checks.cell(this.provider.name, 'allowed_without_token', 'none').value++;
   }
 
   /** The encoded OK answer for this token and source: built once per token, then reused. */
@@ -74,7 +76,7 @@ class Lane {
       buf = this.encode(okWithToken(this.provider.name, entry, source, this.config.inject));
       this.answers[source] = buf;
     }
-    this.ok[source].value++;
+    (this.ok[source] ??= this.metrics.checks.cell(this.provider.name, 'ok', source)).value++;
     return buf;
   }
 }
@@ -125,11 +127,7 @@ export class AuthzService {
   /** Applies a (re)loaded config: the lane map and route table are swapped in one assignment each. */
   configure(config: Config): void {
     const lanes = new Map<string, Lane>();
-    for (const name of this.deps.manager.names()) {
-      const p = this.deps.manager.provider(name)!;
-      const old = this.lanes.get(name);
-      lanes.set(name, old && old.provider === p ? old : new Lane(p, p.config, this.deps.metrics, this.encode));
-    }
+    for (const [name, lane] of this.lanes) if (this.deps.manager.provider(name) === lane.provider) lanes.set(name, lane);
     this.lanes = lanes;
     this.routes = new RouteTable(config.routes);
     this.defaults = config.defaults;
@@ -150,7 +148,7 @@ export class AuthzService {
         callback(null, this.unmatched());
         return;
       }
-      const lane = this.lanes.get(name);
+      const lane = this.lanes.get(name) ?? this.newLane(name);
       if (lane === undefined) {
         this.unknownCell.value++;
         this.deps.logger.error('Check names a provider that is not configured', { provider: name.slice(0, 128) });
@@ -202,6 +200,14 @@ export class AuthzService {
     };
   }
 
+  private newLane(name: string): Lane | undefined {
+    const p = this.deps.manager.provider(name);
+    if (p === undefined) return undefined;
+    const lane = new Lane(p, p.config, this.deps.metrics, this.encode);
+    this.lanes.set(name, lane);
+    return lane;
+  }
+
   private unmatched(): CheckResponseObject {
     if (this.defaults.unmatched === 'deny') {
       this.unmatchedCells.deny.value++;
@@ -218,10 +224,10 @@ export class AuthzService {
       (got) => {
         if (got.entry) return callback(null, lane.answer(got.entry, got.source));
         if (this.defaults.onTokenUnavailable === 'allow') {
-          lane.allowedWithout.value++;
+          lane.countAllowedWithout();
           return callback(null, withoutClientCredential(okWithoutToken(lane.provider.name), lane.config));
         }
-        lane.unavailable.value++;
+        lane.countUnavailable();
         callback(null, deniedTokenUnavailable(lane.provider.name, got.error, this.retryAfterSeconds(lane, got.error)));
       },
       (err: unknown) => {

@@ -37,6 +37,8 @@ export interface IssuedToken {
   readonly source: TokenServeSource;
 }
 
+const WARM_UP_CONCURRENCY = 32;
+
 /** Identifies a source's configuration: a changed credential never reuses an old token. */
 export function sourceHash(source: SourceConfig): string {
   return createHash('sha256').update(JSON.stringify(source)).digest('hex').slice(0, 16);
@@ -109,8 +111,17 @@ export class TokenManager {
   /** Starts the first fetch of every provider; resolves when each has settled (ok or not). */
   async warmUp(): Promise<void> {
     const all = [...this.providers.values()];
-    for (const p of all) p.refreshInBackground('warm_up');
-    await Promise.all(all.map((p) => p.warmedUp));
+    // A bounded number at a time: ten thousand providers must not open ten thousand requests
+    // (or allocate ten thousand fetches) at once, and providers sharing an IdP stay polite.
+    let next = 0;
+    const worker = async () => {
+      while (next < all.length) {
+        const p = all[next++]!;
+        p.refreshInBackground('warm_up');
+        await p.warmedUp;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, all.length) }, worker));
   }
 
   provider(name: string): Provider | undefined {
