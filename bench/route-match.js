@@ -29,7 +29,7 @@ function nsPerCall(table, req, budgetMs) {
   for (let i = 0; i < 200; i++) sink += table.match(req)?.length ?? 0; // warm the JIT
   let calls = 0;
   const start = process.hrtime.bigint();
-  const budget = BigInt(budgetMs) * 1_000_000n;
+  const budget = BigInt(Math.round(budgetMs * 1_000_000));
   let elapsed = 0n;
   let batch = 1;
   while (elapsed < budget) {
