@@ -281,7 +281,21 @@ function readResilience(r: Reader | undefined): ResilienceConfig {
   return out;
 }
 
-function readProvider(name: string, r: Reader): ProviderConfig | undefined {
+/** Returns one shared instance per distinct value: most providers use the same settings. */
+type Interner = <T>(value: T) => T;
+
+function interner(): Interner {
+  const seen = new Map<string, unknown>();
+  return <T>(value: T): T => {
+    const key = JSON.stringify(value);
+    const hit = seen.get(key);
+    if (hit !== undefined) return hit as T;
+    seen.set(key, value);
+    return value;
+  };
+}
+
+function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig | undefined {
   const sr = r.child('source');
   const source = sr ? readSource(sr) : undefined;
   if (!r.has('source')) r.problem('source', 'is required');
@@ -297,7 +311,8 @@ function readProvider(name: string, r: Reader): ProviderConfig | undefined {
   }
   r.done();
   if (!source) return undefined;
-  return { name, source, inject, refresh, resilience, purgeOnUpstreamStatus };
+  // Ten thousand providers with default settings share one copy of each (config is frozen).
+  return { name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus) };
 }
 
 function readRoutes(r: Reader, providers: ReadonlyMap<string, ProviderConfig>, declared: ReadonlySet<string>): RouteConfig[] {
@@ -373,13 +388,14 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
 
   const providers = new Map<string, ProviderConfig>();
   const pr = root.child('providers');
+  const intern = interner();
   const declared = new Set<string>(pr ? Object.keys(pr.raw) : []);
   if (pr) {
     for (const name of Object.keys(pr.raw)) {
       const r = Reader.of(pr.value(name), join(pr.path, name), ctx);
       if (!NAME.test(name)) pr.problem(name, 'provider names use letters, digits, _, . and - (at most 128)');
       if (!r) continue;
-      const p = readProvider(name, r);
+      const p = readProvider(name, r, intern);
       if (p) providers.set(name, p);
     }
   }
