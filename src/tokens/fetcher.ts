@@ -1,0 +1,100 @@
+// One provider's requests to its token source: each goes through retries (with the endpoint's
+// Retry-After gate) and, for a token endpoint, the circuit breaker. Knows nothing of caching or
+// the shared store; the provider decides when to fetch and what to do with the record.
+import type { Clock } from '../clock.js';
+import type { ProviderConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { Breaker, type BreakerState } from '../resilience/breaker.js';
+import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
+import { withRetries } from '../resilience/retry.js';
+import type { TokenRecord } from '../store/store.js';
+import { TokenError, toTokenError } from './errors.js';
+import { recordFor } from './expiry.js';
+import type { TokenSource } from './sources/source.js';
+
+/** What the fetcher reads of its provider (all of it public). */
+export interface FetcherHost {
+  readonly name: string;
+  readonly config: ProviderConfig;
+  readonly source: TokenSource;
+}
+
+export interface FetcherDeps {
+  readonly clock: Clock;
+  readonly gate: RetryAfterGate;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+export class Fetcher<H extends FetcherHost> {
+  /**
+   * Created on the first fetch from a token endpoint: local sources (jwt, static) have no
+   * endpoint to protect, and ten thousand idle breakers would cost ~80 MB of timers and stats.
+   */
+  private breakerInstance: Breaker | undefined;
+  private readonly shutdown = new AbortController();
+
+  constructor(
+    private readonly host: H,
+    /**
+     * The breaker lets a probe through: the provider decides whether to refresh now. A function
+     * of the provider, shared by all of them, rather than a closure for each.
+     */
+    private readonly onHalfOpen: (host: H) => void,
+    private readonly deps: FetcherDeps,
+    private readonly random: () => number,
+  ) {}
+
+  /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
+  get breakerState(): BreakerState {
+    return this.breakerInstance?.state ?? 'closed';
+  }
+
+  private breaker(): Breaker {
+    this.breakerInstance ??= new Breaker(this.host.name, this.host.config.resilience.breaker, {
+      onStateChange: (state) => {
+        this.deps.logger.warn('breaker state changed', { provider: this.host.name, breaker: state });
+        if (state === 'half_open') this.onHalfOpen(this.host);
+      },
+    });
+    return this.breakerInstance;
+  }
+
+  async fetch(refreshToken: string | undefined): Promise<TokenRecord> {
+    const { clock, gate, metrics } = this.deps;
+    const { name, config, source } = this.host;
+    const r = config.resilience;
+    const sentAt = clock.now();
+    try {
+      let attemptAt = sentAt;
+      const attempt = () =>
+        withRetries(
+          (signal) => {
+            attemptAt = clock.now();
+            return source.fetch({ signal, now: attemptAt, ...(refreshToken ? { refreshToken } : {}) });
+          },
+          { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
+          { clock, gate, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: this.shutdown.signal, random: this.random },
+          { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
+        );
+      const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();
+      const rec = recordFor(fetched, attemptAt, source.defaultTtlMs, config.refresh);
+      metrics.fetches.inc({ provider: name, outcome: 'success' });
+      metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
+      this.deps.logger.info('token fetched', { provider: name, token_id: rec.tokenId, expires_in_s: Math.round((rec.expiresAt - clock.now()) / 1000), source_type: source.type });
+      return rec;
+    } catch (raw) {
+      const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', name);
+      metrics.fetches.inc({ provider: name, outcome: err.code });
+      if (err.code !== 'ERR_BREAKER_OPEN') metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
+      throw err;
+    }
+  }
+
+  /** Aborts requests and retry waits in progress and stops the breaker's timers. */
+  close(): void {
+    this.shutdown.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.host.name }));
+    this.breakerInstance?.shutdown();
+  }
+}

@@ -1,0 +1,340 @@
+// One provider's side of the replica protocol on the shared store: read before fetching, one
+// lock holder fetches and publishes, the others adopt its token from the event (or the store),
+// rotating refresh tokens are claimed and never presented twice, and a dropped token is
+// withdrawn everywhere. The provider keeps the L1 slot; this class reads it and hands it tokens
+// through `ReplicaHooks`.
+import type { Clock } from '../clock.js';
+import type { ProviderConfig } from '../config/types.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { lockKeyFor, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from '../store/store.js';
+import type { CachedToken } from './cached-token.js';
+import { TokenError } from './errors.js';
+import { refreshDueAt } from './expiry.js';
+import type { Fetcher } from './fetcher.js';
+import type { TokenSource } from './sources/source.js';
+
+/** Where an adopted record came from: our own fetch, a read of the store, or another replica's event. */
+export type Adoption = 'fetched' | 'store' | 'event';
+
+/** What the coordinator reads of its provider (all of it public). */
+export interface ReplicaHost {
+  readonly name: string;
+  readonly storeKey: string;
+  readonly config: ProviderConfig;
+  readonly source: TokenSource;
+  /** The L1 slot now. Another replica's event may replace it during any await. */
+  peek(): CachedToken | undefined;
+}
+
+/**
+ * What the coordinator may do to its provider. Functions of the provider, not closures over it:
+ * one table serves every provider, where closures would cost ~300 bytes for each of ten thousand.
+ */
+export interface ReplicaHooks<H> {
+  /** Shutdown has begun. */
+  closing(host: H): boolean;
+  /** Puts the record in the L1 slot (waking waiters, rescheduling) and returns its entry. */
+  adopt(host: H, rec: TokenRecord, how: Adoption): CachedToken;
+  /** Empties the L1 slot if it holds token `id`; true when it did. */
+  drop(host: H, id: string): boolean;
+}
+
+export interface ReplicaDeps {
+  readonly clock: Clock;
+  readonly store: TokenStore;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** This process, in store events. */
+  readonly replicaId: string;
+}
+
+type StoreResult<T> = { ok: true; value: T } | { ok: false; value?: undefined };
+
+const FOLLOW_POLL_MS = 250;
+/** Pause before asking a connected store again after one failed command. */
+const STORE_GLITCH_PAUSE_MS = 100;
+/** How often a rotated refresh token the store did not take is offered again. */
+const UNSAVED_RETRY_MS = 500;
+/** Ids of tokens we dropped; never adopt them again from the store or an event. */
+const INVALIDATED_MEMORY = 32;
+
+export class ReplicaCoordinator<H extends ReplicaHost> {
+  private readonly lockTtlMs: number;
+  private readonly invalidated: string[] = [];
+  /** A rotated refresh token's record that the store has not taken yet (Redis was down). */
+  private unsaved: TokenRecord | undefined;
+  private waiters = new Set<() => void>();
+
+  constructor(
+    private readonly host: H,
+    private readonly hooks: ReplicaHooks<H>,
+    private readonly fetcher: Fetcher<H>,
+    private readonly deps: ReplicaDeps,
+  ) {
+    // Above one attempt plus the write; renewed while the fetch runs, so it can stay short and
+    // a replica that dies holding it delays the next refresh by at most this much.
+    this.lockTtlMs = host.config.resilience.timeout + 2_000;
+  }
+
+  private get name(): string {
+    return this.host.name;
+  }
+
+  private get storeKey(): string {
+    return this.host.storeKey;
+  }
+
+  private adopt(rec: TokenRecord, how: Adoption): CachedToken {
+    return this.hooks.adopt(this.host, rec, how);
+  }
+
+  /** Gets a fresh token, through the shared store when there is one. */
+  async coordinate(): Promise<CachedToken> {
+    const store = this.deps.store;
+    if (!store.shared) {
+      const stored = await this.storeOp('read', () => store.read(this.storeKey));
+      const rec = await this.fetcher.fetch(this.newestRefreshToken(stored.value));
+      await this.storeOp('write', () => store.write(this.storeKey, rec));
+      return this.adopt(rec, 'fetched');
+    }
+    // The token this refresh replaces: another one arriving meanwhile (an event) ends it.
+    const startId = this.host.peek()?.tokenId;
+    const deadline = this.deps.clock.now() + 3 * this.lockTtlMs;
+    let glitches = 0;
+    for (;;) {
+      const arrived = this.arrivedSince(startId);
+      if (arrived) return arrived;
+      const stored = await this.storeOp('read', () => store.read(this.storeKey));
+      if (stored.ok && stored.value) {
+        if (this.isBetter(stored.value)) return this.adopt(stored.value, 'store');
+        // Nothing usable here (cold start, or ours expired) but one there: serve it meanwhile.
+        if (this.usableNow(stored.value)) this.adopt(stored.value, 'store');
+      }
+      const lock = stored.ok ? await this.storeOp('lock', () => store.tryLock(lockKeyFor(this.storeKey), this.lockTtlMs)) : stored;
+      if (!lock.ok) {
+        // Connected but one command was late (a busy event loop outlasts a 50 ms timeout): while
+        // our token still serves, try the store once more before fetching on our own.
+        const c = this.host.peek();
+        if (store.healthy() && glitches++ === 0 && c && this.deps.clock.now() < c.expiresAt) {
+          await this.waitForEvent(STORE_GLITCH_PAUSE_MS);
+          continue;
+        }
+        return this.fetchWithoutStore();
+      }
+      if (lock.value) return this.leadRefresh(lock.value, startId);
+      // Another replica holds the lock: it will publish. Wait for its event (or poll), bounded.
+      if (this.deps.clock.now() >= deadline) {
+        throw new TokenError('ERR_STORE_UNAVAILABLE', 'another replica holds the refresh lock and published no token', { provider: this.name });
+      }
+      await this.waitForEvent(Math.min(FOLLOW_POLL_MS * 4, this.lockTtlMs));
+    }
+  }
+
+  /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
+  private async fetchWithoutStore(): Promise<CachedToken> {
+    if (this.host.source.rotates) {
+      // Presenting a refresh token another replica may also present gets the grant revoked.
+      throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store is unreachable; a rotating refresh token is not used without its lock', { provider: this.name });
+    }
+    const rec = await this.fetcher.fetch(undefined);
+    const store = this.deps.store;
+    // Connected again (or only one command failed): offer it to the others; the write is fenced.
+    if (store.healthy()) {
+      const written = await this.storeOp('write', () => store.write(this.storeKey, rec));
+      if (written.ok && written.value) await this.publishUpdate(rec);
+    }
+    return this.adopt(rec, 'fetched');
+  }
+
+  private async leadRefresh(lock: StoreLock, startId: string | undefined): Promise<CachedToken> {
+    const store = this.deps.store;
+    const renew = setInterval(() => {
+      lock.extend(this.lockTtlMs).catch(() => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
+    }, Math.max(100, Math.floor(this.lockTtlMs / 3)));
+    renew.unref();
+    let claimed = false;
+    try {
+      // Re-read under the lock: a replica that finished just before us already did the work.
+      const again = await this.storeOp('read', () => store.read(this.storeKey));
+      // Its event may have been adopted meanwhile (then the record we read is already ours).
+      const arrived = this.arrivedSince(startId);
+      if (arrived) return arrived;
+      if (again.ok && again.value && this.isBetter(again.value)) return this.adopt(again.value, 'store');
+      if (this.host.source.rotates) {
+        if (!again.ok) {
+          throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; the newest refresh token is unknown, so none is presented', { provider: this.name });
+        }
+        claimed = await this.claimRefresh();
+      }
+      let rec: TokenRecord;
+      try {
+        rec = await this.fetcher.fetch(this.newestRefreshToken(again.value));
+      } catch (err) {
+        // Nothing rotated (as far as we can tell, and as our own retries assume): give it back.
+        if (claimed) await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
+        throw err;
+      }
+      // Written before the lock is released: the next holder must see the rotated refresh token.
+      let written = await this.storeOp('write', () => store.write(this.storeKey, rec));
+      if (!written.ok && rec.refreshToken) written = await this.storeOp('write', () => store.write(this.storeKey, rec));
+      if (written.ok) {
+        if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
+        await this.publishUpdate(rec);
+      } else if (this.host.source.rotates) {
+        this.persistLater(rec);
+      }
+      return this.adopt(rec, 'fetched');
+    } finally {
+      clearInterval(renew);
+      await this.storeOp('unlock', () => lock.release());
+    }
+  }
+
+  private async publishUpdate(rec: TokenRecord): Promise<void> {
+    const store = this.deps.store;
+    await this.storeOp('publish', () => store.publish({ provider: this.name, key: this.storeKey, token_id: rec.tokenId, kind: 'updated', origin: this.deps.replicaId }));
+  }
+
+  /**
+   * Rotating sources: marks the refresh token we are about to present as ours, so no replica
+   * presents it again if we die or lose Redis before the new one is stored. True when claimed.
+   */
+  private async claimRefresh(): Promise<boolean> {
+    const store = this.deps.store;
+    if (!store.claimRefresh) return false;
+    const claim = await this.storeOp('claim', () => store.claimRefresh!(this.storeKey, this.deps.replicaId));
+    if (!claim.ok) {
+      // A timed-out claim may still have been recorded: take it back (nothing was presented).
+      await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
+      throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; a rotating refresh token is not presented unclaimed', { provider: this.name });
+    }
+    if (claim.value !== undefined) {
+      throw new TokenError('ERR_REFRESH_UNSAFE', `replica ${claim.value} presented the stored refresh token and never stored the result; presenting it again could revoke the grant (see docs/redis.md)`, { provider: this.name });
+    }
+    return true;
+  }
+
+  /** The newest refresh token we know of: the store's, ours, or one the store has not taken yet. */
+  private newestRefreshToken(stored: TokenRecord | undefined): string | undefined {
+    let best: TokenRecord | undefined;
+    for (const r of [stored, this.host.peek()?.record, this.unsaved]) {
+      if (r?.refreshToken !== undefined && (best === undefined || r.obtainedAt > best.obtainedAt)) best = r;
+    }
+    return best?.refreshToken;
+  }
+
+  /** A rotated refresh token the store did not take: keep offering it until it does. */
+  private persistLater(rec: TokenRecord): void {
+    this.unsaved = rec;
+    this.deps.logger.error('rotated refresh token not stored yet; retrying until the shared store takes it', { provider: this.name, token_id: rec.tokenId });
+    const attempt = async () => {
+      if (this.unsaved !== rec || this.hooks.closing(this.host)) return;
+      let replaced: boolean;
+      try {
+        replaced = await this.deps.store.write(this.storeKey, rec);
+      } catch {
+        // Counted, not logged: the outage was logged once already.
+        this.deps.metrics.storeErrors.inc({ op: 'write' });
+        this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
+        return;
+      }
+      if (this.unsaved !== rec) return;
+      this.unsaved = undefined;
+      this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced });
+      if (replaced) await this.publishUpdate(rec);
+    };
+    this.deps.clock.setTimer(() => void attempt(), UNSAVED_RETRY_MS);
+  }
+
+  /** A token adopted since this refresh started (another replica's event) that needs no refresh. */
+  private arrivedSince(startId: string | undefined): CachedToken | undefined {
+    const c = this.host.peek();
+    if (c === undefined || c.tokenId === startId) return undefined;
+    const now = this.deps.clock.now();
+    return now < c.expiresAt && now < refreshDueAt(c.record, this.host.config.refresh) ? c : undefined;
+  }
+
+  /** Worth serving while a refresh runs: before hard expiry, and ours is gone or expires sooner. */
+  private usableNow(rec: TokenRecord): boolean {
+    const now = this.deps.clock.now();
+    const c = this.host.peek();
+    if (rec.expiresAt <= now || this.invalidated.includes(rec.tokenId) || c?.tokenId === rec.tokenId) return false;
+    return c === undefined || rec.expiresAt > c.expiresAt;
+  }
+
+  /** A stored record is worth adopting: usable, not one we dropped, newer than ours. */
+  private isBetter(rec: TokenRecord): boolean {
+    const now = this.deps.clock.now();
+    if (rec.expiresAt <= now || this.invalidated.includes(rec.tokenId)) return false;
+    const c = this.host.peek();
+    if (c?.tokenId === rec.tokenId) return false;
+    if (now >= refreshDueAt(rec, this.host.config.refresh)) return false;
+    return c === undefined || rec.expiresAt > c.expiresAt || now >= c.expiresAt;
+  }
+
+  // ---- the shared store --------------------------------------------------------------------
+
+  private async storeOp<T>(op: string, fn: () => Promise<T>): Promise<StoreResult<T>> {
+    try {
+      return { ok: true, value: await fn() };
+    } catch (err) {
+      this.deps.metrics.storeErrors.inc({ op });
+      this.deps.logger.warn('shared store operation failed; continuing without it', { provider: this.name, op, error: err });
+      return { ok: false };
+    }
+  }
+
+  private waitForEvent(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        timer.cancel();
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = this.deps.clock.setTimer(done, ms);
+      this.waiters.add(done);
+    });
+  }
+
+  /** Ends every `waitForEvent` now: the L1 slot changed, an event came, or we are closing. */
+  notifyWaiters(): void {
+    const w = this.waiters;
+    this.waiters = new Set();
+    for (const fn of w) fn();
+  }
+
+  /** An event from another replica about this provider's key. */
+  async onStoreEvent(event: StoreEvent): Promise<void> {
+    if (event.origin === this.deps.replicaId || event.key !== this.storeKey) return;
+    if (event.kind === 'invalidated') {
+      this.forget(event.token_id);
+      return;
+    }
+    if (this.host.peek()?.tokenId === event.token_id || this.invalidated.includes(event.token_id)) return;
+    const stored = await this.storeOp('read', () => this.deps.store.read(this.storeKey));
+    // Whatever the store holds now: a later write may already have replaced the announced token.
+    if (stored.ok && stored.value && this.isBetter(stored.value)) {
+      this.adopt(stored.value, 'event');
+    }
+    this.notifyWaiters();
+  }
+
+  // ---- dropping a token --------------------------------------------------------------------
+
+  /** Never adopts token `id` again, and drops it from L1; true when L1 held it. */
+  forget(id: string): boolean {
+    if (!this.invalidated.includes(id)) {
+      this.invalidated.push(id);
+      if (this.invalidated.length > INVALIDATED_MEMORY) this.invalidated.shift();
+    }
+    return this.hooks.drop(this.host, id);
+  }
+
+  /** The store half of an invalidation: removes token `id` there and tells the other replicas. */
+  async withdraw(id: string): Promise<void> {
+    const store = this.deps.store;
+    await this.storeOp('remove', () => store.remove(this.storeKey, id));
+    await this.storeOp('publish', () => store.publish({ provider: this.name, key: this.storeKey, token_id: id, kind: 'invalidated', origin: this.deps.replicaId }));
+  }
+}
