@@ -2,7 +2,7 @@
 // shutdown. `startTokengate` is what the CLI, the tests and the benchmarks start.
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from './clock.js';
-import { formatProblems } from './config/errors.js';
+import { ConfigError, formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
@@ -43,10 +43,18 @@ export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_concurrent_streams': 1000,
 };
 
+/** One running tokengate: what startTokengate returns, and what reload and shutdown act on. */
 export class Tokengate {
+  readonly api: AdminApi;
+  /** Bound addresses (real ports when 0 was asked for). */
+  grpcAddress = '';
+  adminAddress: string | undefined;
+  admin: AdminHttpServer | undefined;
+  accessLog: AccessLogService | undefined;
+  /** Resolves once every provider has had its first fetch attempt and health is SERVING. */
+  ready: Promise<void> = Promise.resolve();
   private stopping = false;
   private closed: Promise<void> | undefined;
-  readonly api: AdminApi;
   private reloading: Promise<ReloadOutcome> | undefined;
 
   constructor(
@@ -61,13 +69,6 @@ export class Tokengate {
   ) {
     this.api = new AdminApi({ manager, adminToken: () => this.config.admin.token, reload: () => this.reload() });
   }
-
-  grpcAddress = '';
-  adminAddress: string | undefined;
-  admin: AdminHttpServer | undefined;
-  accessLog: AccessLogService | undefined;
-  /** Resolves once every provider has had its first fetch attempt and health is SERVING. */
-  ready: Promise<void> = Promise.resolve();
 
   get currentConfig(): Config {
     return this.config;
@@ -96,9 +97,7 @@ export class Tokengate {
     try {
       next = loadConfigFile(this.opts.configPath, this.opts.env);
     } catch (err) {
-      const problems = 'problems' in (err as object) ? formatProblems((err as { problems: { path: string; problem: string }[] }).problems).split('\n') : [String(err)];
-      this.logger.error('config reload refused; the running config stays', { problems });
-      return { ok: false, problems };
+      return this.refused(err);
     }
     const unsupported = ['listen', 'store'].filter((k) => JSON.stringify(next[k as 'listen']) !== JSON.stringify(this.config[k as 'listen']));
     try {
@@ -110,10 +109,15 @@ export class Tokengate {
       this.logger.info('config reloaded', { ...result, ...(unsupported.length ? { restartNeededFor: unsupported } : {}) });
       return { ok: true, ...result };
     } catch (err) {
-      const problems = 'problems' in (err as object) ? formatProblems((err as { problems: { path: string; problem: string }[] }).problems).split('\n') : [String(err)];
-      this.logger.error('config reload refused; the running config stays', { problems });
-      return { ok: false, problems };
+      return this.refused(err);
     }
+  }
+
+  /** A config that cannot be used (file, shape or sources): the running one stays. */
+  private refused(err: unknown): ReloadOutcome {
+    const problems = err instanceof ConfigError ? formatProblems(err.problems).split('\n') : [String(err)];
+    this.logger.error('config reload refused; the running config stays', { problems });
+    return { ok: false, problems };
   }
 
   /**

@@ -315,7 +315,7 @@ function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig
   return { name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus) };
 }
 
-function readRoutes(r: Reader, providers: ReadonlyMap<string, ProviderConfig>, declared: ReadonlySet<string>): RouteConfig[] {
+function readRoutes(r: Reader, declared: ReadonlySet<string>): RouteConfig[] {
   const routes: RouteConfig[] = [];
   for (const { value, path } of r.list('routes')) {
     const rr = Reader.of(value, path, r.ctx);
@@ -340,7 +340,6 @@ function readRoutes(r: Reader, providers: ReadonlyMap<string, ProviderConfig>, d
       },
     });
   }
-  void providers;
   return routes;
 }
 
@@ -399,7 +398,7 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
       if (p) providers.set(name, p);
     }
   }
-  const routes = readRoutes(root, providers, declared);
+  const routes = readRoutes(root, declared);
   root.done();
   if (ctx.problems.length) return undefined;
   return deepFreeze({ listen, admin: adminToken ? { token: adminToken } : {}, store, defaults, log, shutdown, providers, routes, warnings: [...ctx.warnings] });
