@@ -32,19 +32,131 @@ function sleepOn(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> 
   });
 }
 
+/** setTimeout's ceiling; longer waits are re-armed. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+class QueuedTimer implements TimerHandle {
+  constructor(
+    readonly at: number,
+    public fn: (() => void) | undefined,
+    private readonly queue: TimerQueue,
+  ) {}
+
+  cancel(): void {
+    if (this.fn === undefined) return;
+    this.fn = undefined;
+    this.queue.cancelled();
+  }
+}
+
+/**
+ * All of the system clock's timers in one binary heap behind a single Node timer. Every
+ * provider keeps a refresh timer, each with its own moment; as Node timers that is a Timeout,
+ * a TimersList and two closures apiece, several hundred bytes for each of ten thousand
+ * providers. Cancelled entries are dropped lazily (and compacted when they pile up).
+ */
+class TimerQueue {
+  private heap: QueuedTimer[] = [];
+  private dead = 0;
+  private handle: NodeJS.Timeout | undefined;
+  private armedFor = Number.POSITIVE_INFINITY;
+
+  add(ms: number, fn: () => void): QueuedTimer {
+    const t = new QueuedTimer(Date.now() + Math.max(0, ms), fn, this);
+    this.push(t);
+    if (t.at < this.armedFor) this.arm();
+    return t;
+  }
+
+  cancelled(): void {
+    this.dead++;
+    if (this.dead > 64 && this.dead > this.heap.length / 2) {
+      this.heap = this.heap.filter((t) => t.fn !== undefined);
+      this.heap.sort((a, b) => a.at - b.at); // a sorted array is a valid heap
+      this.dead = 0;
+    }
+  }
+
+  private arm(): void {
+    if (this.handle) clearTimeout(this.handle);
+    this.handle = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
+    const top = this.heap[0];
+    if (top === undefined) return;
+    this.armedFor = top.at;
+    this.handle = setTimeout(() => this.fire(), Math.min(Math.max(0, top.at - Date.now()), MAX_TIMEOUT_MS));
+    this.handle.unref(); // timers never keep the process alive
+  }
+
+  private fire(): void {
+    this.handle = undefined;
+    this.armedFor = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    const due: QueuedTimer[] = [];
+    while (this.heap.length && this.heap[0]!.at <= now) due.push(this.pop());
+    this.arm();
+    for (const t of due) {
+      const fn = t.fn;
+      if (fn === undefined) {
+        this.dead = Math.max(0, this.dead - 1);
+        continue;
+      }
+      t.fn = undefined;
+      try {
+        fn();
+      } catch (err) {
+        // As with setTimeout: an exception in a timer is an uncaught exception.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+
+  private push(t: QueuedTimer): void {
+    const h = this.heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (h[parent]!.at <= t.at) break;
+      h[i] = h[parent]!;
+      i = parent;
+    }
+    h[i] = t;
+  }
+
+  private pop(): QueuedTimer {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        let mAt = last.at;
+        if (l < h.length && h[l]!.at < mAt) {
+          m = l;
+          mAt = h[l]!.at;
+        }
+        if (r < h.length && h[r]!.at < mAt) m = r;
+        if (m === i) break;
+        h[i] = h[m]!;
+        i = m;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+}
+
+const queue = new TimerQueue();
+
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimer(fn, ms) {
-    // setTimeout's ceiling is 2^31-1 ms; longer waits are re-armed.
-    const max = 2_147_483_647;
-    let handle: NodeJS.Timeout;
-    const arm = (remaining: number) => {
-      handle = setTimeout(() => (remaining > max ? arm(remaining - max) : fn()), Math.min(Math.max(0, remaining), max));
-      handle.unref();
-    };
-    arm(ms);
-    return { cancel: () => clearTimeout(handle) };
-  },
+  setTimer: (fn, ms) => queue.add(ms, fn),
   sleep(ms, signal) {
     return sleepOn(systemClock, ms, signal);
   },

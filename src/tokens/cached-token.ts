@@ -7,8 +7,7 @@ export type TokenServeSource = 'cache' | 'refreshed' | 'stale' | 'expired_grace'
 
 export class CachedToken {
   readonly tokenId: string;
-  /** The injected header's value, e.g. "Bearer eyJ…". */
-  readonly headerValue: string;
+  private header: string | undefined;
 
   constructor(
     readonly record: TokenRecord,
@@ -16,9 +15,17 @@ export class CachedToken {
     readonly refreshAt: number,
     /** Hard expiry: after this only the fallback ladder may serve it. */
     readonly expiresAt: number,
-    inject: InjectConfig,
+    private readonly inject: InjectConfig,
   ) {
     this.tokenId = record.tokenId;
-    this.headerValue = inject.format.replaceAll('{token_type}', record.tokenType).replaceAll('{token}', record.accessToken);
+  }
+
+  /**
+   * The injected header's value, e.g. "Bearer eyJ…": built on first use (the Check path encodes
+   * its answer once per token anyway), so idle providers do not hold a second copy of the token.
+   */
+  get headerValue(): string {
+    this.header ??= this.inject.format.replaceAll('{token_type}', this.record.tokenType).replaceAll('{token}', this.record.accessToken);
+    return this.header;
   }
 }
