@@ -5,6 +5,7 @@
 //   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
+//   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
 //
 // Only 127.0.0.1 is targeted. Every child process is killed on exit (see procs.js).
 import fs from 'node:fs';
@@ -55,16 +56,23 @@ function child(name, script, opts) {
   return c;
 }
 
+/**
+ * V8 flags for every server under test (tokengate and the floors alike): by default the ones
+ * the Docker image ships (NODE_OPTIONS in the Dockerfile), so the report measures what users
+ * run. BENCH_SERVER_FLAGS="" measures Node's defaults instead.
+ */
+const SERVER_FLAGS = (process.env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
+
 async function startTokengate(name, yaml, { env = {}, execArgv = [], readyTimeoutMs = 120_000 } = {}) {
   const file = path.join(work, `${name}.yaml`);
   fs.writeFileSync(file, yaml);
-  const c = child(name, 'target.js', { args: ['tokengate'], env: { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, execArgv: ['--expose-gc', ...execArgv], readyTimeoutMs });
+  const c = child(name, 'target.js', { args: ['tokengate'], env: { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv], readyTimeoutMs });
   const info = await c.ready;
   return { key: name, kind: 'tokengate', child: c, info };
 }
 
 async function startFloor(kind, answer, execArgv = []) {
-  const c = child(kind, 'target.js', { args: [kind], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) }, execArgv: ['--expose-gc', ...execArgv] });
+  const c = child(kind, 'target.js', { args: [kind], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv] });
   const info = await c.ready;
   return { key: kind, kind, child: c, info };
 }
@@ -455,6 +463,7 @@ function machine() {
   return {
     date: new Date().toISOString(),
     node: process.version,
+    serverFlags: SERVER_FLAGS.join(' ') || '(Node defaults)',
     cores: os.cpus().length,
     cpuModel: os.cpus()[0]?.model,
     platform: `${os.platform()} ${os.release()}`,
