@@ -18,11 +18,3 @@ export function parseDuration(text: string): number | undefined {
   }
   return Math.round(total);
 }
-
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms)) return 'never';
-  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
-  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
-  return `${ms}ms`;
-}

@@ -25,7 +25,7 @@ import type http from 'node:http';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { SignJWT, decodeJwt, jwtVerify, type KeyInput } from 'jose';
 import { parseBehaviour, type Behaviour } from './behaviour.js';
-import { DemoHttpServer, isTooLarge, MAX_BODY_BYTES, readBody, sendJson } from './http-server.js';
+import { DemoHttpServer, isTooLarge, readBody, sendJson } from './http-server.js';
 
 export { parseBehaviour, type Behaviour } from './behaviour.js';
 export { MAX_BODY_BYTES } from './http-server.js';

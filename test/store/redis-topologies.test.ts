@@ -21,6 +21,18 @@ function config(redis: Partial<NonNullable<StoreConfig['redis']>>): StoreConfig 
 }
 
 /** Every store operation, across several providers (so, on Cluster, several hash slots). */
+/** Two clients of one topology run the whole store contract against each other. */
+async function exerciseTopology(c: StoreConfig): Promise<void> {
+  const [a, b] = [await connect(c), await connect(c)];
+  try {
+    expect(a.healthy()).toBe(true);
+    await exercise(a, b, c.redis!.keyPrefix);
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
 async function exercise(a: TokenStore, b: TokenStore, prefix: string): Promise<void> {
   const got: StoreEvent[] = [];
   const off = b.subscribe((e) => got.push(e));
@@ -66,14 +78,7 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
 
     it('finds the master through the sentinels and does everything there', async () => {
       const c = config({ sentinels: [`127.0.0.1:${sentinel.port}`], name: 'tgmaster' });
-      const [a, b] = [await connect(c), await connect(c)];
-      try {
-        expect(a.healthy()).toBe(true);
-        await exercise(a, b, c.redis!.keyPrefix);
-      } finally {
-        await a.close();
-        await b.close();
-      }
+      await exerciseTopology(c);
     }, 20_000);
   });
 
@@ -103,14 +108,7 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
 
     it('routes each provider to its slot; scripts work because a provider\'s keys share a hash tag', async () => {
       const c = config({ cluster: nodes.map((n) => `127.0.0.1:${n.port}`) });
-      const [a, b] = [await connect(c), await connect(c)];
-      try {
-        expect(a.healthy()).toBe(true);
-        await exercise(a, b, c.redis!.keyPrefix);
-      } finally {
-        await a.close();
-        await b.close();
-      }
+      await exerciseTopology(c);
     }, 20_000);
   });
 });
