@@ -19,6 +19,7 @@ export class Metrics {
   readonly fetches = this.registry.add(new Counter('tokengate_token_fetches_total', 'Token fetches by outcome (success, or the error code).', ['provider', 'outcome']));
   readonly fetchDuration = this.registry.add(new Histogram('tokengate_token_fetch_duration_seconds', 'Duration of token fetches, retries included.', FETCH_BUCKETS, ['provider']));
   readonly storeErrors = this.registry.add(new Counter('tokengate_store_errors_total', 'Shared store operations that failed (the replica fell back).', ['op']));
+  readonly grantAmbiguous = this.registry.add(new Counter('tokengate_grant_ambiguous_total', 'refresh_token grants whose outcome was unknown (timeout, reset or garbled answer after sending): the refresh token is spent and the grant needs an operator.', ['provider']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
 
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };
@@ -39,6 +40,7 @@ export class Metrics {
     this.fetches.drop(match);
     this.fetchDuration.drop(match);
     this.upstreamRejections.drop(match);
+    this.grantAmbiguous.drop(match);
   }
 
   render(): string {

@@ -45,13 +45,13 @@ describe.each(kinds)('ambiguous refresh_token grants (%s store)', (kind) => {
     if (kind === 'redis') await deleteKeys(REDIS_URL, prefix);
   });
 
-  function yaml(opts: { refreshToken?: string; reuseInterval?: string; timeout?: string; retries?: number; tokenUrl?: string } = {}): string {
+  function yaml(opts: { refreshToken?: string; reuseInterval?: string; timeout?: string; retries?: number; tokenUrl?: string; backoff?: string } = {}): string {
     const reuse = opts.reuseInterval ? `, reuseInterval: ${opts.reuseInterval}` : '';
     return `
 providers:
   p:
     source: { type: refresh_token, tokenUrl: "${opts.tokenUrl ?? idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${opts.refreshToken ?? INITIAL}${reuse} }
-    resilience: { timeout: ${opts.timeout ?? '300ms'}, retries: ${opts.retries ?? 2}, backoff: { base: 10ms, max: 20ms } }
+    resilience: { timeout: ${opts.timeout ?? '300ms'}, retries: ${opts.retries ?? 2}, backoff: ${opts.backoff ?? '{ base: 10ms, max: 20ms }'} }
 `;
   }
 
@@ -143,10 +143,10 @@ providers:
   });
 
   it('connection refused (nothing sent) is retried with the same refresh token', async () => {
-    const m = await replica({ retries: 3, timeout: '2s' });
+    const m = await replica({ retries: 20, timeout: '2s', backoff: '{ base: 50ms, max: 50ms }' });
     const rt2 = idp.issuedRefreshTokens[0]!;
     await idp.stop(); // refused until it comes back on the same port
-    const back = sleep(15).then(() => idp.start());
+    const back = sleep(30).then(() => idp.start());
     const done = m.refresh('p');
     await back;
     await done;
