@@ -78,7 +78,13 @@ export function grantAmbiguous(provider: string, cause?: TokenError): TokenError
     : 'the refresh token this grant holds was presented in a grant whose outcome is unknown';
   return new TokenError('ERR_GRANT_AMBIGUOUS',
     `${what}; the IdP may have rotated it, so it is never presented again: configure a new refresh token and reload (see README, "Rotating refresh tokens")`,
-    { provider, ambiguous: true, ...(cause ? { cause } : {}) });
+    {
+      provider, ambiguous: true,
+      // The IdP's own words (already scrubbed of credentials) stay visible in /v1/tokens.
+      ...(cause ? { cause, ...(cause.status !== undefined ? { status: cause.status } : {}) } : {}),
+      ...(cause?.oauthError !== undefined ? { oauthError: cause.oauthError } : {}),
+      ...(cause?.oauthErrorDescription !== undefined ? { oauthErrorDescription: cause.oauthErrorDescription } : {}),
+    });
 }
 
 export class ReplicaCoordinator<H extends ReplicaHost> {
