@@ -214,3 +214,12 @@ providers:
     });
   }
 });
+
+describe('sourceHash', () => {
+  it('declaring reuseInterval keeps the store key (and with it the rotated refresh token)', async () => {
+    const { sourceHash } = await import('../../src/tokens/manager.js');
+    const src = (extra: string) => parseConfig(`providers: { p: { source: { type: refresh_token, tokenUrl: "https://idp.example/t", clientId: c, refreshToken: r${extra} } } }`).providers.get('p')!.source;
+    expect(sourceHash(src(', reuseInterval: 10s'))).toBe(sourceHash(src('')));
+    expect(sourceHash(src(', scope: other'))).not.toBe(sourceHash(src('')));
+  });
+});
