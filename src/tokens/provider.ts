@@ -264,7 +264,7 @@ export class Provider {
   private scheduleRetry(err: TokenError): void {
     const now = this.deps.clock.now();
     let delay: number;
-    switch (this.breakerState === 'open' ? 'ERR_BREAKER_OPEN' : err.code) {
+    switch (this.breakerState === 'open' && err.code !== 'ERR_GRANT_AMBIGUOUS' ? 'ERR_BREAKER_OPEN' : err.code) {
       case 'ERR_SHUTTING_DOWN':
       case 'ERR_GRANT_AMBIGUOUS': // waits for an operator: a retry could only be refused again
         return;
