@@ -102,7 +102,11 @@ providers:
     expect(await until(() => idp.requests[1]?.status === 200, 3_000)).toBe(true);
     const rec = await m.store.read(oldKey);
     expect(rec?.refreshToken).toBe(idp.issuedRefreshTokens[1]);
-    expect(idp.reuseDetectedCount).toBe(0);
-    expect(idp.anyFamilyRevoked).toBe(false);
+    // Same configured refresh token (only scope changed): the new provider went on from the
+    // rotated one, not from the configured one the old provider spent at warm-up.
+    expect(idp.requests[2]?.form.scope).toBe('read');
+    expect((await m.getToken('p')).value).toBe(idp.issuedAccessTokens[2]);
+    expect(idp.tokenRequestCount).toBe(3);
+    expectGrantIntact();
   });
 });
