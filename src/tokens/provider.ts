@@ -51,6 +51,8 @@ export interface ProviderStatus {
 }
 
 const PERMANENT_RETRY_MS = 60_000;
+/** After close() aborts a refresh: how long its bookkeeping (spent mark, unlock) may take. */
+const CUT_OFF_SETTLE_MS = 500;
 const MAX_RETRY_MS = 30_000;
 
 export class Provider {
@@ -414,6 +416,13 @@ export class Provider {
       clearTimeout(t);
     }
     this.fetcher.close();
+    // A cut-off rotating refresh records its token as spent (one store write) and releases the
+    // lock: let that happen before the store closes. Bounded, in real time like the deadline.
+    if (this.inflight) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.inflight.catch(() => undefined), new Promise<void>((resolve) => (t = setTimeout(resolve, CUT_OFF_SETTLE_MS)))]);
+      clearTimeout(t);
+    }
     this.source.close?.();
     this.replica.notifyWaiters();
   }

@@ -200,6 +200,21 @@ providers:
       expectGrantIntact();
     });
 
+    it('a shutdown that cuts a refresh off after sending leaves its token marked spent', async () => {
+      const a = await replica({ timeout: '5s' });
+      const rt2 = idp.issuedRefreshTokens[0]!;
+      idp.setBehaviourSequence([{ kind: 'slow', ms: 1_000 }]);
+      const cut = a.refresh('p').catch((e: unknown) => e);
+      await idp.waitForRequests(2);
+      await a.close(50); // the deadline passes with the grant in flight
+      expect(await cut).toMatchObject({ code: 'ERR_GRANT_AMBIGUOUS' });
+      const b = await replica();
+      await expect(b.refresh('p')).rejects.toMatchObject({ code: 'ERR_GRANT_AMBIGUOUS' });
+      await sleep(1_100);
+      expect(idp.presentations(rt2)).toBe(1);
+      expectGrantIntact();
+    });
+
     it('a restart after the configured refresh token itself was spent does not present it', async () => {
       idp.setBehaviourSequence([{ kind: 'slow', ms: 600 }]);
       const a = await replica(); // the warm-up presents the configured token; the answer is lost
@@ -221,5 +236,26 @@ describe('sourceHash', () => {
     const src = (extra: string) => parseConfig(`providers: { p: { source: { type: refresh_token, tokenUrl: "https://idp.example/t", clientId: c, refreshToken: r${extra} } } }`).providers.get('p')!.source;
     expect(sourceHash(src(', reuseInterval: 10s'))).toBe(sourceHash(src('')));
     expect(sourceHash(src(', scope: other'))).not.toBe(sourceHash(src('')));
+  });
+});
+
+describe('which network failures are ambiguous', () => {
+  const { signal } = new AbortController();
+  const err = (code: string) => Object.assign(new Error(code), { code });
+
+  it.each(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'CERT_HAS_EXPIRED'])('%s: nothing was sent', async (code) => {
+    const { classifyNetworkError } = await import('../../src/tokens/http/transport.js');
+    expect(classifyNetworkError(err(code), signal).ambiguous).toBe(false);
+  });
+
+  it('a reset or an unknown error after the request may have been sent is ambiguous', async () => {
+    const { classifyNetworkError } = await import('../../src/tokens/http/transport.js');
+    expect(classifyNetworkError(err('ECONNRESET'), signal).ambiguous).toBe(true);
+    expect(classifyNetworkError(err('ECONNRESET'), signal, false).ambiguous).toBe(false);
+    const timedOut = new AbortController();
+    timedOut.abort(new Error('timeout'));
+    const e = classifyNetworkError(err('ABORT_ERR'), timedOut.signal, true);
+    expect(e).toMatchObject({ code: 'ERR_IDP_TIMEOUT', ambiguous: true });
+    expect(classifyNetworkError(err('ABORT_ERR'), timedOut.signal, false)).toMatchObject({ code: 'ERR_IDP_TIMEOUT', ambiguous: false });
   });
 });
