@@ -72,6 +72,7 @@ export class TokenManager {
     this.metrics.setGaugeSources({
       expiresIn: () => this.gaugeExpiresIn(),
       breakerStates: () => [...this.providers.values()].map((p) => [p.name, p.breakerValue()] as [string, number]),
+      needsAttention: () => [...this.providers.values()].filter((p) => p.source.rotates).map((p) => [p.name, p.needsAttention ? 1 : 0] as [string, number]),
     });
   }
 

@@ -340,6 +340,11 @@ export class Provider {
     };
   }
 
+  /** The grant waits for an operator (state needs_attention). */
+  get needsAttention(): boolean {
+    return this.attention;
+  }
+
   breakerValue(): number {
     return BREAKER_STATE_VALUE[this.breakerState];
   }

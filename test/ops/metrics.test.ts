@@ -64,6 +64,7 @@ routes:
       tokengate_grant_ambiguous_total: 'counter',
       tokengate_token_expires_in_seconds: 'gauge',
       tokengate_breaker_state: 'gauge',
+      tokengate_grant_needs_attention: 'gauge',
     });
   });
 

@@ -102,6 +102,7 @@ providers:
     expect(logs.some((l) => l.includes('"level":"error"') && l.includes('refresh token outcome unknown'))).toBe(true);
     expect(logs.join('\n')).not.toContain(rt2);
     expect(metrics.render()).toMatch(/^tokengate_grant_ambiguous_total\{provider="p"\} 1$/m);
+    expect(metrics.render()).toMatch(/^tokengate_grant_needs_attention\{provider="p"\} 1$/m);
   });
 
   it('a 2xx that arrives after the timeout (the IdP rotated) is not followed by the old token; a reload with a new refresh token recovers', async () => {
