@@ -198,8 +198,9 @@ function readSource(r: Reader): SourceConfig | undefined {
     }
     case 'refresh_token': {
       const refreshToken = r.str('refreshToken', { required: true, secret: true });
+      const reuseInterval = r.duration('reuseInterval', 0, { min: 0, max: 86_400_000 });
       const e = readEndpoint(r, type);
-      if (e && refreshToken) out = { type, refreshToken, ...e };
+      if (e && refreshToken) out = { type, refreshToken, reuseInterval, ...e };
       break;
     }
     case 'jwt': {

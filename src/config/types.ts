@@ -38,6 +38,11 @@ export interface RefreshTokenSource extends TokenEndpointConfig {
   readonly type: 'refresh_token';
   /** The initial refresh token; rotated ones live in the store. */
   readonly refreshToken: string;
+  /**
+   * Ms during which the IdP accepts the same refresh token again after its first presentation
+   * (Auth0's reuse interval, Okta's grace period). 0: any second presentation is a reuse.
+   */
+  readonly reuseInterval: number;
 }
 
 export interface JwtSigningConfig {

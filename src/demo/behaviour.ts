@@ -8,6 +8,11 @@ export type Behaviour =
   | { kind: 'reset' }
   | { kind: 'html' }
   | { kind: 'delay'; ms: number }
+  // The grant is carried out (a refresh token rotates) and only then does the answer go wrong:
+  // sent after `ms`, replaced by a 200 that is not JSON, or replaced by a reset connection.
+  | { kind: 'slow'; ms: number }
+  | { kind: 'garbled' }
+  | { kind: 'reset_after' }
   | { kind: 'rate_limited'; retryAfter: string }
   | { kind: 'oauth_error'; error: string; description?: string; status?: number }
   | { kind: 'no_access_token' }
@@ -31,6 +36,8 @@ export function parseBehaviour(v: unknown): Behaviour {
     case 'reset':
     case 'html':
     case 'no_access_token':
+    case 'garbled':
+    case 'reset_after':
       return { kind: v.kind };
     case 'status': {
       const status = optStatus(200, 599);
@@ -45,8 +52,9 @@ export function parseBehaviour(v: unknown): Behaviour {
       return b;
     }
     case 'delay':
+    case 'slow':
       if (!isInt(v.ms, 0, 600_000)) throw new Error('"ms" must be an integer 0-600000');
-      return { kind: 'delay', ms: v.ms };
+      return { kind: v.kind, ms: v.ms };
     case 'rate_limited':
       if (typeof v.retryAfter !== 'string') throw new Error('"retryAfter" must be a string');
       return { kind: 'rate_limited', retryAfter: v.retryAfter };

@@ -55,6 +55,12 @@ export interface DemoTokenServerOptions {
   clients?: Record<string, DemoClient>;
   /** Initially valid refresh tokens, each the root of its own family. */
   refreshTokens?: string[];
+  /**
+   * Reuse grace (Auth0's reuse interval, Okta's grace period): a spent refresh token presented
+   * again within this many ms of its first presentation gets the same successor, not a revoked
+   * family. Default 0: any reuse revokes the family.
+   */
+  reuseIntervalMs?: number;
   /** jwt-bearer grant keys by assertion `iss` (public key, or a Uint8Array secret for HS256). */
   jwtBearerKeys?: Record<string, KeyInput>;
   /** HS256 key for `tokenFormat: 'jwt'`; random when absent. */
@@ -128,7 +134,10 @@ export class DemoTokenServer extends DemoHttpServer {
   private afterSequence: Behaviour = { kind: 'ok' };
   private invalidGrants = 0;
   private reuses = 0;
-  private readonly refresh = new Map<string, { family: number; state: 'valid' | 'spent' | 'revoked'; subject: string }>();
+  private readonly refresh = new Map<string, { family: number; state: 'valid' | 'spent' | 'revoked'; subject: string; firstAt?: number; successor?: string }>();
+  /** How often each refresh token was presented (kept across reset(), like the token state). */
+  private readonly presented = new Map<string, number>();
+  reuseIntervalMs: number;
   private readonly families = new Map<number, string[]>();
   private nextFamily = 1;
   private readonly seenJti = new Set<string>();
@@ -138,6 +147,7 @@ export class DemoTokenServer extends DemoHttpServer {
     super(opts);
     this.now = opts.now ?? Date.now;
     this.onRequest = opts.onRequest;
+    this.reuseIntervalMs = opts.reuseIntervalMs ?? 0;
     this.ttlSeconds = opts.tokenTtlSeconds ?? 300;
     this.omitExpiresIn = opts.omitExpiresIn ?? false;
     this.tokenFormat = opts.tokenFormat ?? 'opaque';
@@ -181,6 +191,18 @@ export class DemoTokenServer extends DemoHttpServer {
   }
   refreshTokenState(token: string): RefreshTokenState {
     return this.refresh.get(token)?.state ?? 'unknown';
+  }
+  /** How many times `token` was presented in a refresh_token grant. */
+  presentations(token: string): number {
+    return this.presented.get(token) ?? 0;
+  }
+  /** The highest number of presentations of any one refresh token (1 = never reused). */
+  get maxPresentations(): number {
+    return Math.max(0, ...this.presented.values());
+  }
+  /** True when reuse detection revoked any family. */
+  get anyFamilyRevoked(): boolean {
+    return [...this.refresh.values()].some((e) => e.state === 'revoked');
   }
 
   /** Applies to every following token request; cancels any pending sequence. */
@@ -353,10 +375,25 @@ export class DemoTokenServer extends DemoHttpServer {
         rec.outcome = b.kind; // until the delayed answer replaces it
         if (!(await this.sleep(b.ms))) return;
         break;
+      case 'slow':
+      case 'garbled':
+      case 'reset_after':
       case 'ok':
         break;
     }
-    answer(params ? await this.grant(req, params) : oauthError(400, 'invalid_request', 'content-type must be application/x-www-form-urlencoded'));
+    const reply = params ? await this.grant(req, params) : oauthError(400, 'invalid_request', 'content-type must be application/x-www-form-urlencoded');
+    // The grant has been carried out (a refresh token may have rotated); now the answer is lost.
+    if (b.kind === 'slow') {
+      rec.outcome = b.kind;
+      if (!(await this.sleep(b.ms))) return;
+    } else if (b.kind === 'garbled') {
+      return raw(200, { 'content-type': 'application/json' }, '{"access_token": "trunc', b.kind);
+    } else if (b.kind === 'reset_after') {
+      settle(null, b.kind);
+      req.socket.destroy();
+      return;
+    }
+    answer(reply);
   }
 
   /** Who the request says it is, for the log; verified later. */
@@ -493,8 +530,13 @@ export class DemoTokenServer extends DemoHttpServer {
   private refreshGrant(clientId: string | undefined, params: URLSearchParams): Promise<Reply> | Reply {
     const token = params.get('refresh_token');
     if (!token) return oauthError(400, 'invalid_request', 'refresh_token missing');
+    this.presented.set(token, (this.presented.get(token) ?? 0) + 1);
     const entry = this.refresh.get(token);
     if (!entry) return this.invalidGrant('unknown refresh token');
+    if (entry.state === 'spent' && entry.successor !== undefined && entry.firstAt !== undefined && this.now() - entry.firstAt < this.reuseIntervalMs) {
+      // Inside the declared reuse interval a retry is answered, with the same successor.
+      return this.issue(entry.subject, clientId, params, entry.successor);
+    }
     if (entry.state === 'spent') {
       // Reuse means a copy leaked or two holders race: revoke the whole family, as Okta/Auth0 do.
       for (const t of this.families.get(entry.family) ?? []) {
@@ -506,7 +548,9 @@ export class DemoTokenServer extends DemoHttpServer {
     }
     if (entry.state === 'revoked') return this.invalidGrant('refresh token revoked');
     entry.state = 'spent';
+    entry.firstAt = this.now();
     const next = `rt_${randomBytes(24).toString('base64url')}`;
+    entry.successor = next;
     this.refresh.set(next, { family: entry.family, state: 'valid', subject: entry.subject });
     this.families.get(entry.family)?.push(next);
     return this.issue(entry.subject, clientId, params, next);

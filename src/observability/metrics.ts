@@ -10,6 +10,8 @@ export interface GaugeSources {
   expiresIn(): Iterable<[string, number]>;
   /** [provider, 0 closed | 1 half-open | 2 open]. */
   breakerStates(): Iterable<[string, number]>;
+  /** [provider, 1 when its refresh_token grant needs an operator (needs_attention), else 0]. */
+  needsAttention?(): Iterable<[string, number]>;
 }
 
 export class Metrics {
@@ -19,6 +21,7 @@ export class Metrics {
   readonly fetches = this.registry.add(new Counter('tokengate_token_fetches_total', 'Token fetches by outcome (success, or the error code).', ['provider', 'outcome']));
   readonly fetchDuration = this.registry.add(new Histogram('tokengate_token_fetch_duration_seconds', 'Duration of token fetches, retries included.', FETCH_BUCKETS, ['provider']));
   readonly storeErrors = this.registry.add(new Counter('tokengate_store_errors_total', 'Shared store operations that failed (the replica fell back).', ['op']));
+  readonly grantAmbiguous = this.registry.add(new Counter('tokengate_grant_ambiguous_total', 'refresh_token grants whose outcome was unknown (timeout, reset or garbled answer after sending): the refresh token is spent (needs an operator unless inside source.reuseInterval).', ['provider']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
 
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };
@@ -26,6 +29,7 @@ export class Metrics {
   constructor() {
     this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
     this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
+    this.registry.add(new CollectedGauge('tokengate_grant_needs_attention', '1 while a refresh_token grant waits for an operator: its refresh token is spent (an ambiguous grant), the cached token is served.', ['provider'], () => mapValues(this.gauges.needsAttention?.() ?? [])));
   }
 
   setGaugeSources(sources: GaugeSources): void {
@@ -39,6 +43,7 @@ export class Metrics {
     this.fetches.drop(match);
     this.fetchDuration.drop(match);
     this.upstreamRejections.drop(match);
+    this.grantAmbiguous.drop(match);
   }
 
   render(): string {

@@ -11,6 +11,11 @@ export interface RetryPolicy {
   readonly retries: number;
   readonly baseMs: number;
   readonly maxMs: number;
+  /**
+   * Consulted for a transient error before retrying: false ends the fetch with it. Rotating
+   * refresh tokens use it so that an attempt the IdP may have carried out is not repeated.
+   */
+  readonly mayRetry?: (err: TokenError) => boolean;
 }
 
 export interface RetryHooks {
@@ -47,6 +52,7 @@ export async function withRetries<T>(
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE');
       if (err.retryAfterMs !== undefined && endpoint) gate.block(endpoint, clock.now() + err.retryAfterMs);
       if (!err.transient || n >= policy.retries || deps.signal?.aborted) throw err;
+      if (policy.mayRetry && !policy.mayRetry(err)) throw err;
       const backoff = fullJitterDelay(n, policy.baseMs, policy.maxMs, deps.random);
       hooks.onRetry?.(n + 1, err, backoff);
       // The gate (Retry-After) is waited for at the top of the loop; never undercut it.

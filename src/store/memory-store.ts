@@ -15,7 +15,7 @@ export class MemoryStore implements TokenStore {
   async read(key: string): Promise<TokenRecord | undefined> {
     const r = this.records.get(key);
     // A record past its access token's expiry is kept for its refresh token (see remove).
-    if (r && r.expiresAt <= this.now() && r.refreshToken === undefined) {
+    if (r && r.expiresAt <= this.now() && r.refreshToken === undefined && r.spentRefreshId === undefined) {
       this.records.delete(key);
       return undefined;
     }

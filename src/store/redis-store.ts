@@ -198,7 +198,8 @@ function toRecord(v: unknown): TokenRecord {
   if (
     !isRecord(v) || typeof v.accessToken !== 'string' || typeof v.tokenType !== 'string' || typeof v.tokenId !== 'string' ||
     !num(v.obtainedAt) || !num(v.expiresAt) || !num(v.lifetimeMs) || !optStr(v.refreshToken) || !optStr(v.scope) ||
-    !(v.recheckAt === undefined || num(v.recheckAt))
+    !(v.recheckAt === undefined || num(v.recheckAt)) || !optStr(v.spentRefreshId) ||
+    !(v.spentPresentedAt === undefined || num(v.spentPresentedAt))
   ) {
     throw new Error('stored token record has an unexpected shape');
   }
@@ -208,7 +209,7 @@ function toRecord(v: unknown): TokenRecord {
 /** How long Redis keeps a record: its hard expiry, longer when it carries a refresh token. */
 export function recordTtlMs(record: TokenRecord, now: number): number {
   let ttl = record.expiresAt >= NEVER_EXPIRES ? MAX_RECORD_TTL_MS : record.expiresAt - now;
-  if (record.refreshToken !== undefined) ttl = Math.max(ttl, REFRESH_RETENTION_MS);
+  if (record.refreshToken !== undefined || record.spentRefreshId !== undefined) ttl = Math.max(ttl, REFRESH_RETENTION_MS);
   return Math.max(1, Math.min(Math.round(ttl), MAX_RECORD_TTL_MS));
 }
 
@@ -326,7 +327,7 @@ export class RedisStore implements TokenStore {
     const now = this.now();
     const sealed = this.cipher.seal(JSON.stringify(record), key);
     const written = await SCRIPTS.write.run(this.commands, key, [
-      String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined ? '0' : '1',
+      String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined && record.spentRefreshId === undefined ? '0' : '1',
     ]);
     return written === 1;
   }

@@ -20,6 +20,14 @@ export interface TokenRecord {
   readonly scope?: string;
   /** When the source wants to be asked again regardless of expiry (static files). */
   readonly recheckAt?: number;
+  /**
+   * Rotating sources: the token id (a hash, never the token) of a refresh token presented in a
+   * grant whose outcome is unknown. It is never presented again (outside the reuse interval) by
+   * any replica, and the record lives as long as one carrying a refresh token.
+   */
+  readonly spentRefreshId?: string;
+  /** Epoch ms when that refresh token was first presented: the reuse interval counts from here. */
+  readonly spentPresentedAt?: number;
 }
 
 export type StoreEventKind = 'updated' | 'invalidated';

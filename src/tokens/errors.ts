@@ -15,6 +15,7 @@ export type TokenErrorCode =
   | 'ERR_STORE_UNAVAILABLE'  // the shared store failed; callers fall back
   | 'ERR_WAIT_BUDGET'        // a caller stopped waiting for the in-flight refresh
   | 'ERR_REFRESH_UNSAFE'     // a rotating refresh token cannot be used safely right now
+  | 'ERR_GRANT_AMBIGUOUS'    // a refresh_token grant's outcome is unknown: its token is spent, an operator must act
   | 'ERR_SHUTTING_DOWN'      // no new refreshes during shutdown
   | 'ERR_UNKNOWN_PROVIDER'
   | 'ERR_INTERNAL';          // a bug in tokengate, not the IdP's fault
@@ -30,6 +31,11 @@ export interface TokenErrorDetails {
   readonly oauthErrorDescription?: string;
   /** Milliseconds the endpoint asked us to wait (Retry-After). */
   readonly retryAfterMs?: number;
+  /**
+   * The request may have reached the IdP and been carried out (timed out or reset after it was
+   * sent, a garbled 2xx, a gateway error): a rotating refresh token it carried may be spent.
+   */
+  readonly ambiguous?: boolean;
   readonly cause?: unknown;
 }
 
@@ -40,6 +46,7 @@ export class TokenError extends Error {
   readonly oauthError: string | undefined;
   readonly oauthErrorDescription: string | undefined;
   readonly retryAfterMs: number | undefined;
+  readonly ambiguous: boolean;
 
   constructor(code: TokenErrorCode, message: string, details: TokenErrorDetails = {}) {
     super(message, details.cause !== undefined ? { cause: details.cause } : undefined);
@@ -50,6 +57,21 @@ export class TokenError extends Error {
     this.oauthError = details.oauthError;
     this.oauthErrorDescription = details.oauthErrorDescription;
     this.retryAfterMs = details.retryAfterMs;
+    this.ambiguous = details.ambiguous ?? false;
+  }
+
+  /** The same error, marked as possibly carried out by the IdP. */
+  asAmbiguous(): TokenError {
+    if (this.ambiguous) return this;
+    return new TokenError(this.code, this.message, {
+      ...(this.provider !== undefined ? { provider: this.provider } : {}),
+      ...(this.status !== undefined ? { status: this.status } : {}),
+      ...(this.oauthError !== undefined ? { oauthError: this.oauthError } : {}),
+      ...(this.oauthErrorDescription !== undefined ? { oauthErrorDescription: this.oauthErrorDescription } : {}),
+      ...(this.retryAfterMs !== undefined ? { retryAfterMs: this.retryAfterMs } : {}),
+      ambiguous: true,
+      cause: this.cause ?? this,
+    });
   }
 
   get transient(): boolean {

@@ -67,7 +67,11 @@ export class Fetcher<H extends FetcherHost> {
     return this.breakerInstance;
   }
 
-  async fetch(refreshToken: string | undefined): Promise<TokenRecord> {
+  /**
+   * `presentedSince`: when this rotating refresh token was first presented, if an earlier fetch
+   * already did and its outcome is unknown (the reuse interval counts from then).
+   */
+  async fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
     const { clock, gate, metrics } = this.deps;
     const { name, config, source } = this.host;
     if (this.closed) throw new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: name });
@@ -75,15 +79,28 @@ export class Fetcher<H extends FetcherHost> {
     const sentAt = clock.now();
     const controller = new AbortController();
     this.inFlight = controller;
+    // A rotating refresh token is presented again only when the IdP cannot have seen it (nothing
+    // was sent), or inside the reuse interval it declared, counted from its first presentation.
+    const reuseUntil = (presentedSince ?? sentAt) + (config.source.type === 'refresh_token' ? config.source.reuseInterval : 0);
+    let ambiguous: TokenError | undefined;
+    const mayRetry = source.rotates ? (err: TokenError) => !err.ambiguous || clock.now() < reuseUntil : undefined;
     try {
       let attemptAt = sentAt;
       const attempt = () =>
         withRetries(
           (signal) => {
+            // The backoff may have carried us past the window: checked again right before sending.
+            if (ambiguous && clock.now() >= reuseUntil) return Promise.reject(ambiguous);
             attemptAt = clock.now();
-            return source.fetch({ signal, now: attemptAt, ...(refreshToken ? { refreshToken } : {}) });
+            const p = source.fetch({ signal, now: attemptAt, ...(refreshToken ? { refreshToken } : {}) });
+            return source.rotates
+              ? p.catch((err: unknown) => {
+                if (err instanceof TokenError && err.ambiguous) ambiguous = err;
+                throw err;
+              })
+              : p;
           },
-          { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
+          { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
           { clock, gate, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
           { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
         );

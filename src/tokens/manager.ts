@@ -41,7 +41,10 @@ const WARM_UP_CONCURRENCY = 32;
 
 /** Identifies a source's configuration: a changed credential never reuses an old token. */
 export function sourceHash(source: SourceConfig): string {
-  return createHash('sha256').update(JSON.stringify(source)).digest('hex').slice(0, 16);
+  // reuseInterval describes the IdP, not the grant: declaring it keeps the store key (and with
+  // it the rotated refresh token) that the grant already has.
+  const identity = source.type === 'refresh_token' ? { ...source, reuseInterval: undefined } : source;
+  return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
 }
 
 export class TokenManager {
@@ -54,6 +57,8 @@ export class TokenManager {
   private readonly gate = new RetryAfterGate();
   private readonly unsubscribe: () => void;
   private closed = false;
+  /** Providers a reload replaced whose refresh in flight has not ended yet. */
+  private readonly retiring = new Map<Provider, Promise<void>>();
 
   constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -67,6 +72,7 @@ export class TokenManager {
     this.metrics.setGaugeSources({
       expiresIn: () => this.gaugeExpiresIn(),
       breakerStates: () => [...this.providers.values()].map((p) => [p.name, p.breakerValue()] as [string, number]),
+      needsAttention: () => [...this.providers.values()].filter((p) => p.source.rotates).map((p) => [p.name, p.needsAttention ? 1 : 0] as [string, number]),
     });
   }
 
@@ -176,11 +182,15 @@ export class TokenManager {
       const old = this.providers.get(name);
       if (old === p) continue;
       (old ? changed : added).push(name);
-      // Same source (only inject/refresh/resilience settings changed): keep the token.
+      // Same source (only inject/refresh/resilience settings changed): keep the token, and the
+      // refresh in flight (handed over, never aborted).
       if (old && old.storeKey === p.storeKey) p.inherit(old);
       else {
         fresh.push(p);
-        p.refreshInBackground('warm_up');
+        // The same grant under a new key (scope, params… changed): go on from its newest refresh
+        // token once the old provider's refresh has ended, never from the configured one.
+        if (old && p.sameGrantAs(old)) p.continueGrant(old);
+        else p.refreshInBackground('warm_up');
       }
     }
     await Promise.all(fresh.map((p) => p.warmedUp));
@@ -188,8 +198,20 @@ export class TokenManager {
     const retired = [...this.providers.entries()].filter(([n, p]) => next.get(n) !== p).map(([, p]) => p);
     this.providers = next;
     for (const n of removed) this.metrics.forgetProvider(n);
-    await Promise.all(retired.map((p) => p.close(1_000)));
+    // A retired provider's refresh in flight runs to its end (its result is stored, and handed
+    // to its successor) before it closes: a rotation is never cut in half. Shutdown waits too.
+    for (const p of retired) this.retiring.set(p, p.retire().finally(() => this.retiring.delete(p)));
     return { added, changed, removed };
+  }
+
+  /** Waits (bounded; real time, like close) for retired providers to finish their refresh. */
+  private async settleRetiring(deadlineMs: number): Promise<void> {
+    if (this.retiring.size === 0) return;
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(this.retiring.values()), new Promise<void>((resolve) => (t = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(t);
+    // Past the deadline: cut what is left, as shutdown does for current providers.
+    await Promise.all([...this.retiring.keys()].map((p) => p.close(0)));
   }
 
   /** No new refresh starts anywhere (shutdown's first step); cached tokens are still served. */
@@ -201,7 +223,7 @@ export class TokenManager {
   async close(deadlineMs = 5_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...this.providers.values()].map((p) => p.close(deadlineMs)));
+    await Promise.all([...[...this.providers.values()].map((p) => p.close(deadlineMs)), this.settleRetiring(deadlineMs)]);
     this.unsubscribe();
     await this.store.close().catch(() => undefined);
   }

@@ -18,7 +18,11 @@ import { ReplicaCoordinator, type Adoption, type ReplicaHooks } from './replica-
 import type { TokenSource } from './sources/source.js';
 import { tokenId } from './token-id.js';
 
-export type ProviderStateName = 'valid' | 'refreshing' | 'stale' | 'expired' | 'missing';
+/**
+ * `needs_attention`: a refresh_token grant's outcome was unknown, its refresh token is spent and
+ * no refresh is attempted until an operator configures a new one (the cached token still serves).
+ */
+export type ProviderStateName = 'valid' | 'refreshing' | 'stale' | 'expired' | 'missing' | 'needs_attention';
 
 export interface ProviderDeps {
   readonly clock: Clock;
@@ -47,6 +51,8 @@ export interface ProviderStatus {
 }
 
 const PERMANENT_RETRY_MS = 60_000;
+/** After close() aborts a refresh: how long its bookkeeping (spent mark, unlock) may take. */
+const CUT_OFF_SETTLE_MS = 500;
 const MAX_RETRY_MS = 30_000;
 
 export class Provider {
@@ -71,6 +77,8 @@ export class Provider {
   private failures = 0;
   /** Until then a permanent failure (refused credential, bad config) is not retried by Checks. */
   private permanentUntil = 0;
+  /** ERR_GRANT_AMBIGUOUS: only an operator (reload, admin refresh) starts a refresh. */
+  private attention = false;
   private readonly random: () => number;
   private readonly fetcher: Fetcher<Provider>;
   private readonly replica: ReplicaCoordinator<Provider>;
@@ -116,7 +124,7 @@ export class Provider {
   lookup(now: number): CachedToken | undefined {
     const c = this.current;
     if (c === undefined || now >= c.expiresAt) return undefined;
-    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && this.breakerState !== 'open') {
+    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
     }
     return c;
@@ -132,7 +140,7 @@ export class Provider {
     else if (this.breakerState === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
-    } else if (this.lastError && now < this.permanentUntil && this.inflight === undefined) {
+    } else if (this.lastError && (this.attention || now < this.permanentUntil) && this.inflight === undefined) {
       // A refused credential does not trip the breaker, so nothing else would stop every cold
       // Check from asking again: wait for the scheduled retry (or a reload, or an admin refresh).
       error = this.lastError;
@@ -182,6 +190,7 @@ export class Provider {
   }
 
   private needsRefresh(): boolean {
+    if (this.attention) return false;
     const c = this.current;
     return c === undefined || this.deps.clock.now() >= c.refreshAt;
   }
@@ -196,25 +205,32 @@ export class Provider {
     if (this.closing) return Promise.reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     this.timer?.cancel();
     this.timer = undefined;
-    const p = this.runRefresh(reason).finally(() => {
+    return this.track(() => this.replica.coordinate(), reason);
+  }
+
+  /** Runs `work` as the single refresh in flight, recording its outcome. */
+  private track(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
+    const p = this.runRefresh(work, reason).finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;
     return p;
   }
 
-  private async runRefresh(reason: string): Promise<CachedToken> {
+  private async runRefresh(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
     try {
-      const entry = await this.replica.coordinate();
+      const entry = await work();
       this.lastError = undefined;
       this.failures = 0;
       this.permanentUntil = 0;
+      this.attention = false;
       return entry;
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', this.name);
       // "The breaker is open" is a consequence; the IdP's own error stays the one to show.
       if (err.code !== 'ERR_BREAKER_OPEN' || !this.lastError) this.lastError = err;
       this.failures++;
+      if (err.code === 'ERR_GRANT_AMBIGUOUS') this.attention = true;
       if (this.current) this.hotSource = 'stale';
       const level = err.transient || err.code === 'ERR_BREAKER_OPEN' || err.code === 'ERR_SHUTTING_DOWN' ? 'warn' : 'error';
       this.deps.logger[level]('token refresh failed', { provider: this.name, reason, error: err.toJSON(), failures: this.failures });
@@ -250,8 +266,9 @@ export class Provider {
   private scheduleRetry(err: TokenError): void {
     const now = this.deps.clock.now();
     let delay: number;
-    switch (this.breakerState === 'open' ? 'ERR_BREAKER_OPEN' : err.code) {
+    switch (this.breakerState === 'open' && err.code !== 'ERR_GRANT_AMBIGUOUS' ? 'ERR_BREAKER_OPEN' : err.code) {
       case 'ERR_SHUTTING_DOWN':
+      case 'ERR_GRANT_AMBIGUOUS': // waits for an operator: a retry could only be refused again
         return;
       case 'ERR_BREAKER_OPEN':
         // The breaker's half-open transition triggers the probe; this is the safety net.
@@ -307,7 +324,8 @@ export class Provider {
     const now = this.deps.clock.now();
     const c = this.current;
     let state: ProviderStateName;
-    if (!c) state = this.inflight ? 'refreshing' : 'missing';
+    if (this.attention) state = 'needs_attention';
+    else if (!c) state = this.inflight ? 'refreshing' : 'missing';
     else if (now >= c.expiresAt) state = 'expired';
     else if (now >= c.refreshAt) state = this.lastError ? 'stale' : 'refreshing';
     else state = 'valid';
@@ -322,15 +340,65 @@ export class Provider {
     };
   }
 
+  /** The grant waits for an operator (state needs_attention). */
+  get needsAttention(): boolean {
+    return this.attention;
+  }
+
   breakerValue(): number {
     return BREAKER_STATE_VALUE[this.breakerState];
   }
 
-  /** Takes over another instance's token (reload with an unchanged source). */
+  /**
+   * Takes over another instance's token (reload with an unchanged source): its cached token, what
+   * it knows of spent refresh tokens, its attention state, and its refresh in flight, which is
+   * never cut off (a rotation it started would be lost) but awaited and adopted.
+   */
   inherit(from: Provider): void {
     const c = from.current;
     if (c) this.adopt(c.record, 'store');
+    from.replica.handOver(this.replica);
+    this.attention = from.attention;
+    this.lastError = from.lastError;
+    const pending = from.inflight;
+    if (pending) {
+      this.track(async () => {
+        const entry = await pending;
+        return this.current?.tokenId === entry.tokenId ? this.current : this.adopt(entry.record, 'fetched');
+      }, 'reload').catch(() => undefined);
+    }
     this.markWarm();
+  }
+
+  /**
+   * Reload with a changed source that is still the same grant (same configured refresh token):
+   * waits for the old provider's refresh in flight, then refreshes on from the newest refresh
+   * token the old one knew (its own store key). Presenting the configured one could be a reuse.
+   */
+  continueGrant(from: Provider): void {
+    const pending = from.inflight;
+    this.track(async () => {
+      await pending?.catch(() => undefined);
+      await this.replica.continueFrom(from.replica);
+      return this.replica.coordinate();
+    }, 'warm_up').catch(() => undefined);
+  }
+
+  /** True when both are refresh_token sources with the same configured refresh token. */
+  sameGrantAs(other: Provider): boolean {
+    const a = this.config.source;
+    const b = other.config.source;
+    return a.type === 'refresh_token' && b.type === 'refresh_token' && a.refreshToken === b.refreshToken;
+  }
+
+  /**
+   * Leaves after a reload: no new refresh, the one in flight runs to its end (a rotating refresh
+   * is never cut in half; its own timeouts bound it), then closes.
+   */
+  async retire(): Promise<void> {
+    this.quiesce();
+    await this.inflight?.catch(() => undefined);
+    await this.close(0);
   }
 
   /** No new refresh starts from now on; a hit is still served. First step of shutdown. */
@@ -353,6 +421,13 @@ export class Provider {
       clearTimeout(t);
     }
     this.fetcher.close();
+    // A cut-off rotating refresh records its token as spent (one store write) and releases the
+    // lock: let that happen before the store closes. Bounded, in real time like the deadline.
+    if (this.inflight) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([this.inflight.catch(() => undefined), new Promise<void>((resolve) => (t = setTimeout(resolve, CUT_OFF_SETTLE_MS)))]);
+      clearTimeout(t);
+    }
     this.source.close?.();
     this.replica.notifyWaiters();
   }

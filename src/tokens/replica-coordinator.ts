@@ -13,6 +13,7 @@ import { TokenError } from './errors.js';
 import { refreshDueAt } from './expiry.js';
 import type { Fetcher } from './fetcher.js';
 import type { TokenSource } from './sources/source.js';
+import { tokenId } from './token-id.js';
 
 /** Where an adopted record came from: our own fetch, a read of the store, or another replica's event. */
 export type Adoption = 'fetched' | 'store' | 'event';
@@ -58,12 +59,49 @@ const STORE_GLITCH_PAUSE_MS = 100;
 const UNSAVED_RETRY_MS = 500;
 /** Ids of tokens we dropped; never adopt them again from the store or an event. */
 const INVALIDATED_MEMORY = 32;
+/** Spent refresh tokens remembered in process memory (the store record keeps the newest one). */
+const SPENT_MEMORY = 32;
+
+/** The refresh token a rotating refresh is about to present, and since when it may be spent. */
+interface Presentation {
+  readonly token: string;
+  /** tokenId of the refresh token: what the store and logs know it by. */
+  readonly id: string;
+  /** First presentation with an unknown outcome, when there was one (inside the reuse interval). */
+  readonly since: number | undefined;
+}
+
+/** The ERR_GRANT_AMBIGUOUS every refusal and every ambiguous outcome ends in. */
+export function grantAmbiguous(provider: string, cause?: TokenError): TokenError {
+  const what = cause
+    ? `the refresh_token grant's outcome is unknown (${cause.code}: ${cause.message})`
+    : 'the refresh token this grant holds was presented in a grant whose outcome is unknown';
+  return new TokenError('ERR_GRANT_AMBIGUOUS',
+    `${what}; the IdP may have rotated it, so it is never presented again: configure a new refresh token and reload (see README, "Rotating refresh tokens")`,
+    {
+      provider, ambiguous: true,
+      // The IdP's own words (already scrubbed of credentials) stay visible in /v1/tokens.
+      ...(cause ? { cause, ...(cause.status !== undefined ? { status: cause.status } : {}) } : {}),
+      ...(cause?.oauthError !== undefined ? { oauthError: cause.oauthError } : {}),
+      ...(cause?.oauthErrorDescription !== undefined ? { oauthErrorDescription: cause.oauthErrorDescription } : {}),
+    });
+}
 
 export class ReplicaCoordinator<H extends ReplicaHost> {
   private readonly lockTtlMs: number;
   private readonly invalidated: string[] = [];
   /** A rotated refresh token's record that the store has not taken yet (Redis was down). */
   private unsaved: TokenRecord | undefined;
+  /**
+   * Refresh tokens (by tokenId) presented with an unknown outcome, and when first presented.
+   * The store record carries the newest one for other replicas and restarts; this copy covers a
+   * store write that failed, and the reload that hands the grant to a new provider.
+   */
+  private readonly spent = new Map<string, number>();
+  /** After a reload: the coordinator of the provider that took this grant over. */
+  private heir: ReplicaCoordinator<H> | undefined;
+  /** A newer refresh token of this grant carried over from another store key (source reload). */
+  private inherited: TokenRecord | undefined;
   private waiters = new Set<() => void>();
 
   constructor(
@@ -94,7 +132,9 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
     const store = this.deps.store;
     if (!store.shared) {
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
-      const rec = await this.fetcher.fetch(this.newestRefreshToken(stored.value));
+      const rec = this.host.source.rotates
+        ? await this.presentRotating(this.presentation(stored.value), stored.value)
+        : await this.fetcher.fetch(this.newestRefreshToken(stored.value));
       await this.storeOp('write', () => store.write(this.storeKey, rec));
       return this.adopt(rec, 'fetched');
     }
@@ -161,18 +201,23 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       const arrived = this.arrivedSince(startId);
       if (arrived) return arrived;
       if (again.ok && again.value && this.isBetter(again.value)) return this.adopt(again.value, 'store');
+      let plan: Presentation | undefined;
       if (this.host.source.rotates) {
         if (!again.ok) {
           throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; the newest refresh token is unknown, so none is presented', { provider: this.name });
         }
+        // A spent token is refused before it is claimed: nothing is presented, nothing to give back.
+        plan = this.presentation(again.value);
         claimed = await this.claimRefresh();
       }
       let rec: TokenRecord;
       try {
-        rec = await this.fetcher.fetch(this.newestRefreshToken(again.value));
+        rec = plan ? await this.presentRotating(plan, again.value) : await this.fetcher.fetch(this.newestRefreshToken(again.value));
       } catch (err) {
-        // Nothing rotated (as far as we can tell, and as our own retries assume): give it back.
-        if (claimed) await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
+        // The IdP may have carried the grant out: the claim stays (the spent mark replaces it
+        // when the store takes it). Otherwise nothing rotated: give it back.
+        const ambiguous = err instanceof TokenError && err.ambiguous;
+        if (claimed && !ambiguous) await this.storeOp('unclaim', () => store.releaseRefreshClaim?.(this.storeKey, this.deps.replicaId) ?? Promise.resolve());
         throw err;
       }
       // Written before the lock is released: the next holder must see the rotated refresh token.
@@ -182,7 +227,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
         if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
         await this.publishUpdate(rec);
       } else if (this.host.source.rotates) {
-        this.persistLater(rec);
+        (this.heir ?? this).persistLater(rec);
       }
       return this.adopt(rec, 'fetched');
     } finally {
@@ -217,11 +262,115 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
 
   /** The newest refresh token we know of: the store's, ours, or one the store has not taken yet. */
   private newestRefreshToken(stored: TokenRecord | undefined): string | undefined {
+    return this.newestRecord(stored)?.refreshToken;
+  }
+
+  private newestRecord(stored: TokenRecord | undefined): TokenRecord | undefined {
     let best: TokenRecord | undefined;
-    for (const r of [stored, this.host.peek()?.record, this.unsaved]) {
+    for (const r of [stored, this.host.peek()?.record, this.unsaved, this.inherited]) {
       if (r?.refreshToken !== undefined && (best === undefined || r.obtainedAt > best.obtainedAt)) best = r;
     }
-    return best?.refreshToken;
+    return best;
+  }
+
+  // ---- rotating refresh tokens whose grant had an unknown outcome ---------------------------
+
+  private get reuseInterval(): number {
+    const s = this.host.config.source;
+    return s.type === 'refresh_token' ? s.reuseInterval : 0;
+  }
+
+  /** When refresh token `id` was first presented with an unknown outcome, if it was. */
+  private spentSince(id: string, stored: TokenRecord | undefined): number | undefined {
+    const local = this.spent.get(id);
+    const shared = stored?.spentRefreshId === id ? (stored.spentPresentedAt ?? 0) : undefined;
+    if (local === undefined) return shared;
+    return shared === undefined ? local : Math.min(local, shared);
+  }
+
+  /**
+   * The refresh token to present (the newest known, else the configured one), or
+   * ERR_GRANT_AMBIGUOUS when it is spent and outside the IdP's reuse interval.
+   */
+  private presentation(stored: TokenRecord | undefined): Presentation {
+    const src = this.host.config.source;
+    const token = this.newestRefreshToken(stored) ?? (src.type === 'refresh_token' ? src.refreshToken : undefined);
+    if (token === undefined) throw new TokenError('ERR_INTERNAL', 'a rotating source without a refresh token', { provider: this.name });
+    const id = tokenId(token);
+    const since = this.spentSince(id, stored);
+    if (since !== undefined && this.deps.clock.now() >= since + this.reuseInterval) throw grantAmbiguous(this.name);
+    return { token, id, since };
+  }
+
+  /** Presents the refresh token; an outcome the IdP may have carried out marks it spent. */
+  private async presentRotating(plan: Presentation, stored: TokenRecord | undefined): Promise<TokenRecord> {
+    const presentedAt = plan.since ?? this.deps.clock.now();
+    try {
+      return await this.fetcher.fetch(plan.token, plan.since);
+    } catch (raw) {
+      if (!(raw instanceof TokenError) || !raw.ambiguous) throw raw;
+      await this.markSpent(plan.id, presentedAt, stored, raw);
+      // Inside the declared reuse interval the IdP takes it again: a later refresh may retry.
+      if (this.deps.clock.now() < presentedAt + this.reuseInterval) throw raw;
+      throw grantAmbiguous(this.name, raw);
+    }
+  }
+
+  /** Records refresh token `id` as spent here, in the store and in the heir (a reload took over). */
+  private async markSpent(id: string, presentedAt: number, stored: TokenRecord | undefined, cause: TokenError): Promise<void> {
+    for (let c: ReplicaCoordinator<H> | undefined = this; c; c = c.heir) c.rememberSpent(id, presentedAt);
+    const base = stored ?? this.host.peek()?.record;
+    // No record yet (the configured token's first use): a record that holds only the mark.
+    const rec: TokenRecord = base
+      ? { ...base, spentRefreshId: id, spentPresentedAt: presentedAt }
+      : { accessToken: '', tokenType: 'Bearer', tokenId: `spent-${id}`, obtainedAt: presentedAt, expiresAt: 0, lifetimeMs: 0, spentRefreshId: id, spentPresentedAt: presentedAt };
+    const store = this.deps.store;
+    const written = await this.storeOp('write', () => store.write(this.storeKey, rec));
+    const inWindow = this.deps.clock.now() < presentedAt + this.reuseInterval;
+    this.deps.metrics.grantAmbiguous.inc({ provider: this.name });
+    this.deps.logger.error('refresh token outcome unknown; the refresh token is spent and will not be presented again', {
+      provider: this.name,
+      error: cause.toJSON(),
+      recorded_in_store: written.ok && written.value,
+      ...(inWindow ? { reuse_window_ms: presentedAt + this.reuseInterval - this.deps.clock.now() } : { action: 'configure a new refresh token and reload' }),
+    });
+  }
+
+  private rememberSpent(id: string, presentedAt: number): void {
+    const prev = this.spent.get(id);
+    this.spent.set(id, prev === undefined ? presentedAt : Math.min(prev, presentedAt));
+    if (this.spent.size > SPENT_MEMORY) this.spent.delete(this.spent.keys().next().value!);
+  }
+
+  // ---- reloads -----------------------------------------------------------------------------
+
+  /**
+   * A reload replaced this provider with one on the same store key: what only this process
+   * knows (spent tokens, a rotated record the store has not taken) goes to the new one, now and
+   * when this provider's refresh in flight ends.
+   */
+  handOver(to: ReplicaCoordinator<H>): void {
+    this.heir = to;
+    for (const [id, at] of this.spent) to.rememberSpent(id, at);
+    if (this.unsaved) {
+      const rec = this.unsaved;
+      this.unsaved = undefined;
+      to.persistLater(rec);
+    }
+  }
+
+  /**
+   * A reload gave the same grant (same configured refresh token) a new store key: the new
+   * provider continues from the newest refresh token the old key knew, never the configured one
+   * the old provider may already have rotated away.
+   */
+  async continueFrom(from: ReplicaCoordinator<H>): Promise<void> {
+    const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
+    const newest = from.newestRecord(stored.value);
+    if (newest) this.inherited = { ...newest, expiresAt: 0 };
+    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    const mark = stored.value;
+    if (mark?.spentRefreshId !== undefined) this.rememberSpent(mark.spentRefreshId, mark.spentPresentedAt ?? 0);
   }
 
   /** A rotated refresh token the store did not take: keep offering it until it does. */

@@ -185,3 +185,21 @@ providers:
     expect(problems('admin: { token: "${file:/nonexistent/tokengate-secret}" }')).toEqual(['admin.token: cannot read file /nonexistent/tokengate-secret (ENOENT)']);
   });
 });
+
+describe('config: refresh_token reuseInterval', () => {
+  const RT = 'type: refresh_token, tokenUrl: "https://idp.example/token", clientId: c, refreshToken: "${env:R}"';
+
+  it('defaults to 0 (no reuse grace) and takes a duration', () => {
+    const c = parseConfig(`providers: { p: { source: { ${RT} } }, q: { source: { ${RT}, reuseInterval: 30s } } }`, { env: { R: 'r' } });
+    expect(c.providers.get('p')!.source).toMatchObject({ reuseInterval: 0 });
+    expect(c.providers.get('q')!.source).toMatchObject({ reuseInterval: 30_000 });
+  });
+
+  it('refuses a malformed or out-of-range value, and the field on other source types', () => {
+    expect(problems(`providers: { p: { source: { ${RT}, reuseInterval: soon } } }`, { R: 'r' }))
+      .toEqual(['providers.p.source.reuseInterval: expected a duration such as 250ms, 30s, 5m or 1h']);
+    expect(problems(`providers: { p: { source: { ${RT}, reuseInterval: 2d } } }`, { R: 'r' }))
+      .toEqual(['providers.p.source.reuseInterval: must be at most 86400000ms']);
+    expect(problems(`providers: { p: { source: { ${CC}, reuseInterval: 1s } } }`, { S: 's' })).toHaveLength(1);
+  });
+});

@@ -230,6 +230,35 @@ describe('refresh_token rotation and reuse detection', () => {
     expect((await post(s.tokenUrl, refresh('other-family'))).status).toBe(200);
   });
 
+  it('counts presentations per refresh token; inside reuseIntervalMs a spent token gets the same successor', async () => {
+    let now = 1_000_000;
+    const s = await serve({ refreshTokens: ['rt-0'], reuseIntervalMs: 5_000, now: () => now });
+    const first = await post(s.tokenUrl, refresh('rt-0'));
+    now += 4_000;
+    const again = await post(s.tokenUrl, refresh('rt-0'));
+    expect(again.status).toBe(200);
+    expect(again.body.refresh_token).toBe(first.body.refresh_token);
+    expect(s.presentations('rt-0')).toBe(2);
+    expect(s.anyFamilyRevoked).toBe(false);
+    now += 2_000; // past the interval: a reuse
+    expect(await post(s.tokenUrl, refresh('rt-0'))).toMatchObject({ status: 400, body: { error_description: 'refresh token reuse detected' } });
+    expect(s.anyFamilyRevoked).toBe(true);
+    expect(s.maxPresentations).toBe(3);
+  });
+
+  it('slow, garbled and reset_after carry the grant out (the token rotates) and lose the answer', async () => {
+    const s = await serve({ refreshTokens: ['rt-a', 'rt-b', 'rt-c'] });
+    s.setBehaviourSequence([{ kind: 'garbled' }, { kind: 'reset_after' }, { kind: 'slow', ms: 100 }]);
+    const garbled = await post(s.tokenUrl, refresh('rt-a'));
+    expect(garbled.status).toBe(200);
+    expect(typeof garbled.body).toBe('string'); // not JSON
+    await expect(post(s.tokenUrl, refresh('rt-b'))).rejects.toThrow();
+    const started = Date.now();
+    expect((await post(s.tokenUrl, refresh('rt-c'))).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    for (const t of ['rt-a', 'rt-b', 'rt-c']) expect(s.refreshTokenState(t)).toBe('spent');
+  });
+
   it('rejects unknown and missing refresh tokens, and checks client auth when given', async () => {
     const s = await serve({ refreshTokens: ['rt'] });
     expect(await post(s.tokenUrl, refresh('nope'))).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });

@@ -61,8 +61,10 @@ routes:
       tokengate_token_fetch_duration_seconds: 'histogram',
       tokengate_store_errors_total: 'counter',
       tokengate_upstream_rejections_total: 'counter',
+      tokengate_grant_ambiguous_total: 'counter',
       tokengate_token_expires_in_seconds: 'gauge',
       tokengate_breaker_state: 'gauge',
+      tokengate_grant_needs_attention: 'gauge',
     });
   });
 

@@ -329,7 +329,8 @@ providers:
           await m.close(0);
         }
         expect(caught).toBeInstanceOf(TokenError);
-        expect((caught as TokenError).code).toBe(status === 401 ? 'ERR_IDP_REJECTED' : 'ERR_IDP_UNAVAILABLE');
+        // A 500 to a refresh_token grant is ambiguous (the grant may have run): the token is spent.
+        expect((caught as TokenError).code).toBe(status === 401 ? 'ERR_IDP_REJECTED' : kind === 'refresh' ? 'ERR_GRANT_AMBIGUOUS' : 'ERR_IDP_UNAVAILABLE');
         // The IdP's own error stays visible; only the credentials in it are gone.
         expect((caught as TokenError).oauthErrorDescription).toMatch(/^you sent /);
         // Everything the IdP received that is a credential: secrets, the Basic header, assertions.

@@ -27,12 +27,25 @@ function basicAuth(id: string, secret: string): string {
   return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
 }
 
+/**
+ * Answers after which the grant may have been carried out: a 2xx we cannot use (garbled,
+ * oversized, no access_token) and the gateway-ish 500/502/504 (a proxy or the IdP failed after
+ * the grant may have run). 503 and 429 say "not processed"; 4xx and OAuth errors are refusals.
+ */
+function markIfCarriedOut(err: TokenError): TokenError {
+  const s = err.status;
+  if (s === undefined || err.ambiguous) return err;
+  const carriedOut = (s >= 200 && s < 300 && err.code === 'ERR_IDP_BAD_RESPONSE') || s === 500 || s === 502 || s === 504;
+  return carriedOut ? err.asAmbiguous() : err;
+}
+
 export class TokenEndpoint {
   readonly url: URL;
   private readonly transport: HttpTransport & { close?(): void };
   private readonly assertionSigner: JwtSigner | undefined;
 
-  constructor(private readonly config: TokenEndpointConfig, transport?: HttpTransport) {
+  /** `keepAlive: false`: a new connection per request (rotating refresh tokens). */
+  constructor(private readonly config: TokenEndpointConfig, transport?: HttpTransport, opts: { keepAlive?: boolean } = {}) {
     this.url = new URL(config.tokenUrl);
     if (transport) {
       this.transport = transport;
@@ -45,7 +58,10 @@ export class TokenEndpoint {
           throw new TokenError('ERR_SOURCE_CONFIG', `cannot read tls.caFile ${config.tls.caFile}`, { cause: err });
         }
       }
-      this.transport = createNodeTransport({ ...(ca ? { ca } : {}), ...(config.tls?.pinSha256 ? { pinSha256: config.tls.pinSha256 } : {}) });
+      this.transport = createNodeTransport({
+        ...(ca ? { ca } : {}), ...(config.tls?.pinSha256 ? { pinSha256: config.tls.pinSha256 } : {}),
+        ...(opts.keepAlive !== undefined ? { keepAlive: opts.keepAlive } : {}),
+      });
     }
     this.assertionSigner = config.authMethod === 'private_key_jwt' && config.privateKey
       ? new JwtSigner({ algorithm: config.assertionAlgorithm, key: config.privateKey, ...(config.keyId ? { keyId: config.keyId } : {}) })
@@ -84,13 +100,17 @@ export class TokenEndpoint {
     try {
       res = await this.transport({ url: this.url, headers, body: form.toString(), signal: ctx.signal });
     } catch (err) {
-      throw classifyNetworkError(err, ctx.signal);
+      throw markIfCarriedOut(classifyNetworkError(err, ctx.signal));
     }
     const sent: string[] = [];
     for (const k of CREDENTIAL_PARAMS) for (const v of form.getAll(k)) sent.push(...wireForms(v));
     if (c.clientSecret !== undefined) sent.push(...wireForms(c.clientSecret));
     if (headers.authorization) sent.push(headers.authorization, headers.authorization.slice('Basic '.length));
-    return interpretTokenResponse(res, ctx.now, sent);
+    try {
+      return interpretTokenResponse(res, ctx.now, sent);
+    } catch (err) {
+      throw err instanceof TokenError ? markIfCarriedOut(err) : err;
+    }
   }
 
   close(): void {

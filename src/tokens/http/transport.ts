@@ -29,6 +29,11 @@ export interface TransportOptions {
   readonly pinSha256?: string;
   /** Bodies larger than this are refused. */
   readonly maxResponseBytes?: number;
+  /**
+   * false: a new connection per request. For rotating refresh tokens: an idle keep-alive socket
+   * the server closed as we wrote to it would make the request's fate unknowable (ambiguous).
+   */
+  readonly keepAlive?: boolean;
 }
 
 const TLS_ERROR = /^(CERT_|ERR_TLS_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO_|ERR_SSL_|HOSTNAME_MISMATCH)/;
@@ -56,14 +61,15 @@ function pinCheck(pin: string) {
 /** A transport with keep-alive connections, for one endpoint's TLS settings. */
 export function createNodeTransport(opts: TransportOptions = {}): HttpTransport & { close(): void } {
   const maxBytes = opts.maxResponseBytes ?? 64 * 1024;
+  const keepAlive = opts.keepAlive ?? true;
   const httpsAgent = new https.Agent({
-    keepAlive: true,
+    keepAlive,
     maxSockets: 4,
     minVersion: 'TLSv1.2',
     ...(opts.ca ? { ca: opts.ca } : {}),
     ...(opts.pinSha256 ? { checkServerIdentity: pinCheck(opts.pinSha256) } : {}),
   });
-  const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const httpAgent = new http.Agent({ keepAlive, maxSockets: 4 });
 
   const transport = (req: HttpRequest): Promise<HttpResponse> =>
     new Promise<HttpResponse>((resolve, reject) => {
@@ -76,6 +82,16 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
         headers: { ...req.headers, 'content-length': String(body.length) },
         signal: req.signal,
       });
+      // Whether the request may have reached the server: from the moment the connection (and TLS
+      // handshake) is up. A reused keep-alive socket counts as sent at once. Before that a
+      // failure (refused, DNS, TLS, a connect timeout) leaves the IdP untouched.
+      let sent = false;
+      outgoing.on('socket', (socket) => {
+        const connecting = (socket as { connecting?: boolean }).connecting === true;
+        if (!connecting) sent = true;
+        else socket.once(isHttps ? 'secureConnect' : 'connect', () => (sent = true));
+      });
+      const fail = (err: unknown) => reject(classifyNetworkError(err, req.signal, sent));
       outgoing.on('response', (res) => {
         // A declared oversized body is refused before a byte of it is read.
         if (Number(res.headers['content-length']) > maxBytes) {
@@ -95,9 +111,9 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
           chunks.push(chunk);
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (err) => reject(classifyNetworkError(err, req.signal)));
+        res.on('error', fail);
       });
-      outgoing.on('error', (err) => reject(classifyNetworkError(err, req.signal)));
+      outgoing.on('error', fail);
       outgoing.end(body);
     });
   return Object.assign(transport, {
@@ -108,14 +124,28 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
   });
 }
 
-export function classifyNetworkError(err: unknown, signal: AbortSignal): TokenError {
+/** Failures that happen before a request can have left this process. */
+const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/**
+ * `sent`: whether the request may have reached the server (see the node transport). Unknown
+ * (another transport) counts as sent unless the error code says otherwise: ambiguity is the safe
+ * assumption for a rotating refresh token.
+ */
+export function classifyNetworkError(err: unknown, signal: AbortSignal, sent?: boolean): TokenError {
   if (err instanceof TokenError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const ambiguous = sent ?? !(NOT_SENT.has(code) || TLS_ERROR.test(code) || code === 'EPROTO');
+  const classified = classifyUnsent(err, signal, code);
+  return ambiguous && !classified.ambiguous ? classified.asAmbiguous() : classified;
+}
+
+function classifyUnsent(err: unknown, signal: AbortSignal, code: string): TokenError {
   if (signal.aborted) {
     const reason = signal.reason as unknown;
     if (reason instanceof TokenError) return reason;
     return new TokenError('ERR_IDP_TIMEOUT', 'token endpoint did not answer in time', { cause: err });
   }
-  const code = (err as NodeJS.ErrnoException).code ?? '';
   if (code === 'ERR_TLS_PIN_MISMATCH') {
     return new TokenError('ERR_IDP_TLS', (err as Error).message, { cause: err });
   }

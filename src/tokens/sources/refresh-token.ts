@@ -13,7 +13,9 @@ export class RefreshToken implements TokenSource {
   private readonly client: TokenEndpoint;
 
   constructor(private readonly config: RefreshTokenSource, transport?: HttpTransport) {
-    this.client = new TokenEndpoint(config, transport);
+    // A fresh connection per grant (refreshes are rare): a reset on an idle keep-alive socket the
+    // IdP had closed would leave unknown whether the grant ran, and spend the refresh token.
+    this.client = new TokenEndpoint(config, transport, { keepAlive: false });
     this.endpoint = config.tokenUrl;
     this.defaultTtlMs = config.defaultTtl;
   }
