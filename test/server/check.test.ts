@@ -167,6 +167,21 @@ routes:
     expect(await via({ authority: 'evil-example.org' })).toBeUndefined();
   });
 
+  // Envoy with `encode_raw_headers: true` sends header_map (raw values, duplicates apart)
+  // instead of headers: a header rule must still see the header.
+  it('matches a header rule on header_map (encode_raw_headers)', async () => {
+    const viaRaw = async (tenant: string) => {
+      const req = envoyRequest({ authority: 'eu.example.org' }) as { attributes: { request: { http: Record<string, unknown> } } };
+      const http = req.attributes.request.http;
+      const headers = http.headers as Record<string, string>;
+      delete http.headers;
+      http.header_map = { headers: [...Object.entries(headers), ['x-tenant', tenant]].map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+      return injected(await t.client.check(req))?.header?.value;
+    };
+    expect(await viaRaw('blue')).toBe('Bearer tok-c');
+    expect(await viaRaw('red')).toBe('Bearer tok-d');
+  });
+
   it('lets context_extensions override the routes', async () => {
     expect(await via({ authority: 'api.example.com', path: '/v1/x', method: 'POST', contextExtensions: { provider: 'd' } })).toBe('Bearer tok-d');
   });
