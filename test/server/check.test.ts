@@ -175,7 +175,7 @@ routes:
       const http = req.attributes.request.http;
       const headers = http.headers as Record<string, string>;
       delete http.headers;
-      http.header_map = { headers: [...Object.entries(headers), ['x-tenant', tenant]].map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+      http.header_map = { headers: [...Object.entries(headers), ['x-tenant', tenant] as const].map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
       return injected(await t.client.check(req))?.header?.value;
     };
     expect(await viaRaw('blue')).toBe('Bearer tok-c');
