@@ -45,16 +45,31 @@ interface WantedName {
   readonly bytes: Buffer;
 }
 
-/** A cursor over one message's bytes [pos, end). */
+/** A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read. */
 class Cursor {
   pos: number;
-  constructor(readonly buf: Buffer, start: number, readonly end: number) {
+  end: number;
+  constructor(readonly buf: Buffer, start: number, end: number) {
     this.pos = start;
+    this.end = end;
   }
 
   /** A varint that must fit in 32 bits (tags and lengths). */
   uint32(): number {
     const buf = this.buf;
+    // Fast path: tags and most lengths here fit one or two bytes.
+    if (this.end - this.pos >= 2) {
+      const b0 = buf[this.pos]!;
+      if (b0 < 0x80) {
+        this.pos++;
+        return b0;
+      }
+      const b1 = buf[this.pos + 1]!;
+      if (b1 < 0x80) {
+        this.pos += 2;
+        return (b0 & 0x7f) | (b1 << 7);
+      }
+    }
     let result = 0;
     for (let shift = 0; shift < 35; shift += 7) {
       if (this.pos >= this.end) throw new MalformedRequestError('truncated varint');
@@ -74,7 +89,7 @@ class Cursor {
     throw new MalformedRequestError('varint longer than 10 bytes');
   }
 
-  /** The bounds of a length-delimited payload; the cursor moves past it. */
+  /** Moves past a length-delimited payload and returns where it starts (it ends at `pos`). */
   len(): number {
     const n = this.uint32();
     if (n > this.end - this.pos) throw new MalformedRequestError('length past the end of its message');
@@ -88,53 +103,57 @@ class Cursor {
     this.pos += n;
   }
 
+  /**
+   * The next tag (field number × 8 + wire type). Field number 0, and a field the message
+   * declares arriving with another wire type, are malformed.
+   */
+  tag(m: MessageWire<string>): number {
+    const t = this.uint32();
+    const field = t >>> 3;
+    if (field === 0) throw new MalformedRequestError('field number 0');
+    const allowed = field < m.wireTypesByField.length ? m.wireTypesByField[field]! : (m.wireTypes.get(field) ?? 0);
+    if (allowed !== 0 && (allowed & (1 << (t & 7))) === 0) throw new MalformedRequestError(`${m.name} field ${field} has wire type ${t & 7}`);
+    return t;
+  }
+
   /** Skips one field's payload by its wire type; groups iteratively, with a depth bound. */
-  skip(wireType: number, field: number): void {
-    switch (wireType) {
+  skip(tag: number): void {
+    switch (tag & 7) {
       case WIRE.VARINT: return this.skipVarint();
       case WIRE.I64: return this.skipFixed(8);
       case WIRE.LEN: this.len(); return;
       case WIRE.I32: return this.skipFixed(4);
-      case WIRE.SGROUP: return this.skipGroup(field);
+      case WIRE.SGROUP: return this.skipGroup(tag >>> 3);
       case WIRE.EGROUP: throw new MalformedRequestError('group end without a group');
-      default: throw new MalformedRequestError(`invalid wire type ${wireType}`);
+      default: throw new MalformedRequestError(`invalid wire type ${tag & 7}`);
     }
   }
 
   private skipGroup(field: number): void {
     const open = [field];
     while (open.length > 0) {
-      const { field: f, wireType } = this.tag();
-      if (wireType === WIRE.EGROUP) {
+      const t = this.uint32();
+      const f = t >>> 3;
+      if (f === 0) throw new MalformedRequestError('field number 0');
+      const wt = t & 7;
+      if (wt === WIRE.EGROUP) {
         if (open.pop() !== f) throw new MalformedRequestError('group end does not match its start');
-      } else if (wireType === WIRE.SGROUP) {
+      } else if (wt === WIRE.SGROUP) {
         if (open.length >= MAX_GROUP_DEPTH) throw new MalformedRequestError('groups nested too deep');
         open.push(f);
       } else {
-        this.skip(wireType, f);
+        this.skip(t);
       }
     }
   }
-
-  tag(): { field: number; wireType: number } {
-    const t = this.uint32();
-    const field = Math.floor(t / 8);
-    if (field === 0) throw new MalformedRequestError('field number 0');
-    return { field, wireType: t & 7 };
-  }
 }
 
-/**
- * Reads the next tag, checks a declared field's wire type, and returns the field number;
- * undeclared fields and fields not in `wanted` are the caller's to skip.
- */
-function nextField(c: Cursor, m: MessageWire<string>): { field: number; wireType: number } {
-  const t = c.tag();
-  const allowed = m.wireTypes.get(t.field);
-  if (allowed !== undefined && (allowed & (1 << t.wireType)) === 0) {
-    throw new MalformedRequestError(`${m.name} field ${t.field} has wire type ${t.wireType}`);
-  }
-  return t;
+const LEN_OF = (field: number): number => field * 8 + WIRE.LEN;
+
+function bytesEqual(buf: Buffer, start: number, end: number, want: Buffer): boolean {
+  if (end - start !== want.length) return false;
+  for (let i = 0; i < want.length; i++) if (buf[start + i] !== want[i]) return false;
+  return true;
 }
 
 function asciiLowerEquals(buf: Buffer, start: number, end: number, lower: Buffer): boolean {
@@ -151,7 +170,23 @@ export class CheckRequestReader {
   private readonly w: CheckRequestWire;
   private readonly providerKey: Buffer;
   /** Header names routing reads, by byte length (a key is compared only with names of its length). */
-  private readonly wanted: ReadonlyMap<number, readonly WantedName[]> | undefined;
+  private readonly wanted: readonly (readonly WantedName[] | undefined)[] | undefined;
+  // The tags the loops switch on, computed once.
+  private readonly tAttributes: number;
+  private readonly tRequest: number;
+  private readonly tContextExtensions: number;
+  private readonly tHttp: number;
+  private readonly tMethod: number;
+  private readonly tPath: number;
+  private readonly tHost: number;
+  private readonly tHeaders: number;
+  private readonly tHeaderMap: number;
+  private readonly tMapKey: number;
+  private readonly tMapValue: number;
+  private readonly tHmHeaders: number;
+  private readonly tHvKey: number;
+  private readonly tHvValue: number;
+  private readonly tHvRawValue: number;
 
   /**
    * @param providerKey the context_extensions key that names a provider
@@ -161,98 +196,131 @@ export class CheckRequestReader {
     this.w = wire;
     this.providerKey = Buffer.from(providerKey, 'utf8');
     if (headerNames !== undefined) {
-      const byLength = new Map<number, WantedName[]>();
+      const byLength: WantedName[][] = [];
       for (const name of new Set(headerNames)) {
         const bytes = Buffer.from(name, 'utf8');
-        const list = byLength.get(bytes.length);
-        if (list) list.push({ name, bytes });
-        else byLength.set(bytes.length, [{ name, bytes }]);
+        (byLength[bytes.length] ??= []).push({ name, bytes });
       }
       this.wanted = byLength;
     }
+    this.tAttributes = LEN_OF(wire.checkRequest.field.attributes);
+    this.tRequest = LEN_OF(wire.attributeContext.field.request);
+    this.tContextExtensions = LEN_OF(wire.attributeContext.field.context_extensions);
+    this.tHttp = LEN_OF(wire.request.field.http);
+    this.tMethod = LEN_OF(wire.httpRequest.field.method);
+    this.tPath = LEN_OF(wire.httpRequest.field.path);
+    this.tHost = LEN_OF(wire.httpRequest.field.host);
+    this.tHeaders = LEN_OF(wire.httpRequest.field.headers);
+    this.tHeaderMap = LEN_OF(wire.httpRequest.field.header_map);
+    // context_extensions and headers are both map<string,string>: the same entry numbers.
+    if (wire.stringMapEntry.field.key !== wire.headersEntry.field.key || wire.stringMapEntry.field.value !== wire.headersEntry.field.value) {
+      throw new Error('map entry field numbers differ between context_extensions and headers');
+    }
+    this.tMapKey = LEN_OF(wire.stringMapEntry.field.key);
+    this.tMapValue = LEN_OF(wire.stringMapEntry.field.value);
+    this.tHmHeaders = LEN_OF(wire.headerMap.field.headers);
+    this.tHvKey = LEN_OF(wire.headerValue.field.key);
+    this.tHvValue = LEN_OF(wire.headerValue.field.value);
+    this.tHvRawValue = LEN_OF(wire.headerValue.field.raw_value);
   }
 
   /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
   read(raw: Buffer): CheckRequestFields {
     const c = new Cursor(raw, 0, raw.length);
-    const f = this.w.checkRequest;
+    const m = this.w.checkRequest;
     let attrs = -1;
     let attrsEnd = -1;
     while (c.pos < c.end) {
-      const t = nextField(c, f);
-      if (t.field === f.field.attributes && t.wireType === WIRE.LEN) {
+      const t = c.tag(m);
+      if (t === this.tAttributes) {
         attrs = c.len();
         attrsEnd = c.pos;
-      } else c.skip(t.wireType, t.field);
+      } else c.skip(t);
     }
     if (attrs === -1) return { raw, provider: undefined, http: undefined, reader: this };
-    return this.attributes(raw, attrs, attrsEnd);
+    c.pos = attrs;
+    c.end = attrsEnd;
+    return this.attributes(c, raw);
   }
 
-  private attributes(raw: Buffer, start: number, end: number): CheckRequestFields {
-    const c = new Cursor(raw, start, end);
-    const f = this.w.attributeContext;
+  private attributes(c: Cursor, raw: Buffer): CheckRequestFields {
+    const m = this.w.attributeContext;
+    const end = c.end;
     let provider: string | undefined;
     let request = -1;
     let requestEnd = -1;
-    while (c.pos < c.end) {
-      const t = nextField(c, f);
-      if (t.wireType !== WIRE.LEN) c.skip(t.wireType, t.field);
-      else if (t.field === f.field.context_extensions) {
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t === this.tContextExtensions) {
         const at = c.len();
-        const v = this.mapEntryValue(raw, at, c.pos, this.w.stringMapEntry, (ks, ke) => raw.compare(this.providerKey, 0, this.providerKey.length, ks, ke) === 0);
+        const next = c.pos;
+        c.pos = at;
+        c.end = next;
+        const v = this.mapEntry(c, this.providerKey);
+        c.end = end;
         if (v !== undefined) provider = v;
-      } else if (t.field === f.field.request) {
+      } else if (t === this.tRequest) {
         request = c.len();
         requestEnd = c.pos;
-      } else c.len();
+      } else c.skip(t);
     }
     let http: HttpRequestView | undefined;
-    if (provider === undefined && this.wanted !== undefined && request !== -1) http = this.request(raw, request, requestEnd);
+    if (provider === undefined && this.wanted !== undefined && request !== -1) {
+      c.pos = request;
+      c.end = requestEnd;
+      http = this.request(c);
+    }
     return { raw, provider, http, reader: this };
   }
 
   /**
-   * A map<string,string> entry: its value when its key fits `isWanted`, else undefined.
-   * The key is compared in place; only a wanted entry's value becomes a string.
+   * One map<string,string> entry in [c.pos, c.end): its value when its key equals `key`, else
+   * undefined. The key is compared in place; only a wanted entry's value becomes a string.
+   * Leaves the cursor at c.end.
    */
-  private mapEntryValue(raw: Buffer, start: number, end: number, m: MessageWire<'key' | 'value'>, isWanted: (ks: number, ke: number) => boolean): string | undefined {
-    const c = new Cursor(raw, start, end);
+  private mapEntry(c: Cursor, key: Buffer): string | undefined {
+    const m = this.w.stringMapEntry;
+    const raw = c.buf;
+    const start = c.pos;
     let ks = start;
     let ke = start; // absent key: ""
     let vs = start;
     let ve = start; // absent value: ""
     while (c.pos < c.end) {
-      const t = nextField(c, m);
-      if (t.wireType === WIRE.LEN && t.field === m.field.key) {
+      const t = c.tag(m);
+      if (t === this.tMapKey) {
         ks = c.len();
         ke = c.pos;
-      } else if (t.wireType === WIRE.LEN && t.field === m.field.value) {
+      } else if (t === this.tMapValue) {
         vs = c.len();
         ve = c.pos;
-      } else c.skip(t.wireType, t.field);
+      } else c.skip(t);
     }
-    return isWanted(ks, ke) ? raw.toString('utf8', vs, ve) : undefined;
+    return bytesEqual(raw, ks, ke, key) ? raw.toString('utf8', vs, ve) : undefined;
   }
 
-  private request(raw: Buffer, start: number, end: number): HttpRequestView | undefined {
-    const c = new Cursor(raw, start, end);
-    const f = this.w.request;
+  private request(c: Cursor): HttpRequestView | undefined {
+    const m = this.w.request;
     let http = -1;
     let httpEnd = -1;
     while (c.pos < c.end) {
-      const t = nextField(c, f);
-      if (t.field === f.field.http && t.wireType === WIRE.LEN) {
+      const t = c.tag(m);
+      if (t === this.tHttp) {
         http = c.len();
         httpEnd = c.pos;
-      } else c.skip(t.wireType, t.field);
+      } else c.skip(t);
     }
-    return http === -1 ? undefined : this.http(raw, http, httpEnd);
+    if (http === -1) return undefined;
+    c.pos = http;
+    c.end = httpEnd;
+    return this.http(c);
   }
 
-  private http(raw: Buffer, start: number, end: number): HttpRequestView {
-    const c = new Cursor(raw, start, end);
-    const f = this.w.httpRequest;
+  private http(c: Cursor): HttpRequestView {
+    const m = this.w.httpRequest;
+    const em = this.w.headersEntry;
+    const raw = c.buf;
+    const end = c.end;
     const wanted = this.wanted!;
     let method: string | undefined;
     let path: string | undefined;
@@ -260,34 +328,63 @@ export class CheckRequestReader {
     let headers: Record<string, string> | undefined;
     let headerMap = -1;
     let headerMapEnd = -1;
-    const matchKey = (ks: number, ke: number): string | undefined => {
-      const list = wanted.get(ke - ks);
-      if (list !== undefined) for (const w of list) if (raw.compare(w.bytes, 0, w.bytes.length, ks, ke) === 0) return w.name;
-      return undefined;
-    };
-    while (c.pos < c.end) {
-      const t = nextField(c, f);
-      if (t.wireType !== WIRE.LEN) {
-        c.skip(t.wireType, t.field);
-        continue;
-      }
-      const at = c.len();
-      switch (t.field) {
-        case f.field.method: method = raw.toString('utf8', at, c.pos); break;
-        case f.field.path: path = raw.toString('utf8', at, c.pos); break;
-        case f.field.host: host = raw.toString('utf8', at, c.pos); break;
-        case f.field.headers: {
-          let name: string | undefined;
-          const v = this.mapEntryValue(raw, at, c.pos, this.w.headersEntry, (ks, ke) => (name = matchKey(ks, ke)) !== undefined);
-          if (v !== undefined) (headers ??= Object.create(null) as Record<string, string>)[name!] = v;
-          break;
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t === this.tHeaders) {
+        // A headers entry: find its key among the wanted names without making a string of it.
+        const at = c.len();
+        const next = c.pos;
+        c.pos = at;
+        c.end = next;
+        let ks = at;
+        let ke = at;
+        let vs = at;
+        let ve = at;
+        while (c.pos < next) {
+          const u = c.tag(em);
+          if (u === this.tMapKey) {
+            ks = c.len();
+            ke = c.pos;
+          } else if (u === this.tMapValue) {
+            vs = c.len();
+            ve = c.pos;
+          } else c.skip(u);
         }
-        case f.field.header_map: headerMap = at; headerMapEnd = c.pos; break;
-        default: break; // id, scheme, query, body…: skipped by length
-      }
+        c.end = end;
+        const list = wanted[ke - ks];
+        if (list !== undefined) {
+          for (const w of list) {
+            if (bytesEqual(raw, ks, ke, w.bytes)) {
+              (headers ??= Object.create(null) as Record<string, string>)[w.name] = raw.toString('utf8', vs, ve);
+              break;
+            }
+          }
+        }
+      } else if (t === this.tMethod) {
+        const at = c.len();
+        method = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tPath) {
+        const at = c.len();
+        path = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tHost) {
+        const at = c.len();
+        host = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tHeaderMap) {
+        headerMap = c.len();
+        headerMapEnd = c.pos;
+      } else c.skip(t); // id, scheme, query, body…: skipped by length
     }
-    if (headerMap !== -1) headers = this.headerMap(raw, headerMap, headerMapEnd, headers);
-    return { ...(method !== undefined ? { method } : {}), ...(path !== undefined ? { path } : {}), ...(host !== undefined ? { host } : {}), ...(headers ? { headers } : {}) };
+    if (headerMap !== -1) {
+      c.pos = headerMap;
+      c.end = headerMapEnd;
+      headers = this.headerMap(c, headers);
+    }
+    const out: { method?: string; path?: string; host?: string; headers?: Record<string, string> } = {};
+    if (method !== undefined) out.method = method;
+    if (path !== undefined) out.path = path;
+    if (host !== undefined) out.host = host;
+    if (headers !== undefined) out.headers = headers;
+    return out;
   }
 
   /**
@@ -295,47 +392,44 @@ export class CheckRequestReader {
    * and values in `raw_value`. Wanted ones are joined with "," the way `headers` carries them;
    * a name already in `headers` keeps that value. Keys are compared case-insensitively (ASCII).
    */
-  private headerMap(raw: Buffer, start: number, end: number, fromMap: Record<string, string> | undefined): Record<string, string> | undefined {
-    const c = new Cursor(raw, start, end);
-    const f = this.w.headerMap;
+  private headerMap(c: Cursor, fromMap: Record<string, string> | undefined): Record<string, string> | undefined {
+    const m = this.w.headerMap;
     const hv = this.w.headerValue;
-    let out = fromMap;
-    const joined: Record<string, string> = Object.create(null) as Record<string, string>;
-    let any = false;
-    while (c.pos < c.end) {
-      const t = nextField(c, f);
-      if (t.field !== f.field.headers || t.wireType !== WIRE.LEN) {
-        c.skip(t.wireType, t.field);
+    const raw = c.buf;
+    const end = c.end;
+    let joined: Record<string, string> | undefined;
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t !== this.tHmHeaders) {
+        c.skip(t);
         continue;
       }
-      const e = new Cursor(raw, c.len(), c.pos);
-      let ks = e.pos;
-      let ke = e.pos;
-      let value: string | undefined;
-      let rawValue: string | undefined;
-      let rs = -1;
-      let re = -1;
+      const at = c.len();
+      const next = c.pos;
+      c.pos = at;
+      c.end = next;
+      let ks = at;
+      let ke = at;
       let vs = -1;
       let ve = -1;
-      while (e.pos < e.end) {
-        const u = nextField(e, hv);
-        if (u.wireType !== WIRE.LEN) e.skip(u.wireType, u.field);
-        else if (u.field === hv.field.key) { ks = e.len(); ke = e.pos; }
-        else if (u.field === hv.field.value) { vs = e.len(); ve = e.pos; }
-        else if (u.field === hv.field.raw_value) { rs = e.len(); re = e.pos; }
-        else e.len();
+      let rs = -1;
+      let re = -1;
+      while (c.pos < next) {
+        const u = c.tag(hv);
+        if (u === this.tHvKey) { ks = c.len(); ke = c.pos; }
+        else if (u === this.tHvValue) { vs = c.len(); ve = c.pos; }
+        else if (u === this.tHvRawValue) { rs = c.len(); re = c.pos; }
+        else c.skip(u);
       }
-      const list = this.wanted!.get(ke - ks);
-      const w = list?.find((x) => asciiLowerEquals(raw, ks, ke, x.bytes));
+      c.end = end;
+      const w = this.wanted![ke - ks]?.find((x) => asciiLowerEquals(raw, ks, ke, x.bytes));
       if (w === undefined || fromMap?.[w.name] !== undefined) continue;
-      if (rs !== -1) rawValue = raw.toString('utf8', rs, re);
-      else if (vs !== -1) value = raw.toString('utf8', vs, ve);
-      const v = rawValue ?? value ?? '';
+      const v = rs !== -1 ? raw.toString('utf8', rs, re) : vs !== -1 ? raw.toString('utf8', vs, ve) : '';
+      joined ??= Object.create(null) as Record<string, string>;
       joined[w.name] = joined[w.name] === undefined ? v : `${joined[w.name]},${v}`;
-      any = true;
     }
-    if (!any) return out;
-    out ??= Object.create(null) as Record<string, string>;
+    if (joined === undefined) return fromMap;
+    const out = fromMap ?? (Object.create(null) as Record<string, string>);
     for (const k in joined) out[k] = joined[k]!;
     return out;
   }

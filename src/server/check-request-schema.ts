@@ -15,8 +15,10 @@ export const WIRE = { VARINT: 0, I64: 1, LEN: 2, SGROUP: 3, EGROUP: 4, I32: 5 } 
 export interface MessageWire<F extends string> {
   readonly name: string;
   readonly field: Readonly<Record<F, number>>;
-  /** field number → allowed wire types as a bit set (1 << wireType). */
+  /** field number → allowed wire types as a bit set (1 << wireType); absent: undeclared. */
   readonly wireTypes: ReadonlyMap<number, number>;
+  /** The same for field numbers below 64, as an array (0: undeclared): the fast lookup. */
+  readonly wireTypesByField: Uint8Array;
 }
 
 export interface CheckRequestWire {
@@ -69,7 +71,9 @@ function messageWire<F extends string>(d: Descriptor, fullName: string, fields: 
     if (f === undefined) throw new Error(`${fullName}.${name} not found in Envoy's protos`);
     field[name] = f.number;
   }
-  return { name: fullName, field, wireTypes };
+  const wireTypesByField = new Uint8Array(64);
+  for (const [n, bits] of wireTypes) if (n < 64) wireTypesByField[n] = bits;
+  return { name: fullName, field, wireTypes, wireTypesByField };
 }
 
 function descriptor(pkg: PackageDefinition, fullName: string): Descriptor {
