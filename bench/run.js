@@ -5,6 +5,7 @@
 //   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
 //   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3)
+//   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
 //
@@ -30,7 +31,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
 const PLAN = {
-  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatRounds: 3, sizeLatWindowMs: 1200, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatRounds: 3, sizeLatWindowMs: 1000, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatRounds: 1, sizeLatWindowMs: 800, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
   sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: 1, sizeLatWindowMs: 1000, latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
@@ -47,7 +48,7 @@ const STORM_SLOW_IDP_MS = 2_000;
 
 const HOT_INIT = { contextExtensions: { provider: providerName(0) } };
 /** The fixed offered rates of the size matrix (Check/s). */
-const FIXED_RATES = [1_000, 5_000];
+const FIXED_RATES = (process.env.BENCH_FIXED_RATES ?? '1000,5000').split(',').filter(Boolean).map(Number);
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);

@@ -310,9 +310,9 @@ describe('check request reader', () => {
       const close: Buffer[] = [];
       for (let i = 0; i < depth; i++) {
         open.push(tag(2000 + (i % 100), 3));
-        close.unshift(tag(2000 + (i % 100), 4));
+        close.push(tag(2000 + (i % 100), 4));
       }
-      return Buffer.concat([...open, ...close]);
+      return Buffer.concat([...open, ...close.reverse()]);
     };
     const ok = Buffer.concat([nest(MAX_GROUP_DEPTH), encode(envoyRequest({ contextExtensions: { provider: 'p' } }))]);
     expect(withRoutes.read(ok).provider).toBe('p');
