@@ -224,6 +224,30 @@ export class CheckRequestReader {
     this.tHvRawValue = LEN_OF(wire.headerValue.field.raw_value);
   }
 
+  /**
+   * `attributes.request.http` with this reader's header names, whatever context_extensions
+   * say: for a path that needs one or two headers of a request Check already answered from
+   * its raw bytes (e.g. a per-caller subject token), without the full decode.
+   */
+  readHttp(raw: Buffer): HttpRequestView | undefined {
+    if (this.wanted === undefined) throw new Error('readHttp needs a reader with header names');
+    const c = new Cursor(raw, 0, raw.length);
+    const m = this.w.checkRequest;
+    let attrs = -1;
+    let attrsEnd = -1;
+    while (c.pos < c.end) {
+      const t = c.tag(m);
+      if (t === this.tAttributes) {
+        attrs = c.len();
+        attrsEnd = c.pos;
+      } else c.skip(t);
+    }
+    if (attrs === -1) return undefined;
+    c.pos = attrs;
+    c.end = attrsEnd;
+    return this.attributes(c, raw, true).http;
+  }
+
   /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
   read(raw: Buffer): CheckRequestFields {
     const c = new Cursor(raw, 0, raw.length);
@@ -240,10 +264,10 @@ export class CheckRequestReader {
     if (attrs === -1) return { raw, provider: undefined, http: undefined, reader: this };
     c.pos = attrs;
     c.end = attrsEnd;
-    return this.attributes(c, raw);
+    return this.attributes(c, raw, false);
   }
 
-  private attributes(c: Cursor, raw: Buffer): CheckRequestFields {
+  private attributes(c: Cursor, raw: Buffer, alwaysHttp: boolean): CheckRequestFields {
     const m = this.w.attributeContext;
     const end = c.end;
     let provider: string | undefined;
@@ -265,7 +289,7 @@ export class CheckRequestReader {
       } else c.skip(t);
     }
     let http: HttpRequestView | undefined;
-    if (provider === undefined && this.wanted !== undefined && request !== -1) {
+    if ((alwaysHttp || provider === undefined) && this.wanted !== undefined && request !== -1) {
       c.pos = request;
       c.end = requestEnd;
       http = this.request(c);

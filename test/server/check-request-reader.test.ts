@@ -232,6 +232,10 @@ describe('check request reader', () => {
       expect(actual(withRoutes.read(b)), `request ${i}`).toEqual(expected(d, 'provider', WANTED));
       expect(actual(withoutRoutes.read(b)), `request ${i} (no routes)`).toEqual(expected(d, 'provider', undefined));
       if (withRoutes.read(b).http?.headers) routed++;
+      // readHttp: the same http view whatever context_extensions name
+      const noContext: Decoded = { attributes: { ...d.attributes, context_extensions: undefined } };
+      const h = withRoutes.readHttp(b);
+      expect(h === undefined ? undefined : { ...h, ...(h.headers ? { headers: { ...h.headers } } : {}) }, `request ${i} (readHttp)`).toEqual(expected(noContext, 'provider', WANTED).http);
     }
     expect(routed).toBeGreaterThan(300); // the generator does reach the header path
   });
