@@ -101,7 +101,7 @@ export function evaluateTargets(r) {
         out.push({
           target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'})`,
           measured: `${f2(at[k].p99VsLimitMedian)} × median of rounds, ${f2(at[k].p99VsLimitMin)} × lowest (p99 ${f3(at[k].p99MedianOfRounds)} vs ${f3(at['floor-h2'].p99MedianOfRounds)} ms)`,
-          yardstick: `grpc-js floor: ${f2(at['floor-grpc-js']?.p99VsLimitMedian)}`,
+          yardstick: `A/A twin ÷ limit: ${f2(at['tokengate-twin']?.p99VsLimitMedian)}; twin ÷ tokengate: ${f2(ratio(at['tokengate-twin']?.p99MedianOfRounds, at.tokengate?.p99MedianOfRounds))}`,
           pass: at[k].p99VsLimitMedian <= 1.2,
         });
       }
