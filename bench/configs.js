@@ -31,7 +31,10 @@ function storeBlock(store) {
  * `svc-<i>.bench.example` under `/v1/` → p<i>. The last route is the worst case of a
  * first-match scan.
  */
-export function providersYaml(n, { store = 'memory' } = {}) {
+/** The header rule of the size matrix: `api.example.com` with `x-tenant: blue` → p0 (after the n routes). */
+export const HEADER_ROUTE = { authority: 'api.example.com', header: ['x-tenant', 'blue'] };
+
+export function providersYaml(n, { store = 'memory', headerRoute = false } = {}) {
   const lines = [
     'listen: { grpc: "127.0.0.1:0", admin: "off" }',
     'log: { level: warn }',
@@ -41,6 +44,7 @@ export function providersYaml(n, { store = 'memory' } = {}) {
   for (let i = 0; i < n; i++) lines.push(jwtProvider(i));
   lines.push('routes:');
   for (let i = 0; i < n; i++) lines.push(`  - { match: { authority: ${routeAuthority(i)}, pathPrefix: /v1/ }, provider: ${providerName(i)} }`);
+  if (headerRoute) lines.push(`  - { match: { authority: ${HEADER_ROUTE.authority}, headers: { ${HEADER_ROUTE.header[0]}: ${HEADER_ROUTE.header[1]} } }, provider: ${providerName(0)} }`);
   return `${lines.filter(Boolean).join('\n')}\n`;
 }
 

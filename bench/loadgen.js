@@ -70,7 +70,10 @@ class H2Caller {
     req.end(frame);
   }
 }
-const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers' };
+// As Envoy's own gRPC client sends them: every ext_authz call carries its timeout as
+// grpc-timeout (200 ms by default in Envoy; generous here so a loaded machine does not turn
+// saturation into DEADLINE_EXCEEDED), so the server under test pays for a deadline per call.
+const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
 const noop = () => undefined;
 
 async function connect({ key, address, channels, client = 'grpc-js' }) {

@@ -39,6 +39,7 @@ export function summariseProfile(file, window = {}) {
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map();
   const incl = new Map();
+  const grpcIncl = new Map();
   const layers = new Map();
   // Every sample weighs one sampling interval. Weighing a sample by the time to the next one
   // would charge the function on the stack with the time the process sat descheduled, which on
@@ -66,6 +67,7 @@ export function summariseProfile(file, window = {}) {
       if (seen.has(kk)) continue;
       seen.add(kk);
       incl.set(kk, (incl.get(kk) ?? 0) + d);
+      if (byId.get(id).callFrame.url.includes('@grpc/grpc-js/')) grpcIncl.set(kk, (grpcIncl.get(kk) ?? 0) + d);
     }
   }
   const pct = (v) => (busy ? (100 * v) / busy : 0);
@@ -75,6 +77,8 @@ export function summariseProfile(file, window = {}) {
     busyMs: busy / 1000,
     layers: [...layers.entries()].filter(([l]) => l !== 'idle').sort((a, b) => b[1] - a[1]).map(([layer, us]) => ({ layer, ms: us / 1000, pctOfBusy: pct(us) })),
     topSelf: top(self, 25),
+    /** Inclusive time of grpc-js's functions (callees included): where its per-call machinery goes. */
+    grpcJsInclusive: top(grpcIncl, 30),
     /** Inclusive time of tokengate's own functions (what the handler costs, callees included). */
     tokengateInclusive: [...incl.entries()]
       .filter(([k]) => /\.js:\d+$/.test(k) && !/grpc|proto|node:|internal/.test(k) && [...self.keys(), ...incl.keys()].includes(k))

@@ -15,6 +15,11 @@ function table(head, rows) {
 }
 
 const TARGET_LABEL = {
+  'floor-h2': 'limit: node:http2, pre-encoded answer',
+  'floor-grpc-js': 'grpc-js do-nothing floor (constant object)',
+  'tokengate-route': 'tokengate, cache hit via routes[] header rule',
+  'tokengate-twin': 'tokengate twin (A/A: identical to tokengate)',
+  'tokengate-h2': 'PROTOTYPE: tokengate, Check on node:http2 (context_extensions)',
   'floor-object': 'floor (constant object)',
   'floor-buffer': 'floor (constant pre-encoded Buffer)',
   tokengate: 'tokengate, cached token (memory store)',
@@ -56,6 +61,50 @@ export function evaluateTargets(r) {
         yardstick: f2(lat['floor-buffer']?.p99VsFloorMedian),
         pass: p <= 1.2,
       });
+    }
+  }
+  const sz = r.sizes;
+  if (sz) {
+    for (const size of Object.keys(sz.closed)) {
+      for (const k of ['tokengate', 'tokengate-route']) {
+        const t = sz.closed[size][k];
+        if (!t) continue;
+        out.push({
+          target: `CPU per Check ≤ 1.3 × the node:http2 limit (${size}, ${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'}, saturating)`,
+          measured: `${f2(t.cpuVsLimitMedian)} × median, ${f2(t.cpuVsLimitMin)} × lowest round (µs/Check ${f1(t.cpuPerCheckUs)} vs ${f1(sz.closed[size]['floor-h2'].cpuPerCheckUs)})`,
+          yardstick: `A/A ${f2(ratio(sz.closed[size]['tokengate-twin']?.cpuPerCheckUs, sz.closed[size].tokengate?.cpuPerCheckUs))}`,
+          pass: t.cpuVsLimitMedian <= 1.3,
+        });
+      }
+    }
+    const sizes = Object.keys(sz.closed);
+    const lo = sizes[0];
+    const hi = sizes.at(-1);
+    if (lo !== hi) {
+      for (const k of ['tokengate', 'tokengate-route']) {
+        const pick = (size, key, f) => sz.closed[size]?.[key]?.[f];
+        const calc = (f) => (pick(hi, k, f) - (pick(hi, 'floor-h2', f) - pick(lo, 'floor-h2', f))) / pick(lo, k, f);
+        const x = calc('cpuPerCheckUs');
+        out.push({
+          target: `cost independent of size: (${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
+          measured: `${f2(x)} × medians, ${f2(calc('cpuPerCheckMinUs'))} × lowest rounds (limit grows ${f2(ratio(pick(hi, 'floor-h2', 'cpuPerCheckUs'), pick(lo, 'floor-h2', 'cpuPerCheckUs')))} ×)`,
+          yardstick: `A/A twin: ${f2((pick(hi, 'tokengate-twin', 'cpuPerCheckUs') - (pick(hi, 'floor-h2', 'cpuPerCheckUs') - pick(lo, 'floor-h2', 'cpuPerCheckUs'))) / pick(lo, 'tokengate-twin', 'cpuPerCheckUs'))}`,
+          pass: x <= 1.1,
+        });
+      }
+    }
+    for (const size of sizes) {
+      const at = sz.open[size]?.[5000];
+      if (!at) continue;
+      for (const k of ['tokengate', 'tokengate-route']) {
+        if (!at[k]) continue;
+        out.push({
+          target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'})`,
+          measured: `${f2(at[k].p99VsLimitMedian)} × median of rounds, ${f2(at[k].p99VsLimitMin)} × lowest (p99 ${f3(at[k].p99MedianOfRounds)} vs ${f3(at['floor-h2'].p99MedianOfRounds)} ms)`,
+          yardstick: `A/A twin ÷ limit: ${f2(at['tokengate-twin']?.p99VsLimitMedian)}; twin ÷ tokengate: ${f2(ratio(at['tokengate-twin']?.p99MedianOfRounds, at.tokengate?.p99MedianOfRounds))}`,
+          pass: at[k].p99VsLimitMedian <= 1.2,
+        });
+      }
     }
   }
   if (r.storm) {
@@ -119,23 +168,52 @@ function targetsSection(r) {
   ].join('\n');
 }
 
+function sizesSection(r) {
+  const sz = r.sizes;
+  if (!sz) return '';
+  const lines = ['## 1b. Request size: tokengate against the platform\'s limit', ''];
+  lines.push('Envoy-shaped CheckRequests built with Envoy\'s protos (`bench/envoy-request.js`): **0.4k** is the bench\'s own request (15 headers); **3k** and **8k** add what a browser\'s call through Envoy carries (~30 headers: a cookie of 1.3 / 5.3 KB, `traceparent`, `x-forwarded-*`, XFCC, SPIFFE principals on both peers). The **limit** is a node:http2 server (no grpc-js) answering every Check with the same answer, gRPC-framed once at startup. The **grpc-js floor** decodes each request with proto-loader and encodes a constant answer object. tokengate answers a cache hit named by `context_extensions`, or by a `routes[]` rule on `api.example.com` with `x-tenant: blue` (the same process). **tokengate twin** is a second, identical tokengate process: its distance from tokengate is the harness\'s own noise (A/A). h2 load generator, ' + `${r.meta.concurrency} calls in flight over ${r.meta.channels} connections; ratios are taken within each round; "lowest" is the lowest of the alternating rounds.`, '');
+  lines.push(`Probes (answer per size and way of naming): ${Object.entries(sz.probes).map(([k, v]) => `${k}: ${v.provider}/${v.source}${v.injected ? '' : ' **NOT INJECTED**'}`).join('; ')}.`, '');
+  const keys = Object.keys(Object.values(sz.closed)[0] ?? {});
+  for (const size of Object.keys(sz.closed)) {
+    const c = sz.closed[size];
+    lines.push(`### ${size}: ${f0(sz.bytes[size].context_extensions)} bytes (context_extensions), ${f0(sz.bytes[size].route)} bytes (routed)`, '');
+    lines.push(table(['server', 'Check/s (saturating)', '÷ limit', 'CPU µs/Check median', 'lowest round', '÷ limit (median)', '÷ limit (lowest)', '÷ grpc-js floor', 'client errors'],
+      keys.map((k) => [label(k), f0(c[k].rate), f2(c[k].rateVsLimitMedian), f1(c[k].cpuPerCheckUs), f1(c[k].cpuPerCheckMinUs), f2(c[k].cpuVsLimitMedian), f2(c[k].cpuVsLimitMin), f2(c[k].cpuVsGrpcFloorMedian), f0(c[k].clientErrors)])), '');
+    const o = sz.open[size] ?? {};
+    const rows = [];
+    for (const rate of Object.keys(o)) {
+      for (const [k, v] of Object.entries(o[rate])) rows.push([`${f0(Number(rate))}/s`, label(k), f0(v.achievedRate), f3(v.p50MedianOfRounds), f3(v.p99MedianOfRounds), f3(v.p99MinOfRounds), f2(v.p99VsLimitMedian), f2(v.p99VsLimitMin), f3(v.lagP99), f1(v.cpuPerCheckUs), f0(v.errors)]);
+    }
+    if (rows.length) {
+      lines.push(table(['offered', 'server', 'achieved/s', 'p50 ms (median of rounds)', 'p99 ms (median)', 'p99 ms (lowest)', 'p99 ÷ limit (median)', 'p99 ÷ limit (lowest)', 'send lag p99 ms', 'CPU µs/Check', 'errors'], rows), '');
+    }
+  }
+  return lines.join('\n');
+}
+
 function profileSection(r) {
   const p = r.profile;
   if (!p) return '';
   const lines = ['## 2. Where a Check\'s CPU goes (`--cpu-prof`, steady window, h2 load generator)', ''];
   const tg = p.tokengate;
   const fb = p['floor-buffer'];
+  const fh = p['floor-h2'];
   if (tg?.layers && fb?.layers) {
-    const layers = [...new Set([...tg.layers, ...fb.layers].map((l) => l.layer))];
+    const layers = [...new Set([...tg.layers, ...fb.layers, ...(fh?.layers ?? [])].map((l) => l.layer))];
     const us = (s, l) => {
-      const row = s.layers.find((x) => x.layer === l);
+      const row = s?.layers?.find((x) => x.layer === l);
       return row ? (row.ms * 1000) / s.served : 0;
     };
-    lines.push(`Busy CPU per Check: tokengate **${f1(tg.busyUsPerCheck)} µs**, floor (Buffer) **${f1(fb.busyUsPerCheck)} µs** (profiler on in both; sampled, so ±a few %).`, '');
-    lines.push(table(['layer', 'tokengate µs/Check', 'floor (Buffer) µs/Check', 'tokengate % of busy'],
-      layers.map((l) => [l, f2(us(tg, l)), f2(us(fb, l)), f1(tg.layers.find((x) => x.layer === l)?.pctOfBusy ?? 0)])), '');
+    lines.push(`Request: ${p.requestSize ?? '0.4k'}. Busy CPU per Check: tokengate **${f1(tg.busyUsPerCheck)} µs**, grpc-js floor (Buffer) **${f1(fb.busyUsPerCheck)} µs**, node:http2 limit **${f1(fh?.busyUsPerCheck)} µs** (profiler on in all; sampled, so ±a few %).`, '');
+    lines.push(table(['layer', 'tokengate µs/Check', 'floor (Buffer) µs/Check', 'node:http2 limit µs/Check', 'tokengate % of busy'],
+      layers.map((l) => [l, f2(us(tg, l)), f2(us(fb, l)), fh?.layers ? f2(us(fh, l)) : '—', f1(tg.layers.find((x) => x.layer === l)?.pctOfBusy ?? 0)])), '');
     lines.push('Top self time in tokengate:', '');
     lines.push(table(['function', '% of busy', 'µs/Check'], tg.topSelf.slice(0, 15).map((x) => [`\`${x.fn}\``, f1(x.pctOfBusy), f2((x.ms * 1000) / tg.served)])), '');
+    if (tg.grpcJsInclusive?.length) {
+      lines.push('grpc-js in tokengate, inclusive (callees included; nested entries overlap):', '');
+      lines.push(table(['function', '% of busy', 'µs/Check'], tg.grpcJsInclusive.slice(0, 20).map((x) => [`\`${x.fn}\``, f1(x.pctOfBusy), f2((x.ms * 1000) / tg.served)])), '');
+    }
     const own = tg.tokengateInclusive.filter((x) => /authz-service|provider|route-table|check-response|cached-token/.test(x.fn));
     if (own.length) {
       lines.push('tokengate\'s own functions, inclusive (callees included):', '');
@@ -251,6 +329,7 @@ export function renderReport(r, { baselineFile, findingsFile } = {}) {
     `**The load generator shares this ${m.cores}-core machine with the server under test** (one process each, plus an idle orchestrator); other processes on the machine used a median of ${f2(median(other.filter(Number.isFinite)))} cores during the throughput windows (column "other processes"). Figures are medians of alternating rounds (A B C, B C A, …; a warm-up round discarded), so drift hits every target alike; single rounds vary by ±20% or more on a shared machine.`,
     targetsSection(r),
     r.hotPath ? hotPathSection(r) : '',
+    sizesSection(r),
     profileSection(r),
     scaleSection(r),
     redisSection(r),
@@ -266,8 +345,9 @@ const METHOD = `## How this is measured
 
 - **Processes.** Each server under test runs in its own process (\`bench/target.js\`), the load generator in another (\`bench/loadgen.js\`), all started by \`bench/run.js\` with \`child_process.fork\` and killed when it exits. Only 127.0.0.1 is used.
 - **Floors.** Do-nothing ext_authz servers on tokengate's stack: the same \`@grpc/grpc-js\` server, the same \`GRPC_SERVER_OPTIONS\`, the same service definition (so grpc-js decodes every CheckRequest with the same proto-loader options as tokengate), answering the same CheckResponse. *floor (constant object)* returns one constant response object that grpc-js encodes on every call: "do nothing" in a plain grpc-js service, and the floor the targets are judged against. *floor (constant pre-encoded Buffer)* returns a constant pre-encoded Buffer through a pass-through serialiser: the least this stack can do per call, and what tokengate's cache hit does too.
+- **The limit** (*floor-h2*, section 1b) is no gRPC stack at all: a \`node:http2\` server that reads each request to its end and answers every stream with the same CheckResponse bytes, gRPC-framed once at startup, and a \`grpc-status: 0\` trailer. **PROTOTYPE** (*tokengate-h2*) is tokengate with Check served by \`bench/h2-check.js\` on \`node:http2\` (tokengate's own handler, no grpc-js call machinery); bench only, see FINDINGS.
 - **tokengate** is \`startTokengate\` on a parsed YAML config: memory store, one self-signed JWT provider, a Check routed by \`context_extensions.provider\`; the token is cached, so every Check is a cache hit.
-- **Load generators.** *grpc-js*: \`@grpc/grpc-js\` clients, one channel per connection (\`grpc.use_local_subchannel_pool\` and a distinct channel option, so N channels are N HTTP/2 connections), the CheckRequest pre-encoded once, answers not decoded. On this machine it costs more CPU per call than the server it drives, so with one core left for it, it — not the server — is the bottleneck. *h2*: the same gRPC-over-HTTP/2 framing and bytes on \`node:http2\` without grpc-js's client call stack; it costs about half as much, so the server saturates first. Both are reported.
+- **Load generators.** *grpc-js*: \`@grpc/grpc-js\` clients, one channel per connection (\`grpc.use_local_subchannel_pool\` and a distinct channel option, so N channels are N HTTP/2 connections), the CheckRequest pre-encoded once, answers not decoded. On this machine it costs more CPU per call than the server it drives, so with one core left for it, it — not the server — is the bottleneck. *h2*: the same gRPC-over-HTTP/2 framing and bytes on \`node:http2\` without grpc-js's client call stack, with a \`grpc-timeout\` header as Envoy's gRPC client sends; it costs about half as much, so the server saturates first. Both are reported.
 - **Throughput** is closed loop at a fixed concurrency; the rate and **CPU per Check** (\`process.cpuUsage()\` delta ÷ Checks answered) are read inside the server process over a steady window after a ramp. At saturation CPU/Check mostly mirrors throughput; the CPU/Check that matters is the one at the **fixed offered rate** (open loop, the same rate for every target, below saturation), where latency is measured too: from each call's send to its answer, all calls after a warm-up. The open-loop schedule runs on 1 ms timers (a busy loop would steal the server's core), so calls leave in small bursts; the lag column shows how late.
 - **Profile**: \`node --cpu-prof\` on a separate tokengate and floor (Buffer), samples restricted to the steady load window, self time grouped by layer. Set \`BENCH_KEEP_PROFILES=1\` to keep the raw \`.cpuprofile\` files in \`bench/profiles/\` (open them in Chrome DevTools).
 - **Storms**: the demo IdP runs in the orchestrator; IdP requests are counted there.

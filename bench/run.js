@@ -4,6 +4,8 @@
 //
 //   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
+//   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3)
+//   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
 //
@@ -13,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DemoTokenServer } from '../dist/demo/token-server.js';
-import { BENCH_ENV, providerName, providersYaml, routeAuthority, stormYaml } from './configs.js';
+import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml, routeAuthority, stormYaml } from './configs.js';
+import { REQUEST_SIZES, encodedRequest } from './envoy-request.js';
 import { Child, sleep } from './procs.js';
 import { summariseProfile } from './profile.js';
 import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redis.js';
@@ -22,14 +25,15 @@ import { routeMatchCost } from './route-match.js';
 import { latencySummary, median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const scenario = process.env.BENCH_SCENARIO === 'smoke' ? 'smoke' : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
+const scenario = process.env.BENCH_SCENARIO === 'smoke' ? 'smoke' : process.env.BENCH_SCENARIO === 'sizes' ? 'sizes' : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
 const outDir = path.resolve(process.env.BENCH_OUT ?? here);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
 const PLAN = {
-  full: { rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
-  quick: { rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
+  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatRounds: 3, sizeLatWindowMs: 1000, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatRounds: 1, sizeLatWindowMs: 800, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
+  sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: 1, sizeLatWindowMs: 1000, latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
@@ -43,6 +47,8 @@ const STORM_IDP_DELAY_MS = 100;
 const STORM_SLOW_IDP_MS = 2_000;
 
 const HOT_INIT = { contextExtensions: { provider: providerName(0) } };
+/** The fixed offered rates of the size matrix (Check/s). */
+const FIXED_RATES = (process.env.BENCH_FIXED_RATES ?? '1000,5000').split(',').filter(Boolean).map(Number);
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -63,18 +69,30 @@ function child(name, script, opts) {
  */
 const SERVER_FLAGS = (process.env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
 
-async function startTokengate(name, yaml, { env = {}, execArgv = [], readyTimeoutMs = 120_000 } = {}) {
+async function startTokengate(name, yaml, { env = {}, execArgv = [], readyTimeoutMs = 120_000, role = 'tokengate' } = {}) {
   const file = path.join(work, `${name}.yaml`);
   fs.writeFileSync(file, yaml);
-  const c = child(name, 'target.js', { args: ['tokengate'], env: { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv], readyTimeoutMs });
+  const c = child(name, 'target.js', { args: [role], env: { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv], readyTimeoutMs });
   const info = await c.ready;
   return { key: name, kind: 'tokengate', child: c, info };
 }
 
-async function startFloor(kind, answer, execArgv = []) {
-  const c = child(kind, 'target.js', { args: [kind], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv] });
+async function startFloor(kind, answer, execArgv = [], name = kind) {
+  const c = child(name, 'target.js', { args: [kind], env: { BENCH_FLOOR_ANSWER: JSON.stringify(answer) }, execArgv: ['--expose-gc', ...SERVER_FLAGS, ...execArgv] });
   const info = await c.ready;
-  return { key: kind, kind, child: c, info };
+  return { key: name, kind, child: c, info };
+}
+
+/** What the floors answer: tokengate's own answer for p0 (same header, same metadata, same bytes). */
+function floorAnswerOf(answer) {
+  const h = answer.ok_response?.headers?.[0];
+  return {
+    provider: providerName(0),
+    header: h?.header?.key,
+    headerValue: h?.header?.value,
+    tokenId: answer.dynamic_metadata?.fields?.token_id?.stringValue,
+    source: answer.dynamic_metadata?.fields?.source?.stringValue,
+  };
 }
 
 /** Connects the load generator to a target: decoding grpc-js channels, and lean h2 connections. */
@@ -225,13 +243,7 @@ async function hotPath(lg, results) {
   await lg.call('connect', { key: 'tokengate:grpc-js', address: tg.info.address, channels: CHANNELS, client: 'grpc-js' });
   const answer = await lg.call('probe', { key: 'tokengate:grpc-js', init: HOT_INIT });
   const h = answer.ok_response?.headers?.[0];
-  const floorAnswer = {
-    provider: providerName(0),
-    header: h?.header?.key,
-    headerValue: h?.header?.value,
-    tokenId: answer.dynamic_metadata?.fields?.token_id?.stringValue,
-    source: answer.dynamic_metadata?.fields?.source?.stringValue,
-  };
+  const floorAnswer = floorAnswerOf(answer);
   const floors = scenario === 'smoke' ? [await startFloor('floor-object', floorAnswer)] : [await startFloor('floor-object', floorAnswer), await startFloor('floor-buffer', floorAnswer)];
   const targets = [...floors, tg];
   for (const t of targets) await connect(lg, t);
@@ -266,21 +278,103 @@ async function hotPath(lg, results) {
   return { tg, floors, targets, floorAnswer };
 }
 
+/**
+ * The size matrix: per request size (Envoy-shaped, 0.4/3/8 KB), the node:http2 pre-encoded
+ * limit, the grpc-js do-nothing floor, tokengate by context_extensions and by a routes[] header
+ * rule, and an identical second tokengate (the A/A pair: the harness's own noise). Saturating
+ * CPU per Check and throughput (h2 load generator), then latency at fixed offered rates.
+ */
+async function sizesPhase(lg, results) {
+  const tg = await startTokengate('tokengate-sizes', providersYaml(1, { headerRoute: true }));
+  await lg.call('connect', { key: 'sizes-probe:grpc-js', address: tg.info.address, channels: 1, client: 'grpc-js' });
+  const floorAnswer = floorAnswerOf(await lg.call('probe', { key: 'sizes-probe:grpc-js', init: HOT_INIT }));
+  const limit = await startFloor('floor-h2', floorAnswer);
+  const grpcFloor = await startFloor('floor-object', floorAnswer, [], 'floor-object-sizes');
+  grpcFloor.key = 'floor-grpc-js';
+  const twin = await startTokengate('tokengate-twin', providersYaml(1, { headerRoute: true }));
+  const lean = await startTokengate('tokengate-h2', providersYaml(1, { headerRoute: true }), { role: 'tokengate-h2' });
+  const ctx = (size) => ({ size, contextExtensions: { provider: providerName(0) } });
+  const routed = (size) => ({ size, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } });
+  const targets = [
+    { ...limit, init: ctx },
+    { ...grpcFloor, init: ctx },
+    { ...tg, key: 'tokengate', init: ctx },
+    { ...tg, key: 'tokengate-route', init: routed },
+    { ...twin, key: 'tokengate-twin', init: ctx },
+    { ...lean, key: 'tokengate-h2', init: ctx },
+  ];
+  // At fixed rates: everything but, above 2,000/s, the grpc-js floor (it saturates near there
+  // with large requests, and an overloaded target's backlog only stretches the run); the twin
+  // stays, so the p99 ratios have an A/A yardstick.
+  const latencyTargets = (rate) => targets.filter((t) => rate <= 2_000 || t.key !== 'floor-grpc-js');
+  for (const t of targets) await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
+  // Every tokengate answer must be the cache hit for p0, by either way of naming it.
+  const probes = {};
+  for (const size of REQUEST_SIZES) {
+    for (const [mode, init] of [['context_extensions', ctx], ['routes[] header rule', routed]]) {
+      const a = await lg.call('probe', { key: 'sizes-probe:grpc-js', init: init(size) });
+      probes[`${size} ${mode}`] = { provider: a.dynamic_metadata?.fields?.provider?.stringValue, source: a.dynamic_metadata?.fields?.source?.stringValue, injected: Boolean(a.ok_response?.headers?.length) };
+    }
+  }
+  await lg.call('disconnect', { key: 'sizes-probe:grpc-js' });
+  const out = { bytes: {}, probes, rates: FIXED_RATES, closed: {}, open: {} };
+  const ratios = (rounds, key, base, pick) => rounds[key].map((r, i) => pick(r) / pick(rounds[base][i]));
+  for (const size of REQUEST_SIZES) {
+    out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
+    log(`sizes: ${size} (${out.bytes[size].context_extensions} B): saturating throughput, h2 client, ${PLAN.sizeRounds} rounds + warm-up`);
+    const rounds = await alternate(targets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
+    out.closed[size] = Object.fromEntries(targets.map((t) => {
+      const cpu = ratios(rounds, t.key, 'floor-h2', (r) => r.cpuPerCheckUs);
+      const cpuGrpc = ratios(rounds, t.key, 'floor-grpc-js', (r) => r.cpuPerCheckUs);
+      return [t.key, {
+        ...summariseClosed(rounds[t.key]),
+        cpuPerCheckMinUs: Math.min(...rounds[t.key].map((r) => r.cpuPerCheckUs)),
+        cpuVsLimitPerRound: cpu,
+        cpuVsLimitMedian: median(cpu),
+        cpuVsLimitMin: Math.min(...cpu),
+        cpuVsGrpcFloorMedian: median(cpuGrpc),
+        rateVsLimitMedian: median(ratios(rounds, t.key, 'floor-h2', (r) => r.rate)),
+      }];
+    }));
+    out.open[size] = {};
+    for (const rate of FIXED_RATES) {
+      log(`sizes: ${size}: latency at ${rate}/s (open loop, h2 client), ${PLAN.sizeLatRounds} rounds + warm-up`);
+      const lat = await alternate(latencyTargets(rate), PLAN.sizeLatRounds, (t) => openLoop(lg, t, { rate, client: 'h2', init: t.init(size), windowMs: PLAN.sizeLatWindowMs }));
+      out.open[size][rate] = Object.fromEntries(Object.keys(lat).map((k) => {
+        const p99 = ratios(lat, k, 'floor-h2', (r) => r.latency.p99);
+        const { latency, ...rest } = summariseOpen(lat[k]);
+        return [k, { ...rest, p50: latency.p50, p99: latency.p99, p99MinOfRounds: Math.min(...lat[k].map((r) => r.latency.p99)), p99VsLimitPerRound: p99, p99VsLimitMedian: median(p99), p99VsLimitMin: Math.min(...p99) }];
+      }));
+    }
+  }
+  for (const t of [limit, grpcFloor, tg, twin, lean]) {
+    for (const k of targets.filter((x) => x.child === t.child).map((x) => x.key)) await lg.call('disconnect', { key: `${k}:h2` });
+    await t.child.stop();
+  }
+  results.sizes = out;
+  return floorAnswer;
+}
+
 async function profilePhase(lg, floorAnswer, results) {
-  log('profile: tokengate and floor-buffer under --cpu-prof, h2 closed loop');
+  // The 3 KB browser-like request by default: what Envoy sends for a browser's call.
+  const size = process.env.BENCH_PROFILE_SIZE ?? '3k';
+  const init = { ...HOT_INIT, size };
+  log(`profile: tokengate, floor-buffer and floor-h2 under --cpu-prof, h2 closed loop, ${size} request`);
   const dir = path.join(work, 'profiles');
   fs.mkdirSync(dir, { recursive: true });
   const out = {};
   const starts = {
     tokengate: () => startTokengate('profile-tokengate', providersYaml(1), { execArgv: ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'tokengate')] }),
     'floor-buffer': () => startFloor('floor-buffer', floorAnswer, ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'floor-buffer')]),
+    'floor-h2': () => startFloor('floor-h2', floorAnswer, ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'floor-h2')], 'profile-floor-h2'),
   };
+  out.requestSize = size;
   for (const [name, start] of Object.entries(starts)) {
     const t = await start();
     t.key = `profile-${name}`;
     await connect(lg, t);
-    await closedLoop(lg, t, { client: 'h2', rampMs: 300, windowMs: 700 }); // JIT warm-up
-    const run = lg.call('closed', { key: `${t.key}:h2`, init: HOT_INIT, concurrency: CONCURRENCY, durationMs: PLAN.profileMs + 600 });
+    await closedLoop(lg, t, { client: 'h2', init, rampMs: 300, windowMs: 700 }); // JIT warm-up
+    const run = lg.call('closed', { key: `${t.key}:h2`, init, concurrency: CONCURRENCY, durationMs: PLAN.profileMs + 600 });
     await sleep(300);
     const a = await t.child.call('stats');
     await sleep(PLAN.profileMs);
@@ -471,7 +565,7 @@ function machine() {
     loadavgAtStart: os.loadavg(),
     grpcJs: readVersion('@grpc/grpc-js'),
     protoLoader: readVersion('@grpc/proto-loader'),
-    command: scenario === 'full' ? 'npm run bench' : scenario === 'quick' ? 'BENCH_QUICK=1 npm run bench' : 'BENCH_SCENARIO=smoke node bench/run.js',
+    command: scenario === 'full' ? 'npm run bench' : scenario === 'quick' ? 'BENCH_QUICK=1 npm run bench' : `BENCH_SCENARIO=${scenario} node bench/run.js`,
     scenario,
     concurrency: CONCURRENCY,
     channels: CHANNELS,
@@ -492,18 +586,11 @@ async function main() {
   log(`scenario ${scenario}: ${results.meta.cores} cores, Node ${process.version}; output in ${outDir}`);
   const lg = child('loadgen', 'loadgen.js', { execArgv: ['--expose-gc'] });
   await lg.ready;
-  const hot = await hotPath(lg, results);
-  if (scenario !== 'smoke') {
-    await redisPhase(lg, hot, results);
-    for (const t of hot.targets) {
-      results.hotPath.targets[t.key].rssAfterLoadMB = (await t.child.call('memory')).rss / 2 ** 20;
-      await t.child.stop();
-    }
-    await profilePhase(lg, hot.floorAnswer, results);
-    await scalePhase(lg, results);
-    await stormPhase(lg, results);
+  if (scenario === 'sizes') {
+    const floorAnswer = await sizesPhase(lg, results);
+    await profilePhase(lg, floorAnswer, results);
   } else {
-    for (const t of hot.targets) await t.child.stop();
+    await fullRun(lg, results);
   }
   results.meta.loadavgAtEnd = os.loadavg();
   results.meta.durationS = (Date.now() - started) / 1000;
@@ -512,6 +599,23 @@ async function main() {
   fs.writeFileSync(path.join(outDir, 'results.json'), `${JSON.stringify(results, (k, v) => (k === 'samples' ? undefined : v), 1)}\n`);
   writeReport(results, path.join(outDir, 'REPORT.md'), { baselineFile: path.join(here, 'baseline-before.json'), findingsFile: path.join(here, 'FINDINGS.md') });
   log(`done in ${results.meta.durationS.toFixed(0)} s: ${path.join(outDir, 'REPORT.md')}`);
+}
+
+async function fullRun(lg, results) {
+  const hot = await hotPath(lg, results);
+  if (scenario !== 'smoke') {
+    await redisPhase(lg, hot, results);
+    for (const t of hot.targets) {
+      results.hotPath.targets[t.key].rssAfterLoadMB = (await t.child.call('memory')).rss / 2 ** 20;
+      await t.child.stop();
+    }
+    await sizesPhase(lg, results);
+    await profilePhase(lg, hot.floorAnswer, results);
+    await scalePhase(lg, results);
+    await stormPhase(lg, results);
+  } else {
+    for (const t of hot.targets) await t.child.stop();
+  }
 }
 
 try {

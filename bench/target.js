@@ -1,4 +1,5 @@
-// A server under test, in its own process: `floor-object`, `floor-buffer` or `tokengate`.
+// A server under test, in its own process: `floor-h2`, `floor-object`, `floor-buffer`,
+// `tokengate`, or `tokengate-h2` (tokengate with Check on the node:http2 prototype, h2-check.js).
 //
 // The floors are do-nothing ext_authz servers on the same stack as tokengate: the same
 // @grpc/grpc-js server, the same server options, the same service definition (so the same
@@ -8,13 +9,18 @@
 //                 "do nothing" floor of a plain grpc-js service.
 //   floor-buffer  answers a constant, pre-encoded Buffer through a pass-through serialiser: the
 //                 lowest cost this stack allows, and exactly what tokengate's cache hit does.
+//   floor-h2      the platform's limit: a node:http2 server (no grpc-js) that reads each
+//                 request to its end and answers every stream with the same answer's bytes,
+//                 gRPC-framed once at startup, and a `grpc-status: 0` trailer.
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
 import { authorizationServiceDefinition } from '../dist/server/protos.js';
+import { serveCheckOverH2 } from './h2-check.js';
 import { announceFailure, announceReady, serveParent } from './procs.js';
 
 const role = process.argv[2];
@@ -80,6 +86,49 @@ async function startFloor(kind) {
   };
 }
 
+async function startH2Floor() {
+  const a = JSON.parse(process.env.BENCH_FLOOR_ANSWER ?? '{}');
+  const answer = okWithToken(
+    a.provider ?? 'p0',
+    { headerValue: a.headerValue ?? 'Bearer floor', tokenId: a.tokenId ?? 'floor' },
+    a.source ?? 'cache',
+    { header: a.header ?? 'authorization', format: 'Bearer {token}', removeHeaders: [] },
+  );
+  const body = authorizationServiceDefinition().Check.responseSerialize(answer);
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  body.copy(frame, 5);
+  const HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
+  const TRAILERS = { 'grpc-status': '0' };
+  let served = 0;
+  const sessions = new Set();
+  const server = http2.createServer();
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    stream.on('data', () => undefined);
+    stream.on('end', () => {
+      served++;
+      stream.respond(HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers(TRAILERS));
+      stream.end(frame);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${server.address().port}`,
+    served: () => served,
+    stop: () => new Promise((resolve) => {
+      server.close(() => resolve());
+      for (const s of sessions) s.close();
+    }),
+    extra: {},
+  };
+}
+
 /** Checks answered so far, from tokengate's own checks_total counter (bench-only peek). */
 function checksServed(metrics) {
   const cells = metrics.checks.cells;
@@ -93,7 +142,7 @@ function checksServed(metrics) {
   return n;
 }
 
-async function startTokengateTarget() {
+async function startTokengateTarget({ leanCheck = false } = {}) {
   const yaml = fs.readFileSync(process.env.BENCH_CONFIG, 'utf8');
   const t0 = performance.now();
   const config = parseConfig(yaml, { env: process.env });
@@ -104,10 +153,15 @@ async function startTokengateTarget() {
   const startedMs = performance.now() - t0;
   await app.ready;
   const readyMs = performance.now() - t0;
+  // tokengate-h2: the same app, Checks served by the node:http2 prototype on a second port.
+  const lean = leanCheck ? await serveCheckOverH2(app.authz) : undefined;
   return {
-    address: app.grpcAddress,
+    address: lean?.address ?? app.grpcAddress,
     served: () => checksServed(app.metrics),
-    stop: () => app.close(2_000),
+    stop: async () => {
+      await lean?.close();
+      await app.close(2_000);
+    },
     extra: {
       adminAddress: app.adminAddress,
       providers: config.providers.size,
@@ -129,7 +183,7 @@ function tally(values) {
 }
 
 try {
-  const t = role === 'tokengate' ? await startTokengateTarget() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
+  const t = role === 'tokengate' || role === 'tokengate-h2' ? await startTokengateTarget({ leanCheck: role === 'tokengate-h2' }) : role === 'floor-h2' ? await startH2Floor() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
     memory: () => {

@@ -119,9 +119,14 @@ export class RouteTable {
   private readonly bySuffix = new Map<string, Bucket>();
   /** Rules without an authority (or `*`, or an empty one): they apply to every host. */
   private readonly anyHost = new Bucket();
+  /** Every header name `match` may read, for a request reader that reads only those. */
+  readonly headerNames: readonly string[];
 
   constructor(routes: readonly RouteConfig[]) {
     this.count = routes.length;
+    const names = new Set<string>([':authority', 'host', ':path', ':method']);
+    for (const r of routes) for (const k of Object.keys(r.match.headers ?? {})) names.add(k);
+    this.headerNames = [...names];
     const bucket = (map: Map<string, Bucket>, key: string): Bucket => {
       let b = map.get(key);
       if (!b) map.set(key, (b = new Bucket()));

@@ -16,6 +16,7 @@ import {
   deniedInternal, deniedNoRoute, deniedTokenUnavailable, deniedUnknownProvider, okWithoutToken, okWithToken,
   type CheckResponseObject,
 } from './check-response.js';
+import { CheckRequestReader, type CheckRequestFields } from './check-request-reader.js';
 import { authorizationServiceDefinition } from './protos.js';
 
 /**
@@ -27,8 +28,8 @@ function withoutClientCredential(res: CheckResponseObject, config: ProviderConfi
   return { ...res, ok_response: { ...(res.ok_response as object | undefined), headers_to_remove: remove } };
 }
 
-/** The part of a decoded CheckRequest this service reads. Every field may be absent. */
-export interface CheckRequestView {
+/** The part of a fully decoded CheckRequest the request log reads. Every field may be absent. */
+interface DecodedCheckRequest {
   readonly attributes?: {
     readonly context_extensions?: Readonly<Record<string, string>>;
     readonly request?: { readonly http?: HttpRequestView };
@@ -95,6 +96,10 @@ export class AuthzService {
   private logRequests = false;
   private readonly encode: (v: CheckResponseObject) => Buffer;
   private readonly decode: (b: Buffer) => AnswerView;
+  /** The full protobufjs decode of a CheckRequest: request logs only. */
+  private readonly decodeRequest: (b: Buffer) => DecodedCheckRequest;
+  /** Reads only what routing needs; swapped with the route table on reload. */
+  private reader!: CheckRequestReader;
   private readonly definition: grpc.ServiceDefinition;
   private readonly unmatchedCells;
   private readonly unknownCell;
@@ -107,10 +112,17 @@ export class AuthzService {
     const encode = check.responseSerialize as (v: CheckResponseObject) => Buffer;
     this.encode = encode;
     this.decode = check.responseDeserialize as (b: Buffer) => AnswerView;
+    this.decodeRequest = check.requestDeserialize as (b: Buffer) => DecodedCheckRequest;
     // A pre-serialised answer passes straight through; anything else is encoded as usual.
+    // Requests are not decoded into objects: the reader walks the wire format for the few
+    // fields a Check reads (malformed bytes throw, and grpc-js answers INTERNAL as before).
     this.definition = {
       ...base,
-      Check: { ...check, responseSerialize: (v: Answer) => (Buffer.isBuffer(v) ? v : encode(v)) },
+      Check: {
+        ...check,
+        requestDeserialize: (b: Buffer) => this.reader.read(b),
+        responseSerialize: (v: Answer) => (Buffer.isBuffer(v) ? v : encode(v)),
+      },
     };
     this.unmatchedCells = {
       allow: deps.metrics.checks.cell('', 'allowed_unmatched', 'none'),
@@ -129,21 +141,24 @@ export class AuthzService {
     const lanes = new Map<string, Lane>();
     for (const [name, lane] of this.lanes) if (this.deps.manager.provider(name) === lane.provider) lanes.set(name, lane);
     this.lanes = lanes;
-    this.routes = new RouteTable(config.routes);
+    const routes = new RouteTable(config.routes);
+    this.routes = routes;
     this.defaults = config.defaults;
+    this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames);
     // Decided once here, so the hot path pays a single boolean test when request logs are off.
     this.logRequests = config.log.requests && config.log.level === 'debug';
   }
 
   /** The grpc-js handler. Always answers; never lets a rejection escape. */
-  readonly check = (call: grpc.ServerUnaryCall<CheckRequestView, Answer>, callback: Callback): void => {
-    if (this.logRequests) callback = this.logged(call.request, callback);
-    let attrs: CheckRequestView['attributes'];
+  readonly check = (call: grpc.ServerUnaryCall<CheckRequestFields, Answer>, callback: Callback): void => {
+    let req = call.request;
+    if (this.logRequests) callback = this.logged(req.raw, callback);
     let name: string | undefined;
     try {
-      attrs = call.request.attributes;
-      name = attrs?.context_extensions?.[this.defaults.providerKey];
-      if (name === undefined) name = this.routes.match(attrs?.request?.http);
+      // Read before a config reload swapped the reader (provider key or route headers may differ).
+      if (req.reader !== this.reader) req = this.reader.read(req.raw);
+      name = req.provider;
+      if (name === undefined) name = this.routes.match(req.http);
       if (name === undefined) {
         callback(null, this.unmatched());
         return;
@@ -172,13 +187,14 @@ export class AuthzService {
    * read back from what was sent (pre-encoded or not), so the line cannot disagree with it.
    * Never the query string or a header value: both can carry credentials.
    */
-  private logged(request: CheckRequestView, callback: Callback): Callback {
+  private logged(raw: Buffer, callback: Callback): Callback {
     const started = performance.now();
     return (err, value) => {
       try {
         callback(err, value);
       } finally {
         try {
+          const request = this.decodeRequest(raw);
           const http = request.attributes?.request?.http;
           const res: AnswerView = value === undefined ? {} : Buffer.isBuffer(value) ? this.decode(value) : (value as AnswerView);
           const md = res.dynamic_metadata?.fields;

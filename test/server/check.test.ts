@@ -2,7 +2,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../src/demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { deniedBody, deniedHeader, envoyRequest, injected, metadata } from '../support/envoy-request.js';
+import { parseConfig } from '../../src/config/load.js';
+import { deniedBody, deniedHeader, envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
+import { encodeCheckRequest } from '../security/support/raw-check.js';
 
 function ccProvider(name: string, idp: DemoTokenServer, extra = ''): string {
   return `
@@ -167,6 +169,21 @@ routes:
     expect(await via({ authority: 'evil-example.org' })).toBeUndefined();
   });
 
+  // Envoy with `encode_raw_headers: true` sends header_map (raw values, duplicates apart)
+  // instead of headers: a header rule must still see the header.
+  it('matches a header rule on header_map (encode_raw_headers)', async () => {
+    const viaRaw = async (tenant: string) => {
+      const req = envoyRequest({ authority: 'eu.example.org' }) as { attributes: { request: { http: Record<string, unknown> } } };
+      const http = req.attributes.request.http;
+      const headers = http.headers as Record<string, string>;
+      delete http.headers;
+      http.header_map = { headers: [...Object.entries(headers), ['x-tenant', tenant] as const].map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+      return injected(await t.client.check(req))?.header?.value;
+    };
+    expect(await viaRaw('blue')).toBe('Bearer tok-c');
+    expect(await viaRaw('red')).toBe('Bearer tok-d');
+  });
+
   it('lets context_extensions override the routes', async () => {
     expect(await via({ authority: 'api.example.com', path: '/v1/x', method: 'POST', contextExtensions: { provider: 'd' } })).toBe('Bearer tok-d');
   });
@@ -257,5 +274,33 @@ routes:
       expect(status.lastError).toMatchObject({ code });
     }
     await stillServing();
+  });
+});
+
+describe('Check: a request read before a reload', () => {
+  let t: TestApp;
+  const yaml = (headerRuleFirst: boolean) => `
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+providers:
+  a: { source: { type: static, token: tok-a } }
+  b: { source: { type: static, token: tok-b } }
+routes:
+${headerRuleFirst ? '  - { match: { authority: api.example.com, headers: { x-tenant: blue } }, provider: b }\n' : ''}  - { match: { authority: api.example.com }, provider: a }
+`;
+  beforeAll(async () => {
+    t = await startTestApp(yaml(false));
+  });
+  afterAll(async () => t?.close());
+
+  // grpc-js deserialises a request before its handler runs; a reload in between swaps the
+  // reader (it reads only the headers the old routes named), so the handler reads it again.
+  it('is routed with the new routes, headers they name included', async () => {
+    const check = t.app.authz.serviceDefinition.Check!;
+    const request = check.requestDeserialize(encodeCheckRequest(envoyRequest({ authority: 'api.example.com', headers: { 'x-tenant': 'blue' } })));
+    t.app.authz.configure(parseConfig(yaml(true), { env: {} }));
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      t.app.authz.check({ request } as never, (err, value) => (err ? reject(err) : resolve(check.responseSerialize(value))));
+    });
+    expect(injected(check.responseDeserialize(answer) as CheckResponse)?.header?.value).toBe('Bearer tok-b');
   });
 });

@@ -1,0 +1,460 @@
+// Reads only what a Check needs from an encoded CheckRequest, walking the protobuf wire format:
+// `attributes.context_extensions[providerKey]` and, only when no provider was named that way
+// and routes[] exist, `attributes.request.http` host, path, method and the headers route rules
+// name. Everything else (the cookie, trace headers, peers, TLS session, body) is skipped by
+// its length without being decoded, so a Check's cost does not grow with the request's size.
+//
+// Semantics follow the full decode (protobufjs) on every well-formed request: the last
+// occurrence of a singular field wins, map entries accumulate (last key wins), a map entry
+// without key or value has "". The reader is stricter than protobufjs on malformed bytes:
+// a truncated varint or length, a length past its message, a declared field with the wrong
+// wire type, field number 0, wire types 6/7, an unmatched group end or groups nested deeper
+// than MAX_GROUP_DEPTH all throw a MalformedRequestError (grpc-js answers INTERNAL). It never
+// loops without consuming input, and never recurses on attacker-chosen depth.
+import type { HttpRequestView } from '../routing/route-table.js';
+import { WIRE, checkRequestWire, type CheckRequestWire, type MessageWire } from './check-request-schema.js';
+
+export class MalformedRequestError extends Error {
+  readonly code = 'ERR_MALFORMED_REQUEST';
+  constructor(message: string) {
+    super(`malformed CheckRequest: ${message}`);
+    this.name = 'MalformedRequestError';
+  }
+}
+
+/** protobuf's own recursion limit is 100; Envoy's CheckRequest never contains a group. */
+export const MAX_GROUP_DEPTH = 64;
+
+/** What a Check reads from one CheckRequest. */
+export interface CheckRequestFields {
+  /** The encoded request, for the paths that need the full decode (debug request logs). */
+  readonly raw: Buffer;
+  /** `attributes.context_extensions[providerKey]`; undefined when absent. */
+  readonly provider: string | undefined;
+  /**
+   * `attributes.request.http` with only the headers routing needs; read only when `provider`
+   * is undefined and the reader has routes. Undefined when not read or absent.
+   */
+  readonly http: HttpRequestView | undefined;
+  /** The reader that produced this: a config reload swaps readers, and a stale read is redone. */
+  readonly reader: CheckRequestReader;
+}
+
+interface WantedName {
+  readonly name: string;
+  readonly bytes: Buffer;
+}
+
+/** A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read. */
+class Cursor {
+  pos: number;
+  end: number;
+  constructor(readonly buf: Buffer, start: number, end: number) {
+    this.pos = start;
+    this.end = end;
+  }
+
+  /** A varint that must fit in 32 bits (tags and lengths). */
+  uint32(): number {
+    const buf = this.buf;
+    // Fast path: tags and most lengths here fit one or two bytes.
+    if (this.end - this.pos >= 2) {
+      const b0 = buf[this.pos]!;
+      if (b0 < 0x80) {
+        this.pos++;
+        return b0;
+      }
+      const b1 = buf[this.pos + 1]!;
+      if (b1 < 0x80) {
+        this.pos += 2;
+        return (b0 & 0x7f) | (b1 << 7);
+      }
+    }
+    let result = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (this.pos >= this.end) throw new MalformedRequestError('truncated varint');
+      const b = buf[this.pos++]!;
+      if (shift === 28 && b > 0x0f) throw new MalformedRequestError('varint does not fit 32 bits');
+      result += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return result;
+    }
+    throw new MalformedRequestError('varint does not fit 32 bits');
+  }
+
+  skipVarint(): void {
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new MalformedRequestError('truncated varint');
+      if (this.buf[this.pos++]! < 0x80) return;
+    }
+    throw new MalformedRequestError('varint longer than 10 bytes');
+  }
+
+  /** Moves past a length-delimited payload and returns where it starts (it ends at `pos`). */
+  len(): number {
+    const n = this.uint32();
+    if (n > this.end - this.pos) throw new MalformedRequestError('length past the end of its message');
+    const start = this.pos;
+    this.pos += n;
+    return start;
+  }
+
+  skipFixed(n: number): void {
+    if (n > this.end - this.pos) throw new MalformedRequestError('truncated fixed-width field');
+    this.pos += n;
+  }
+
+  /**
+   * The next tag (field number × 8 + wire type). Field number 0, and a field the message
+   * declares arriving with another wire type, are malformed.
+   */
+  tag(m: MessageWire<string>): number {
+    const t = this.uint32();
+    const field = t >>> 3;
+    if (field === 0) throw new MalformedRequestError('field number 0');
+    const allowed = field < m.wireTypesByField.length ? m.wireTypesByField[field]! : (m.wireTypes.get(field) ?? 0);
+    if (allowed !== 0 && (allowed & (1 << (t & 7))) === 0) throw new MalformedRequestError(`${m.name} field ${field} has wire type ${t & 7}`);
+    return t;
+  }
+
+  /** Skips one field's payload by its wire type; groups iteratively, with a depth bound. */
+  skip(tag: number): void {
+    switch (tag & 7) {
+      case WIRE.VARINT: return this.skipVarint();
+      case WIRE.I64: return this.skipFixed(8);
+      case WIRE.LEN: this.len(); return;
+      case WIRE.I32: return this.skipFixed(4);
+      case WIRE.SGROUP: return this.skipGroup(tag >>> 3);
+      case WIRE.EGROUP: throw new MalformedRequestError('group end without a group');
+      default: throw new MalformedRequestError(`invalid wire type ${tag & 7}`);
+    }
+  }
+
+  private skipGroup(field: number): void {
+    const open = [field];
+    while (open.length > 0) {
+      const t = this.uint32();
+      const f = t >>> 3;
+      if (f === 0) throw new MalformedRequestError('field number 0');
+      const wt = t & 7;
+      if (wt === WIRE.EGROUP) {
+        if (open.pop() !== f) throw new MalformedRequestError('group end does not match its start');
+      } else if (wt === WIRE.SGROUP) {
+        if (open.length >= MAX_GROUP_DEPTH) throw new MalformedRequestError('groups nested too deep');
+        open.push(f);
+      } else {
+        this.skip(t);
+      }
+    }
+  }
+}
+
+const LEN_OF = (field: number): number => field * 8 + WIRE.LEN;
+
+function bytesEqual(buf: Buffer, start: number, end: number, want: Buffer): boolean {
+  if (end - start !== want.length) return false;
+  for (let i = 0; i < want.length; i++) if (buf[start + i] !== want[i]) return false;
+  return true;
+}
+
+function asciiLowerEquals(buf: Buffer, start: number, end: number, lower: Buffer): boolean {
+  if (end - start !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    let b = buf[start + i]!;
+    if (b >= 0x41 && b <= 0x5a) b += 0x20;
+    if (b !== lower[i]) return false;
+  }
+  return true;
+}
+
+export class CheckRequestReader {
+  private readonly w: CheckRequestWire;
+  private readonly providerKey: Buffer;
+  /** Header names routing reads, by byte length (a key is compared only with names of its length). */
+  private readonly wanted: readonly (readonly WantedName[] | undefined)[] | undefined;
+  // The tags the loops switch on, computed once.
+  private readonly tAttributes: number;
+  private readonly tRequest: number;
+  private readonly tContextExtensions: number;
+  private readonly tHttp: number;
+  private readonly tMethod: number;
+  private readonly tPath: number;
+  private readonly tHost: number;
+  private readonly tHeaders: number;
+  private readonly tHeaderMap: number;
+  private readonly tMapKey: number;
+  private readonly tMapValue: number;
+  private readonly tHmHeaders: number;
+  private readonly tHvKey: number;
+  private readonly tHvValue: number;
+  private readonly tHvRawValue: number;
+
+  /**
+   * @param providerKey the context_extensions key that names a provider
+   * @param headerNames lower-case header names routing reads; undefined: no routes, http is never read
+   */
+  constructor(providerKey: string, headerNames: readonly string[] | undefined, wire: CheckRequestWire = checkRequestWire()) {
+    this.w = wire;
+    this.providerKey = Buffer.from(providerKey, 'utf8');
+    if (headerNames !== undefined) {
+      const byLength: WantedName[][] = [];
+      for (const name of new Set(headerNames)) {
+        const bytes = Buffer.from(name, 'utf8');
+        (byLength[bytes.length] ??= []).push({ name, bytes });
+      }
+      this.wanted = byLength;
+    }
+    this.tAttributes = LEN_OF(wire.checkRequest.field.attributes);
+    this.tRequest = LEN_OF(wire.attributeContext.field.request);
+    this.tContextExtensions = LEN_OF(wire.attributeContext.field.context_extensions);
+    this.tHttp = LEN_OF(wire.request.field.http);
+    this.tMethod = LEN_OF(wire.httpRequest.field.method);
+    this.tPath = LEN_OF(wire.httpRequest.field.path);
+    this.tHost = LEN_OF(wire.httpRequest.field.host);
+    this.tHeaders = LEN_OF(wire.httpRequest.field.headers);
+    this.tHeaderMap = LEN_OF(wire.httpRequest.field.header_map);
+    // context_extensions and headers are both map<string,string>: the same entry numbers.
+    if (wire.stringMapEntry.field.key !== wire.headersEntry.field.key || wire.stringMapEntry.field.value !== wire.headersEntry.field.value) {
+      throw new Error('map entry field numbers differ between context_extensions and headers');
+    }
+    this.tMapKey = LEN_OF(wire.stringMapEntry.field.key);
+    this.tMapValue = LEN_OF(wire.stringMapEntry.field.value);
+    this.tHmHeaders = LEN_OF(wire.headerMap.field.headers);
+    this.tHvKey = LEN_OF(wire.headerValue.field.key);
+    this.tHvValue = LEN_OF(wire.headerValue.field.value);
+    this.tHvRawValue = LEN_OF(wire.headerValue.field.raw_value);
+  }
+
+  /**
+   * `attributes.request.http` with this reader's header names, whatever context_extensions
+   * say: for a path that needs one or two headers of a request Check already answered from
+   * its raw bytes (e.g. a per-caller subject token), without the full decode.
+   */
+  readHttp(raw: Buffer): HttpRequestView | undefined {
+    if (this.wanted === undefined) throw new Error('readHttp needs a reader with header names');
+    const c = new Cursor(raw, 0, raw.length);
+    const m = this.w.checkRequest;
+    let attrs = -1;
+    let attrsEnd = -1;
+    while (c.pos < c.end) {
+      const t = c.tag(m);
+      if (t === this.tAttributes) {
+        attrs = c.len();
+        attrsEnd = c.pos;
+      } else c.skip(t);
+    }
+    if (attrs === -1) return undefined;
+    c.pos = attrs;
+    c.end = attrsEnd;
+    return this.attributes(c, raw, true).http;
+  }
+
+  /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
+  read(raw: Buffer): CheckRequestFields {
+    const c = new Cursor(raw, 0, raw.length);
+    const m = this.w.checkRequest;
+    let attrs = -1;
+    let attrsEnd = -1;
+    while (c.pos < c.end) {
+      const t = c.tag(m);
+      if (t === this.tAttributes) {
+        attrs = c.len();
+        attrsEnd = c.pos;
+      } else c.skip(t);
+    }
+    if (attrs === -1) return { raw, provider: undefined, http: undefined, reader: this };
+    c.pos = attrs;
+    c.end = attrsEnd;
+    return this.attributes(c, raw, false);
+  }
+
+  private attributes(c: Cursor, raw: Buffer, alwaysHttp: boolean): CheckRequestFields {
+    const m = this.w.attributeContext;
+    const end = c.end;
+    let provider: string | undefined;
+    let request = -1;
+    let requestEnd = -1;
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t === this.tContextExtensions) {
+        const at = c.len();
+        const next = c.pos;
+        c.pos = at;
+        c.end = next;
+        const v = this.mapEntry(c, this.providerKey);
+        c.end = end;
+        if (v !== undefined) provider = v;
+      } else if (t === this.tRequest) {
+        request = c.len();
+        requestEnd = c.pos;
+      } else c.skip(t);
+    }
+    let http: HttpRequestView | undefined;
+    if ((alwaysHttp || provider === undefined) && this.wanted !== undefined && request !== -1) {
+      c.pos = request;
+      c.end = requestEnd;
+      http = this.request(c);
+    }
+    return { raw, provider, http, reader: this };
+  }
+
+  /**
+   * One map<string,string> entry in [c.pos, c.end): its value when its key equals `key`, else
+   * undefined. The key is compared in place; only a wanted entry's value becomes a string.
+   * Leaves the cursor at c.end.
+   */
+  private mapEntry(c: Cursor, key: Buffer): string | undefined {
+    const m = this.w.stringMapEntry;
+    const raw = c.buf;
+    const start = c.pos;
+    let ks = start;
+    let ke = start; // absent key: ""
+    let vs = start;
+    let ve = start; // absent value: ""
+    while (c.pos < c.end) {
+      const t = c.tag(m);
+      if (t === this.tMapKey) {
+        ks = c.len();
+        ke = c.pos;
+      } else if (t === this.tMapValue) {
+        vs = c.len();
+        ve = c.pos;
+      } else c.skip(t);
+    }
+    return bytesEqual(raw, ks, ke, key) ? raw.toString('utf8', vs, ve) : undefined;
+  }
+
+  private request(c: Cursor): HttpRequestView | undefined {
+    const m = this.w.request;
+    let http = -1;
+    let httpEnd = -1;
+    while (c.pos < c.end) {
+      const t = c.tag(m);
+      if (t === this.tHttp) {
+        http = c.len();
+        httpEnd = c.pos;
+      } else c.skip(t);
+    }
+    if (http === -1) return undefined;
+    c.pos = http;
+    c.end = httpEnd;
+    return this.http(c);
+  }
+
+  private http(c: Cursor): HttpRequestView {
+    const m = this.w.httpRequest;
+    const em = this.w.headersEntry;
+    const raw = c.buf;
+    const end = c.end;
+    const wanted = this.wanted!;
+    let method: string | undefined;
+    let path: string | undefined;
+    let host: string | undefined;
+    let headers: Record<string, string> | undefined;
+    let headerMap = -1;
+    let headerMapEnd = -1;
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t === this.tHeaders) {
+        // A headers entry: find its key among the wanted names without making a string of it.
+        const at = c.len();
+        const next = c.pos;
+        c.pos = at;
+        c.end = next;
+        let ks = at;
+        let ke = at;
+        let vs = at;
+        let ve = at;
+        while (c.pos < next) {
+          const u = c.tag(em);
+          if (u === this.tMapKey) {
+            ks = c.len();
+            ke = c.pos;
+          } else if (u === this.tMapValue) {
+            vs = c.len();
+            ve = c.pos;
+          } else c.skip(u);
+        }
+        c.end = end;
+        const list = wanted[ke - ks];
+        if (list !== undefined) {
+          for (const w of list) {
+            if (bytesEqual(raw, ks, ke, w.bytes)) {
+              (headers ??= Object.create(null) as Record<string, string>)[w.name] = raw.toString('utf8', vs, ve);
+              break;
+            }
+          }
+        }
+      } else if (t === this.tMethod) {
+        const at = c.len();
+        method = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tPath) {
+        const at = c.len();
+        path = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tHost) {
+        const at = c.len();
+        host = raw.toString('utf8', at, c.pos);
+      } else if (t === this.tHeaderMap) {
+        headerMap = c.len();
+        headerMapEnd = c.pos;
+      } else c.skip(t); // id, scheme, query, body…: skipped by length
+    }
+    if (headerMap !== -1) {
+      c.pos = headerMap;
+      c.end = headerMapEnd;
+      headers = this.headerMap(c, headers);
+    }
+    const out: { method?: string; path?: string; host?: string; headers?: Record<string, string> } = {};
+    if (method !== undefined) out.method = method;
+    if (path !== undefined) out.path = path;
+    if (host !== undefined) out.host = host;
+    if (headers !== undefined) out.headers = headers;
+    return out;
+  }
+
+  /**
+   * `header_map` (Envoy's `encode_raw_headers`): repeated HeaderValue, duplicates not combined
+   * and values in `raw_value`. Wanted ones are joined with "," the way `headers` carries them;
+   * a name already in `headers` keeps that value. Keys are compared case-insensitively (ASCII).
+   */
+  private headerMap(c: Cursor, fromMap: Record<string, string> | undefined): Record<string, string> | undefined {
+    const m = this.w.headerMap;
+    const hv = this.w.headerValue;
+    const raw = c.buf;
+    const end = c.end;
+    let joined: Record<string, string> | undefined;
+    while (c.pos < end) {
+      const t = c.tag(m);
+      if (t !== this.tHmHeaders) {
+        c.skip(t);
+        continue;
+      }
+      const at = c.len();
+      const next = c.pos;
+      c.pos = at;
+      c.end = next;
+      let ks = at;
+      let ke = at;
+      let vs = -1;
+      let ve = -1;
+      let rs = -1;
+      let re = -1;
+      while (c.pos < next) {
+        const u = c.tag(hv);
+        if (u === this.tHvKey) { ks = c.len(); ke = c.pos; }
+        else if (u === this.tHvValue) { vs = c.len(); ve = c.pos; }
+        else if (u === this.tHvRawValue) { rs = c.len(); re = c.pos; }
+        else c.skip(u);
+      }
+      c.end = end;
+      const w = this.wanted![ke - ks]?.find((x) => asciiLowerEquals(raw, ks, ke, x.bytes));
+      if (w === undefined || fromMap?.[w.name] !== undefined) continue;
+      const v = rs !== -1 ? raw.toString('utf8', rs, re) : vs !== -1 ? raw.toString('utf8', vs, ve) : '';
+      joined ??= Object.create(null) as Record<string, string>;
+      joined[w.name] = joined[w.name] === undefined ? v : `${joined[w.name]},${v}`;
+    }
+    if (joined === undefined) return fromMap;
+    const out = fromMap ?? (Object.create(null) as Record<string, string>);
+    for (const k in joined) out[k] = joined[k]!;
+    return out;
+  }
+}
