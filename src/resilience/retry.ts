@@ -2,8 +2,8 @@
 // with its own timeout (opossum's `timeout` does not cancel; one shared AbortController would
 // cancel everything once aborted).
 import type { Clock } from '../clock.js';
-import { TokenError, toTokenError } from '../tokens/errors.js';
 import { fullJitterDelay } from './backoff.js';
+import type { FailureKinds, RetryableFailure } from './failure.js';
 import type { RetryAfterGate } from './retry-after-gate.js';
 
 export interface RetryPolicy {
@@ -13,28 +13,28 @@ export interface RetryPolicy {
   readonly maxMs: number;
 }
 
-export interface RetryHooks {
+export interface RetryHooks<E extends RetryableFailure> {
   /** Called before each attempt (metrics, logs). */
   onAttempt?(attempt: number): void;
-  onRetry?(attempt: number, err: TokenError, delayMs: number): void;
+  onRetry?(attempt: number, err: E, delayMs: number): void;
 }
 
-export async function withRetries<T>(
+export async function withRetries<T, E extends RetryableFailure>(
   attempt: (signal: AbortSignal) => Promise<T>,
   policy: RetryPolicy,
-  deps: { clock: Clock; gate: RetryAfterGate; endpoint?: string; signal?: AbortSignal; random?: () => number },
-  hooks: RetryHooks = {},
+  deps: { clock: Clock; gate: RetryAfterGate; failures: FailureKinds<E>; endpoint?: string; signal?: AbortSignal; random?: () => number },
+  hooks: RetryHooks<E> = {},
 ): Promise<T> {
-  const { clock, gate, endpoint } = deps;
+  const { clock, gate, endpoint, failures } = deps;
   for (let n = 0; ; n++) {
     if (endpoint) {
       const wait = gate.remaining(endpoint, clock.now());
       if (wait > 0) await clock.sleep(wait, deps.signal);
     }
-    if (deps.signal?.aborted) throw toTokenError(deps.signal.reason, 'ERR_SHUTTING_DOWN');
+    if (deps.signal?.aborted) throw failures.aborted(deps.signal.reason);
     const controller = new AbortController();
     const timer = clock.setTimer(
-      () => controller.abort(new TokenError('ERR_IDP_TIMEOUT', `token request timed out after ${policy.timeoutMs}ms`)),
+      () => controller.abort(failures.timeout(policy.timeoutMs)),
       policy.timeoutMs,
     );
     const onOuterAbort = () => controller.abort(deps.signal?.reason);
@@ -43,8 +43,8 @@ export async function withRetries<T>(
     try {
       return await attempt(controller.signal);
     } catch (raw) {
-      // The transport turns our own timeout abort into ERR_IDP_TIMEOUT; anything else is wrapped.
-      const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE');
+      // The transport turns our own timeout abort into the timeout error; anything else is wrapped.
+      const err = failures.classify(raw);
       if (err.retryAfterMs !== undefined && endpoint) gate.block(endpoint, clock.now() + err.retryAfterMs);
       if (!err.transient || n >= policy.retries || deps.signal?.aborted) throw err;
       const backoff = fullJitterDelay(n, policy.baseMs, policy.maxMs, deps.random);

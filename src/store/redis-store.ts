@@ -8,7 +8,7 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { StoreDeps } from './create-store.js';
+import type { StoreDeps } from './store-deps.js';
 import { RecordCipher } from './crypto.js';
 import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
 
