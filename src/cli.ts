@@ -99,7 +99,9 @@ async function token(provider: string | undefined, file: string | undefined): Pr
   }
   try {
     await manager.refresh(provider);
-    const entry = manager.provider(provider)!.peek()!;
+    // The documented view of the slot: the summary needs the record (scope, refresh token present).
+    const entry = manager.handle(provider)?.peek();
+    if (!entry) throw new Error(`the refresh of ${provider} succeeded but left no token`);
     const r = entry.record;
     const summary: Record<string, unknown> = {
       provider,

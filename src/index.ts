@@ -3,7 +3,7 @@
 // (test/architecture checks both the import graph and the built package).
 export { TokenManager, type IssuedToken, type TokenManagerOptions } from './tokens/manager.js';
 export { SourceConfigError, TokenError, type TokenErrorCode } from './tokens/errors.js';
-export type { ProviderStatus, ProviderStateName } from './tokens/provider.js';
+export type { ProviderStatus, ProviderStateName, TokenHandle, Acquired } from './tokens/token-handle.js';
 export type { TokenServeSource } from './tokens/cached-token.js';
 export { loadConfigFile, parseConfig } from './config/load.js';
 export { ConfigError } from './config/errors.js';

@@ -10,6 +10,7 @@ import { MemoryStore } from '../store/memory-store.js';
 import { storeKey, type TokenStore } from '../store/store.js';
 import type { TokenServeSource } from './cached-token.js';
 import { SourceConfigError, TokenError, isTokenError } from './errors.js';
+import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
 import { createSource } from './sources/index.js';
@@ -123,7 +124,16 @@ export class TokenManager {
     await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, all.length) }, worker));
   }
 
+  /** @internal The provider itself, for tests of the token layer; callers use handle(). */
   provider(name: string): Provider | undefined {
+    return this.providers.get(name);
+  }
+
+  /**
+   * The server's view of one provider's token slot (see TokenHandle), or undefined when no
+   * provider has that name. A reload that changes the provider hands out a new handle.
+   */
+  handle(name: string): TokenHandle | undefined {
     return this.providers.get(name);
   }
 

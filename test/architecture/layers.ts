@@ -52,6 +52,12 @@ export const LAYER_RULES: readonly LayerRule[] = [
     to: /^(?!config\/).+\.ts$/,
   },
   {
+    name: 'callers-use-the-token-facade',
+    why: 'the server, app and CLI get tokens through TokenManager and its TokenHandle, not the slot machinery',
+    from: /^(server\/|(app|cli|index|server-entry)\.ts$)/,
+    to: /^tokens\/(provider|replica-coordinator|fetcher)\.ts$/,
+  },
+  {
     name: 'product-does-not-import-demo',
     why: 'the demo token server is a fixture, not part of the product',
     from: /^(?!demo\/).+\.ts$/,
