@@ -1,6 +1,7 @@
 // One opossum breaker per provider, around the whole fetch (retries included). opossum's
-// defaults are wrong for this job (see NOTES): volumeThreshold 0 opens on the first failure,
-// rolling percentiles sort every sample per failure, and its timeout does not cancel.
+// defaults are wrong for this job (docs/field-notes.md, "opossum"): volumeThreshold 0 opens
+// on the first failure, rolling percentiles sort every sample per failure, and its timeout
+// does not cancel.
 import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config/types.js';
 import { BreakerOpenError } from './failure.js';

@@ -1,7 +1,7 @@
 // The shared store on Redis (ioredis 5; standalone, Sentinel or Cluster): where replicas meet.
 // Two connections: one for records, locks and publishing, one dedicated to the event channel.
 // Every call fails fast (no offline queue, short command timeout) and every failure is a
-// rejected promise: the refresher counts it and carries on without the store.
+// rejected promise: the token layer counts it and carries on without the store.
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
