@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from './clock.js';
 import { ConfigError, formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/types.js';
+import type { Config, ConfigProblem } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import { AccessLogService } from './server/accesslog-service.js';
@@ -17,6 +17,7 @@ import { bind, serverCredentials } from './server/listen.js';
 import { createStore } from './store/create-store.js';
 import type { TokenStore } from './store/store.js';
 import type { HttpTransport } from './tokens/http/transport.js';
+import { SourceConfigError } from './tokens/errors.js';
 import { TokenManager } from './tokens/manager.js';
 
 export interface StartOptions {
@@ -115,7 +116,8 @@ export class Tokengate {
 
   /** A config that cannot be used (file, shape or sources): the running one stays. */
   private refused(err: unknown): ReloadOutcome {
-    const problems = err instanceof ConfigError ? formatProblems(err.problems).split('\n') : [String(err)];
+    const found = configProblems(err);
+    const problems = found ? formatProblems(found).split('\n') : [String(err)];
     this.logger.error('config reload refused; the running config stays', { problems });
     return { ok: false, problems };
   }
@@ -155,6 +157,14 @@ export class Tokengate {
 function withDeadline(p: Promise<void>, ms: number): Promise<void> {
   let t: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<void>((resolve) => { t = setTimeout(resolve, ms); })]).finally(() => clearTimeout(t));
+}
+
+/**
+ * The `path: problem` pairs of a config that cannot be used: the file's own (ConfigError) or a
+ * source that cannot work as configured (the token layer's SourceConfigError).
+ */
+export function configProblems(err: unknown): readonly ConfigProblem[] | undefined {
+  return err instanceof ConfigError || err instanceof SourceConfigError ? err.problems : undefined;
 }
 
 export async function startTokengate(config: Config, opts: StartOptions = {}): Promise<Tokengate> {

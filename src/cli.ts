@@ -2,8 +2,8 @@
 // tokengate serve | check-config | token — the operator's entry points.
 import { readFileSync } from 'node:fs';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { startTokengate } from './app.js';
-import { ConfigError, formatProblems } from './config/errors.js';
+import { configProblems, startTokengate } from './app.js';
+import { formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger } from './observability/logger.js';
@@ -44,8 +44,9 @@ function loadOrExit(file: string | undefined): Config {
   try {
     return loadConfigFile(file);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${formatProblems(err.problems)}\n`);
+    const problems = configProblems(err);
+    if (problems) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
       process.exit(1);
     }
     throw err;
@@ -63,8 +64,9 @@ async function checkConfig(file: string | undefined): Promise<number> {
     // Builds every source (keys parsed, files read) without fetching anything.
     await new TokenManager(config.providers.values()).close(0);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${formatProblems(err.problems)}\n`);
+    const problems = configProblems(err);
+    if (problems) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
       return 1;
     }
     throw err;
@@ -88,15 +90,18 @@ async function token(provider: string | undefined, file: string | undefined): Pr
   try {
     manager = new TokenManager([pc]);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${formatProblems(err.problems)}\n`);
+    const problems = configProblems(err);
+    if (problems) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
       return 1;
     }
     throw err;
   }
   try {
     await manager.refresh(provider);
-    const entry = manager.provider(provider)!.peek()!;
+    // The documented view of the slot: the summary needs the record (scope, refresh token present).
+    const entry = manager.handle(provider)?.peek();
+    if (!entry) throw new Error(`the refresh of ${provider} succeeded but left no token`);
     const r = entry.record;
     const summary: Record<string, unknown> = {
       provider,
@@ -135,8 +140,9 @@ async function serve(file: string | undefined): Promise<void> {
   try {
     app = await startTokengate(config, { logger, configPath: file! });
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${formatProblems(err.problems)}\n`);
+    const problems = configProblems(err);
+    if (problems) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
       process.exit(1);
     }
     logger.error('tokengate could not start', { error: err });

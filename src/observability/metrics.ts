@@ -1,5 +1,6 @@
-// The metric names in DESIGN.md, in one place. Label values are bounded: provider names come
-// from config, results/sources/outcomes/ops from closed sets in code, never from requests.
+// The metric names of docs/operations.md (a contract with dashboards), in one place. Label
+// values are bounded: provider names come from config, results/sources/outcomes/ops from
+// closed sets in code, never from requests.
 import { CollectedGauge, Counter, Histogram, Registry } from './prometheus.js';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];

@@ -1,9 +1,10 @@
 // One opossum breaker per provider, around the whole fetch (retries included). opossum's
-// defaults are wrong for this job (see NOTES): volumeThreshold 0 opens on the first failure,
-// rolling percentiles sort every sample per failure, and its timeout does not cancel.
+// defaults are wrong for this job (docs/field-notes.md, "opossum"): volumeThreshold 0 opens
+// on the first failure, rolling percentiles sort every sample per failure, and its timeout
+// does not cancel.
 import CircuitBreaker from 'opossum';
 import type { BreakerConfig } from '../config/types.js';
-import { TokenError } from '../tokens/errors.js';
+import { BreakerOpenError } from './failure.js';
 
 export type BreakerState = 'closed' | 'half_open' | 'open';
 
@@ -12,6 +13,11 @@ export const BREAKER_STATE_VALUE: Readonly<Record<BreakerState, number>> = { clo
 
 export interface BreakerEvents {
   onStateChange?(state: BreakerState): void;
+  /**
+   * True for a failure that proves the endpoint is up (the caller's "rejected", e.g. an IdP's
+   * invalid_client): it must not trip the breaker, and it may close a half-open one.
+   */
+  provesUp?(err: unknown): boolean;
 }
 
 export class Breaker {
@@ -31,7 +37,7 @@ export class Breaker {
       allowWarmUp: false,
       // A rejection (invalid_client, …) proves the endpoint is up: it must not trip the
       // breaker, and it may close a half-open one. Everything else counts as a failure.
-      errorFilter: (err: unknown) => err instanceof TokenError && err.code === 'ERR_IDP_REJECTED',
+      errorFilter: (err: unknown) => events.provesUp?.(err) ?? false,
     });
     this.cb.on('open', () => events.onStateChange?.('open'));
     this.cb.on('halfOpen', () => events.onStateChange?.('half_open'));
@@ -44,13 +50,13 @@ export class Breaker {
     return 'closed';
   }
 
-  /** Runs action through the breaker; an open breaker rejects with ERR_BREAKER_OPEN at once. */
+  /** Runs action through the breaker; an open breaker rejects with BreakerOpenError at once. */
   async run<T>(action: () => Promise<T>): Promise<T> {
     try {
       return (await this.cb.fire(action)) as T;
     } catch (err) {
       if ((err as { code?: string }).code === 'EOPENBREAKER') {
-        throw new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open; no calls to the token endpoint until the half-open probe`, { provider: this.name, cause: err });
+        throw new BreakerOpenError(this.name, err);
       }
       throw err;
     }

@@ -2,11 +2,11 @@
 // with its own timeout (opossum's `timeout` does not cancel; one shared AbortController would
 // cancel everything once aborted).
 import type { Clock } from '../clock.js';
-import { TokenError, toTokenError } from '../tokens/errors.js';
 import { fullJitterDelay } from './backoff.js';
+import type { FailureKinds, RetryableFailure } from './failure.js';
 import type { RetryAfterGate } from './retry-after-gate.js';
 
-export interface RetryPolicy {
+export interface RetryPolicy<E extends RetryableFailure = RetryableFailure> {
   readonly timeoutMs: number;
   readonly retries: number;
   readonly baseMs: number;
@@ -15,31 +15,31 @@ export interface RetryPolicy {
    * Consulted for a transient error before retrying: false ends the fetch with it. Rotating
    * refresh tokens use it so that an attempt the IdP may have carried out is not repeated.
    */
-  readonly mayRetry?: (err: TokenError) => boolean;
+  readonly mayRetry?: (err: E) => boolean;
 }
 
-export interface RetryHooks {
+export interface RetryHooks<E extends RetryableFailure> {
   /** Called before each attempt (metrics, logs). */
   onAttempt?(attempt: number): void;
-  onRetry?(attempt: number, err: TokenError, delayMs: number): void;
+  onRetry?(attempt: number, err: E, delayMs: number): void;
 }
 
-export async function withRetries<T>(
+export async function withRetries<T, E extends RetryableFailure>(
   attempt: (signal: AbortSignal) => Promise<T>,
-  policy: RetryPolicy,
-  deps: { clock: Clock; gate: RetryAfterGate; endpoint?: string; signal?: AbortSignal; random?: () => number },
-  hooks: RetryHooks = {},
+  policy: RetryPolicy<E>,
+  deps: { clock: Clock; gate: RetryAfterGate; failures: FailureKinds<E>; endpoint?: string; signal?: AbortSignal; random?: () => number },
+  hooks: RetryHooks<E> = {},
 ): Promise<T> {
-  const { clock, gate, endpoint } = deps;
+  const { clock, gate, endpoint, failures } = deps;
   for (let n = 0; ; n++) {
     if (endpoint) {
       const wait = gate.remaining(endpoint, clock.now());
       if (wait > 0) await clock.sleep(wait, deps.signal);
     }
-    if (deps.signal?.aborted) throw toTokenError(deps.signal.reason, 'ERR_SHUTTING_DOWN');
+    if (deps.signal?.aborted) throw failures.aborted(deps.signal.reason);
     const controller = new AbortController();
     const timer = clock.setTimer(
-      () => controller.abort(new TokenError('ERR_IDP_TIMEOUT', `token request timed out after ${policy.timeoutMs}ms`)),
+      () => controller.abort(failures.timeout(policy.timeoutMs)),
       policy.timeoutMs,
     );
     const onOuterAbort = () => controller.abort(deps.signal?.reason);
@@ -48,8 +48,8 @@ export async function withRetries<T>(
     try {
       return await attempt(controller.signal);
     } catch (raw) {
-      // The transport turns our own timeout abort into ERR_IDP_TIMEOUT; anything else is wrapped.
-      const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE');
+      // The transport turns our own timeout abort into the timeout error; anything else is wrapped.
+      const err = failures.classify(raw);
       if (err.retryAfterMs !== undefined && endpoint) gate.block(endpoint, clock.now() + err.retryAfterMs);
       if (!err.transient || n >= policy.retries || deps.signal?.aborted) throw err;
       if (policy.mayRetry && !policy.mayRetry(err)) throw err;

@@ -123,7 +123,7 @@ export class AccessLogService {
 
   private rejected(name: string, tokenId: string, status: number): void {
     const { manager, metrics, logger } = this.deps;
-    const provider = manager.provider(name);
+    const provider = manager.handle(name);
     // Unknown names and statuses outside the provider's list are ignored: labels stay bounded.
     if (!provider || !provider.config.purgeOnUpstreamStatus.includes(status)) return;
     metrics.upstreamRejections.inc({ provider: name, status: String(status) });

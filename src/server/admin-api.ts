@@ -2,7 +2,7 @@
 // code; each surface translates them in its own table.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
-import type { ProviderStatus } from '../tokens/provider.js';
+import type { ProviderStatus } from '../tokens/token-handle.js';
 import { isTokenError } from '../tokens/errors.js';
 import { redact } from '../observability/redact.js';
 
@@ -60,7 +60,7 @@ export class AdminApi {
 
   private known(provider: string): void {
     if (!provider) throw new AdminError('invalid', 'provider is required');
-    if (!this.host.manager.provider(provider)) throw new AdminError('not_found', 'no such provider', { provider: provider.slice(0, 128) });
+    if (!this.host.manager.handle(provider)) throw new AdminError('not_found', 'no such provider', { provider: provider.slice(0, 128) });
   }
 
   invalidate(provider: string): { provider: string; invalidated: boolean } {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from '../observability/logger.js';
-import type { ProviderStatus } from '../tokens/provider.js';
+import type { ProviderStatus } from '../tokens/token-handle.js';
 import { AdminApi, AdminError, type AdminErrorCode } from './admin-api.js';
 import { OWN_PROTO_DIR } from './protos.js';
 

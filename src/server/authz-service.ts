@@ -11,7 +11,7 @@ import { RouteTable, type HttpRequestView } from '../routing/route-table.js';
 import type { CachedToken, TokenServeSource } from '../tokens/cached-token.js';
 import { TokenError } from '../tokens/errors.js';
 import type { TokenManager } from '../tokens/manager.js';
-import type { Provider } from '../tokens/provider.js';
+import type { TokenHandle } from '../tokens/token-handle.js';
 import {
   deniedInternal, deniedNoRoute, deniedTokenUnavailable, deniedUnknownProvider, okWithoutToken, okWithToken,
   type CheckResponseObject,
@@ -56,7 +56,7 @@ class Lane {
   private entry: CachedToken | undefined;
   private answers: Partial<Record<TokenServeSource, Buffer>> = {};
 
-  constructor(readonly provider: Provider, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {}
+  constructor(readonly provider: TokenHandle, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {}
 
   countUnavailable(): void {
     this.metrics.checks.cell(this.provider.name, 'denied', 'none').value++;
@@ -139,7 +139,7 @@ export class AuthzService {
   /** Applies a (re)loaded config: the lane map and route table are swapped in one assignment each. */
   configure(config: Config): void {
     const lanes = new Map<string, Lane>();
-    for (const [name, lane] of this.lanes) if (this.deps.manager.provider(name) === lane.provider) lanes.set(name, lane);
+    for (const [name, lane] of this.lanes) if (this.deps.manager.handle(name) === lane.provider) lanes.set(name, lane);
     this.lanes = lanes;
     const routes = new RouteTable(config.routes);
     this.routes = routes;
@@ -217,7 +217,7 @@ export class AuthzService {
   }
 
   private newLane(name: string): Lane | undefined {
-    const p = this.deps.manager.provider(name);
+    const p = this.deps.manager.handle(name);
     if (p === undefined) return undefined;
     const lane = new Lane(p, p.config, this.deps.metrics, this.encode);
     this.lanes.set(name, lane);

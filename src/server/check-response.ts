@@ -1,5 +1,5 @@
 // The one translation table from tokengate outcomes to Envoy CheckResponses.
-// Shapes follow DESIGN.md: OK + header with both `append: false` and
+// Shapes follow docs/contract.md: OK + header with both `append: false` and
 // `append_action: OVERWRITE_IF_EXISTS_OR_ADD` (every Envoy version overwrites), and a
 // DeniedHttpResponse with a JSON body for every refusal.
 import type { InjectConfig } from '../config/types.js';

@@ -1,16 +1,10 @@
 // Which shared store a config asks for.
-import type { Clock } from '../clock.js';
 import type { StoreConfig } from '../config/types.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
 import { MemoryStore } from './memory-store.js';
+import type { StoreDeps } from './store-deps.js';
 import type { TokenStore } from './store.js';
 
-export interface StoreDeps {
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-}
+export type { StoreDeps } from './store-deps.js';
 
 export async function createStore(config: StoreConfig, deps: StoreDeps): Promise<TokenStore> {
   if (config.type === 'memory') return new MemoryStore(() => deps.clock.now());

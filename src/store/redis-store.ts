@@ -1,14 +1,14 @@
 // The shared store on Redis (ioredis 5; standalone, Sentinel or Cluster): where replicas meet.
 // Two connections: one for records, locks and publishing, one dedicated to the event channel.
 // Every call fails fast (no offline queue, short command timeout) and every failure is a
-// rejected promise: the refresher counts it and carries on without the store.
+// rejected promise: the token layer counts it and carries on without the store.
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { StoreDeps } from './create-store.js';
+import type { StoreDeps } from './store-deps.js';
 import { RecordCipher } from './crypto.js';
 import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
 

@@ -1,6 +1,8 @@
 // One error type for everything that can go wrong getting a token, with a stable code a caller
 // can switch on. The IdP's own `error`/`error_description` and HTTP status stay on the error;
 // no token, secret or assertion is ever put into a message.
+import type { ConfigProblem } from '../config/types.js';
+import { BreakerOpenError, type FailureKinds } from '../resilience/failure.js';
 
 export type TokenErrorCode =
   | 'ERR_IDP_TIMEOUT'        // an attempt exceeded resilience.timeout
@@ -90,6 +92,21 @@ export class TokenError extends Error {
   }
 }
 
+/**
+ * Sources that cannot work as configured (a bad key, an unreadable file), one `path: problem`
+ * each, found when TokenManager builds its providers. The token layer's own error: the CLI and
+ * the app report it exactly like a config file problem.
+ */
+export class SourceConfigError extends TokenError {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    super('ERR_SOURCE_CONFIG', `invalid config:\n${problems.map((p) => `${p.path}: ${p.problem}`).join('\n')}`);
+    this.name = 'SourceConfigError';
+    this.problems = problems;
+  }
+}
+
 export function isTokenError(err: unknown): err is TokenError {
   return err instanceof TokenError;
 }
@@ -97,8 +114,22 @@ export function isTokenError(err: unknown): err is TokenError {
 /** Wraps anything thrown into a TokenError without losing the cause. */
 export function toTokenError(err: unknown, fallback: TokenErrorCode, provider?: string): TokenError {
   if (err instanceof TokenError) return err;
+  // resilience has its own error for an open breaker; to a token caller it is ERR_BREAKER_OPEN.
+  if (err instanceof BreakerOpenError) return new TokenError('ERR_BREAKER_OPEN', err.message, { provider: provider ?? err.breaker, cause: err });
   const message = err instanceof Error ? err.message : String(err);
   // A programming error must not be reported as the IdP's (metrics, alerts, status).
   const code = err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError ? 'ERR_INTERNAL' : fallback;
   return new TokenError(code, message, { cause: err, ...(provider ? { provider } : {}) });
+}
+
+/** How retries around a token request classify failures (resilience stays token-agnostic). */
+export const TOKEN_FAILURES: FailureKinds<TokenError> = {
+  classify: (raw) => toTokenError(raw, 'ERR_IDP_UNAVAILABLE'),
+  timeout: (ms) => new TokenError('ERR_IDP_TIMEOUT', `token request timed out after ${ms}ms`),
+  aborted: (reason) => toTokenError(reason, 'ERR_SHUTTING_DOWN'),
+};
+
+/** A rejection (invalid_client, …) proves the token endpoint is up: it must not trip the breaker. */
+export function provesEndpointUp(err: unknown): boolean {
+  return err instanceof TokenError && err.code === 'ERR_IDP_REJECTED';
 }

@@ -9,7 +9,7 @@ import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
 import type { TokenRecord } from '../store/store.js';
-import { TokenError, toTokenError } from './errors.js';
+import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
 import type { TokenSource } from './sources/source.js';
 
@@ -63,6 +63,7 @@ export class Fetcher<H extends FetcherHost> {
         this.deps.logger.warn('breaker state changed', { provider: this.host.name, breaker: state });
         if (state === 'half_open') this.onHalfOpen(this.host);
       },
+      provesUp: provesEndpointUp,
     });
     return this.breakerInstance;
   }
@@ -101,7 +102,7 @@ export class Fetcher<H extends FetcherHost> {
               : p;
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
-          { clock, gate, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
+          { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
           { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
         );
       const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();

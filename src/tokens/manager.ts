@@ -2,7 +2,6 @@
 // reload. The gRPC service is a thin adapter over this.
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
-import { ConfigError } from '../config/errors.js';
 import type { ProviderConfig, SourceConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -10,7 +9,8 @@ import { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { storeKey, type TokenStore } from '../store/store.js';
 import type { TokenServeSource } from './cached-token.js';
-import { TokenError, isTokenError } from './errors.js';
+import { SourceConfigError, TokenError, isTokenError } from './errors.js';
+import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
 import { createSource } from './sources/index.js';
@@ -106,7 +106,7 @@ export class TokenManager {
         problems.push({ path: `providers.${config.name}.source`, problem: err.message });
       }
     }
-    if (problems.length) throw new ConfigError(problems);
+    if (problems.length) throw new SourceConfigError(problems);
     return out;
   }
 
@@ -130,7 +130,16 @@ export class TokenManager {
     await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, all.length) }, worker));
   }
 
+  /** @internal The provider itself, for tests of the token layer; callers use handle(). */
   provider(name: string): Provider | undefined {
+    return this.providers.get(name);
+  }
+
+  /**
+   * The server's view of one provider's token slot (see TokenHandle), or undefined when no
+   * provider has that name. A reload that changes the provider hands out a new handle.
+   */
+  handle(name: string): TokenHandle | undefined {
     return this.providers.get(name);
   }
 

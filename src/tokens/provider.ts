@@ -67,7 +67,7 @@ export class Provider {
   /** The L1 slot. Kept after hard expiry for the expired-grace rung of the ladder. */
   private current: CachedToken | undefined;
   /** How a hit on `current` is labelled: 'stale' once a refresh for it has failed. */
-  hotSource: 'cache' | 'stale' = 'cache';
+  private hot: 'cache' | 'stale' = 'cache';
   private lastServed: TokenServeSource | null = null;
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
@@ -107,6 +107,11 @@ export class Provider {
   }
 
   /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
+  /** How a lookup hit is labelled (read-only outside: the slot's own refresh outcome sets it). */
+  get hotSource(): 'cache' | 'stale' {
+    return this.hot;
+  }
+
   get breakerState(): BreakerState {
     return this.fetcher.breakerState;
   }
@@ -134,7 +139,7 @@ export class Provider {
   async acquire(): Promise<Acquired> {
     const now = this.deps.clock.now();
     const hit = this.lookup(now);
-    if (hit) return this.served(hit, this.hotSource);
+    if (hit) return this.served(hit, this.hot);
     let error: TokenError | undefined;
     if (this.closing) error = new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name });
     else if (this.breakerState === 'open' && this.inflight === undefined) {
@@ -231,7 +236,7 @@ export class Provider {
       if (err.code !== 'ERR_BREAKER_OPEN' || !this.lastError) this.lastError = err;
       this.failures++;
       if (err.code === 'ERR_GRANT_AMBIGUOUS') this.attention = true;
-      if (this.current) this.hotSource = 'stale';
+      if (this.current) this.hot = 'stale';
       const level = err.transient || err.code === 'ERR_BREAKER_OPEN' || err.code === 'ERR_SHUTTING_DOWN' ? 'warn' : 'error';
       this.deps.logger[level]('token refresh failed', { provider: this.name, reason, error: err.toJSON(), failures: this.failures });
       this.scheduleRetry(err);
@@ -245,7 +250,7 @@ export class Provider {
     const entry = new CachedToken(rec, refreshAtFor(rec, this.config.refresh, this.random), rec.expiresAt, this.config.inject);
     const previous = this.current;
     this.current = entry;
-    this.hotSource = 'cache';
+    this.hot = 'cache';
     if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: rec.tokenId, how });
     if (previous?.tokenId !== entry.tokenId) this.replica.notifyWaiters();
     this.schedule(entry.refreshAt - this.deps.clock.now(), 'scheduled');
@@ -299,7 +304,7 @@ export class Provider {
   private drop(id: string): boolean {
     if (this.current?.tokenId !== id) return false;
     this.current = undefined;
-    this.hotSource = 'cache';
+    this.hot = 'cache';
     return true;
   }
 
@@ -334,7 +339,7 @@ export class Provider {
       state,
       expiresIn: c && c.expiresAt < NEVER_EXPIRES ? Math.round((c.expiresAt - now) / 1000) : null,
       tokenId: c?.tokenId ?? null,
-      source: c ? (this.lastServed ?? this.hotSource) : null,
+      source: c ? (this.lastServed ?? this.hot) : null,
       breaker: this.breakerState,
       lastError: this.lastError ? this.lastError.toJSON() : null,
     };

@@ -3,7 +3,7 @@ import { ManualClock } from '../../src/clock.js';
 import { fullJitterDelay } from '../../src/resilience/backoff.js';
 import { RetryAfterGate } from '../../src/resilience/retry-after-gate.js';
 import { withRetries } from '../../src/resilience/retry.js';
-import { TokenError } from '../../src/tokens/errors.js';
+import { TOKEN_FAILURES, TokenError } from '../../src/tokens/errors.js';
 import { parseRetryAfter } from '../../src/tokens/http/retry-after.js';
 
 describe('full-jitter backoff', () => {
@@ -43,7 +43,7 @@ describe('withRetries', () => {
     const p = withRetries(async () => {
       calls++;
       throw new TokenError('ERR_IDP_UNAVAILABLE', 'down');
-    }, policy, { clock, gate: new RetryAfterGate(), random: () => 0.5 });
+    }, policy, { clock, gate: new RetryAfterGate(), failures: TOKEN_FAILURES, random: () => 0.5 });
     const settled = p.catch((e: unknown) => e);
     for (let i = 0; i < 10; i++) {
       await Promise.resolve();
@@ -59,7 +59,7 @@ describe('withRetries', () => {
     await expect(withRetries(async () => {
       calls++;
       throw new TokenError('ERR_IDP_REJECTED', 'invalid_client');
-    }, policy, { clock: new ManualClock(), gate: new RetryAfterGate() })).rejects.toMatchObject({ code: 'ERR_IDP_REJECTED' });
+    }, policy, { clock: new ManualClock(), gate: new RetryAfterGate(), failures: TOKEN_FAILURES })).rejects.toMatchObject({ code: 'ERR_IDP_REJECTED' });
     expect(calls).toBe(1);
   });
 
@@ -69,7 +69,7 @@ describe('withRetries', () => {
     const p = withRetries((signal) => {
       signals.push(signal);
       return new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
-    }, { ...policy, retries: 1 }, { clock, gate: new RetryAfterGate(), random: () => 0 }).catch((e: unknown) => e);
+    }, { ...policy, retries: 1 }, { clock, gate: new RetryAfterGate(), failures: TOKEN_FAILURES, random: () => 0 }).catch((e: unknown) => e);
     clock.advance(1_000);
     await new Promise((r) => setImmediate(r));
     clock.advance(1);

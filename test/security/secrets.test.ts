@@ -12,7 +12,7 @@ import { ConfigError } from '../../src/config/errors.js';
 import { redactText } from '../../src/observability/redact.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createSource } from '../../src/tokens/sources/index.js';
-import { TokenError } from '../../src/tokens/errors.js';
+import { SourceConfigError, TokenError } from '../../src/tokens/errors.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { captureLogger } from '../support/app.js';
 import { REPO_ROOT } from '../support/demo-files.js';
@@ -347,7 +347,7 @@ providers:
     }
   }
 
-  it('a bad PEM key: neither the TokenError (with its cause) nor the ConfigError quotes the key', () => {
+  it('a bad PEM key: neither the TokenError (with its cause) nor the SourceConfigError quotes the key', () => {
     const marker = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7SECRETKEYMATERIAL';
     const badPem = `-----BEGIN PRIVATE KEY-----\n${marker}\n-----END PRIVATE KEY-----`;
     for (const yaml of [
@@ -370,7 +370,8 @@ providers:
       } catch (err) {
         configErr = err;
       }
-      expect(configErr).toBeInstanceOf(ConfigError);
+      expect(configErr).toBeInstanceOf(SourceConfigError);
+      expect((configErr as SourceConfigError).problems.map((p) => p.path)).toEqual(['providers.p.source']);
       expectNoSecret({ ...surfaces(sourceErr), ...Object.fromEntries(Object.entries(surfaces(configErr)).map(([k, v]) => [`config ${k}`, v])) }, [marker, 'SECRETKEYMATERIAL']);
     }
   });

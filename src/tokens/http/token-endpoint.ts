@@ -4,8 +4,7 @@
 import fs from 'node:fs';
 import type { TokenEndpointConfig } from '../../config/types.js';
 import { TokenError } from '../errors.js';
-import { JwtSigner } from '../sources/signer.js';
-import type { FetchContext } from '../sources/source.js';
+import { JwtSigner } from '../signer.js';
 import { interpretTokenResponse, type TokenResponse } from './token-response.js';
 import { classifyNetworkError, createNodeTransport, type HttpTransport } from './transport.js';
 
@@ -25,6 +24,14 @@ function wireForms(value: string): string[] {
 function basicAuth(id: string, secret: string): string {
   const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+');
   return `Basic ${Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')}`;
+}
+
+/** What one request needs of the fetch it serves (a source's FetchContext has it). */
+export interface EndpointRequestContext {
+  /** Aborts when this attempt's timeout passes or the refresh is cancelled. */
+  readonly signal: AbortSignal;
+  /** Milliseconds since the epoch on the injected clock. */
+  readonly now: number;
 }
 
 /**
@@ -69,7 +76,7 @@ export class TokenEndpoint {
   }
 
   /** Posts `grant` plus client authentication and the configured scope/audience/params. */
-  async request(grant: Readonly<Record<string, string>>, ctx: FetchContext): Promise<TokenResponse> {
+  async request(grant: Readonly<Record<string, string>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
     const c = this.config;
     const form = new URLSearchParams();
     for (const [k, v] of Object.entries(c.params)) form.set(k, v);

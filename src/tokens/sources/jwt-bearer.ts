@@ -2,7 +2,7 @@
 import type { JwtBearerSource } from '../../config/types.js';
 import { TokenEndpoint } from '../http/token-endpoint.js';
 import type { HttpTransport } from '../http/transport.js';
-import { JwtSigner } from './signer.js';
+import { JwtSigner } from '../signer.js';
 import type { FetchContext, FetchedToken, TokenSource } from './source.js';
 
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';

@@ -1,6 +1,6 @@
 // Self-signed JWTs (access-key/secret-key APIs): no network, a fresh token per lifetime.
 import type { JwtSource } from '../../config/types.js';
-import { JwtSigner } from './signer.js';
+import { JwtSigner } from '../signer.js';
 import type { FetchContext, FetchedToken, TokenSource } from './source.js';
 
 export class SelfSignedJwt implements TokenSource {

@@ -1,5 +1,6 @@
-// RFC 6749 §6. The refresh token may rotate on every use; the refresher presents only the
-// newest one the store knows, under the store's lock, and stores the new one with the token.
+// RFC 6749 §6. The refresh token may rotate on every use; the provider's refresh path
+// presents only the newest one the store knows, under the store's lock, and stores the new
+// one with the token.
 import type { RefreshTokenSource } from '../../config/types.js';
 import { TokenEndpoint } from '../http/token-endpoint.js';
 import type { HttpTransport } from '../http/transport.js';

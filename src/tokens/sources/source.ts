@@ -1,5 +1,5 @@
 // What every token source offers: fetch one token. Sources know nothing of caching, retries,
-// breakers or stores; the refresher wraps them.
+// breakers or stores; the provider's refresh path (tokens/fetcher.ts) wraps them.
 
 export interface FetchContext {
   /** Aborts when this attempt's timeout passes or the refresh is cancelled. */

@@ -2,8 +2,8 @@
 // RFC 7523 grant assertions. Every JWT carries iat, nbf, exp and a fresh jti.
 import { createPrivateKey, createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import type { JwtAlgorithm } from '../../config/types.js';
-import { TokenError } from '../errors.js';
+import type { JwtAlgorithm } from '../config/types.js';
+import { TokenError } from './errors.js';
 
 export interface SignerOptions {
   readonly algorithm: JwtAlgorithm;
