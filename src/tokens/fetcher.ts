@@ -9,6 +9,7 @@ import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
 import type { TokenRecord } from '../store/store.js';
+import { acceptFetched } from './acceptance.js';
 import { TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
 import type { TokenSource } from './sources/source.js';
@@ -80,8 +81,10 @@ export class Fetcher<H extends FetcherHost> {
       const attempt = () =>
         withRetries(
           (signal) => {
-            attemptAt = clock.now();
-            return source.fetch({ signal, now: attemptAt, ...(refreshToken ? { refreshToken } : {}) });
+            const at = clock.now();
+            attemptAt = at;
+            // Checked inside the attempt: a refused token is a failed attempt (retries, breaker).
+            return source.fetch({ signal, now: at, ...(refreshToken ? { refreshToken } : {}) }).then((f) => acceptFetched(f, at, config, source));
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
           { clock, gate, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },

@@ -13,6 +13,7 @@ import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } fro
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
 import { refreshAtFor } from './expiry.js';
+import { MIN_REFRESH_INTERVAL_MS } from './lifetime-bounds.js';
 import { Fetcher } from './fetcher.js';
 import { ReplicaCoordinator, type Adoption, type ReplicaHooks } from './replica-coordinator.js';
 import type { TokenSource } from './sources/source.js';
@@ -66,6 +67,10 @@ export class Provider {
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
   private timer: TimerHandle | undefined;
+  /** When the last refresh started (local clock): the next waits MIN_REFRESH_INTERVAL_MS. */
+  private lastRefreshAt = Number.NEGATIVE_INFINITY;
+  /** Ends a refresh's wait for the minimum interval early, at shutdown. */
+  private cancelPause: (() => void) | undefined;
   private closing = false;
   private lastError: TokenError | undefined;
   private failures = 0;
@@ -132,9 +137,10 @@ export class Provider {
     else if (this.breakerState === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
-    } else if (this.lastError && now < this.permanentUntil && this.inflight === undefined) {
+    } else if (this.lastError && (now < this.permanentUntil || now < this.lastRefreshAt + MIN_REFRESH_INTERVAL_MS) && this.inflight === undefined) {
       // A refused credential does not trip the breaker, so nothing else would stop every cold
       // Check from asking again: wait for the scheduled retry (or a reload, or an admin refresh).
+      // Nor may Checks refresh faster than the minimum interval after a failure.
       error = this.lastError;
     } else {
       try {
@@ -190,20 +196,42 @@ export class Provider {
     this.refresh(reason).catch(() => undefined); // failures are recorded, logged and rescheduled
   }
 
-  /** Single flight: every caller shares the one refresh in progress. */
+  /**
+   * Single flight: every caller shares the one refresh in progress. A refresh starts at least
+   * MIN_REFRESH_INTERVAL_MS after the previous one (an operator's 'admin' refresh excepted), so
+   * no sequence of answers, errors or events can make this provider hammer its IdP.
+   */
   refresh(reason: string): Promise<CachedToken> {
     if (this.inflight) return this.inflight;
     if (this.closing) return Promise.reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     this.timer?.cancel();
     this.timer = undefined;
-    const p = this.runRefresh(reason).finally(() => {
+    const wait = reason === 'admin' ? 0 : this.lastRefreshAt + MIN_REFRESH_INTERVAL_MS - this.deps.clock.now();
+    const run = wait > 0 ? this.pause(wait).then(() => this.runRefresh(reason)) : this.runRefresh(reason);
+    const p = run.finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;
     return p;
   }
 
+  /** Waits on the injected clock; shutdown ends the wait with ERR_SHUTTING_DOWN. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.deps.clock.setTimer(() => {
+        this.cancelPause = undefined;
+        resolve();
+      }, ms);
+      this.cancelPause = () => {
+        timer.cancel();
+        this.cancelPause = undefined;
+        reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
+      };
+    });
+  }
+
   private async runRefresh(reason: string): Promise<CachedToken> {
+    this.lastRefreshAt = this.deps.clock.now();
     try {
       const entry = await this.replica.coordinate();
       this.lastError = undefined;
@@ -242,8 +270,24 @@ export class Provider {
     if (delayMs >= NEVER_EXPIRES / 2) return;
     this.timer = this.deps.clock.setTimer(() => {
       this.timer = undefined;
-      this.refreshInBackground(reason);
+      this.refreshWhenIdle(reason);
     }, Math.max(0, delayMs));
+  }
+
+  /**
+   * The timer's refresh. One may still be in flight: the token it adopted can fall due before
+   * it ends (its store write and unlock outlast a short lead). Joining it would lose this refresh
+   * and, with it, the schedule: go again once it settles, unless something rescheduled meanwhile.
+   */
+  private refreshWhenIdle(reason: string): void {
+    const running = this.inflight;
+    if (running === undefined) {
+      this.refreshInBackground(reason);
+      return;
+    }
+    void running.then(() => undefined, () => undefined).then(() => {
+      if (this.timer === undefined && this.inflight === undefined && !this.closing && this.needsRefresh()) this.refreshInBackground(reason);
+    });
   }
 
   /** After a failure: when to try again in the background. */
@@ -338,6 +382,7 @@ export class Provider {
     this.closing = true;
     this.timer?.cancel();
     this.timer = undefined;
+    this.cancelPause?.();
   }
 
   /** Stops scheduling, waits for an in-flight refresh (a rotation is never cut in half). */
