@@ -4,11 +4,12 @@
 
 /**
  * Shortest lifetime accepted (expires_in, the JWT `exp`, `defaultTtl`, a self-signed `ttl`).
- * Below it the usable window (lifetime minus skew, minus the refresh lead of half the lifetime)
- * is a few seconds: not enough for one request plus `resilience.timeout` (5 s by default). Real
- * IdPs issue minutes to hours; a shorter answer is an IdP fault, refused as ERR_IDP_BAD_RESPONSE.
+ * A token is refreshed half its lifetime before expiry, and refreshes are at least
+ * MIN_REFRESH_INTERVAL_MS apart: below twice that interval every token would expire before its
+ * refresh may start. 3 s leaves 1.5 s of lead. Real IdPs issue minutes to hours; 0-2 s (0 is what
+ * a broken IdP sends) is an IdP fault, refused as ERR_IDP_BAD_RESPONSE.
  */
-export const MIN_LIFETIME_MS = 10_000;
+export const MIN_LIFETIME_MS = 3_000;
 
 /**
  * Longest lifetime used. A longer stated lifetime is clamped, not refused: the token is fine,
@@ -18,9 +19,10 @@ export const MIN_LIFETIME_MS = 10_000;
 export const MAX_LIFETIME_MS = 365 * 86_400_000;
 
 /**
- * Shortest time between two refreshes of one provider (per replica), whatever starts them:
- * the schedule, Checks, store events, upstream 401s. A backstop: with lifetimes ≥ 10 s the
- * schedule alone refreshes every ≥ 5 s. Operator refreshes (admin API) are exempt.
+ * Sustained shortest time between two refreshes of one provider (per replica), whatever starts
+ * them: the schedule, Checks, store events, upstream 401s. Two may start back to back (a lone
+ * invalidation right after a fetch is not delayed); after that, one refresh (with its
+ * `retries`) per second. Operator refreshes (admin API) are not held back.
  */
 export const MIN_REFRESH_INTERVAL_MS = 1_000;
 

@@ -48,6 +48,8 @@ export interface ProviderStatus {
 }
 
 const PERMANENT_RETRY_MS = 60_000;
+/** Refreshes that may start back to back before the minimum interval applies. */
+const REFRESH_BURST = 2;
 const MAX_RETRY_MS = 30_000;
 
 export class Provider {
@@ -67,8 +69,12 @@ export class Provider {
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
   private timer: TimerHandle | undefined;
-  /** When the last refresh started (local clock): the next waits MIN_REFRESH_INTERVAL_MS. */
-  private lastRefreshAt = Number.NEGATIVE_INFINITY;
+  /**
+   * Refresh credit, a token bucket: one per MIN_REFRESH_INTERVAL_MS, at most REFRESH_BURST, so a
+   * lone invalidation right after a fetch is served at once and a loop is held to one a second.
+   */
+  private refreshCredit = REFRESH_BURST;
+  private refreshCreditAt = 0;
   /** Ends a refresh's wait for the minimum interval early, at shutdown. */
   private cancelPause: (() => void) | undefined;
   private closing = false;
@@ -137,7 +143,7 @@ export class Provider {
     else if (this.breakerState === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
-    } else if (this.lastError && (now < this.permanentUntil || now < this.lastRefreshAt + MIN_REFRESH_INTERVAL_MS) && this.inflight === undefined) {
+    } else if (this.lastError && (now < this.permanentUntil || this.refreshWait(now) > 0) && this.inflight === undefined) {
       // A refused credential does not trip the breaker, so nothing else would stop every cold
       // Check from asking again: wait for the scheduled retry (or a reload, or an admin refresh).
       // Nor may Checks refresh faster than the minimum interval after a failure.
@@ -197,22 +203,35 @@ export class Provider {
   }
 
   /**
-   * Single flight: every caller shares the one refresh in progress. A refresh starts at least
-   * MIN_REFRESH_INTERVAL_MS after the previous one (an operator's 'admin' refresh excepted), so
-   * no sequence of answers, errors or events can make this provider hammer its IdP.
+   * Single flight: every caller shares the one refresh in progress. Refreshes start at most
+   * REFRESH_BURST back to back, then one per MIN_REFRESH_INTERVAL_MS (an operator's 'admin'
+   * refresh is not held back), so no sequence of answers, errors or events can make this
+   * provider hammer its IdP.
    */
   refresh(reason: string): Promise<CachedToken> {
     if (this.inflight) return this.inflight;
     if (this.closing) return Promise.reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     this.timer?.cancel();
     this.timer = undefined;
-    const wait = reason === 'admin' ? 0 : this.lastRefreshAt + MIN_REFRESH_INTERVAL_MS - this.deps.clock.now();
+    const wait = reason === 'admin' ? 0 : this.refreshWait(this.deps.clock.now());
     const run = wait > 0 ? this.pause(wait).then(() => this.runRefresh(reason)) : this.runRefresh(reason);
     const p = run.finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;
     return p;
+  }
+
+  /** How long until a refresh may start (0: now), from the credit earned by `now`. */
+  private refreshWait(now: number): number {
+    const credit = Math.min(REFRESH_BURST, this.refreshCredit + (now - this.refreshCreditAt) / MIN_REFRESH_INTERVAL_MS);
+    return credit >= 1 ? 0 : Math.ceil((1 - credit) * MIN_REFRESH_INTERVAL_MS);
+  }
+
+  /** Spends one refresh credit (an operator's refresh may overdraw it). */
+  private spendRefreshCredit(now: number): void {
+    this.refreshCredit = Math.max(0, Math.min(REFRESH_BURST, this.refreshCredit + (now - this.refreshCreditAt) / MIN_REFRESH_INTERVAL_MS) - 1);
+    this.refreshCreditAt = now;
   }
 
   /** Waits on the injected clock; shutdown ends the wait with ERR_SHUTTING_DOWN. */
@@ -231,7 +250,7 @@ export class Provider {
   }
 
   private async runRefresh(reason: string): Promise<CachedToken> {
-    this.lastRefreshAt = this.deps.clock.now();
+    this.spendRefreshCredit(this.deps.clock.now());
     try {
       const entry = await this.replica.coordinate();
       this.lastError = undefined;
