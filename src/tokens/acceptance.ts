@@ -6,7 +6,7 @@ import type { ProviderConfig } from '../config/types.js';
 import { TokenError } from './errors.js';
 import { statedLifetime } from './expiry.js';
 import { tokenProblem, tokenTypeProblem } from './header-value.js';
-import { lifetimeProblem } from './lifetime-bounds.js';
+import { lifetimeProblem, MIN_LIFETIME_MS } from './lifetime-bounds.js';
 import type { FetchedToken, TokenSource } from './sources/source.js';
 
 /**
@@ -16,9 +16,19 @@ import type { FetchedToken, TokenSource } from './sources/source.js';
 export function acceptFetched(fetched: FetchedToken, sentAt: number, config: ProviderConfig, source: TokenSource): FetchedToken {
   const fromTokenEndpoint = source.endpoint !== undefined;
   const problem = tokenTypeProblem(fetched.tokenType)
-    ?? tokenProblem(fetched.accessToken, { tokenType: fetched.tokenType, format: config.inject.format, maxBytes: config.inject.maxTokenBytes, fromTokenEndpoint })
-    ?? (fetched.neverExpires ? undefined : lifetimeOf(fetched, sentAt, source));
-  if (problem === undefined) return fetched;
+    ?? tokenProblem(fetched.accessToken, { tokenType: fetched.tokenType, format: config.inject.format, maxBytes: config.inject.maxTokenBytes, fromTokenEndpoint });
+  if (problem === undefined) {
+    const short = fetched.neverExpires ? undefined : lifetimeOf(fetched, sentAt, source);
+    if (short === undefined) return fetched;
+    // An answer that rotated the refresh token cannot be refused without losing the grant (the
+    // old one is spent): its lifetime is raised to the minimum instead, which still bounds the rate.
+    if (source.rotates && fetched.refreshToken) return { ...fetched, expiresInMs: MIN_LIFETIME_MS };
+    return refuse(short, fromTokenEndpoint, config, source);
+  }
+  return refuse(problem, fromTokenEndpoint, config, source);
+}
+
+function refuse(problem: string, fromTokenEndpoint: boolean, config: ProviderConfig, source: TokenSource): never {
   if (fromTokenEndpoint) throw new TokenError('ERR_IDP_BAD_RESPONSE', `token endpoint answered an unusable token: ${problem}`, { provider: config.name });
   throw new TokenError('ERR_SOURCE_CONFIG', `${source.type} source gave an unusable token: ${problem}`, { provider: config.name });
 }

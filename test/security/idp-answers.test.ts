@@ -127,6 +127,32 @@ ${storeYaml}providers:
     expect(metadata(res).source).toBe('emergency');
   });
 
+  it('expires_in: 0 on a rotating refresh_token grant keeps the rotated refresh token (lifetime raised to the 3 s floor): no reuse, a bounded rate', async () => {
+    const rotating = new DemoTokenServer({ refreshTokens: ['rt-initial'], tokenTtlSeconds: 0, now: () => clock.now() });
+    await rotating.start();
+    try {
+      const t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+${newStore()}providers:
+  r:
+    source: { type: refresh_token, tokenUrl: "${rotating.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial }
+    refresh: { jitter: 0% }
+`, { clock });
+      apps.push(t);
+      await advance(clock, 20_000);
+      expect(rotating.invalidGrantCount).toBe(0);
+      expect(rotating.reuseDetectedCount).toBe(0);
+      // A 3 s lifetime is refreshed every ~1.4 s: about 15 requests in 20 s, never a loop.
+      expect(rotating.tokenRequestCount).toBeGreaterThan(2);
+      expect(rotating.tokenRequestCount).toBeLessThanOrEqual(21);
+      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'r' } }));
+      expect(injected(res)?.header?.value).toBe(`Bearer ${rotating.issuedAccessTokens.at(-1)}`);
+    } finally {
+      for (const t of apps.splice(0)) await t.close();
+      await rotating.stop();
+    }
+  });
+
   it.each([1e12, 1e308])('expires_in: %d is clamped to 365 days, stored, and shared', async (expiresIn) => {
     idp.setBehaviour(answer({ access_token: `long-lived-${expiresIn}`, token_type: 'Bearer', expires_in: expiresIn }));
     const storeYaml = newStore();
