@@ -1,5 +1,7 @@
 // The one place that knows the config file's shape. Raw YAML in, frozen `Config` out.
 import { isIP } from 'node:net';
+import { DEFAULT_MAX_TOKEN_BYTES, formatProblem, MAX_MAX_TOKEN_BYTES, MIN_MAX_TOKEN_BYTES, tokenProblem } from './header-value.js';
+import { MAX_LIFETIME_MS, MIN_LIFETIME_MS } from './lifetime-bounds.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
@@ -99,7 +101,7 @@ function readSigning(r: Reader, defaults: { ttl: number }): JwtSigningConfig | u
   const key = r.str('key', { required: true, secret: true });
   const keyId = r.str('keyId');
   const claims = readClaims(r);
-  const ttl = r.duration('ttl', defaults.ttl, { min: 1000 });
+  const ttl = r.duration('ttl', defaults.ttl, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
   if (key === undefined) return undefined;
   if (algorithm.startsWith('HS') && key.length < 32) r.warn('key', 'an HMAC secret shorter than 32 bytes is weak');
   if (!algorithm.startsWith('HS') && !key.includes('-----BEGIN')) r.problem('key', `${algorithm} needs a PEM private key`);
@@ -163,7 +165,7 @@ function readEndpoint(r: Reader, type: 'client_credentials' | 'refresh_token' | 
   const scope = r.str('scope');
   const audience = r.str('audience');
   const params = r.stringMap('params');
-  const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: 1000 });
+  const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
   let tls: TokenEndpointConfig['tls'];
   if (r.has('tls')) {
     const t = r.child('tls');
@@ -238,9 +240,12 @@ function readInject(r: Reader | undefined): InjectConfig {
   if (header.startsWith(':') || header === 'host') r?.problem('header', 'pseudo-headers and host cannot be injected');
   const format = r?.str('format') ?? 'Bearer {token}';
   if (!format.includes('{token}')) r?.problem('format', 'must contain {token}');
+  const badFormat = formatProblem(format);
+  if (badFormat) r?.problem('format', badFormat);
   const removeHeaders = (r?.list('removeHeaders') ?? []).map((e) => String(e.value).toLowerCase());
+  const maxTokenBytes = r?.num('maxTokenBytes', DEFAULT_MAX_TOKEN_BYTES, { min: MIN_MAX_TOKEN_BYTES, max: MAX_MAX_TOKEN_BYTES, integer: true }) ?? DEFAULT_MAX_TOKEN_BYTES;
   r?.done();
-  return { header, format, removeHeaders };
+  return { header, format, removeHeaders, maxTokenBytes };
 }
 
 function readRefresh(r: Reader | undefined): RefreshConfig {
@@ -282,6 +287,23 @@ function readResilience(r: Reader | undefined): ResilienceConfig {
   return out;
 }
 
+/**
+ * Tokens written into the config reach the header as they are: one that is not a valid header
+ * value (or is too long) is a config error here rather than a forwarded CRLF. Never quoted.
+ */
+function checkConfiguredTokens(r: Reader, source: SourceConfig, inject: InjectConfig, resilience: ResilienceConfig): void {
+  const check = (token: string, tokenType: string) =>
+    tokenProblem(token, { tokenType, format: inject.format, maxBytes: inject.maxTokenBytes, fromTokenEndpoint: false });
+  if (source.type === 'static' && source.token !== undefined) {
+    const problem = check(source.token, 'Bearer');
+    if (problem) r.ctx.problems.push({ path: join(join(r.path, 'source'), 'token'), problem });
+  }
+  if (resilience.emergencyToken !== undefined) {
+    const problem = check(resilience.emergencyToken, 'Bearer');
+    if (problem) r.ctx.problems.push({ path: join(join(r.path, 'resilience'), 'emergencyToken'), problem });
+  }
+}
+
 /** Returns one shared instance per distinct value: most providers use the same settings. */
 type Interner = <T>(value: T) => T;
 
@@ -312,6 +334,7 @@ function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig
   }
   r.done();
   if (!source) return undefined;
+  checkConfiguredTokens(r, source, inject, resilience);
   // Ten thousand providers with default settings share one copy of each (config is frozen).
   return { name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus) };
 }

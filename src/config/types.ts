@@ -77,6 +77,8 @@ export interface InjectConfig {
   readonly header: string;
   readonly format: string;
   readonly removeHeaders: readonly string[];
+  /** Longest token (bytes) that may be injected; a longer one is refused as a bad response. */
+  readonly maxTokenBytes: number;
 }
 
 export interface RefreshConfig {

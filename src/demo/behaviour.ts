@@ -13,6 +13,8 @@ export type Behaviour =
   | { kind: 'slow'; ms: number }
   | { kind: 'garbled' }
   | { kind: 'reset_after' }
+  // The grant is carried out, and the answer's access_token is no valid header value (CR LF).
+  | { kind: 'unsafe_token' }
   | { kind: 'rate_limited'; retryAfter: string }
   | { kind: 'oauth_error'; error: string; description?: string; status?: number }
   | { kind: 'no_access_token' }
@@ -38,6 +40,7 @@ export function parseBehaviour(v: unknown): Behaviour {
     case 'no_access_token':
     case 'garbled':
     case 'reset_after':
+    case 'unsafe_token':
       return { kind: v.kind };
     case 'status': {
       const status = optStatus(200, 599);

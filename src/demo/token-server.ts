@@ -378,6 +378,7 @@ export class DemoTokenServer extends DemoHttpServer {
       case 'slow':
       case 'garbled':
       case 'reset_after':
+      case 'unsafe_token':
       case 'ok':
         break;
     }
@@ -388,6 +389,9 @@ export class DemoTokenServer extends DemoHttpServer {
       if (!(await this.sleep(b.ms))) return;
     } else if (b.kind === 'garbled') {
       return raw(200, { 'content-type': 'application/json' }, '{"access_token": "trunc', b.kind);
+    } else if (b.kind === 'unsafe_token' && reply.status === 200) {
+      answer({ ...reply, body: { ...(reply.body as Record<string, unknown>), access_token: 'abc\r\nx-injected: evil' } });
+      return;
     } else if (b.kind === 'reset_after') {
       settle(null, b.kind);
       req.socket.destroy();

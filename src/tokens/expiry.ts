@@ -2,6 +2,7 @@
 import { decodeJwt } from 'jose';
 import type { RefreshConfig } from '../config/types.js';
 import { NEVER_EXPIRES, type TokenRecord } from '../store/store.js';
+import { clampLifetime } from '../config/lifetime-bounds.js';
 import type { FetchedToken } from './sources/source.js';
 import { tokenId } from './token-id.js';
 
@@ -18,10 +19,25 @@ function jwtExpMs(token: string): number | undefined {
   }
 }
 
+/** Where a token's lifetime comes from, for messages. */
+export type LifetimeOrigin = 'expires_in' | 'expiry' | 'JWT exp' | 'defaultTtl';
+
+/**
+ * The lifetime the issuer stated, in ms from `sentAt`, unclamped: expires_in, else the source's
+ * exact expiry, else the JWT's exp, else the source default. Not for never-expiring tokens.
+ */
+export function statedLifetime(fetched: FetchedToken, sentAt: number, defaultTtlMs: number): { ms: number; from: LifetimeOrigin } {
+  if (fetched.expiresInMs !== undefined) return { ms: fetched.expiresInMs, from: 'expires_in' };
+  if (fetched.expiresAtMs !== undefined) return { ms: fetched.expiresAtMs - sentAt, from: 'expiry' };
+  const fromJwt = jwtExpMs(fetched.accessToken);
+  if (fromJwt !== undefined) return { ms: fromJwt - sentAt, from: 'JWT exp' };
+  return { ms: defaultTtlMs, from: 'defaultTtl' };
+}
+
 /**
  * Builds the record for a fetched token. Lifetime: the issuer's expires_in, else the JWT's exp,
- * else the source default; measured from when the request was sent, so network time only ever
- * makes us refresh early. Hard expiry takes off a skew of min(30s, 5% of the lifetime).
+ * else the source default, at most MAX_LIFETIME_MS; measured from when the request was sent, so
+ * network time only ever makes us refresh early. Hard expiry takes off a skew of min(30s, 5% of the lifetime).
  */
 export function recordFor(fetched: FetchedToken, sentAt: number, defaultTtlMs: number, refresh: RefreshConfig): TokenRecord {
   let expiresAt: number;
@@ -30,8 +46,8 @@ export function recordFor(fetched: FetchedToken, sentAt: number, defaultTtlMs: n
     expiresAt = NEVER_EXPIRES;
     lifetimeMs = NEVER_EXPIRES;
   } else {
-    const fromJwt = jwtExpMs(fetched.accessToken);
-    lifetimeMs = Math.max(0, fetched.expiresInMs ?? (fetched.expiresAtMs ?? fromJwt ?? sentAt + defaultTtlMs) - sentAt);
+    // Bounded above (the fetcher has already refused lifetimes below the minimum).
+    lifetimeMs = clampLifetime(Math.max(0, statedLifetime(fetched, sentAt, defaultTtlMs).ms));
     const skew = refresh.skew ?? Math.min(MAX_SKEW_MS, lifetimeMs * 0.05);
     expiresAt = sentAt + lifetimeMs - Math.min(skew, lifetimeMs);
   }

@@ -9,6 +9,7 @@ import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
 import type { TokenRecord } from '../store/store.js';
+import { acceptFetched } from './acceptance.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
 import type { TokenSource } from './sources/source.js';
@@ -92,8 +93,10 @@ export class Fetcher<H extends FetcherHost> {
           (signal) => {
             // The backoff may have carried us past the window: checked again right before sending.
             if (ambiguous && clock.now() >= reuseUntil) return Promise.reject(ambiguous);
-            attemptAt = clock.now();
-            const p = source.fetch({ signal, now: attemptAt, ...(refreshToken ? { refreshToken } : {}) });
+            const at = clock.now();
+            attemptAt = at;
+            // Checked inside the attempt: a refused token is a failed attempt (retries, breaker).
+            const p = source.fetch({ signal, now: at, ...(refreshToken ? { refreshToken } : {}) }).then((f) => acceptFetched(f, at, config, source));
             return source.rotates
               ? p.catch((err: unknown) => {
                 if (err instanceof TokenError && err.ambiguous) ambiguous = err;

@@ -13,6 +13,7 @@ import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } fro
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
 import { refreshAtFor } from './expiry.js';
+import { MIN_REFRESH_INTERVAL_MS } from '../config/lifetime-bounds.js';
 import { Fetcher } from './fetcher.js';
 import { ReplicaCoordinator, type Adoption, type ReplicaHooks } from './replica-coordinator.js';
 import type { TokenSource } from './sources/source.js';
@@ -53,6 +54,8 @@ export interface ProviderStatus {
 const PERMANENT_RETRY_MS = 60_000;
 /** After close() aborts a refresh: how long its bookkeeping (spent mark, unlock) may take. */
 const CUT_OFF_SETTLE_MS = 500;
+/** Refreshes that may start back to back before the minimum interval applies. */
+const REFRESH_BURST = 2;
 const MAX_RETRY_MS = 30_000;
 
 export class Provider {
@@ -72,6 +75,14 @@ export class Provider {
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
   private timer: TimerHandle | undefined;
+  /**
+   * Refresh credit, a token bucket: one per MIN_REFRESH_INTERVAL_MS, at most REFRESH_BURST, so a
+   * lone invalidation right after a fetch is served at once and a loop is held to one a second.
+   */
+  private refreshCredit = REFRESH_BURST;
+  private refreshCreditAt = 0;
+  /** Ends a refresh's wait for the minimum interval early, at shutdown. */
+  private cancelPause: (() => void) | undefined;
   private closing = false;
   private lastError: TokenError | undefined;
   private failures = 0;
@@ -145,9 +156,10 @@ export class Provider {
     else if (this.breakerState === 'open' && this.inflight === undefined) {
       // Do not queue behind an open breaker: its probe is scheduled; answer from the ladder now.
       error = this.lastError ?? new TokenError('ERR_BREAKER_OPEN', `circuit breaker for ${this.name} is open`, { provider: this.name });
-    } else if (this.lastError && (this.attention || now < this.permanentUntil) && this.inflight === undefined) {
+    } else if (this.lastError && (this.attention || now < this.permanentUntil || this.refreshWait(now) > 0) && this.inflight === undefined) {
       // A refused credential does not trip the breaker, so nothing else would stop every cold
       // Check from asking again: wait for the scheduled retry (or a reload, or an admin refresh).
+      // Nor may Checks refresh faster than the minimum interval after a failure.
       error = this.lastError;
     } else {
       try {
@@ -204,13 +216,23 @@ export class Provider {
     this.refresh(reason).catch(() => undefined); // failures are recorded, logged and rescheduled
   }
 
-  /** Single flight: every caller shares the one refresh in progress. */
+  /**
+   * Single flight: every caller shares the one refresh in progress. Refreshes start at most
+   * REFRESH_BURST back to back, then one per MIN_REFRESH_INTERVAL_MS (an operator's 'admin'
+   * refresh is not held back), so no sequence of answers, errors or events can make this
+   * provider hammer its IdP.
+   */
   refresh(reason: string): Promise<CachedToken> {
     if (this.inflight) return this.inflight;
     if (this.closing) return Promise.reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     this.timer?.cancel();
     this.timer = undefined;
-    return this.track(() => this.replica.coordinate(), reason);
+    const wait = reason === 'admin' ? 0 : this.refreshWait(this.deps.clock.now());
+    return this.track(async () => {
+      if (wait > 0) await this.pause(wait);
+      this.spendRefreshCredit(this.deps.clock.now());
+      return this.replica.coordinate();
+    }, reason);
   }
 
   /** Runs `work` as the single refresh in flight, recording its outcome. */
@@ -220,6 +242,33 @@ export class Provider {
     });
     this.inflight = p;
     return p;
+  }
+
+  /** How long until a refresh may start (0: now), from the credit earned by `now`. */
+  private refreshWait(now: number): number {
+    const credit = Math.min(REFRESH_BURST, this.refreshCredit + (now - this.refreshCreditAt) / MIN_REFRESH_INTERVAL_MS);
+    return credit >= 1 ? 0 : Math.ceil((1 - credit) * MIN_REFRESH_INTERVAL_MS);
+  }
+
+  /** Spends one refresh credit (an operator's refresh may overdraw it). */
+  private spendRefreshCredit(now: number): void {
+    this.refreshCredit = Math.max(0, Math.min(REFRESH_BURST, this.refreshCredit + (now - this.refreshCreditAt) / MIN_REFRESH_INTERVAL_MS) - 1);
+    this.refreshCreditAt = now;
+  }
+
+  /** Waits on the injected clock; shutdown ends the wait with ERR_SHUTTING_DOWN. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.deps.clock.setTimer(() => {
+        this.cancelPause = undefined;
+        resolve();
+      }, ms);
+      this.cancelPause = () => {
+        timer.cancel();
+        this.cancelPause = undefined;
+        reject(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
+      };
+    });
   }
 
   private async runRefresh(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
@@ -263,8 +312,24 @@ export class Provider {
     if (delayMs >= NEVER_EXPIRES / 2) return;
     this.timer = this.deps.clock.setTimer(() => {
       this.timer = undefined;
-      this.refreshInBackground(reason);
+      this.refreshWhenIdle(reason);
     }, Math.max(0, delayMs));
+  }
+
+  /**
+   * The timer's refresh. One may still be in flight: the token it adopted can fall due before
+   * it ends (its store write and unlock outlast a short lead). Joining it would lose this refresh
+   * and, with it, the schedule: go again once it settles, unless something rescheduled meanwhile.
+   */
+  private refreshWhenIdle(reason: string): void {
+    const running = this.inflight;
+    if (running === undefined) {
+      this.refreshInBackground(reason);
+      return;
+    }
+    void running.then(() => undefined, () => undefined).then(() => {
+      if (this.timer === undefined && this.inflight === undefined && !this.closing && this.needsRefresh()) this.refreshInBackground(reason);
+    });
   }
 
   /** After a failure: when to try again in the background. */
@@ -411,6 +476,7 @@ export class Provider {
     this.closing = true;
     this.timer?.cancel();
     this.timer = undefined;
+    this.cancelPause?.();
   }
 
   /** Stops scheduling, waits for an in-flight refresh (a rotation is never cut in half). */

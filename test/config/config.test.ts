@@ -34,7 +34,7 @@ describe('config: defaults and shape', () => {
     expect(c.store.type).toBe('memory');
     expect(c.defaults).toEqual({ unmatched: 'allow', onTokenUnavailable: 'deny', providerKey: 'provider' });
     const p = c.providers.get('p')!;
-    expect(p.inject).toEqual({ header: 'authorization', format: 'Bearer {token}', removeHeaders: [] });
+    expect(p.inject).toEqual({ header: 'authorization', format: 'Bearer {token}', removeHeaders: [], maxTokenBytes: 16_384 });
     expect(p.refresh).toEqual({ jitter: 0.1, waitBudget: 150 });
     expect(p.resilience).toMatchObject({ timeout: 5000, retries: 3, backoff: { base: 200, max: 5000 }, breaker: { window: 60_000, volumeThreshold: 5, errorThresholdPercentage: 50, resetTimeout: 30_000 }, serveExpiredFor: 0 });
     expect(p.purgeOnUpstreamStatus).toEqual([401]);

@@ -60,11 +60,11 @@ providers:
   });
 
   it('a replica starting after the access token expired presents the stored refresh token, not the configured one', async () => {
-    idp.setTokenTtl(1);
+    idp.setTokenTtl(3); // the shortest lifetime tokengate accepts (a rotating answer's shorter one is raised to it)
     const a = await replica();
     expect(idp.tokenRequestCount).toBe(1);
     await a.close(1_000);
-    await new Promise((r) => setTimeout(r, 1_200)); // the access token is past hard expiry
+    await new Promise((r) => setTimeout(r, 3_000)); // the access token is past hard expiry (2.85 s)
     const b = await replica();
     expect(idp.tokenRequestCount).toBe(2);
     expect(idp.invalidGrantCount).toBe(0);

@@ -17,22 +17,22 @@ import { LoopbackServer, sendToken } from './support/servers.js';
 const env = { IDP_SECRET: 'transport-test-client-secret' };
 
 /** One client_credentials provider, no retries (each test sees exactly one attempt). */
-function providerYaml(source: string): string {
+function providerYaml(source: string, more = ''): string {
   return `
 providers:
   p:
     source: { type: client_credentials, clientId: demo-client, clientSecret: "\${env:IDP_SECRET}", ${source} }
     resilience: { retries: 0, timeout: 3s }
-`;
+${more}`;
 }
 
-function provider(source: string): ProviderConfig {
-  return parseConfig(providerYaml(source), { env }).providers.get('p')!;
+function provider(source: string, more = ''): ProviderConfig {
+  return parseConfig(providerYaml(source, more), { env }).providers.get('p')!;
 }
 
 const managers: TokenManager[] = [];
-async function fetchOnce(source: string): Promise<{ token?: string; error?: TokenError }> {
-  const m = new TokenManager([provider(source)]);
+async function fetchOnce(source: string, more = ''): Promise<{ token?: string; error?: TokenError }> {
+  const m = new TokenManager([provider(source, more)]);
   managers.push(m);
   try {
     await m.refresh('p');
@@ -271,7 +271,8 @@ describe('token endpoint: response size is capped', () => {
   it('a response just under the cap is still read', async () => {
     const big = 'b'.repeat(60 * 1024);
     idp.setBehaviour({ kind: 'status', status: 200, body: { access_token: big, token_type: 'Bearer', expires_in: 300 } });
-    const { token, error } = await fetchOnce(`tokenUrl: "${idp.tokenUrl}"`);
+    // A 60 KB token is over the default inject.maxTokenBytes (16 KiB): raised to its maximum here.
+    const { token, error } = await fetchOnce(`tokenUrl: "${idp.tokenUrl}"`, '    inject: { maxTokenBytes: 65536 }\n');
     expect(error).toBeUndefined();
     expect(token).toBe(big);
   });

@@ -134,6 +134,19 @@ providers:
     expectGrantIntact();
   });
 
+  it('an answer refused for its token bytes after the grant was carried out is ambiguous: no retry with the spent token', async () => {
+    const m = await replica();
+    const served = idp.issuedAccessTokens[0]!;
+    const rt2 = idp.issuedRefreshTokens[0]!;
+    idp.setBehaviourSequence([{ kind: 'unsafe_token' }]);
+    await expect(m.refresh('p')).rejects.toMatchObject({ code: 'ERR_GRANT_AMBIGUOUS' });
+    expect(idp.presentations(rt2)).toBe(1);
+    expect(idp.tokenRequestCount).toBe(2);
+    expect((await m.getToken('p')).value).toBe(served);
+    expect(m.stats()[0]!.state).toBe('needs_attention');
+    expectGrantIntact();
+  });
+
   it('an answer the IdP gives without carrying out the grant (429, 503, invalid_grant) is not ambiguous', async () => {
     const m = await replica();
     idp.setBehaviourSequence([{ kind: 'status', status: 503, body: { error: 'temporarily_unavailable' } }]);
