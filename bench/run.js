@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DemoTokenServer } from '../dist/demo/token-server.js';
+import { DemoTokenServer } from '../dist-demo/token-server.js';
 import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml, routeAuthority, stormYaml } from './configs.js';
 import { REQUEST_SIZES, encodedRequest } from './envoy-request.js';
 import { Child, sleep } from './procs.js';

@@ -48,8 +48,10 @@ export class AdminApi {
   authorize(header: string | undefined): void {
     const expected = this.host.adminToken();
     if (!expected) throw new AdminError('disabled', 'admin mutations are disabled: set admin.token in the config to enable them');
-    const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-    if (!m || !timingSafeEqual(digest(m[1]!.trim()), digest(expected))) {
+    // RFC 6750 §2.1: the scheme, one space, the token. Nothing is trimmed: a value with spaces
+    // around or inside the token is not the configured token.
+    const m = /^Bearer ([\x21-\x7e]+)$/i.exec(header ?? '');
+    if (!m || !timingSafeEqual(digest(m[1]!), digest(expected))) {
       throw new AdminError('unauthenticated', 'a valid admin bearer token is required');
     }
   }

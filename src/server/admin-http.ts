@@ -20,6 +20,51 @@ export interface AdminHttpDeps {
   readonly logger: Logger;
   readonly live: () => boolean;
   readonly ready: () => boolean;
+  /** How long a request's body may take to arrive (default 10 s); then 408 and the connection closes. */
+  readonly bodyTimeoutMs?: number;
+}
+
+/** No endpoint reads a body: a small one (curl -d '{}') is drained, a larger one refused. */
+const MAX_BODY_BYTES = 4_096;
+const DEFAULT_BODY_TIMEOUT_MS = 10_000;
+
+type BodyOutcome = 'ok' | 'too_large' | 'timeout';
+
+/**
+ * Drains the request body within a deadline. Node's requestTimeout stops guarding a request once
+ * its response has started, so a body that never ends would otherwise hold the connection.
+ */
+function drainBody(req: http.IncomingMessage, timeoutMs: number): Promise<BodyOutcome> {
+  if (req.complete) return Promise.resolve('ok');
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = (outcome: BodyOutcome) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onEnd);
+      if (outcome !== 'ok') req.pause();
+      resolve(outcome);
+    };
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > MAX_BODY_BYTES) done('too_large');
+    };
+    const onEnd = () => done('ok');
+    const timer = setTimeout(() => done('timeout'), timeoutMs);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onEnd);
+  });
+}
+
+/** A path segment, or undefined when its percent-escapes are malformed (the client's fault: 400). */
+function decodeSegment(segment: string): string | undefined {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return undefined;
+  }
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
@@ -63,7 +108,15 @@ export class AdminHttpServer {
     const path = url.pathname;
     const method = req.method ?? 'GET';
     const { api } = this.deps;
-    req.resume(); // no endpoint reads a body; drain it so keep-alive works
+    const body = await drainBody(req, this.deps.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
+    if (body !== 'ok') {
+      // The rest of the body will not be read: the connection cannot be reused.
+      res.setHeader('connection', 'close');
+      res.once('finish', () => req.socket.destroy());
+      return body === 'timeout'
+        ? send(res, 408, { error: 'request_timeout', message: 'the request body did not arrive in time' })
+        : send(res, 413, { error: 'invalid', message: `admin endpoints take no request body over ${MAX_BODY_BYTES} bytes` });
+    }
     if (method === 'GET' || method === 'HEAD') {
       switch (path) {
         case '/healthz':
@@ -86,7 +139,8 @@ export class AdminHttpServer {
         const outcome = await api.reload();
         return send(res, outcome.ok ? 200 : 400, outcome);
       }
-      const provider = decodeURIComponent(m![1]!);
+      const provider = decodeSegment(m![1]!);
+      if (provider === undefined) return send(res, 400, { error: 'invalid', message: 'malformed percent-escape in the path' });
       if (m![2] === 'invalidate') return send(res, 200, api.invalidate(provider));
       return send(res, 200, await api.refresh(provider));
     } catch (err) {

@@ -21,6 +21,8 @@ const FIXTURE: Record<string, string> = {
   'tokens/sources/signer.ts': `export const s = 1;\n`,
   'tokens/sources/client.ts': `import { e } from '../http/endpoint.js';\nexport const c = e;\n`,
   'index.ts': `export { m } from './tokens/manager.js';\nexport * from './app.js';\n`,
+  // The product reaching out of src/ for the demo's fake IdP.
+  'server/dev-idp.ts': `export { DemoTokenServer } from '../../demo/token-server.js';\n`,
   'app.ts': `import * as grpc from '@grpc/grpc-js';\nimport { load } from 'protobufjs/minimal.js';\nexport const app = [grpc, load];\n`,
 };
 
@@ -52,6 +54,7 @@ describe('the import-graph checker', () => {
       'resilience-store-routing-do-not-import-tokens-or-server: resilience/breaker.ts imports tokens/errors.ts (they are tools the token layer and the server use; each has its own types and errors)',
     );
     expect(messages.some((m) => m.startsWith('nothing-below-imports-app-or-cli: index.ts imports app.ts'))).toBe(true);
+    expect(messages.some((m) => m.startsWith('product-stays-in-src: server/dev-idp.ts imports ../demo/token-server.js'))).toBe(true);
     // config types imported by tokens, and tokens/http using its parent's errors.ts, are fine.
     expect(messages.filter((m) => m.includes('config/types.ts') || m.includes('http/endpoint.ts'))).toEqual([]);
   });

@@ -62,6 +62,11 @@ export function readImportGraph(root: string): ImportGraph {
         continue;
       }
       const joined = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec));
+      // Outside the root (demo/, test/): kept by its relative name so a rule can refuse it.
+      if (joined.startsWith('../')) {
+        targets.add(joined);
+        continue;
+      }
       const candidates = [joined.replace(/\.js$/, '.ts'), joined, `${joined}.ts`, `${joined}/index.ts`];
       const hit = candidates.find((c) => known.has(c));
       if (!hit) throw new Error(`${file}: cannot resolve import '${spec}'`);

@@ -58,9 +58,9 @@ export const LAYER_RULES: readonly LayerRule[] = [
     to: /^tokens\/(provider|replica-coordinator|fetcher)\.ts$/,
   },
   {
-    name: 'product-does-not-import-demo',
-    why: 'the demo token server is a fixture, not part of the product',
-    from: /^(?!demo\/).+\.ts$/,
-    to: /^demo\//,
+    name: 'product-stays-in-src',
+    why: 'demo/ (the fake IdP and echo upstream), test/ and bench/ are fixtures; the package and the image ship src/ alone',
+    from: /\.ts$/,
+    to: /^\.\.\//,
   },
 ];

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 
 const CLI = path.resolve('dist/cli.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-cli-'));

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EchoUpstream } from '../../src/demo/echo-upstream.js';
-import { startEchoUpstream } from '../../src/demo/echo-upstream-main.js';
+import { EchoUpstream } from '../../demo/echo-upstream.js';
+import { startEchoUpstream } from '../../demo/echo-upstream-main.js';
 
 const servers: EchoUpstream[] = [];
 afterEach(async () => {

@@ -7,8 +7,8 @@ import {
   parseBehaviour,
   type Behaviour,
   type DemoTokenServerOptions,
-} from '../../src/demo/token-server.js';
-import { envInt, startTokenServer } from '../../src/demo/token-server-main.js';
+} from '../../demo/token-server.js';
+import { envInt, startTokenServer } from '../../demo/token-server-main.js';
 
 const servers: DemoTokenServer[] = [];
 afterEach(async () => {

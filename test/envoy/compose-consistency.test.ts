@@ -15,6 +15,7 @@ import {
   envoyRoutes,
   hostPort,
   readDockerfile,
+  resolveStage,
   readYaml,
   repoPath,
   type Obj,
@@ -30,9 +31,10 @@ const TOKENGATE_IMAGE_SERVICES = Object.entries(services).filter(([, s]) => s['b
 /** The argv a compose service runs, with the Dockerfile's ENTRYPOINT/CMD for services built from it. */
 function argv(service: Obj): string[] {
   const built = service['build'] !== undefined;
-  const entrypoint = service['entrypoint'] !== undefined ? asArgv(service['entrypoint']) : built ? dockerfile.entrypoint : [];
+  const stage = built ? resolveStage(dockerfile, service['build'].target as string | undefined) : undefined;
+  const entrypoint = service['entrypoint'] !== undefined ? asArgv(service['entrypoint']) : stage?.entrypoint ?? [];
   // Docker: overriding the entrypoint drops the image's CMD
-  const command = service['command'] !== undefined ? asArgv(service['command']) : built && service['entrypoint'] === undefined ? dockerfile.cmd : [];
+  const command = service['command'] !== undefined ? asArgv(service['command']) : stage && service['entrypoint'] === undefined ? stage.cmd ?? [] : [];
   return [...entrypoint, ...command];
 }
 
@@ -167,7 +169,8 @@ describe('the mounted tokengate config ↔ docker-compose.yml', () => {
     const serverEnv = composeEnv(services[url.hostname]!);
     expect(source.clientId).toBe(serverEnv['CLIENT_ID']);
     expect(source.clientSecret).toBe(serverEnv['CLIENT_SECRET']);
-    expect(argv(services[url.hostname]!)).toEqual(['node', 'dist/demo/token-server-main.js']);
+    expect(argv(services[url.hostname]!)).toEqual(['node', 'dist-demo/token-server-main.js']);
+    expect(services[url.hostname]!['build'].target).toBe('demo');
   });
 
   it('the Redis URL points at the redis service', () => {
@@ -193,12 +196,13 @@ describe('docker-compose.yml on its own', () => {
     expect(Object.keys(services).sort()).toEqual(['echo-a', 'echo-b', 'envoy', 'redis', 'token-server', 'tokengate']);
     for (const [name, svc] of TOKENGATE_IMAGE_SERVICES) {
       expect(svc['build'].context ?? svc['build'], name).toBe('.');
-      const script = argv(svc).find((a) => a.startsWith('dist/'))!;
-      const source = script.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts');
+      const script = argv(svc).find((a) => /^dist(-demo)?\//.test(a))!;
+      const source = script.replace(/^dist-demo\//, 'demo/').replace(/^dist\//, 'src/').replace(/\.js$/, '.ts');
       expect(fs.existsSync(repoPath(source)), `${name} runs ${script}, built from ${source}`).toBe(true);
     }
     for (const echo of ['echo-a', 'echo-b']) {
-      expect(argv(services[echo]!)).toEqual(['node', 'dist/demo/echo-upstream-main.js']);
+      expect(argv(services[echo]!)).toEqual(['node', 'dist-demo/echo-upstream-main.js']);
+      expect(services[echo]!['build'].target).toBe('demo');
       expect(composeEnv(services[echo]!)['PORT']).toBe('8081');
     }
   });
@@ -243,10 +247,26 @@ describe('Dockerfile', () => {
     expect(dockerfile.expose.sort()).toEqual([9191, 9192]);
   });
 
+  it('the production image (the default target) holds no demo code: only dist/ and proto/ from the build', () => {
+    const runtime = resolveStage(dockerfile);
+    expect(runtime.name).toBe('runtime');
+    const fromBuild = runtime.copies.filter((c) => c.from !== undefined).flatMap((c) => c.sources);
+    expect(fromBuild.sort()).toEqual(['/app/dist', '/app/proto']);
+    // Nothing from the build context but the package manifests (the build stage compiles the rest).
+    expect(runtime.copies.filter((c) => c.from === undefined).flatMap((c) => c.sources).sort()).toEqual(['package-lock.json', 'package.json']);
+    // dist/ is compiled from src/ alone; the demo compiles to dist-demo/, which only the demo target copies.
+    const build = JSON.parse(fs.readFileSync(repoPath('tsconfig.build.json'), 'utf8')) as { include: string[]; compilerOptions: { outDir: string } };
+    expect(build.include).toEqual(['src']);
+    expect(build.compilerOptions.outDir).toBe('dist');
+    expect(fs.existsSync(repoPath('src/demo'))).toBe(false);
+    const demo = resolveStage(dockerfile, 'demo');
+    expect(demo.copies.filter((c) => c.from !== undefined).flatMap((c) => c.sources)).toEqual(['/app/dist-demo']);
+  });
+
   it('.dockerignore keeps node_modules and dist out but not the sources', () => {
     const ignored = fs.readFileSync(repoPath('.dockerignore'), 'utf8').split(/\r?\n/).map((l) => l.trim());
     expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.git']));
-    for (const needed of ['src', 'proto', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
+    for (const needed of ['src', 'demo', 'proto', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
       expect(ignored).not.toContain(needed);
     }
   });

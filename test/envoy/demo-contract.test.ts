@@ -10,7 +10,7 @@ import { jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTokengate } from '../../src/app.js';
 import { loadConfigFile } from '../../src/config/load.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { authorizationClient } from '../../src/server/protos.js';
 import { envoyRoutes, readYaml, repoPath, type EnvoyRoute, type Obj } from '../support/demo-files.js';

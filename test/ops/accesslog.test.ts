@@ -1,7 +1,7 @@
 // Upstream-rejection feedback: Envoy's gRPC access log tells tokengate that an upstream refused
 // the token it injected; tokengate drops that token once and fetches a new one.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { ACCESSLOG_PROTO } from '../../src/server/protos.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, metadata } from '../support/envoy-request.js';

@@ -2,7 +2,7 @@
 // Both are thin edges over one AdminApi, so they must agree field for field.
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { admin, AdminGrpcClient, until } from './helpers.js';
 

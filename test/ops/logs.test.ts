@@ -1,7 +1,7 @@
 // The operator's log contract: one line per token fetch outcome, one per breaker transition,
 // no request-level lines unless asked for.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest } from '../support/envoy-request.js';
 import { until } from './helpers.js';

@@ -3,7 +3,7 @@
 // credential that passed through it: none may appear.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPKCS8, generateKeyPair } from 'jose';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { createNodeTransport, type HttpTransport } from '../../src/tokens/http/transport.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { repoPath } from '../support/demo-files.js';
 import { CheckClient, envoyRequest, injected } from '../support/envoy-request.js';
 import { admin, until } from './helpers.js';

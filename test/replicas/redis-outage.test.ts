@@ -3,7 +3,7 @@
 // Uses its own redis-server: it is killed and restarted.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { RecordCipher } from '../../src/store/crypto.js';
 import { redisAvailable } from '../support/redis.js';
 import { RedisServer } from '../support/redis-server.js';

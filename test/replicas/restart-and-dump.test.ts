@@ -2,7 +2,7 @@
 // that restarts: it adopts the stored token without asking the IdP.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, tmpDir } from '../support/replicas.js';
 

@@ -2,7 +2,7 @@
 // replica, and stored before the lock is released. The IdP revokes the whole grant on reuse,
 // so a single double presentation would show up as invalid_grant.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 

@@ -1,7 +1,7 @@
 // Three tokengate processes on one Redis behave as one: one IdP request at a cold start, one
 // per expiry after that, whatever the load on each replica.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 

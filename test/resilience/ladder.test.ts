@@ -2,7 +2,7 @@
 // emergency token → onTokenUnavailable. Time is a ManualClock: minutes pass in milliseconds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 

@@ -1,7 +1,7 @@
 // A token server that degrades while Checks flow: the cached token keeps serving while it is
 // valid, and the IdP sees exactly the requests the retry and breaker settings allow.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DemoTokenServer, type Behaviour } from '../../src/demo/token-server.js';
+import { DemoTokenServer, type Behaviour } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
 

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { tokenAdminClient } from '../../src/server/admin-grpc.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 

@@ -2,7 +2,7 @@
 // `authorization` (or the provider's own header), the answer is OVERWRITE with tokengate's value
 // only — and with no credential to give, the client's value is removed, not passed on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, type CheckResponse } from '../support/envoy-request.js';
 

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { ProviderConfig } from '../../src/config/types.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { TokenError } from '../../src/tokens/errors.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { startTestApp } from '../support/app.js';

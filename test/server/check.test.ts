@@ -1,6 +1,6 @@
 // The Check contract over real gRPC, decoded with Envoy's own protos.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';

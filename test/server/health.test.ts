@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { HEALTH_PROTO } from '../../src/server/protos.js';
 import { startTestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';

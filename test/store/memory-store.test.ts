@@ -1,7 +1,7 @@
 // The embedded store keeps the same promises as the Redis one where a single process needs them.
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { record, until } from './helpers.js';

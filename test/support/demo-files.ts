@@ -153,10 +153,25 @@ export function asArgv(v: unknown): string[] {
 
 // --- Dockerfile -------------------------------------------------------------------------------
 
+export interface DockerStage {
+  name: string | undefined;
+  /** What the stage starts from: an image (ARG defaults substituted) or an earlier stage's name. */
+  base: string;
+  entrypoint: string[] | undefined;
+  cmd: string[] | undefined;
+  user: string | undefined;
+  expose: number[];
+  runs: string[];
+  /** COPY instructions: `from` is the stage (or undefined for the build context). */
+  copies: { from: string | undefined; sources: string[]; dest: string }[];
+}
+
 export interface DockerfileInfo {
   args: Record<string, string>;
-  /** `FROM` images with ARG defaults substituted. */
+  /** Every external `FROM` image (stage names excluded), ARG defaults substituted. */
   from: string[];
+  stages: DockerStage[];
+  /** The last stage, what `docker build .` produces, with ENTRYPOINT/CMD/USER inherited from its bases. */
   entrypoint: string[];
   cmd: string[];
   user: string | undefined;
@@ -164,41 +179,86 @@ export interface DockerfileInfo {
   runs: string[];
 }
 
+/** A stage with what it inherits from the stages it is built on. */
+export function resolveStage(info: DockerfileInfo, name?: string): DockerStage & { chain: DockerStage[] } {
+  const byName = new Map(info.stages.filter((s) => s.name).map((s) => [s.name!, s]));
+  let stage = name === undefined ? info.stages[info.stages.length - 1] : byName.get(name);
+  if (!stage) throw new Error(`Dockerfile has no stage ${name}`);
+  const chain: DockerStage[] = [];
+  for (let s: DockerStage | undefined = stage; s; s = byName.get(s.base)) chain.unshift(s);
+  const pick = <K extends 'entrypoint' | 'cmd' | 'user'>(k: K): DockerStage[K] => {
+    for (let i = chain.length - 1; i >= 0; i--) if (chain[i]![k] !== undefined) return chain[i]![k];
+    return undefined as DockerStage[K];
+  };
+  return {
+    ...stage,
+    entrypoint: pick('entrypoint'),
+    cmd: pick('cmd'),
+    user: pick('user'),
+    expose: chain.flatMap((s) => s.expose),
+    runs: chain.flatMap((s) => s.runs),
+    copies: chain.flatMap((s) => s.copies),
+    chain,
+  };
+}
+
 export function readDockerfile(rel = 'Dockerfile'): DockerfileInfo {
   const text = fs.readFileSync(repoPath(rel), 'utf8').replace(/\\\r?\n/g, ' ');
-  const info: DockerfileInfo = { args: {}, from: [], entrypoint: [], cmd: [], user: undefined, expose: [], runs: [] };
+  const info: DockerfileInfo = { args: {}, from: [], stages: [], entrypoint: [], cmd: [], user: undefined, expose: [], runs: [] };
   const expand = (s: string): string => s.replace(/\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?/g, (_m, n: string) => info.args[n] ?? '');
+  let stage: DockerStage | undefined;
   for (const raw of text.split(/\r?\n/)) {
     const line = raw.trim();
     if (!line || line.startsWith('#')) continue;
     const [instr, ...rest] = line.split(/\s+/);
     const body = rest.join(' ');
-    switch (instr!.toUpperCase()) {
-      case 'ARG': {
-        const [k, v] = body.split('=');
-        if (v !== undefined) info.args[k!] = v;
-        break;
-      }
-      case 'FROM':
-        info.from.push(expand(body.split(/\s+/)[0]!));
-        break;
+    const op = instr!.toUpperCase();
+    if (op === 'ARG' && !stage) {
+      const [k, v] = body.split('=');
+      if (v !== undefined) info.args[k!] = v;
+      continue;
+    }
+    if (op === 'FROM') {
+      const parts = body.split(/\s+/);
+      const base = expand(parts[0]!);
+      const as = parts.findIndex((p) => p.toUpperCase() === 'AS');
+      stage = { name: as >= 0 ? parts[as + 1] : undefined, base, entrypoint: undefined, cmd: undefined, user: undefined, expose: [], runs: [], copies: [] };
+      if (!info.stages.some((s) => s.name === base)) info.from.push(base);
+      info.stages.push(stage);
+      continue;
+    }
+    if (!stage) continue;
+    switch (op) {
       case 'ENTRYPOINT':
-        info.entrypoint = JSON.parse(body) as string[];
+        stage.entrypoint = JSON.parse(body) as string[];
         break;
       case 'CMD':
-        info.cmd = JSON.parse(body) as string[];
+        stage.cmd = JSON.parse(body) as string[];
         break;
       case 'USER':
-        info.user = body;
+        stage.user = body;
         break;
       case 'EXPOSE':
-        info.expose.push(...body.split(/\s+/).map((p) => Number(p.split('/')[0])));
+        stage.expose.push(...body.split(/\s+/).map((p) => Number(p.split('/')[0])));
         break;
       case 'RUN':
+        stage.runs.push(body);
         info.runs.push(body);
         break;
+      case 'COPY': {
+        const words = body.split(/\s+/);
+        const fromFlag = words.find((w) => w.startsWith('--from='));
+        const paths = words.filter((w) => !w.startsWith('--'));
+        stage.copies.push({ from: fromFlag?.slice('--from='.length), sources: paths.slice(0, -1), dest: paths[paths.length - 1]! });
+        break;
+      }
     }
   }
+  const last = resolveStage(info);
+  info.entrypoint = last.entrypoint ?? [];
+  info.cmd = last.cmd ?? [];
+  info.user = last.user;
+  info.expose = last.expose;
   return info;
 }
 

@@ -1,7 +1,7 @@
 // The token layer used as a library, without the gRPC server.
 import { describe, expect, it } from 'vitest';
 import { parseConfig, TokenError, TokenManager } from '../../src/index.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 
 describe('TokenManager as a library', () => {
   it('getToken, invalidate, stats', async () => {

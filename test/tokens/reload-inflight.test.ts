@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import type { TokenStore } from '../../src/store/store.js';
 import { TokenManager } from '../../src/tokens/manager.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { DemoTokenServer } from '../../src/demo/token-server.js';
+import { DemoTokenServer } from '../../demo/token-server.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { ecPair, edPair, pemBlock, rsaPair } from '../support/keys.js';
 
