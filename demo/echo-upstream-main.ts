@@ -1,6 +1,6 @@
 /**
  * Runnable DEMO echo upstream — NOT FOR PRODUCTION (see echo-upstream.ts).
- *   node dist/demo/echo-upstream-main.js
+ *   node dist-demo/echo-upstream-main.js   (npm run build:demo)
  * Env: PORT (8081), HOST (0.0.0.0). Prints one JSON line when listening, exits on SIGTERM/SIGINT.
  */
 import { EchoUpstream } from './echo-upstream.js';

@@ -1,6 +1,6 @@
 /**
  * Runnable DEMO token server — NOT FOR PRODUCTION (see token-server.ts for the endpoints).
- *   node dist/demo/token-server-main.js
+ *   node dist-demo/token-server-main.js   (npm run build:demo)
  * Env: PORT (8080), HOST (0.0.0.0), CLIENT_ID (demo-client), CLIENT_SECRET (demo-secret),
  *      TOKEN_TTL seconds (300), TOKEN_FORMAT opaque|jwt (opaque),
  *      REFRESH_TOKENS comma-separated initial refresh tokens (none).
