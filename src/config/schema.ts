@@ -387,6 +387,8 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   const adminR = root.child('admin');
   const adminToken = adminR?.str('token', { secret: true });
   if (adminToken !== undefined && adminToken.length < 16) adminR?.problem('token', 'must be at least 16 characters');
+  // It is presented as `Bearer <token>` and compared exactly: whitespace could never match.
+  else if (adminToken !== undefined && !/^[\x21-\x7e]+$/.test(adminToken)) adminR?.problem('token', 'must be visible ASCII characters only (no spaces or control characters)');
   adminR?.done();
   const storeR = root.child('store');
   const store = storeR ? readStore(storeR) : { type: 'memory' as const };

@@ -4,6 +4,7 @@
 // past the body deadline. Each was reproduced against the old code first.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { AdminApi } from '../../src/server/admin-api.js';
@@ -51,6 +52,15 @@ describe('admin HTTP edges', () => {
       expect(res.status, JSON.stringify(authorization)).toBe(401);
     }
     expect((await post('/v1/reload', `Bearer ${ADMIN_TOKEN}`)).status).toBe(200);
+  });
+
+  it('an admin.token that could never match (spaces, control characters) is a config error that does not quote it', () => {
+    expect(() => parseConfig('admin: { token: "spaced admin token 0123456789" }', { env: {} })).toThrow(/admin\.token: must be visible ASCII/);
+    try {
+      parseConfig('admin: { token: "spaced admin token 0123456789" }', { env: {} });
+    } catch (err) {
+      expect(String(err)).not.toContain('spaced admin');
+    }
   });
 
   it('a chunked admin body that never ends holds its connection past the deadline', async () => {
