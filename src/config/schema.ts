@@ -1,5 +1,6 @@
 // The one place that knows the config file's shape. Raw YAML in, frozen `Config` out.
 import { isIP } from 'node:net';
+import { parseHostPort } from './host-port.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
@@ -51,10 +52,25 @@ function readListen(r: Reader): Config['listen'] {
   return { grpc, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
 }
 
+/** `sentinels` / `cluster`: each entry an address the client can dial, checked here, not at connect. */
+function nodeList(r: Reader, key: string): string[] {
+  const out: string[] = [];
+  for (const { value, path } of r.list(key)) {
+    const text = typeof value === 'string' ? value : typeof value === 'number' ? String(value) : undefined;
+    if (text === undefined || parseHostPort(text, 6379) === undefined) {
+      const got = text === undefined ? `, got ${value === null ? 'null' : Array.isArray(value) ? 'a list' : `a ${typeof value === 'object' ? 'mapping' : typeof value}`}` : '';
+      r.ctx.problems.push({ path, problem: `expected host:port${got}` });
+    } else {
+      out.push(text);
+    }
+  }
+  return out;
+}
+
 function readRedis(r: Reader): RedisConfig {
   const url = r.str('url', { pattern: /^rediss?:\/\//, patternHint: 'expected redis://… or rediss://…' });
-  const sentinels = r.list('sentinels').map((e) => String(e.value));
-  const cluster = r.list('cluster').map((e) => String(e.value));
+  const sentinels = nodeList(r, 'sentinels');
+  const cluster = nodeList(r, 'cluster');
   const name = r.str('name');
   const password = r.str('password', { secret: true });
   const modes = [url, sentinels.length ? 1 : undefined, cluster.length ? 1 : undefined].filter((x) => x !== undefined).length;

@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { parseHostPort, type HostPort } from '../config/host-port.js';
 import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -108,11 +109,11 @@ export function reconnectDelay(attempt: number): number {
   return Math.min(RECONNECT_MAX_MS, 50 * 2 ** Math.min(attempt - 1, 10));
 }
 
-/** "host:port", "[v6]:port" or "host" → ioredis node address. */
-export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text.trim());
-  if (!m) throw new Error(`not a host:port: ${JSON.stringify(text)}`);
-  return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+/** A node address the config check already accepted (so this throws only on a programming error). */
+function nodeAddress(text: string, defaultPort: number): HostPort {
+  const node = parseHostPort(text, defaultPort);
+  if (!node) throw new Error(`not a host:port: ${JSON.stringify(text)}`);
+  return node;
 }
 
 /** Options every connection gets: fail fast, never queue, never replay a timed-out command. */
@@ -145,12 +146,12 @@ export function createClient(redis: RedisConfig, role: string): Client {
       maxRedirections: 4,
       redisOptions: base,
     };
-    return new Cluster(redis.cluster.map((n) => parseHostPort(n, 6379)), options);
+    return new Cluster(redis.cluster.map((n) => nodeAddress(n, 6379)), options);
   }
   if (redis.sentinels?.length) {
     return new Redis({
       ...base,
-      sentinels: redis.sentinels.map((n) => parseHostPort(n, 26379)),
+      sentinels: redis.sentinels.map((n) => nodeAddress(n, 26379)),
       name: redis.name!,
       sentinelRetryStrategy: reconnectDelay,
       sentinelCommandTimeout: redis.connectTimeout,

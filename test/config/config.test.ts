@@ -116,6 +116,21 @@ routes:
       .toEqual(['store.encryptionKey: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)']);
   });
 
+  it('finding 9: check-config rejects Redis sentinels and cluster entries that are not host:port', () => {
+    const K = Buffer.alloc(32, 7).toString('base64');
+    expect(problems(`store: { type: redis, encryptionKey: "\${env:K}", redis: { name: m, sentinels: ["127.0.0.1:26379", "redis://s2:26379", "s3:99999", "", "[::1]:26379", "s4"] } }`, { K }))
+      .toEqual([
+        'store.redis.sentinels[1]: expected host:port',
+        'store.redis.sentinels[2]: expected host:port',
+        'store.redis.sentinels[3]: expected host:port',
+      ]);
+    expect(problems(`store: { type: redis, encryptionKey: "\${env:K}", redis: { cluster: ["n1:7000", "n2:7001:7002", { host: n3 }] } }`, { K }))
+      .toEqual([
+        'store.redis.cluster[1]: expected host:port',
+        'store.redis.cluster[2]: expected host:port, got a mapping',
+      ]);
+  });
+
   it('reports YAML syntax errors with a position, never the source line', () => {
     expect(problems('providers: [unclosed')[0]).toMatch(/^\(yaml\): .+ at line \d+, column \d+$/);
     const out = problems('providers:\n  p:\n    source: { type: static, token: "hunter2-literal" }\n   bad: indentation: here\n');
