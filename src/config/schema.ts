@@ -86,6 +86,8 @@ function readRedis(r: Reader): RedisConfig {
     keyPrefix: r.str('keyPrefix') ?? 'tokengate:',
     commandTimeout: r.duration('commandTimeout', 50, { min: 1 }),
     connectTimeout: r.duration('connectTimeout', 1000, { min: 1 }),
+    replicaAcks: r.num('replicaAcks', 1, { min: 0, max: 16, integer: true }),
+    replicaAckTimeout: r.duration('replicaAckTimeout', 1000, { min: 1, max: 60_000 }),
   };
   r.done();
   return out;
@@ -102,12 +104,45 @@ function readStore(r: Reader): StoreConfig {
     if (buf.length !== 32) r.problem('encryptionKey', 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)');
     else encryptionKey = buf;
   }
+  // Keys records may still be sealed with (a key rotation): opened with, never sealed with.
+  const previousEncryptionKeys: Buffer[] = [];
+  for (const { value, path } of r.list('previousEncryptionKeys')) {
+    const text = typeof value === 'string' ? substituteSecret(r, path, value) : undefined;
+    if (text === undefined) {
+      if (typeof value !== 'string') r.ctx.problems.push({ path, problem: 'expected a base64 string' });
+      continue;
+    }
+    // `${env:PREVIOUS_KEY:-}` left empty: no previous key this time (one template for both phases).
+    if (text === '' && (value as string).includes('${')) continue;
+    const buf = Buffer.from(text, 'base64');
+    if (buf.length !== 32) r.ctx.problems.push({ path, problem: 'must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)' });
+    else previousEncryptionKeys.push(buf);
+  }
+  if (previousEncryptionKeys.length && keyText === undefined) r.problem('previousEncryptionKeys', 'needs store.encryptionKey (the key new records are sealed with)');
   if (type === 'redis') {
     if (!redis) r.problem('redis', 'is required with type: redis');
     if (!encryptionKey && keyText === undefined) r.problem('encryptionKey', 'is required with type: redis (tokens are encrypted at rest)');
   }
   r.done();
-  return { type, ...(redis ? { redis } : {}), ...(encryptionKey ? { encryptionKey } : {}) };
+  return {
+    type, ...(redis ? { redis } : {}), ...(encryptionKey ? { encryptionKey } : {}),
+    ...(previousEncryptionKeys.length ? { previousEncryptionKeys } : {}),
+  };
+}
+
+/** A list entry that holds a secret: substituted like `str(…, { secret: true })`, never quoted back. */
+function substituteSecret(r: Reader, path: string, raw: string): string | undefined {
+  const s = substitute(raw, r.ctx);
+  if (s.kind === 'error') {
+    r.ctx.problems.push({ path, problem: s.problem });
+    return undefined;
+  }
+  if (s.kind === 'unset') {
+    r.ctx.problems.push({ path, problem: `is required (${s.reason})` });
+    return undefined;
+  }
+  if (!s.substituted && s.value !== '') r.ctx.warnings.push({ path, problem: 'holds a literal secret; use ${env:NAME} or ${file:PATH}' });
+  return s.value;
 }
 
 function readSigning(r: Reader, defaults: { ttl: number }): JwtSigningConfig | undefined {

@@ -19,6 +19,7 @@ export class Metrics {
   readonly fetches = this.registry.add(new Counter('tokengate_token_fetches_total', 'Token fetches by outcome (success, or the error code).', ['provider', 'outcome']));
   readonly fetchDuration = this.registry.add(new Histogram('tokengate_token_fetch_duration_seconds', 'Duration of token fetches, retries included.', FETCH_BUCKETS, ['provider']));
   readonly storeErrors = this.registry.add(new Counter('tokengate_store_errors_total', 'Shared store operations that failed (the replica fell back).', ['op']));
+  readonly storeRecordOpens = this.registry.add(new Counter('tokengate_store_record_opens_total', 'Stored records read, by the encryption key that opened them: current, previous (sealed again on the next write), none (no configured key opens it).', ['key']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
 
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };

@@ -10,7 +10,7 @@ import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { StoreDeps } from './create-store.js';
-import { RecordCipher } from './crypto.js';
+import { RecordCipher, RecordCryptoError, type OpenedRecord } from './crypto.js';
 import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
 
 type Client = Redis | Cluster;
@@ -246,7 +246,7 @@ export class RedisStore implements TokenStore {
     const store = new RedisStore(
       createClient(redis, 'commands'),
       createClient(redis, 'events'),
-      new RecordCipher(config.encryptionKey),
+      new RecordCipher(config.encryptionKey, config.previousEncryptionKeys ?? []),
       redis.keyPrefix,
       () => deps.clock.now(),
       deps.logger,
@@ -264,7 +264,10 @@ export class RedisStore implements TokenStore {
         mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', waitedMs: redis.connectTimeout,
       });
     } else {
-      deps.logger.info('redis store connected', { mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', channel: store.channel });
+      deps.logger.info('redis store connected', {
+        mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', channel: store.channel,
+        encryptionKeyId: store.cipher.keyId, previousEncryptionKeyIds: store.cipher.previousKeyIds,
+      });
     }
     return store;
   }
@@ -316,9 +319,25 @@ export class RedisStore implements TokenStore {
   }
 
   async read(key: string): Promise<TokenRecord | undefined> {
-    const [sealed, inv] = await this.commands.hmgetBuffer(key, 'v', 'inv');
+    const [sealed, inv, rt] = await this.commands.hmgetBuffer(key, 'v', 'inv', 'rt');
     if (!sealed) return undefined;
-    const record = toRecord(JSON.parse(this.cipher.open(sealed, key).toString('utf8')));
+    let opened: OpenedRecord;
+    try {
+      opened = this.cipher.unseal(sealed, key);
+    } catch (err) {
+      if (!(err instanceof RecordCryptoError)) throw err;
+      this.metrics.storeRecordOpens.inc({ key: 'none' });
+      // Without a refresh token it holds nothing that cannot be fetched again: absent. With one
+      // (or an older record that does not say), it may hold the only unspent refresh token of a
+      // rotating grant: the caller must not fall back to the configured one.
+      if (rt?.toString() === '0') {
+        this.logger.warn('stored record does not open with any configured encryption key; it holds no refresh token, so it is fetched again', { key, error: err });
+        return undefined;
+      }
+      throw err;
+    }
+    this.metrics.storeRecordOpens.inc({ key: opened.previousKey ? 'previous' : 'current' });
+    const record = toRecord(JSON.parse(opened.plaintext.toString('utf8')));
     // Invalidated: the access token is dead, its refresh token is still the newest one.
     return inv ? { ...record, expiresAt: 0 } : record;
   }
