@@ -4,7 +4,7 @@
 // rejected promise: the refresher counts it and carries on without the store.
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { parseHostPort, type HostPort } from '../config/host-port.js';
 import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -103,6 +103,24 @@ const SCRIPTS = {
   extend: new Script(EXTEND),
   release: new Script(RELEASE),
 };
+
+/** CRC16/XMODEM, as Redis Cluster computes key slots. */
+function crc16(data: Buffer): number {
+  let crc = 0;
+  for (const byte of data) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The Cluster hash slot of `key` (its `{…}` hash tag when it has a non-empty one). */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open >= 0 ? key.indexOf('}', open + 1) : -1;
+  const tagged = close > open + 1 ? key.slice(open + 1, close) : key;
+  return crc16(Buffer.from(tagged, 'utf8')) % 16384;
+}
 
 /** Exponential from 50 ms, capped: never gives up, so the store rejoins when Redis returns. */
 export function reconnectDelay(attempt: number): number {
@@ -231,6 +249,7 @@ export class RedisStore implements TokenStore {
     private readonly now: () => number,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly replication: { readonly acks: number; readonly timeoutMs: number; readonly commandTimeoutMs: number },
   ) {
     this.channel = `${keyPrefix}events`;
   }
@@ -251,6 +270,7 @@ export class RedisStore implements TokenStore {
       () => deps.clock.now(),
       deps.logger,
       deps.metrics,
+      { acks: redis.replicaAcks ?? 1, timeoutMs: redis.replicaAckTimeout ?? 1_000, commandTimeoutMs: redis.commandTimeout },
     );
     store.watch(store.commands, 'commands');
     store.watch(store.events, 'events');
@@ -348,7 +368,52 @@ export class RedisStore implements TokenStore {
     const written = await SCRIPTS.write.run(this.commands, key, [
       String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined ? '0' : '1',
     ]);
+    // A (rotated) refresh token only on the master is lost if the master dies before it
+    // replicates: a promoted replica would hand out the spent one. Wait for a replica first.
+    if (written === 1 && record.refreshToken !== undefined) await this.awaitReplicas(key);
     return written === 1;
+  }
+
+  /**
+   * WAIT for `replicaAcks` replicas (at most as many as the master has connected, so a standalone
+   * Redis never waits) to acknowledge this connection's writes, bounded by replicaAckTimeout.
+   * Not acknowledged in time: the record is on the master, which is all that can be had; the
+   * refresh goes on (the IdP has rotated already) and the risk is logged and counted.
+   */
+  private async awaitReplicas(key: string): Promise<void> {
+    const { acks, timeoutMs, commandTimeoutMs } = this.replication;
+    if (acks <= 0) return;
+    let connected = 0;
+    let acked = 0;
+    try {
+      const node = this.masterFor(key);
+      if (!node) throw new Error('no connection to the master of this key');
+      const role = await node.call('ROLE');
+      connected = Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+      const wanted = Math.min(acks, connected);
+      if (wanted === 0) return;
+      // WAIT blocks for up to timeoutMs: its own budget, not the short commandTimeout.
+      const wait = new Command('wait', [String(wanted), String(timeoutMs)], { replyEncoding: 'utf8' });
+      wait.setTimeout(timeoutMs + commandTimeoutMs);
+      acked = Number(await node.sendCommand(wait));
+      if (acked >= wanted) return;
+    } catch (err) {
+      this.metrics.storeErrors.inc({ op: 'replicate' });
+      this.logger.warn('could not confirm that a replica has the stored refresh token; a failover before it replicates would lose it', { key, error: err });
+      return;
+    }
+    this.metrics.storeErrors.inc({ op: 'replicate' });
+    this.logger.warn('stored refresh token not acknowledged by a replica in time; a failover before it replicates would lose it', {
+      key, acked, wanted: Math.min(acks, connected), waitedMs: timeoutMs,
+    });
+  }
+
+  /** The connection our writes to `key` went over: WAIT counts only that connection's writes. */
+  private masterFor(key: string): Redis | undefined {
+    const c = this.commands;
+    if (!(c instanceof Cluster)) return c;
+    const nodeKey = c.slots[keySlot(key)]?.[0];
+    return c.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey);
   }
 
   async remove(key: string, tokenId: string): Promise<boolean> {
