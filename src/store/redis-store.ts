@@ -249,7 +249,7 @@ export class RedisStore implements TokenStore {
     private readonly now: () => number,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
-    private readonly replication: { readonly acks: number; readonly timeoutMs: number; readonly commandTimeoutMs: number },
+    private readonly replication: { readonly acks: number; readonly timeoutMs: number; readonly commandTimeoutMs: number; readonly sentinel: boolean },
   ) {
     this.channel = `${keyPrefix}events`;
   }
@@ -270,7 +270,7 @@ export class RedisStore implements TokenStore {
       () => deps.clock.now(),
       deps.logger,
       deps.metrics,
-      { acks: redis.replicaAcks ?? 1, timeoutMs: redis.replicaAckTimeout ?? 1_000, commandTimeoutMs: redis.commandTimeout },
+      { acks: redis.replicaAcks ?? 1, timeoutMs: redis.replicaAckTimeout ?? 1_000, commandTimeoutMs: redis.commandTimeout, sentinel: !redis.cluster?.length && !!redis.sentinels?.length },
     );
     store.watch(store.commands, 'commands');
     store.watch(store.events, 'events');
@@ -375,23 +375,28 @@ export class RedisStore implements TokenStore {
   }
 
   /**
-   * WAIT for `replicaAcks` replicas (at most as many as the master has connected, so a standalone
-   * Redis never waits) to acknowledge this connection's writes, bounded by replicaAckTimeout.
+   * WAIT for `replicaAcks` replicas to acknowledge this connection's writes, bounded by
+   * replicaAckTimeout. With Sentinel, always: a Sentinel deployment has replicas, and one that is
+   * reconnecting right now (when it matters most) acknowledges after its resync. Standalone and
+   * Cluster: at most as many as the master has connected (`ROLE`), so no replicas, no waiting.
    * Not acknowledged in time: the record is on the master, which is all that can be had; the
    * refresh goes on (the IdP has rotated already) and the risk is logged and counted.
    */
   private async awaitReplicas(key: string): Promise<void> {
     const { acks, timeoutMs, commandTimeoutMs } = this.replication;
     if (acks <= 0) return;
-    let connected = 0;
+    let wanted = acks;
     let acked = 0;
     try {
       const node = this.masterFor(key);
       if (!node) throw new Error('no connection to the master of this key');
-      const role = await node.call('ROLE');
-      connected = Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
-      const wanted = Math.min(acks, connected);
-      if (wanted === 0) return;
+      if (!this.replication.sentinel) {
+        // Standalone or Cluster: wait only for replicas that exist, so no replicas, no waiting.
+        const role = await node.call('ROLE');
+        const connected = Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+        wanted = Math.min(acks, connected);
+        if (wanted === 0) return;
+      }
       // WAIT blocks for up to timeoutMs: its own budget, not the short commandTimeout.
       const wait = new Command('wait', [String(wanted), String(timeoutMs)], { replyEncoding: 'utf8' });
       wait.setTimeout(timeoutMs + commandTimeoutMs);
@@ -399,12 +404,12 @@ export class RedisStore implements TokenStore {
       if (acked >= wanted) return;
     } catch (err) {
       this.metrics.storeErrors.inc({ op: 'replicate' });
-      this.logger.warn('could not confirm that a replica has the stored refresh token; a failover before it replicates would lose it', { key, error: err });
+      this.logger.warn('could not confirm that a replica has the refresh token record; a failover before it replicates would lose it', { key, error: err });
       return;
     }
     this.metrics.storeErrors.inc({ op: 'replicate' });
-    this.logger.warn('stored refresh token not acknowledged by a replica in time; a failover before it replicates would lose it', {
-      key, acked, wanted: Math.min(acks, connected), waitedMs: timeoutMs,
+    this.logger.warn('refresh token record not acknowledged by a replica in time; a failover before it replicates would lose it', {
+      key, acked, wanted, waitedMs: timeoutMs,
     });
   }
 
@@ -422,7 +427,11 @@ export class RedisStore implements TokenStore {
 
   async claimRefresh(key: string, owner: string): Promise<string | undefined> {
     const held = await SCRIPTS.claim.run(this.commands, key, [owner, REFRESH_RETENTION_MS]);
-    return typeof held === 'string' && held !== '' ? held : undefined;
+    if (typeof held === 'string' && held !== '') return held;
+    // The claim must survive a failover too: a promoted replica without it would let another
+    // replica present the refresh token the holder is presenting now.
+    await this.awaitReplicas(key);
+    return undefined;
   }
 
   async releaseRefreshClaim(key: string, owner: string): Promise<void> {
