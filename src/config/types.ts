@@ -141,6 +141,14 @@ export interface RedisConfig {
   readonly keyPrefix: string;
   readonly commandTimeout: number;
   readonly connectTimeout: number;
+  /**
+   * Replicas that must acknowledge a record carrying a rotated refresh token (Redis WAIT) before
+   * the claim is released and the new token used (default 1; 0 turns it off). Capped at the replicas the
+   * master has connected, so a standalone Redis never waits.
+   */
+  readonly replicaAcks?: number;
+  /** How long to wait for those acknowledgements (ms); default 1000. */
+  readonly replicaAckTimeout?: number;
 }
 
 export interface StoreConfig {
@@ -148,6 +156,8 @@ export interface StoreConfig {
   readonly redis?: RedisConfig;
   /** 32 bytes, from base64. */
   readonly encryptionKey?: Buffer;
+  /** Keys older records may be sealed with (a rotation in progress): opened with, never sealed with. */
+  readonly previousEncryptionKeys?: readonly Buffer[];
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

@@ -23,6 +23,7 @@ export class Metrics {
   readonly fetchDuration = this.registry.add(new Histogram('tokengate_token_fetch_duration_seconds', 'Duration of token fetches, retries included.', FETCH_BUCKETS, ['provider']));
   readonly storeErrors = this.registry.add(new Counter('tokengate_store_errors_total', 'Shared store operations that failed (the replica fell back).', ['op']));
   readonly grantAmbiguous = this.registry.add(new Counter('tokengate_grant_ambiguous_total', 'refresh_token grants whose outcome was unknown (timeout, reset or garbled answer after sending): the refresh token is spent (needs an operator unless inside source.reuseInterval).', ['provider']));
+  readonly storeRecordOpens = this.registry.add(new Counter('tokengate_store_record_opens_total', 'Stored records read, by the encryption key that opened them: current, previous (sealed again on the next write), none (no configured key opens it).', ['key']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
 
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };

@@ -4,12 +4,13 @@
 // rejected promise: the token layer counts it and carries on without the store.
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Command, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { parseHostPort, type HostPort } from '../config/host-port.js';
 import type { RedisConfig, StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { StoreDeps } from './store-deps.js';
-import { RecordCipher } from './crypto.js';
+import { RecordCipher, RecordCryptoError, type OpenedRecord } from './crypto.js';
 import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
 
 type Client = Redis | Cluster;
@@ -103,16 +104,34 @@ const SCRIPTS = {
   release: new Script(RELEASE),
 };
 
+/** CRC16/XMODEM, as Redis Cluster computes key slots. */
+function crc16(data: Buffer): number {
+  let crc = 0;
+  for (const byte of data) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The Cluster hash slot of `key` (its `{…}` hash tag when it has a non-empty one). */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  const close = open >= 0 ? key.indexOf('}', open + 1) : -1;
+  const tagged = close > open + 1 ? key.slice(open + 1, close) : key;
+  return crc16(Buffer.from(tagged, 'utf8')) % 16384;
+}
+
 /** Exponential from 50 ms, capped: never gives up, so the store rejoins when Redis returns. */
 export function reconnectDelay(attempt: number): number {
   return Math.min(RECONNECT_MAX_MS, 50 * 2 ** Math.min(attempt - 1, 10));
 }
 
-/** "host:port", "[v6]:port" or "host" → ioredis node address. */
-export function parseHostPort(text: string, defaultPort: number): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d{1,5}))?$/.exec(text.trim());
-  if (!m) throw new Error(`not a host:port: ${JSON.stringify(text)}`);
-  return { host: (m[1] ?? m[2])!, port: m[3] ? Number(m[3]) : defaultPort };
+/** A node address the config check already accepted (so this throws only on a programming error). */
+function nodeAddress(text: string, defaultPort: number): HostPort {
+  const node = parseHostPort(text, defaultPort);
+  if (!node) throw new Error(`not a host:port: ${JSON.stringify(text)}`);
+  return node;
 }
 
 /** Options every connection gets: fail fast, never queue, never replay a timed-out command. */
@@ -145,12 +164,12 @@ export function createClient(redis: RedisConfig, role: string): Client {
       maxRedirections: 4,
       redisOptions: base,
     };
-    return new Cluster(redis.cluster.map((n) => parseHostPort(n, 6379)), options);
+    return new Cluster(redis.cluster.map((n) => nodeAddress(n, 6379)), options);
   }
   if (redis.sentinels?.length) {
     return new Redis({
       ...base,
-      sentinels: redis.sentinels.map((n) => parseHostPort(n, 26379)),
+      sentinels: redis.sentinels.map((n) => nodeAddress(n, 26379)),
       name: redis.name!,
       sentinelRetryStrategy: reconnectDelay,
       sentinelCommandTimeout: redis.connectTimeout,
@@ -231,6 +250,7 @@ export class RedisStore implements TokenStore {
     private readonly now: () => number,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly replication: { readonly acks: number; readonly timeoutMs: number; readonly commandTimeoutMs: number; readonly sentinel: boolean },
   ) {
     this.channel = `${keyPrefix}events`;
   }
@@ -246,11 +266,12 @@ export class RedisStore implements TokenStore {
     const store = new RedisStore(
       createClient(redis, 'commands'),
       createClient(redis, 'events'),
-      new RecordCipher(config.encryptionKey),
+      new RecordCipher(config.encryptionKey, config.previousEncryptionKeys ?? []),
       redis.keyPrefix,
       () => deps.clock.now(),
       deps.logger,
       deps.metrics,
+      { acks: redis.replicaAcks ?? 1, timeoutMs: redis.replicaAckTimeout ?? 1_000, commandTimeoutMs: redis.commandTimeout, sentinel: !redis.cluster?.length && !!redis.sentinels?.length },
     );
     store.watch(store.commands, 'commands');
     store.watch(store.events, 'events');
@@ -264,7 +285,10 @@ export class RedisStore implements TokenStore {
         mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', waitedMs: redis.connectTimeout,
       });
     } else {
-      deps.logger.info('redis store connected', { mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', channel: store.channel });
+      deps.logger.info('redis store connected', {
+        mode: redis.cluster ? 'cluster' : redis.sentinels ? 'sentinel' : 'standalone', channel: store.channel,
+        encryptionKeyId: store.cipher.keyId, previousEncryptionKeyIds: store.cipher.previousKeyIds,
+      });
     }
     return store;
   }
@@ -316,9 +340,25 @@ export class RedisStore implements TokenStore {
   }
 
   async read(key: string): Promise<TokenRecord | undefined> {
-    const [sealed, inv] = await this.commands.hmgetBuffer(key, 'v', 'inv');
+    const [sealed, inv, rt] = await this.commands.hmgetBuffer(key, 'v', 'inv', 'rt');
     if (!sealed) return undefined;
-    const record = toRecord(JSON.parse(this.cipher.open(sealed, key).toString('utf8')));
+    let opened: OpenedRecord;
+    try {
+      opened = this.cipher.unseal(sealed, key);
+    } catch (err) {
+      if (!(err instanceof RecordCryptoError)) throw err;
+      this.metrics.storeRecordOpens.inc({ key: 'none' });
+      // Without a refresh token it holds nothing that cannot be fetched again: absent. With one
+      // (or an older record that does not say), it may hold the only unspent refresh token of a
+      // rotating grant: the caller must not fall back to the configured one.
+      if (rt?.toString() === '0') {
+        this.logger.warn('stored record does not open with any configured encryption key; it holds no refresh token, so it is fetched again', { key, error: err });
+        return undefined;
+      }
+      throw err;
+    }
+    this.metrics.storeRecordOpens.inc({ key: opened.previousKey ? 'previous' : 'current' });
+    const record = toRecord(JSON.parse(opened.plaintext.toString('utf8')));
     // Invalidated: the access token is dead, its refresh token is still the newest one.
     return inv ? { ...record, expiresAt: 0 } : record;
   }
@@ -329,7 +369,58 @@ export class RedisStore implements TokenStore {
     const written = await SCRIPTS.write.run(this.commands, key, [
       String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined && record.spentRefreshId === undefined ? '0' : '1',
     ]);
+    // A (rotated) refresh token only on the master is lost if the master dies before it
+    // replicates: a promoted replica would hand out the spent one. Wait for a replica first.
+    // The same for the mark of a spent one: losing it would let a replica present it again.
+    if (written === 1 && (record.refreshToken !== undefined || record.spentRefreshId !== undefined)) await this.awaitReplicas(key);
     return written === 1;
+  }
+
+  /**
+   * WAIT for `replicaAcks` replicas to acknowledge this connection's writes, bounded by
+   * replicaAckTimeout. With Sentinel, always: a Sentinel deployment has replicas, and one that is
+   * reconnecting right now (when it matters most) acknowledges after its resync. Standalone and
+   * Cluster: at most as many as the master has connected (`ROLE`), so no replicas, no waiting.
+   * Not acknowledged in time: the record is on the master, which is all that can be had; the
+   * refresh goes on (the IdP has rotated already) and the risk is logged and counted.
+   */
+  private async awaitReplicas(key: string): Promise<void> {
+    const { acks, timeoutMs, commandTimeoutMs } = this.replication;
+    if (acks <= 0) return;
+    let wanted = acks;
+    let acked = 0;
+    try {
+      const node = this.masterFor(key);
+      if (!node) throw new Error('no connection to the master of this key');
+      if (!this.replication.sentinel) {
+        // Standalone or Cluster: wait only for replicas that exist, so no replicas, no waiting.
+        const role = await node.call('ROLE');
+        const connected = Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+        wanted = Math.min(acks, connected);
+        if (wanted === 0) return;
+      }
+      // WAIT blocks for up to timeoutMs: its own budget, not the short commandTimeout.
+      const wait = new Command('wait', [String(wanted), String(timeoutMs)], { replyEncoding: 'utf8' });
+      wait.setTimeout(timeoutMs + commandTimeoutMs);
+      acked = Number(await node.sendCommand(wait));
+      if (acked >= wanted) return;
+    } catch (err) {
+      this.metrics.storeErrors.inc({ op: 'replicate' });
+      this.logger.warn('could not confirm that a replica has the refresh token record; a failover before it replicates would lose it', { key, error: err });
+      return;
+    }
+    this.metrics.storeErrors.inc({ op: 'replicate' });
+    this.logger.warn('refresh token record not acknowledged by a replica in time; a failover before it replicates would lose it', {
+      key, acked, wanted, waitedMs: timeoutMs,
+    });
+  }
+
+  /** The connection our writes to `key` went over: WAIT counts only that connection's writes. */
+  private masterFor(key: string): Redis | undefined {
+    const c = this.commands;
+    if (!(c instanceof Cluster)) return c;
+    const nodeKey = c.slots[keySlot(key)]?.[0];
+    return c.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === nodeKey);
   }
 
   async remove(key: string, tokenId: string): Promise<boolean> {
@@ -338,7 +429,11 @@ export class RedisStore implements TokenStore {
 
   async claimRefresh(key: string, owner: string): Promise<string | undefined> {
     const held = await SCRIPTS.claim.run(this.commands, key, [owner, REFRESH_RETENTION_MS]);
-    return typeof held === 'string' && held !== '' ? held : undefined;
+    if (typeof held === 'string' && held !== '') return held;
+    // The claim must survive a failover too: a promoted replica without it would let another
+    // replica present the refresh token the holder is presenting now.
+    await this.awaitReplicas(key);
+    return undefined;
   }
 
   async releaseRefreshClaim(key: string, owner: string): Promise<void> {

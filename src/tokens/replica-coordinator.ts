@@ -7,6 +7,7 @@ import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { RecordCryptoError } from '../store/crypto.js';
 import { lockKeyFor, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from '../store/store.js';
 import type { CachedToken } from './cached-token.js';
 import { TokenError } from './errors.js';
@@ -50,7 +51,7 @@ export interface ReplicaDeps {
   readonly replicaId: string;
 }
 
-type StoreResult<T> = { ok: true; value: T } | { ok: false; value?: undefined };
+type StoreResult<T> = { ok: true; value: T } | { ok: false; value?: undefined; error?: unknown };
 
 const FOLLOW_POLL_MS = 250;
 /** Pause before asking a connected store again after one failed command. */
@@ -160,7 +161,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
           await this.waitForEvent(STORE_GLITCH_PAUSE_MS);
           continue;
         }
-        return this.fetchWithoutStore();
+        return this.fetchWithoutStore(lock.error);
       }
       if (lock.value) return this.leadRefresh(lock.value, startId);
       // Another replica holds the lock: it will publish. Wait for its event (or poll), bounded.
@@ -172,8 +173,9 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
   }
 
   /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
-  private async fetchWithoutStore(): Promise<CachedToken> {
+  private async fetchWithoutStore(cause?: unknown): Promise<CachedToken> {
     if (this.host.source.rotates) {
+      if (cause instanceof RecordCryptoError) throw this.unreadableRecord(cause);
       // Presenting a refresh token another replica may also present gets the grant revoked.
       throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store is unreachable; a rotating refresh token is not used without its lock', { provider: this.name });
     }
@@ -204,6 +206,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       let plan: Presentation | undefined;
       if (this.host.source.rotates) {
         if (!again.ok) {
+          if (again.error instanceof RecordCryptoError) throw this.unreadableRecord(again.error);
           throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; the newest refresh token is unknown, so none is presented', { provider: this.name });
         }
         // A spent token is refused before it is claimed: nothing is presented, nothing to give back.
@@ -234,6 +237,15 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       clearInterval(renew);
       await this.storeOp('unlock', () => lock.release());
     }
+  }
+
+  /**
+   * The stored record does not open with any configured key (store.encryptionKey rotated without
+   * listing the old key in previousEncryptionKeys). Its refresh token may be the only unspent one:
+   * the configured one is spent, so it is not presented; L1 keeps serving.
+   */
+  private unreadableRecord(cause: RecordCryptoError): TokenError {
+    return new TokenError('ERR_REFRESH_UNSAFE', `${cause.message}; the refresh token it may hold is the newest one, so the configured refresh token is not presented (list the key in store.previousEncryptionKeys; see docs/redis.md)`, { provider: this.name, cause });
   }
 
   private async publishUpdate(rec: TokenRecord): Promise<void> {
@@ -428,9 +440,15 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
     try {
       return { ok: true, value: await fn() };
     } catch (err) {
+      if (err instanceof RecordCryptoError) {
+        // Redis answered: the record is there, sealed with a key this replica does not hold.
+        this.deps.metrics.storeErrors.inc({ op: 'unseal' });
+        this.deps.logger.error('stored token record does not open with any configured encryption key', { provider: this.name, op, key_id: err.keyId ?? null, error: err });
+        return { ok: false, error: err };
+      }
       this.deps.metrics.storeErrors.inc({ op });
       this.deps.logger.warn('shared store operation failed; continuing without it', { provider: this.name, op, error: err });
-      return { ok: false };
+      return { ok: false, error: err };
     }
   }
 

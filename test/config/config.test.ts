@@ -116,6 +116,38 @@ routes:
       .toEqual(['store.encryptionKey: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)']);
   });
 
+  it('finding 9: check-config rejects Redis sentinels and cluster entries that are not host:port', () => {
+    const K = Buffer.alloc(32, 7).toString('base64');
+    expect(problems(`store: { type: redis, encryptionKey: "\${env:K}", redis: { name: m, sentinels: ["127.0.0.1:26379", "redis://s2:26379", "s3:99999", "", "[::1]:26379", "s4"] } }`, { K }))
+      .toEqual([
+        'store.redis.sentinels[1]: expected host:port',
+        'store.redis.sentinels[2]: expected host:port',
+        'store.redis.sentinels[3]: expected host:port',
+      ]);
+    expect(problems(`store: { type: redis, encryptionKey: "\${env:K}", redis: { cluster: ["n1:7000", "n2:7001:7002", { host: n3 }] } }`, { K }))
+      .toEqual([
+        'store.redis.cluster[1]: expected host:port',
+        'store.redis.cluster[2]: expected host:port, got a mapping',
+      ]);
+  });
+
+  it('finding 3: store.previousEncryptionKeys are validated like encryptionKey; replicaAcks and its timeout are checked', () => {
+    const env = { K: Buffer.alloc(32, 1).toString('base64'), P: Buffer.alloc(32, 2).toString('base64'), S: Buffer.alloc(16).toString('base64') };
+    const c = parseConfig(`store: { type: redis, redis: { url: "redis://x" }, encryptionKey: "\${env:K}", previousEncryptionKeys: ["\${env:P}", "\${env:UNSET:-}"] }`, { env });
+    expect(c.store.previousEncryptionKeys).toEqual([Buffer.alloc(32, 2)]);
+    expect(c.store.redis).toMatchObject({ replicaAcks: 1, replicaAckTimeout: 1000 });
+    expect(problems(`store: { type: redis, redis: { url: "redis://x", replicaAcks: -1, replicaAckTimeout: 0ms }, encryptionKey: "\${env:K}", previousEncryptionKeys: ["\${env:P}", "\${env:S}", 7, "\${env:NOPE}"] }`, env))
+      .toEqual([
+        'store.redis.replicaAcks: must be at least 0',
+        'store.redis.replicaAckTimeout: must be at least 1ms',
+        'store.previousEncryptionKeys[1]: must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)',
+        'store.previousEncryptionKeys[2]: expected a base64 string',
+        'store.previousEncryptionKeys[3]: is required (environment variable NOPE is not set)',
+      ]);
+    expect(problems(`store: { type: memory, previousEncryptionKeys: ["\${env:P}"] }`, env))
+      .toEqual(['store.previousEncryptionKeys: needs store.encryptionKey (the key new records are sealed with)']);
+  });
+
   it('reports YAML syntax errors with a position, never the source line', () => {
     expect(problems('providers: [unclosed')[0]).toMatch(/^\(yaml\): .+ at line \d+, column \d+$/);
     const out = problems('providers:\n  p:\n    source: { type: static, token: "hunter2-literal" }\n   bad: indentation: here\n');

@@ -60,6 +60,7 @@ routes:
       tokengate_token_fetches_total: 'counter',
       tokengate_token_fetch_duration_seconds: 'histogram',
       tokengate_store_errors_total: 'counter',
+      tokengate_store_record_opens_total: 'counter',
       tokengate_upstream_rejections_total: 'counter',
       tokengate_grant_ambiguous_total: 'counter',
       tokengate_token_expires_in_seconds: 'gauge',
