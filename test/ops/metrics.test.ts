@@ -63,6 +63,7 @@ routes:
       tokengate_upstream_rejections_total: 'counter',
       tokengate_token_expires_in_seconds: 'gauge',
       tokengate_breaker_state: 'gauge',
+      tokengate_build_info: 'gauge',
     });
   });
 
