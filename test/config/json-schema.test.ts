@@ -177,7 +177,7 @@ describe('the schema declares exactly the keys the validator reads', () => {
 /** The tokengate configs inside the Kubernetes examples' ConfigMaps. */
 function configMapConfigs(): [string, string][] {
   const out: [string, string][] = [];
-  for (const rel of ['examples/kubernetes/deployment.yaml', 'examples/kubernetes/sidecar.yaml']) {
+  for (const rel of ['examples/kubernetes/deployment.yaml', 'examples/kubernetes/sidecar.yaml', 'examples/istio/egress-credentials.yaml']) {
     for (const d of readYamlDocuments(rel) as Obj[]) {
       if (d['kind'] === 'ConfigMap' && typeof d['data']?.['tokengate.yaml'] === 'string') out.push([`${rel} ConfigMap/${d['metadata'].name}`, d['data']['tokengate.yaml']]);
     }
