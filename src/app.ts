@@ -6,6 +6,7 @@ import { ConfigError, formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config, ConfigProblem } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { packageVersion } from './observability/build-info.js';
 import { Metrics } from './observability/metrics.js';
 import { AccessLogService } from './server/accesslog-service.js';
 import { AdminApi, type ReloadOutcome } from './server/admin-api.js';
@@ -150,6 +151,7 @@ export class Tokengate {
     this.server.forceShutdown();
     await this.manager.close(Math.max(100, left()));
     await this.admin?.close().catch(() => undefined);
+    this.metrics.close();
     this.logger.info('stopped', { tookMs: Date.now() - started });
   }
 }
@@ -172,6 +174,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   const logger = opts.logger ?? createLogger({ level: config.log.level });
   const metrics = new Metrics();
   const store = opts.store ?? (await createStore(config.store, { clock, logger, metrics }));
+  metrics.startRuntime({ version: packageVersion() });
   const manager = new TokenManager(config.providers.values(), {
     clock, store, logger, metrics,
     ...(opts.transport ? { transport: opts.transport } : {}),
@@ -197,6 +200,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
     }
   } catch (err) {
     server.forceShutdown();
+    metrics.close();
     await manager.close(0);
     throw err;
   }

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { configProblems, startTokengate } from './app.js';
 import { formatProblems } from './config/errors.js';
+import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/types.js';
 import { createLogger } from './observability/logger.js';
@@ -16,6 +17,7 @@ const USAGE = `usage:
   tokengate serve --config FILE          run the ext_authz gRPC service
   tokengate check-config --config FILE   validate a config (exit 1 with "path: problem" lines)
   tokengate token PROVIDER --config FILE fetch one token and print a redacted summary
+  tokengate schema                       print the config's JSON Schema (for editors and linters)
   tokengate --version`;
 
 interface Args {
@@ -197,6 +199,9 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
       return checkConfig(args.config);
     case 'token':
       return token(args.positional[0], args.config);
+    case 'schema':
+      process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
+      return 0;
     case '--version':
     case 'version':
       process.stdout.write(`${version()}\n`);

@@ -19,7 +19,8 @@ export interface ParseOptions {
  */
 const SCHEMA = CORE_SCHEMA.withTags(mergeTag);
 
-function parseYaml(text: string): unknown {
+/** The YAML document as tokengate reads it (exported for the schema tools and tests). */
+export function parseYaml(text: string): unknown {
   try {
     return load(text, { schema: SCHEMA });
   } catch (err) {

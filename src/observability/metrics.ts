@@ -2,6 +2,7 @@
 // values are bounded: provider names come from config, results/sources/outcomes/ops from
 // closed sets in code, never from requests.
 import { CollectedGauge, Counter, Histogram, Registry } from './prometheus.js';
+import { RuntimeMetrics, type BuildInfo } from './runtime-metrics.js';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const FETCH_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -32,6 +33,21 @@ export class Metrics {
     this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
     this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
     this.registry.add(new CollectedGauge('tokengate_grant_needs_attention', '1 while a refresh_token grant waits for an operator: its refresh token is spent (an ambiguous grant), the cached token is served.', ['provider'], () => mapValues(this.gauges.needsAttention?.() ?? [])));
+  }
+
+  private runtime: RuntimeMetrics | undefined;
+
+  /**
+   * Adds the process and Node.js runtime series and tokengate_build_info, after tokengate's
+   * own. Only the server does this: tools and tests that build a Metrics need no monitors.
+   */
+  startRuntime(build: BuildInfo): void {
+    this.runtime ??= new RuntimeMetrics(this.registry, build);
+  }
+
+  /** Stops the runtime monitors; the series stay, frozen at their last values. */
+  close(): void {
+    this.runtime?.stop();
   }
 
   setGaugeSources(sources: GaugeSources): void {

@@ -90,6 +90,8 @@ export class Histogram implements Metric {
 
 /** A gauge whose samples are computed at scrape time. */
 export class CollectedGauge implements Metric {
+  protected readonly type: 'gauge' | 'counter' = 'gauge';
+
   constructor(
     readonly name: string,
     readonly help: string,
@@ -98,9 +100,14 @@ export class CollectedGauge implements Metric {
   ) {}
 
   render(out: string[]): void {
-    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`);
+    out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`);
     for (const [values, v] of this.collect()) out.push(`${this.name}${labelText(this.labelNames, values)} ${v}`);
   }
+}
+
+/** A counter whose value is read from the runtime at scrape time (e.g. CPU seconds). */
+export class CollectedCounter extends CollectedGauge {
+  protected override readonly type = 'counter';
 }
 
 export class Registry {

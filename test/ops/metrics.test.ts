@@ -66,6 +66,7 @@ routes:
       tokengate_token_expires_in_seconds: 'gauge',
       tokengate_breaker_state: 'gauge',
       tokengate_grant_needs_attention: 'gauge',
+      tokengate_build_info: 'gauge',
     });
   });
 

@@ -1,0 +1,280 @@
+// The config file's shape as a JSON Schema (draft 2020-12), for editors and CI linters.
+// `tokengate schema` prints it; schema/tokengate.schema.json is its committed copy.
+//
+// src/config/schema.ts stays the authority: this file mirrors it section by section, and
+// test/config/json-schema.test.ts keeps the two honest. It records every key the validator
+// reads at every path and fails if this schema lacks one (or has one the validator does not
+// read), and it runs the examples and a corpus of bad configs through both.
+//
+// To add a config field: read it in schema.ts as usual, add it to the matching object below
+// (`props` of the section) using the helpers (str, dur, int, bool, oneOf, …), then run
+// `npm run build && node dist/cli.js schema > schema/tokengate.schema.json`.
+//
+// What the schema cannot say (checked by the validator only): values after ${env:…}/${file:…}
+// substitution, duration bounds, key sizes and PEM contents, https-vs-loopback token URLs,
+// routes naming a configured provider, and cross-field rules such as drainDelay < deadline.
+
+type Schema = Record<string, unknown>;
+
+export const SCHEMA_ID = 'https://github.com/tokengate/tokengate/raw/main/schema/tokengate.schema.json';
+
+const PLACEHOLDER: Schema = { $ref: '#/$defs/placeholder' };
+
+// --- field helpers: each accepts what the Reader method of the same name accepts --------------
+
+/** Reader.str: text, or a whole number taken as its digits. */
+function str(description: string, extra: Schema = {}): Schema {
+  if (extra['pattern'] !== undefined) {
+    const { pattern, ...rest } = extra;
+    return { description, anyOf: [{ type: 'string', pattern }, PLACEHOLDER], ...rest };
+  }
+  return { description, type: ['string', 'integer'], ...extra };
+}
+
+/** A value that should come from ${env:…} or ${file:…}; a literal only draws a warning. */
+function secret(description: string): Schema {
+  return str(`${description} Use \${env:NAME} or \${file:PATH}.`);
+}
+
+function dur(description: string): Schema {
+  return { description, anyOf: [{ $ref: '#/$defs/duration' }, PLACEHOLDER] };
+}
+
+function oneOf(values: readonly string[], description: string): Schema {
+  return { description, anyOf: [{ enum: values }, PLACEHOLDER] };
+}
+
+function bool(description: string): Schema {
+  return { description, anyOf: [{ type: 'boolean' }, { enum: ['true', 'false'] }, PLACEHOLDER] };
+}
+
+function num(description: string, bounds: { minimum?: number; maximum?: number; integer?: boolean }): Schema {
+  const { integer, ...range } = bounds;
+  return { description, anyOf: [{ type: integer ? 'integer' : 'number', ...range }, PLACEHOLDER] };
+}
+
+function fraction(description: string): Schema {
+  return { description, anyOf: [{ type: 'number', minimum: 0, maximum: 1 }, { type: 'string', pattern: '^\\s*(100(\\.0+)?|\\d{1,2}(\\.\\d+)?)%\\s*$' }, PLACEHOLDER] };
+}
+
+function list(items: Schema, description: string): Schema {
+  return { description, type: ['array', 'null'], items };
+}
+
+function stringMap(description: string): Schema {
+  return { description, type: ['object', 'null'], additionalProperties: { type: ['string', 'integer'] } };
+}
+
+/** A mapping with exactly these keys (unknown keys are errors, as in the validator). */
+function obj(description: string, props: Record<string, Schema>, more: Schema = {}): Schema {
+  return { description, type: 'object', properties: props, additionalProperties: false, ...more };
+}
+
+/** An optional section: `listen:` with nothing under it parses as null and means "defaults". */
+function section(description: string, props: Record<string, Schema>, more: Schema = {}): Schema {
+  return { description, type: ['object', 'null'], properties: props, additionalProperties: false, ...more };
+}
+
+const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'];
+const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+const ADDRESS = '^(unix:.+|(\\[[^\\]]+\\]|[^:\\[\\]]+):\\d{1,5})$';
+
+// --- sections, in the order of schema.ts -----------------------------------------------------
+
+const listen = section('Where tokengate listens.', {
+  grpc: str('gRPC listener for Envoy: host:port or unix:/path. Default 127.0.0.1:9191.', { pattern: ADDRESS }),
+  admin: str('Admin HTTP listener (/healthz, /readyz, /metrics, /v1/…): host:port, unix:/path or off. Default 127.0.0.1:9192.', { pattern: `${ADDRESS}|^off$` }),
+  tls: obj('TLS for the gRPC listener (TCP only).', {
+    certFile: str('PEM certificate chain.'),
+    keyFile: str('PEM private key.'),
+    clientCaFile: str('Set: clients must present a certificate this CA signed (mTLS).'),
+  }, { required: ['certFile', 'keyFile'] }),
+});
+
+const admin = section('Admin API access.', {
+  token: {
+    description: 'Bearer token for the mutating admin endpoints (at least 16 characters); unset: they are off. Use ${env:NAME} or ${file:PATH}.',
+    anyOf: [{ type: 'string', minLength: 16 }, { type: 'integer', minimum: 1e15 }, PLACEHOLDER],
+  },
+});
+
+const redis = obj('Redis connection: one of url, sentinels (with name) or cluster.', {
+  url: str('redis://… or rediss://…', { pattern: '^rediss?://' }),
+  sentinels: list({ type: ['string', 'integer'] }, 'Sentinel host:port list; needs name.'),
+  cluster: list({ type: ['string', 'integer'] }, 'Cluster seed host:port list.'),
+  name: str('Sentinel master group name.'),
+  password: secret('Redis password.'),
+  keyPrefix: str('Prefix of every key tokengate writes. Default "tokengate:".'),
+  commandTimeout: dur('Per-command timeout; a slow Redis is a cache miss. Default 50ms.'),
+  connectTimeout: dur('Connect timeout. Default 1s.'),
+  replicaAcks: num('Redis replicas that must acknowledge a record carrying a refresh token (WAIT) before it is used. Default 1 (capped at the connected replicas).', { minimum: 0, maximum: 16, integer: true }),
+  replicaAckTimeout: dur('How long to wait for those acknowledgements.'),
+}, {
+  oneOf: [
+    { required: ['url'], not: { anyOf: [{ required: ['sentinels'] }, { required: ['cluster'] }] } },
+    { required: ['sentinels', 'name'], not: { anyOf: [{ required: ['url'] }, { required: ['cluster'] }] } },
+    { required: ['cluster'], not: { anyOf: [{ required: ['url'] }, { required: ['sentinels'] }] } },
+  ],
+});
+
+const store = section('Where tokens are kept: memory (one replica) or redis (shared, encrypted at rest).', {
+  type: oneOf(['memory', 'redis'], 'Default memory.'),
+  redis,
+  encryptionKey: secret('32 bytes, base64 (openssl rand -base64 32); required with redis.'),
+  previousEncryptionKeys: list({ type: ['string', 'integer'] }, 'Older keys (base64, 32 bytes) still accepted for reading during a key rotation.'),
+}, {
+  if: { properties: { type: { const: 'redis' } }, required: ['type'] },
+  then: { required: ['redis', 'encryptionKey'] },
+});
+
+const defaults = section('Behaviour shared by every route.', {
+  unmatched: oneOf(['allow', 'deny'], 'A request no route matches: allow (no credential) or deny. Default allow.'),
+  onTokenUnavailable: oneOf(['deny', 'allow'], 'No token can be had: deny (503) or allow without a credential. Default deny.'),
+  providerKey: str('The context_extensions key that names a provider. Default "provider".'),
+});
+
+const log = section('Logging.', {
+  level: oneOf(['debug', 'info', 'warn', 'error'], 'Default info.'),
+  requests: bool('Log every Check (debug aid). Default false.'),
+});
+
+const shutdown = section('SIGTERM handling.', {
+  deadline: dur('Upper bound on a graceful stop (100ms–5m). Default 10s.'),
+  drainDelay: dur('Answer Checks this long after readiness drops, before closing (shorter than deadline). Default 0.'),
+});
+
+const signing = {
+  algorithm: oneOf(ALGORITHMS, 'Default HS256.'),
+  key: secret('HMAC secret (HS*) or PEM private key.'),
+  keyId: str('kid header.'),
+  claims: { description: 'Claims of every minted token; strings may use ${env:…}.', type: ['object', 'null'] },
+  ttl: dur('Lifetime of each minted token.'),
+};
+
+const endpoint = {
+  tokenUrl: str('OAuth token endpoint (https; plain http only to loopback or with allowPlainHttp).'),
+  allowPlainHttp: bool('Allow plain http to a non-loopback token endpoint. Default false.'),
+  clientId: str('OAuth client id.'),
+  authMethod: oneOf(AUTH_METHODS, 'Client authentication. Default client_secret_basic.'),
+  clientSecret: secret('OAuth client secret.'),
+  privateKey: secret('PEM key for private_key_jwt.'),
+  keyId: str('kid of the client assertion.'),
+  assertionAlgorithm: oneOf(ALGORITHMS, 'Algorithm of the private_key_jwt client assertion. Default RS256.'),
+  scope: str('scope parameter.'),
+  audience: str('audience parameter.'),
+  params: stringMap('Extra form parameters for the token request.'),
+  defaultTtl: dur('Lifetime assumed when the IdP omits expires_in. Default 1h.'),
+  tls: obj('TLS towards the token endpoint.', {
+    caFile: str('Extra CA bundle.'),
+    pinSha256: str('Base64 SHA-256 of the server certificate public key.', { pattern: '^[A-Za-z0-9+/]{43}=$' }),
+  }),
+};
+
+/** private_key_jwt needs privateKey; `clientSecretRequired` for client_credentials' secret methods. */
+function authRules(clientSecretRequired: boolean): Schema[] {
+  return [{
+    if: { properties: { authMethod: { const: 'private_key_jwt' } }, required: ['authMethod'] },
+    then: { required: ['privateKey', 'clientId'] },
+    ...(clientSecretRequired ? { else: { required: ['clientSecret'] } } : {}),
+  }];
+}
+
+function sourceOf(type: string, description: string, props: Record<string, Schema>, more: Schema = {}): Schema {
+  return obj(description, { type: { const: type }, ...props }, more);
+}
+
+const sources: Record<string, Schema> = {
+  client_credentials: sourceOf('client_credentials', 'OAuth 2.0 client credentials grant.', endpoint, { required: ['type', 'tokenUrl', 'clientId'], allOf: authRules(true) }),
+  refresh_token: sourceOf('refresh_token', 'OAuth 2.0 refresh token grant (rotation-aware).', { refreshToken: secret('The refresh token.'), reuseInterval: dur("The IdP's reuse grace for a rotated refresh token (Auth0 reuse interval, Okta grace period). Default 0s."), ...endpoint }, { required: ['type', 'refreshToken', 'tokenUrl'], allOf: authRules(false) }),
+  jwt: sourceOf('jwt', 'A JWT tokengate signs itself.', signing, { required: ['type', 'key'] }),
+  jwt_bearer: sourceOf('jwt_bearer', 'RFC 7523 JWT bearer grant: a signed assertion exchanged for a token.', {
+    assertion: obj('The assertion tokengate signs.', signing, { required: ['key'] }),
+    ...endpoint,
+  }, { required: ['type', 'assertion', 'tokenUrl'], allOf: authRules(false) }),
+  static: sourceOf('static', 'A fixed token, inline or from a file (re-read when it changes).', {
+    token: secret('The token.'),
+    file: str('File holding the token.'),
+    pollInterval: dur('How often the file is checked. Default 5s.'),
+  }, { required: ['type'], oneOf: [{ required: ['token'] }, { required: ['file'] }] }),
+};
+
+const source: Schema = {
+  description: 'Where the provider gets its token.',
+  type: 'object',
+  required: ['type'],
+  properties: { type: { enum: Object.keys(sources) } },
+  allOf: Object.keys(sources).map((t) => ({ if: { properties: { type: { const: t } }, required: ['type'] }, then: { $ref: `#/$defs/source_${t}` } })),
+};
+
+const provider = obj('One upstream credential.', {
+  source: { $ref: '#/$defs/source' },
+  inject: section('How the token is attached to the upstream request.', {
+    header: str('Header to set. Default authorization.', { pattern: "^[!#$%&'*+.^_`|~0-9a-zA-Z-]+$" }),
+    format: str('Header value; must contain {token}. Default "Bearer {token}".', { pattern: '\\{token\\}' }),
+    removeHeaders: list({ type: ['string', 'integer'] }, 'Request headers to strip.'),
+    maxTokenBytes: num('Largest token accepted from the source (bytes). Default 16384.', { minimum: 64, maximum: 65536, integer: true }),
+  }),
+  refresh: section('When tokens are refreshed.', {
+    jitter: fraction('Random spread of the refresh point, e.g. 10%. Default 10%.'),
+    waitBudget: dur('How long a Check may wait for a refresh (≤60s). Default 150ms.'),
+    before: dur('Refresh this long before expiry.'),
+    skew: dur('Assume the IdP clock is this far ahead.'),
+  }),
+  resilience: section('Timeouts, retries, circuit breaker and fallbacks for token fetches.', {
+    timeout: dur('Per attempt. Default 5s.'),
+    retries: num('Retries per fetch (0–20). Default 3.', { minimum: 0, maximum: 20, integer: true }),
+    backoff: section('Exponential backoff between retries.', { base: dur('Default 200ms.'), max: dur('Default 5s.') }),
+    breaker: section('Circuit breaker per token endpoint.', {
+      window: dur('Rolling window. Default 60s.'),
+      volumeThreshold: num('Calls in the window before it may open. Default 5.', { minimum: 1, integer: true }),
+      errorThresholdPercentage: num('Failure percentage that opens it. Default 50.', { minimum: 1, maximum: 100 }),
+      resetTimeout: dur('Open → half-open after. Default 30s.'),
+    }),
+    serveExpiredFor: dur('Serve an expired token this long when refreshes fail (≤1d). Default 0.'),
+    emergencyToken: secret('Last-resort token when nothing else is available.'),
+  }),
+  purgeOnUpstreamStatus: list({ anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, PLACEHOLDER] }, 'Upstream statuses (from Envoy\'s access log) that purge the token. Default [401].'),
+}, { required: ['source'] });
+
+const route = obj('Picks a provider for requests Envoy sends without a provider context extension.', {
+  provider: str('A configured provider name.'),
+  match: section('All given conditions must hold.', {
+    authority: str('Host name, *.suffix or *.', { pattern: '^(\\*\\.)?[A-Za-z0-9.-]+(:\\d+)?$|^\\*$' }),
+    pathPrefix: str('Path prefix; starts with /.', { pattern: '^/' }),
+    method: str('HTTP method.'),
+    headers: stringMap('Header name → exact value.'),
+  }),
+}, { required: ['provider'] });
+
+/** The whole document. */
+export function configJsonSchema(): Schema {
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: SCHEMA_ID,
+    title: 'tokengate configuration',
+    description: 'tokengate.yaml: see the README section "Configuration". Generated by `tokengate schema`.',
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      listen, admin, store, defaults, log, shutdown,
+      providers: {
+        description: 'Credentials by provider name (letters, digits, _ . -; at most 128).',
+        type: ['object', 'null'],
+        propertyNames: { pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' },
+        additionalProperties: { $ref: '#/$defs/provider' },
+      },
+      routes: list({ $ref: '#/$defs/route' }, 'Host/path/method/header rules naming a provider, first match wins.'),
+    },
+    $defs: {
+      placeholder: { description: 'A value resolved when the config is loaded: ${env:NAME}, ${env:NAME:-default} or ${file:PATH}.', type: 'string', pattern: '\\$\\{(env|file):[^}]*\\}' },
+      duration: {
+        description: 'A duration such as 250ms, 30s, 5m, 1h, 1d or 1m30s; 0 is allowed.',
+        anyOf: [{ type: 'string', pattern: '^\\s*(0|(\\d+(\\.\\d+)?(ms|s|m|h|d))+)\\s*$' }, { const: 0 }],
+      },
+      provider,
+      route,
+      source,
+      ...Object.fromEntries(Object.entries(sources).map(([t, s]) => [`source_${t}`, s])),
+    },
+  };
+}
