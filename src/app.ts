@@ -4,7 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from './clock.js';
 import { ConfigError, formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config, ConfigProblem } from './config/types.js';
+import { DEFAULT_LISTEN_LIMITS } from './config/schema.js';
+import type { Config, ConfigProblem, ListenLimits } from './config/types.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { packageVersion } from './observability/build-info.js';
 import { Metrics } from './observability/metrics.js';
@@ -14,7 +15,7 @@ import { AdminGrpcService } from './server/admin-grpc.js';
 import { AdminHttpServer } from './server/admin-http.js';
 import { AuthzService } from './server/authz-service.js';
 import { Health } from './server/health.js';
-import { bind, serverCredentials } from './server/listen.js';
+import { bind, serverCredentials, type GrpcListener } from './server/listen.js';
 import { createStore } from './store/create-store.js';
 import type { TokenStore } from './store/store.js';
 import type { HttpTransport } from './tokens/http/transport.js';
@@ -35,21 +36,31 @@ export interface StartOptions {
 }
 
 /** grpc-js server options: bounded messages, and connections that age out so new replicas get traffic. */
-export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
-  'grpc.max_receive_message_length': 4 * 1024 * 1024,
-  'grpc.max_send_message_length': 1024 * 1024,
-  'grpc.max_connection_age_ms': 5 * 60_000,
-  'grpc.max_connection_age_grace_ms': 30_000,
-  'grpc.keepalive_time_ms': 60_000,
-  'grpc.keepalive_timeout_ms': 20_000,
-  'grpc.max_concurrent_streams': 1000,
-};
+export function grpcServerOptions(limits: ListenLimits): grpc.ServerOptions {
+  return {
+    'grpc.max_receive_message_length': limits.maxMessageBytes,
+    'grpc.max_send_message_length': 1024 * 1024,
+    'grpc.max_connection_age_ms': limits.maxConnectionAgeMs,
+    'grpc.max_connection_age_grace_ms': 30_000,
+    'grpc.max_connection_idle_ms': limits.maxConnectionIdleMs,
+    'grpc.keepalive_time_ms': limits.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
+    'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
+    // Without it grpc-js disables Node's per-session memory bound (NOTES: clients that never read
+    // their responses would grow the process without limit).
+    'grpc-node.max_session_memory': limits.maxSessionMemoryMb,
+  };
+}
+
+/** The options with the default limits (benchmarks and tests start servers from them). */
+export const GRPC_SERVER_OPTIONS: grpc.ServerOptions = grpcServerOptions(DEFAULT_LISTEN_LIMITS);
 
 /** One running tokengate: what startTokengate returns, and what reload and shutdown act on. */
 export class Tokengate {
   readonly api: AdminApi;
   /** Bound addresses (real ports when 0 was asked for). */
   grpcAddress = '';
+  grpcListener: GrpcListener | undefined;
   adminAddress: string | undefined;
   admin: AdminHttpServer | undefined;
   accessLog: AccessLogService | undefined;
@@ -144,6 +155,8 @@ export class Tokengate {
     const drainDelay = Math.min(this.config.shutdown.drainDelay, left());
     if (drainDelay > 0) await new Promise((resolve) => setTimeout(resolve, drainDelay));
     await withDeadline(this.authz.idle(), left() / 2);
+    // No new connections from here on; the ones open get GOAWAY from tryShutdown.
+    void this.grpcListener?.close();
     const drained = new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     // Envoy keeps its access-log stream open for good: end it, or tryShutdown waits out the deadline.
     this.accessLog?.close();
@@ -183,7 +196,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   });
   const authz = new AuthzService({ manager, clock, logger, metrics }, config);
   const health = new Health();
-  const server = new grpc.Server(GRPC_SERVER_OPTIONS);
+  const server = new grpc.Server(grpcServerOptions(config.listen.limits));
   server.addService(authz.serviceDefinition, { Check: authz.check });
   const accessLog = new AccessLogService({ manager, logger, metrics }, config);
   server.addService(accessLog.serviceDefinition, { StreamAccessLogs: accessLog.streamAccessLogs });
@@ -193,12 +206,14 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   const adminGrpc = new AdminGrpcService(app.api, logger);
   server.addService(adminGrpc.serviceDefinition, adminGrpc.handlers);
   try {
-    app.grpcAddress = await bind(server, config.listen.grpc, serverCredentials(config.listen.tls));
+    app.grpcListener = await bind(server, config.listen.grpc, serverCredentials(config.listen.tls), config.listen.limits.maxConnections);
+    app.grpcAddress = app.grpcListener.address;
     if (config.listen.admin) {
       app.admin = new AdminHttpServer({ api: app.api, metrics, logger, live: () => true, ready: () => app.isReady });
       app.adminAddress = await app.admin.listen(config.listen.admin);
     }
   } catch (err) {
+    await app.grpcListener?.close();
     server.forceShutdown();
     metrics.close();
     await manager.close(0);

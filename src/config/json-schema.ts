@@ -89,6 +89,16 @@ const listen = section('Where tokengate listens.', {
     keyFile: str('PEM private key.'),
     clientCaFile: str('Set: clients must present a certificate this CA signed (mTLS).'),
   }, { required: ['certFile', 'keyFile'] }),
+  limits: obj('Bounds on what gRPC clients may hold (SECURITY.md, "Resource bounds").', {
+    maxConnections: num('Open connections at once; more are closed on accept. Default 100.', { minimum: 1, maximum: 100000, integer: true }),
+    maxConcurrentStreams: num('HTTP/2 streams in flight per connection. Default 100.', { minimum: 1, maximum: 100000, integer: true }),
+    maxSessionMemoryMb: num('HTTP/2 session memory per connection, MB. Default 2.', { minimum: 1, maximum: 1024, integer: true }),
+    keepaliveTime: dur('HTTP/2 PING interval. Default 60s.'),
+    keepaliveTimeout: dur('A peer that does not answer a PING within this is dropped. Default 20s.'),
+    maxConnectionIdle: dur('A connection without streams this long is closed. Default 5m.'),
+    maxConnectionAge: dur('Connections are recycled after this long (new replicas get traffic). Default 5m.'),
+    maxMessageBytes: num('Largest CheckRequest or access-log message accepted. Default 4 MiB.', { minimum: 1024, maximum: 67108864, integer: true }),
+  }),
 });
 
 const admin = section('Admin API access.', {

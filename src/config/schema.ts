@@ -6,7 +6,7 @@ import { parseHostPort } from './host-port.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
-  ClientAuthMethod, Config, InjectConfig, JwtAlgorithm, JwtSigningConfig, ProviderConfig, RedisConfig,
+  ClientAuthMethod, Config, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, ProviderConfig, RedisConfig,
   RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, TokenEndpointConfig,
 } from './types.js';
 
@@ -50,8 +50,43 @@ function readListen(r: Reader): Config['listen'] {
     if (certFile && keyFile) tls = { certFile, keyFile, ...(clientCaFile ? { clientCaFile } : {}) };
     if (grpc.startsWith('unix:')) r.problem('tls', 'TLS is for TCP listeners; a unix socket is protected by its file permissions');
   }
+  const limits = readLimits(r.has('limits') ? r.child('limits') : undefined);
   r.done();
-  return { grpc, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
+  return { grpc, limits, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
+}
+
+export const DEFAULT_LISTEN_LIMITS: ListenLimits = Object.freeze({
+  maxConnections: 100,
+  maxConcurrentStreams: 100,
+  maxSessionMemoryMb: 2,
+  keepaliveTimeMs: 60_000,
+  keepaliveTimeoutMs: 20_000,
+  maxConnectionIdleMs: 300_000,
+  maxConnectionAgeMs: 300_000,
+  maxMessageBytes: 4 * 1024 * 1024,
+});
+
+/**
+ * Defaults sized for Envoy, which multiplexes many Checks over a few long-lived connections:
+ * Check calls are short, so Envoy needs few streams per connection (it opens another connection
+ * when a connection is full) and few connections; every stream in flight costs memory (its
+ * request, the call object, its answer), so connections × streams is what bounds the process.
+ */
+function readLimits(r: Reader | undefined): ListenLimits {
+  if (!r) return DEFAULT_LISTEN_LIMITS;
+  const d = DEFAULT_LISTEN_LIMITS;
+  const limits: ListenLimits = {
+    maxConnections: r.num('maxConnections', d.maxConnections, { min: 1, max: 100_000, integer: true }),
+    maxConcurrentStreams: r.num('maxConcurrentStreams', d.maxConcurrentStreams, { min: 1, max: 100_000, integer: true }),
+    maxSessionMemoryMb: r.num('maxSessionMemoryMb', d.maxSessionMemoryMb, { min: 1, max: 1024, integer: true }),
+    keepaliveTimeMs: r.duration('keepaliveTime', d.keepaliveTimeMs, { min: 1_000 }),
+    keepaliveTimeoutMs: r.duration('keepaliveTimeout', d.keepaliveTimeoutMs, { min: 100 }),
+    maxConnectionIdleMs: r.duration('maxConnectionIdle', d.maxConnectionIdleMs, { min: 1_000 }),
+    maxConnectionAgeMs: r.duration('maxConnectionAge', d.maxConnectionAgeMs, { min: 1_000 }),
+    maxMessageBytes: r.num('maxMessageBytes', d.maxMessageBytes, { min: 1_024, max: 64 * 1024 * 1024, integer: true }),
+  };
+  r.done();
+  return limits;
 }
 
 /** `sentinels` / `cluster`: each entry an address the client can dial, checked here, not at connect. */
@@ -434,7 +469,7 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   const root = Reader.of(raw, '', ctx);
   if (!root) return undefined;
   const listenR = root.child('listen');
-  const listen = listenR ? readListen(listenR) : { grpc: '127.0.0.1:9191' };
+  const listen = listenR ? readListen(listenR) : { grpc: '127.0.0.1:9191', limits: readLimits(undefined) };
   const adminR = root.child('admin');
   const adminToken = adminR?.str('token', { secret: true });
   if (adminToken !== undefined && adminToken.length < 16) adminR?.problem('token', 'must be at least 16 characters');

@@ -162,9 +162,28 @@ export interface StoreConfig {
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** `listen.limits`: see SECURITY.md, "Resource bounds on the gRPC listener". */
+export interface ListenLimits {
+  /** Open connections at once; more are closed on accept. */
+  readonly maxConnections: number;
+  /** HTTP/2 streams in flight per connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreams: number;
+  /** HTTP/2 session memory per connection, in MB (nghttp2 refuses new streams past it). */
+  readonly maxSessionMemoryMb: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** A connection with no stream for this long is closed (GOAWAY). */
+  readonly maxConnectionIdleMs: number;
+  /** Connections are recycled after this long, so new replicas get traffic. */
+  readonly maxConnectionAgeMs: number;
+  readonly maxMessageBytes: number;
+}
+
 export interface Config {
   readonly listen: {
     readonly grpc: string;
+    /** Bounds on what gRPC clients may hold: memory and connections stay finite under any client. */
+    readonly limits: ListenLimits;
     /** "host:port", or undefined when `off`. */
     readonly admin?: string;
     readonly tls?: TlsListenConfig;

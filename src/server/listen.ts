@@ -1,5 +1,6 @@
 // Binding the gRPC listener: host:port or unix:/path, plaintext, TLS or mTLS.
 import fs from 'node:fs';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { Config } from '../config/types.js';
 
@@ -19,24 +20,56 @@ export function serverCredentials(tls: Config['listen']['tls']): grpc.ServerCred
   return grpc.ServerCredentials.createSsl(ca, [{ cert_chain: cert, private_key: key }], ca !== null);
 }
 
-/** Binds and returns the bound address (the real port when 0 was asked for). */
-export async function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<string> {
-  if (address.startsWith('unix:')) {
-    const path = address.slice('unix:'.length);
-    // A stale socket from a crashed run would make bind fail.
-    try {
-      if (fs.statSync(path).isSocket()) fs.unlinkSync(path);
-    } catch { /* absent */ }
-    const previous = process.umask(0o177);
-    try {
-      await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
-    } finally {
-      process.umask(previous);
+/** A bound gRPC listener: its address (the real port when 0 was asked for). */
+export interface GrpcListener {
+  readonly address: string;
+  /** Stops accepting connections; the grpc-js server drains the ones it has. */
+  close(): Promise<void>;
+}
+
+/**
+ * Binds host:port or unix:/path. We own the socket (grpc-js's connection injector serves what
+ * we accept) because grpc-js has no connection limit: `maxConnections` closes a connection over
+ * the limit on accept, before it can hold any HTTP/2 session memory.
+ */
+export async function bind(server: grpc.Server, address: string, creds: grpc.ServerCredentials, maxConnections: number): Promise<GrpcListener> {
+  const injector = server.createConnectionInjector(creds);
+  const listener = net.createServer({ noDelay: true }, (socket) => injector.injectConnection(socket));
+  listener.maxConnections = maxConnections;
+  const listen = (...args: [string] | [number, string]) => new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    const done = () => {
+      listener.off('error', reject);
+      resolve();
+    };
+    if (args.length === 1) listener.listen(args[0], done);
+    else listener.listen(args[0], args[1], done);
+  });
+  const close = () => new Promise<void>((resolve) => listener.close(() => resolve()));
+  try {
+    if (address.startsWith('unix:')) {
+      const path = address.slice('unix:'.length);
+      // A stale socket from a crashed run would make bind fail.
+      try {
+        if (fs.statSync(path).isSocket()) fs.unlinkSync(path);
+      } catch { /* absent */ }
+      const previous = process.umask(0o177);
+      try {
+        await listen(path);
+      } finally {
+        process.umask(previous);
+      }
+      fs.chmodSync(path, 0o600); // owner-only, whatever the umask did
+      return { address, close };
     }
-    fs.chmodSync(path, 0o600); // owner-only, whatever the umask did
-    return address;
+    const i = address.lastIndexOf(':');
+    const host = address.slice(0, i);
+    await listen(Number(address.slice(i + 1)), host.replace(/^\[|\]$/g, ''));
+    const bound = listener.address();
+    const port = typeof bound === 'object' && bound ? bound.port : Number(address.slice(i + 1));
+    return { address: `${host}:${port}`, close };
+  } catch (err) {
+    injector.destroy();
+    throw err;
   }
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p))));
-  const host = address.slice(0, address.lastIndexOf(':'));
-  return `${host}:${port}`;
 }

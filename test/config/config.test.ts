@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../../src/config/duration.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { loadConfigFile, parseConfig } from '../../src/config/load.js';
+import { DEFAULT_LISTEN_LIMITS } from '../../src/config/schema.js';
 
 function problems(yaml: string, env: Record<string, string> = {}): string[] {
   try {
@@ -30,7 +31,8 @@ describe('durations', () => {
 describe('config: defaults and shape', () => {
   it('fills the documented defaults', () => {
     const c = parseConfig(`providers: { p: { source: { ${CC} } } }`, { env: { S: 'x' } });
-    expect(c.listen).toEqual({ grpc: '127.0.0.1:9191', admin: '127.0.0.1:9192' });
+    expect(c.listen).toEqual({ grpc: '127.0.0.1:9191', admin: '127.0.0.1:9192', limits: DEFAULT_LISTEN_LIMITS });
+    expect(c.listen.limits).toMatchObject({ maxConnections: 100, maxConcurrentStreams: 100, maxSessionMemoryMb: 2 });
     expect(c.store.type).toBe('memory');
     expect(c.defaults).toEqual({ unmatched: 'allow', onTokenUnavailable: 'deny', providerKey: 'provider' });
     const p = c.providers.get('p')!;

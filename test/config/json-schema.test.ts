@@ -66,7 +66,7 @@ describe('tokengate schema', () => {
 
 /** A config that makes the validator read every section, every source type and every nested block. */
 const FULL = `
-listen: { grpc: 0.0.0.0:9191, admin: off, tls: { certFile: c, keyFile: k, clientCaFile: ca } }
+listen: { grpc: 0.0.0.0:9191, admin: off, tls: { certFile: c, keyFile: k, clientCaFile: ca }, limits: { maxConnections: 64 } }
 admin: { token: admin-token-0123456789 }
 store: { type: redis, redis: { url: "redis://r:6379", keyPrefix: "t:" }, encryptionKey: ${KEY} }
 defaults: { unmatched: deny }

@@ -188,7 +188,7 @@ ${provider}`, { env });
     fs.writeFileSync(file, 'precious');
     const server = new grpc.Server();
     try {
-      await expect(bind(server, `unix:${file}`, grpc.ServerCredentials.createInsecure())).rejects.toThrow();
+      await expect(bind(server, `unix:${file}`, grpc.ServerCredentials.createInsecure(), 16)).rejects.toThrow();
       expect(fs.readFileSync(file, 'utf8')).toBe('precious');
     } finally {
       server.forceShutdown();
