@@ -46,7 +46,7 @@ export function grpcServerOptions(limits: ListenLimits): grpc.ServerOptions {
     'grpc.keepalive_time_ms': limits.keepaliveTimeMs,
     'grpc.keepalive_timeout_ms': limits.keepaliveTimeoutMs,
     'grpc.max_concurrent_streams': limits.maxConcurrentStreams,
-    // Without it grpc-js disables Node's per-session memory bound (NOTES: clients that never read
+    // Without it grpc-js disables Node's per-session memory bound (docs/field-notes.md: clients that never read
     // their responses would grow the process without limit).
     'grpc-node.max_session_memory': limits.maxSessionMemoryMb,
   };
