@@ -36,7 +36,7 @@ export const HEADER_ROUTE = { authority: 'api.example.com', header: ['x-tenant',
 
 export function providersYaml(n, { store = 'memory', headerRoute = false } = {}) {
   const lines = [
-    'listen: { grpc: "127.0.0.1:0", admin: "off" }',
+    'listen: { grpc: "127.0.0.1:0", admin: "off", limits: { maxConnectionAge: 1h } }',
     'log: { level: warn }',
     storeBlock(store),
     'providers:',
@@ -54,7 +54,7 @@ export function providersYaml(n, { store = 'memory', headerRoute = false } = {})
  * usable token and must wait for the single in-flight refresh (the storm).
  */
 export function stormYaml() {
-  return `listen: { grpc: "127.0.0.1:0", admin: "127.0.0.1:0" }
+  return `listen: { grpc: "127.0.0.1:0", admin: "127.0.0.1:0", limits: { maxConnectionAge: 1h } }
 admin: { token: "\${env:BENCH_ADMIN_TOKEN}" }
 log: { level: warn }
 providers:

@@ -27,7 +27,9 @@ const role = process.argv[2];
 
 // Experiments only (not used by `npm run bench`): extra grpc-js server options for every
 // target, e.g. BENCH_SERVER_OPTIONS='{"grpc.enable_channelz":0}'.
-Object.assign(GRPC_SERVER_OPTIONS, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
+// Runs last longer than the 5-minute connection age; the load generator's h2 sessions do not
+// reconnect after a GOAWAY, so floors (like tokengate's bench configs) keep connections for the run.
+Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
 
 function memory() {
   const m = process.memoryUsage();
