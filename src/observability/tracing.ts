@@ -7,7 +7,7 @@
 // provider names, source types, codes, counts and token ids (hashes). `safeAttributes` drops
 // any key that names a credential, as a net under callers that get it wrong.
 import {
-  context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
+  context, createContextKey, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
   type Attributes, type Context, type Span, type Tracer,
 } from '@opentelemetry/api';
 
@@ -82,6 +82,31 @@ function endFailed(span: Span, err: unknown): void {
 function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : 'ERR_INTERNAL';
+}
+
+/**
+ * Marks a Check's context: a refresh that Check starts is its child. A refresh's own context
+ * drops the mark, so the timers it arms (the next scheduled refresh) start traces of their own
+ * instead of growing one trace for the life of the process.
+ */
+const IN_CHECK = createContextKey('tokengate.check');
+
+/**
+ * A Check that had to wait for a token (never a cache hit): a SERVER span whose parent is the
+ * caller's `traceparent`, when it sent one.
+ */
+export function traceCheck<T>(traceparent: string | undefined, attrs: SpanAttributes, fn: () => Promise<T>): Promise<T> {
+  if (tracer === undefined) return fn();
+  const parent = (parentFromTraceparent(traceparent) ?? ROOT_CONTEXT).setValue(IN_CHECK, true);
+  return inSpan('tokengate.check', attrs, fn, { kind: SpanKind.SERVER, parent });
+}
+
+/** A refresh: the child of the Check that started it, else the root of its own trace. */
+export function traceRefresh<T>(provider: string, reason: string, fn: () => Promise<T>): Promise<T> {
+  if (tracer === undefined) return fn();
+  const active = context.active();
+  const parent = active.getValue(IN_CHECK) === true ? active.deleteValue(IN_CHECK) : ROOT_CONTEXT;
+  return inSpan('tokengate.refresh', { 'tokengate.provider': provider, 'tokengate.refresh.reason': reason }, fn, { parent });
 }
 
 /** An event on the active span (a lock decision, a retry, a store read); nothing when off. */

@@ -4,11 +4,13 @@
 import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { auditMinted } from '../observability/audit.js';
 import type { Metrics } from '../observability/metrics.js';
+import { inSpan, SpanKind, spanAttributes, spanEvent } from '../observability/tracing.js';
 import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
-import type { TokenRecord } from '../store/store.js';
+import { NEVER_EXPIRES, type TokenRecord } from '../store/store.js';
 import { acceptFetched } from './acceptance.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
@@ -73,7 +75,12 @@ export class Fetcher<H extends FetcherHost> {
    * `presentedSince`: when this rotating refresh token was first presented, if an earlier fetch
    * already did and its outcome is unknown (the reuse interval counts from then).
    */
-  async fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
+  fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
+    const { name, source } = this.host;
+    return inSpan('tokengate.token.fetch', { 'tokengate.provider': name, 'tokengate.source_type': source.type, 'tokengate.breaker': this.breakerState }, () => this.fetchOnce(refreshToken, presentedSince), { kind: SpanKind.CLIENT });
+  }
+
+  private async fetchOnce(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
     const { clock, gate, metrics } = this.deps;
     const { name, config, source } = this.host;
     if (this.closed) throw new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: name });
@@ -106,16 +113,23 @@ export class Fetcher<H extends FetcherHost> {
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
           { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
-          { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
+          { onRetry: (n, err, delay) => {
+            spanEvent('retry', { attempt: n, delay_ms: delay, 'error.type': err.code });
+            this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() });
+          } },
         );
       const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();
       const rec = recordFor(fetched, attemptAt, source.defaultTtlMs, config.refresh);
       metrics.fetches.inc({ provider: name, outcome: 'success' });
       metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
       this.deps.logger.info('token fetched', { provider: name, token_id: rec.tokenId, expires_in_s: Math.round((rec.expiresAt - clock.now()) / 1000), source_type: source.type });
+      auditMinted(this.deps.logger, { provider: name, tokenId: rec.tokenId, sourceType: source.type, expiresInS: rec.expiresAt >= NEVER_EXPIRES ? null : Math.round((rec.expiresAt - clock.now()) / 1000) });
+      spanAttributes({ 'tokengate.token_id': rec.tokenId });
       return rec;
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', name);
+      // The breaker's decision: it refused the fetch without a request.
+      if (err.code === 'ERR_BREAKER_OPEN') spanEvent('breaker.rejected', { state: this.breakerState });
       metrics.fetches.inc({ provider: name, outcome: err.code });
       if (err.code !== 'ERR_BREAKER_OPEN') metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
       throw err;

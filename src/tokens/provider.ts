@@ -7,6 +7,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { traceRefresh } from '../observability/tracing.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
@@ -237,7 +238,7 @@ export class Provider {
 
   /** Runs `work` as the single refresh in flight, recording its outcome. */
   private track(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
-    const p = this.runRefresh(work, reason).finally(() => {
+    const p = this.runRefresh(() => traceRefresh(this.name, reason, work), reason).finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;
