@@ -1,0 +1,145 @@
+// The audit trail, read back from the log lines a real tokengate writes: one line per token
+// minted and invalidated (by the admin API, Envoy's access-log feedback, a reload) and per admin
+// action, each with its stable `event`, written even when log.level is error, never a secret.
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DemoTokenServer } from '../../demo/token-server.js';
+import { startTokengate, type Tokengate } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { removeTmpDir, tmpDir } from '../support/replicas.js';
+import { AccessLogSender, AdminGrpcClient, accessLogMessages, admin, httpLogEntry, until } from './helpers.js';
+
+const ADMIN_TOKEN = 'audit-admin-token-0123456789abcdef';
+
+type Line = Record<string, unknown>;
+
+describe('audit events', () => {
+  let idp: DemoTokenServer;
+  let app: Tokengate;
+  let addr: string;
+  const raw: string[] = [];
+  const dir = tmpDir('audit');
+  const file = path.join(dir, 'tokengate.yaml');
+  const yaml = (scope: string) => `
+listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+admin: { token: "${ADMIN_TOKEN}" }
+log: { level: error }
+providers:
+  cc:
+    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, scope: "${scope}" }
+  local:
+    source: { type: jwt, key: "an-hs256-secret-that-is-long-enough-0123", claims: { iss: x }, ttl: 30m }
+routes:
+  - match: { authority: api.example.com }
+    provider: cc
+`;
+
+  const audits = (): Line[] => raw.map((l) => JSON.parse(l) as Line).filter((l) => l.audit === 1);
+  const events = (event: string): Line[] => audits().filter((l) => l.event === event);
+
+  beforeAll(async () => {
+    idp = new DemoTokenServer();
+    await idp.start();
+    fs.writeFileSync(file, yaml('a'));
+    // log.level error: every ordinary info line is dropped; audit lines are not.
+    const logger = createLogger({ level: 'error', sink: (l) => raw.push(l) });
+    app = await startTokengate(parseConfig(fs.readFileSync(file, 'utf8'), { env: {} }), { logger, configPath: file });
+    await app.ready;
+    addr = app.adminAddress!;
+  });
+
+  afterAll(async () => {
+    await app?.close(2_000);
+    await idp?.stop();
+    removeTmpDir(dir);
+  });
+
+  it('token.minted for each token a source hands out, at any log level', () => {
+    expect(raw.map((l) => JSON.parse(l) as Line).some((l) => l.msg === 'token fetched')).toBe(false);
+    const minted = events('token.minted');
+    expect(minted.map((l) => l.provider).sort()).toEqual(['cc', 'local']);
+    const cc = minted.find((l) => l.provider === 'cc')!;
+    expect(cc).toMatchObject({ level: 'info', msg: 'token.minted', source_type: 'client_credentials', token_id: app.manager.handle('cc')!.peek()!.tokenId });
+    expect(cc.expires_in_s).toBeGreaterThan(250); // the demo IdP's 300 s tokens, skew taken off
+    expect(typeof cc.time).toBe('string');
+  });
+
+  it('admin HTTP: a refused caller is admin.denied; invalidate is admin.invalidate plus token.invalidated by admin', async () => {
+    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate')).status).toBe(401);
+    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate', `${ADMIN_TOKEN}x`)).status).toBe(401);
+    expect(events('admin.denied').map((l) => l.reason)).toEqual(['no_credentials', 'bad_credentials']);
+
+    const before = app.manager.handle('cc')!.peek()!.tokenId;
+    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate', ADMIN_TOKEN)).status).toBe(200);
+    expect(events('admin.invalidate')).toEqual([expect.objectContaining({ provider: 'cc', invalidated: true, token_id: before })]);
+    expect(events('token.invalidated')).toEqual([expect.objectContaining({ provider: 'cc', token_id: before, by: 'admin' })]);
+    // The refresh it starts mints the next token.
+    await until(() => events('token.minted').filter((l) => l.provider === 'cc').length === 2);
+  });
+
+  it('admin gRPC: Refresh is admin.refresh with its outcome and the new token id', async () => {
+    const client = new AdminGrpcClient(app.grpcAddress);
+    try {
+      await client.call('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
+    } finally {
+      client.close();
+    }
+    const [refresh] = events('admin.refresh');
+    expect(refresh).toMatchObject({ provider: 'cc', outcome: 'ok', token_id: app.manager.handle('cc')!.peek()!.tokenId });
+    const failed = new AdminGrpcClient(app.grpcAddress);
+    idp.setBehaviour({ kind: 'oauth_error', error: 'invalid_client', status: 401 });
+    try {
+      await failed.error('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
+    } finally {
+      idp.setBehaviour({ kind: 'ok' });
+      failed.close();
+    }
+    expect(events('admin.refresh').at(-1)).toMatchObject({ provider: 'cc', outcome: 'ERR_IDP_REJECTED' });
+  });
+
+  it('access-log feedback: token.invalidated by access_log with the upstream status', async () => {
+    // A fresh token first (the failed refresh above left the cached one in place).
+    const tokenId = app.manager.handle('cc')!.peek()!.tokenId;
+    const envoy = new AccessLogSender(app.grpcAddress);
+    try {
+      await envoy.send(accessLogMessages([[httpLogEntry({ status: 401, provider: 'cc', tokenId })]]));
+    } finally {
+      envoy.close();
+    }
+    await until(() => events('token.invalidated').some((l) => l.by === 'access_log'));
+    expect(events('token.invalidated').filter((l) => l.by === 'access_log')).toEqual([
+      expect.objectContaining({ provider: 'cc', token_id: tokenId, upstream_status: 401 }),
+    ]);
+  });
+
+  it('reload: admin.reload and config.reload; a provider whose source changed drops its token (token.invalidated by reload)', async () => {
+    await until(() => app.manager.handle('cc')?.peek() !== undefined);
+    const old = app.manager.handle('cc')!.peek()!.tokenId;
+    const localId = app.manager.handle('local')!.peek()!.tokenId;
+    fs.writeFileSync(file, yaml('b'));
+    const res = await admin(addr, 'POST', '/v1/reload', ADMIN_TOKEN);
+    expect(res.status).toBe(200);
+    expect(events('admin.reload')).toEqual([expect.objectContaining({ ok: true, problems: 0 })]);
+    expect(events('config.reload')).toEqual([expect.objectContaining({ ok: true, changed: ['cc'], added: [], removed: [] })]);
+    const byReload = events('token.invalidated').filter((l) => l.by === 'reload');
+    expect(byReload).toEqual([expect.objectContaining({ provider: 'cc', token_id: old })]);
+    // The unchanged provider kept its token: nothing about it.
+    expect(events('token.invalidated').some((l) => l.token_id === localId)).toBe(false);
+
+    fs.writeFileSync(file, 'providers: [');
+    expect((await app.reload()).ok).toBe(false);
+    expect(events('config.reload').at(-1)).toMatchObject({ ok: false });
+    expect(events('config.reload').at(-1)!.problems).toBeGreaterThan(0);
+  });
+
+  it('no audit line carries a token or a secret, and every one has a documented event name', () => {
+    const documented = new Set(['token.minted', 'token.exchanged', 'token.invalidated', 'admin.invalidate', 'admin.refresh', 'admin.reload', 'admin.denied', 'config.reload']);
+    const lines = audits();
+    expect(lines.length).toBeGreaterThan(8);
+    for (const l of lines) expect(documented.has(String(l.event)), String(l.event)).toBe(true);
+    const text = raw.join('\n');
+    for (const secret of [...idp.issuedAccessTokens, 'demo-secret', ADMIN_TOKEN, 'an-hs256-secret-that-is-long-enough-0123']) expect(text).not.toContain(secret);
+  });
+});
