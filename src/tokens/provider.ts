@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
+import { BudgetHint, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
@@ -35,6 +36,7 @@ export interface ProviderDeps {
   readonly replicaId: string;
   readonly storeKey: string;
   readonly random?: () => number;
+  readonly budgets?: TokenEndpointBudgets;
 }
 
 export type Acquired =
@@ -67,6 +69,8 @@ export class Provider {
   };
 
   readonly name: string;
+  /** This provider's place in its token endpoint's budget queue (priority, deadline). */
+  readonly budgetHint = new BudgetHint();
   /** The L1 slot. Kept after hard expiry for the expired-grace rung of the ladder. */
   private current: CachedToken | undefined;
   /** How a hit on `current` is labelled: 'stale' once a refresh for it has failed. */
@@ -163,6 +167,7 @@ export class Provider {
       error = this.lastError;
     } else {
       try {
+        this.budgetHint.promote(); // a Check waits: this provider's queued request goes first
         const entry = await this.waitFor(this.refresh('cold'), this.config.refresh.waitBudget);
         return this.served(entry, 'refreshed');
       } catch (err) {
@@ -228,6 +233,7 @@ export class Provider {
     this.timer?.cancel();
     this.timer = undefined;
     const wait = reason === 'admin' ? 0 : this.refreshWait(this.deps.clock.now());
+    this.budgetHint.deadline = this.current?.expiresAt ?? 0;
     return this.track(async () => {
       if (wait > 0) await this.pause(wait);
       this.spendRefreshCredit(this.deps.clock.now());
