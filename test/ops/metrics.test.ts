@@ -70,6 +70,9 @@ routes:
       tokengate_refresh_lock_total: 'counter',
       tokengate_refresh_lock_wait_seconds: 'histogram',
       tokengate_store_fenced_writes_total: 'counter',
+      tokengate_token_endpoint_queue: 'gauge',
+      tokengate_token_endpoint_rate: 'gauge',
+      tokengate_token_endpoint_throttled_total: 'counter',
     });
   });
 
