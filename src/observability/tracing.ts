@@ -109,6 +109,15 @@ export function traceRefresh<T>(provider: string, reason: string, fn: () => Prom
   return inSpan('tokengate.refresh', { 'tokengate.provider': provider, 'tokengate.refresh.reason': reason }, fn, { parent });
 }
 
+/**
+ * A per-caller token exchange (RFC 8693): a CLIENT span, the child of the Check it serves. The
+ * caller is named by `subjectId` (the subject token's id, a hash), never the subject token.
+ */
+export function traceExchange<T>(provider: string, subjectId: string, fn: () => Promise<T>): Promise<T> {
+  if (tracer === undefined) return fn();
+  return inSpan('tokengate.token.exchange', { 'tokengate.provider': provider, 'tokengate.subject_id': subjectId }, fn, { kind: SpanKind.CLIENT });
+}
+
 /** An event on the active span (a lock decision, a retry, a store read); nothing when off. */
 export function spanEvent(name: string, attrs?: SpanAttributes): void {
   if (tracer === undefined) return;

@@ -143,3 +143,15 @@ routes:
     for (const secret of [...idp.issuedAccessTokens, 'demo-secret', ADMIN_TOKEN, 'an-hs256-secret-that-is-long-enough-0123']) expect(text).not.toContain(secret);
   });
 });
+
+describe('audit lines without a running tokengate', () => {
+  it('token.exchanged names the caller by subject id; a hand-made Logger without audit() gets info lines', async () => {
+    const { auditExchanged, audit } = await import('../../src/observability/audit.js');
+    const lines: string[] = [];
+    auditExchanged(createLogger({ level: 'error', sink: (l) => lines.push(l) }), { provider: 'obo', tokenId: 'tid', subjectId: 'sid', expiresInS: 60 });
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'info', audit: 1, event: 'token.exchanged', provider: 'obo', token_id: 'tid', subject_id: 'sid', expires_in_s: 60 });
+    const { audit: _omit, ...plain } = createLogger({ level: 'info', sink: (l) => lines.push(l) });
+    audit(plain, 'admin.reload', { ok: true });
+    expect(JSON.parse(lines[1]!)).toMatchObject({ level: 'info', msg: 'admin.reload', event: 'admin.reload', ok: true });
+  });
+});

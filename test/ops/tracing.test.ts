@@ -5,7 +5,7 @@
 import { NodeTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
-import { parentFromTraceparent, safeAttributes, setTracer } from '../../src/observability/tracing.js';
+import { parentFromTraceparent, safeAttributes, setTracer, traceCheck, traceExchange } from '../../src/observability/tracing.js';
 import { trace } from '@opentelemetry/api';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
@@ -128,6 +128,30 @@ routes:
     expect(fetch.status).toEqual({ code: 2, message: 'ERR_IDP_REJECTED' });
     expect(fetch.attributes['error.type']).toBe('ERR_IDP_REJECTED');
     expect(allStrings(spans)).not.toContain('demo-secret');
+  });
+});
+
+describe('exchange spans (for the per-caller token_exchange source)', () => {
+  it('an exchange inside a Check is its CLIENT child, named by subject id only', async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    provider.register();
+    setTracer(provider.getTracer('tokengate'));
+    try {
+      await traceCheck(`00-${CALLER_TRACE}-${CALLER_SPAN}-01`, { 'tokengate.provider': 'obo' }, () =>
+        traceExchange('obo', 'subj-id-1', async () => 'exchanged'));
+      const spans = exporter.getFinishedSpans();
+      const check = spans.find((s) => s.name === 'tokengate.check')!;
+      const exchange = spans.find((s) => s.name === 'tokengate.token.exchange')!;
+      expect(exchange.kind).toBe(2);
+      expect(exchange.parentSpanContext?.spanId).toBe(check.spanContext().spanId);
+      expect(exchange.spanContext().traceId).toBe(CALLER_TRACE);
+      expect(exchange.attributes).toEqual({ 'tokengate.provider': 'obo', 'tokengate.subject_id': 'subj-id-1' });
+    } finally {
+      setTracer(undefined);
+      await provider.shutdown();
+      trace.disable();
+    }
   });
 });
 
