@@ -83,6 +83,7 @@ export class Fetcher {
     this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, {
       onStateChange: (state) => {
         this.deps.logger.warn('breaker state changed', { provider: this.config.name, breaker: state });
+        spanEvent('breaker.state', { state }); // on the fetch whose failure tripped it, if any
         if (state === 'half_open') this.listener?.breakerHalfOpen();
       },
       provesUp: provesEndpointUp,

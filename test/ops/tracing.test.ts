@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { parentFromTraceparent, safeAttributes, setTracer, traceCheck, traceExchange } from '../../src/observability/tracing.js';
 import { trace } from '@opentelemetry/api';
+import { parseConfig } from '../../src/config/load.js';
+import { TokenManager } from '../../src/tokens/manager.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 
@@ -115,6 +117,32 @@ routes:
     for (const check of spans.filter((s) => s.name === 'tokengate.check')) {
       expect(check.parentSpanContext).toBeUndefined();
       expect(check.spanContext().traceId).not.toBe(CALLER_TRACE);
+    }
+  });
+
+  it('the breaker\'s decisions: the transition to open on the fetch that tripped it, a refused fetch as breaker.rejected', async () => {
+    const down = new DemoTokenServer();
+    await down.start();
+    down.setBehaviour({ kind: 'status', status: 503 });
+    const config = parseConfig(`providers: { p: { source: { type: client_credentials, tokenUrl: "${down.tokenUrl}", clientId: demo-client, clientSecret: demo-secret },
+      resilience: { retries: 1, backoff: { base: 10ms, max: 10ms }, breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeout: 30s } } } }`);
+    const tokens = new TokenManager(config.providers.values());
+    try {
+      exporter.reset();
+      // The breaker counts a fetch (its retries included) as one call: the second trips it.
+      await expect(tokens.refresh('p')).rejects.toMatchObject({ code: 'ERR_IDP_UNAVAILABLE' });
+      await expect(tokens.refresh('p')).rejects.toMatchObject({ code: 'ERR_IDP_UNAVAILABLE' });
+      await expect(tokens.refresh('p')).rejects.toMatchObject({ code: 'ERR_BREAKER_OPEN' });
+      const fetches = exporter.getFinishedSpans().filter((s) => s.name === 'tokengate.token.fetch');
+      expect(fetches).toHaveLength(3);
+      const breakerEvents = (f: ReadableSpan) => f.events.filter((e) => e.name.startsWith('breaker')).map((e) => [e.name, e.attributes?.state]);
+      expect(fetches.map(breakerEvents)).toEqual([[], [['breaker.state', 'open']], [['breaker.rejected', 'open']]]);
+      expect(fetches[1]!.events.filter((e) => e.name === 'retry')).toHaveLength(1);
+      expect(fetches[2]!.attributes['tokengate.breaker']).toBe('open');
+      expect(fetches[2]!.status.message).toBe('ERR_BREAKER_OPEN');
+    } finally {
+      await tokens.close();
+      await down.stop();
     }
   });
 
