@@ -57,19 +57,20 @@ function endpointUrl(doc: Record<string, unknown>, field: string, issuer: string
 }
 
 export class Discovery {
-  private readonly entries = new Map<string, Promise<IssuerMetadata>>();
+  private readonly entries = new Map<string, { readonly promise: Promise<IssuerMetadata>; value?: IssuerMetadata }>();
 
   constructor(private readonly maxIssuers = MAX_ISSUERS) {}
 
   /** The issuer's metadata, fetched (once, for all callers) if not known yet. */
   get(issuer: string, transport: HttpTransport, signal: AbortSignal): Promise<IssuerMetadata> {
     const hit = this.entries.get(issuer);
-    if (hit) return within(hit, signal);
+    if (hit) return hit.value ? Promise.resolve(hit.value) : within(hit.promise, signal);
     const p = this.fetch(issuer, transport, AbortSignal.timeout(DISCOVERY_TIMEOUT_MS));
-    this.entries.set(issuer, p);
+    const entry: { readonly promise: Promise<IssuerMetadata>; value?: IssuerMetadata } = { promise: p };
+    this.entries.set(issuer, entry);
     // A failure is not remembered: the next fetch asks again (its own retries and breaker bound it).
-    p.catch(() => {
-      if (this.entries.get(issuer) === p) this.entries.delete(issuer);
+    p.then((m) => (entry.value = m), () => {
+      if (this.entries.get(issuer) === entry) this.entries.delete(issuer);
     });
     while (this.entries.size > this.maxIssuers) this.entries.delete(this.entries.keys().next().value!);
     return within(p, signal);
@@ -77,11 +78,7 @@ export class Discovery {
 
   /** Forgets what is known about the issuer, unless a newer fetch is already under way. */
   forget(issuer: string, stale: IssuerMetadata): void {
-    const p = this.entries.get(issuer);
-    if (!p) return;
-    void p.then((m) => {
-      if (m === stale && this.entries.get(issuer) === p) this.entries.delete(issuer);
-    }, () => undefined);
+    if (this.entries.get(issuer)?.value === stale) this.entries.delete(issuer);
   }
 
   private async fetch(issuer: string, transport: HttpTransport, signal: AbortSignal): Promise<IssuerMetadata> {
