@@ -13,7 +13,7 @@ const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-b
 const ASSERTION_TTL_MS = 60_000;
 
 /** Sensitive form parameters: their values never survive into an error. */
-const CREDENTIAL_PARAMS = ['client_secret', 'client_assertion', 'assertion', 'refresh_token', 'password', 'code', 'code_verifier'];
+const CREDENTIAL_PARAMS = ['client_secret', 'client_assertion', 'assertion', 'refresh_token', 'password', 'code', 'code_verifier', 'subject_token', 'actor_token'];
 
 /** A credential as it may come back from an IdP: raw, url-encoded, form-encoded. */
 function wireForms(value: string): string[] {
@@ -75,14 +75,25 @@ export class TokenEndpoint {
       : undefined;
   }
 
-  /** Posts `grant` plus client authentication and the configured scope/audience/params. */
-  async request(grant: Readonly<Record<string, string>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
+  /**
+   * Posts `grant` plus client authentication and the configured scope/audience/params; a grant
+   * parameter replaces a configured one of the same name. A list value repeats the parameter
+   * (RFC 8693 audience/resource).
+   */
+  async request(grant: Readonly<Record<string, string | readonly string[]>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
     const c = this.config;
     const form = new URLSearchParams();
     for (const [k, v] of Object.entries(c.params)) form.set(k, v);
     if (c.scope) form.set('scope', c.scope);
     if (c.audience) form.set('audience', c.audience);
-    for (const [k, v] of Object.entries(grant)) form.set(k, v);
+    for (const [k, v] of Object.entries(grant)) {
+      if (typeof v === 'string') {
+        form.set(k, v);
+      } else {
+        form.delete(k);
+        for (const one of v) form.append(k, one);
+      }
+    }
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
