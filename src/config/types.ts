@@ -22,7 +22,7 @@ export interface TokenEndpointConfig {
   readonly tokenUrl?: string;
   readonly issuer?: string;
   /** `aud` of client assertions: the issuer when known (RFC 7523bis), or the token endpoint URL. */
-  readonly assertionAudience: 'issuer' | 'tokenUrl';
+  readonly assertionAudience?: 'issuer' | 'tokenUrl';
   /** A JWT read at each fetch (client_assertion): a projected service-account token. */
   readonly clientAssertionFile?: string;
   readonly clientId?: string;

@@ -107,12 +107,16 @@ export class TokenEndpoint {
   async assertionAudience(signal: AbortSignal): Promise<string> {
     const c = this.config;
     if (c.tokenUrl) return c.tokenUrl;
-    if (c.assertionAudience === 'issuer') return c.issuer!;
+    if (c.assertionAudience !== 'tokenUrl') return c.issuer!;
     return (await this.resolve(signal)).url.href;
   }
 
-  /** Posts `grant` plus client authentication and the configured scope/audience/params. */
-  async request(grant: Readonly<Record<string, string>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
+  /**
+   * Posts `grant` plus client authentication and the configured scope/audience/params; a grant
+   * parameter replaces a configured one of the same name. A list value repeats the parameter
+   * (RFC 8693 audience/resource).
+   */
+  async request(grant: Readonly<Record<string, string | readonly string[]>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
     let target = await this.resolve(ctx.signal);
     let res = await this.send(grant, ctx, target);
     // A 404 from a discovered endpoint: the IdP may have moved it. Ask discovery again, once;
@@ -132,20 +136,27 @@ export class TokenEndpoint {
     }
   }
 
-  private async send(grant: Readonly<Record<string, string>>, ctx: EndpointRequestContext, target: { url: URL; metadata?: IssuerMetadata }): Promise<{ response: HttpResponse; sent: string[] }> {
+  private async send(grant: Readonly<Record<string, string | readonly string[]>>, ctx: EndpointRequestContext, target: { url: URL; metadata?: IssuerMetadata }): Promise<{ response: HttpResponse; sent: string[] }> {
     const c = this.config;
     const form = new URLSearchParams();
     for (const [k, v] of Object.entries(c.params)) form.set(k, v);
     if (c.scope) form.set('scope', c.scope);
     if (c.audience) form.set('audience', c.audience);
-    for (const [k, v] of Object.entries(grant)) form.set(k, v);
+    for (const [k, v] of Object.entries(grant)) {
+      if (typeof v === 'string') {
+        form.set(k, v);
+      } else {
+        form.delete(k);
+        for (const one of v) form.append(k, one);
+      }
+    }
     const headers: Record<string, string> = {
       'content-type': 'application/x-www-form-urlencoded',
       accept: 'application/json',
       'user-agent': 'tokengate',
     };
     // RFC 7523bis: the issuer identifier is the audience a strict server accepts.
-    const aud = c.assertionAudience === 'issuer' && target.metadata ? target.metadata.issuer : target.url.href;
+    const aud = c.assertionAudience !== 'tokenUrl' && target.metadata ? target.metadata.issuer : target.url.href;
     if (c.authMethod === 'private_key_jwt' && this.assertionSigner && c.clientId) {
       const { jwt } = await this.assertionSigner.sign({
         claims: { iss: c.clientId, sub: c.clientId, aud: c.tokenUrl ?? aud },
