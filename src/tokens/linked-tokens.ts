@@ -13,6 +13,12 @@ export interface LinkSlot {
   refresh(reason: string): Promise<{ readonly record: TokenRecord; readonly expiresAt: number }>;
 }
 
+/**
+ * A link with less than this left is refreshed before a token is derived from it: the derived
+ * token would otherwise be cut short by it (capToLinks), so the chain refreshes as one.
+ */
+const LINK_FRESHNESS_MS = 10 * 60_000;
+
 function linked(entry: { readonly record: TokenRecord; readonly expiresAt: number }): LinkedToken {
   return { accessToken: entry.record.accessToken, tokenType: entry.record.tokenType, expiresAt: entry.expiresAt };
 }
@@ -37,7 +43,7 @@ export class ProviderLinks implements LinkedTokens {
     if (!slot) throw new TokenError('ERR_SOURCE_CONFIG', `link ${provider}: no provider of that name`);
     const now = this.clock.now();
     const hit = slot.lookup(now);
-    if (hit && now < hit.refreshAt) return linked(hit);
+    if (hit && now < hit.refreshAt && hit.expiresAt - now >= LINK_FRESHNESS_MS) return linked(hit);
     try {
       return linked(await untilAborted(slot.refresh('chain'), signal));
     } catch (err) {

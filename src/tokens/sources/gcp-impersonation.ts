@@ -34,7 +34,7 @@ export class GcpImpersonation implements TokenSource {
   constructor(private readonly config: GcpImpersonationSource, private readonly links: LinkedTokens | undefined, transport?: HttpTransport) {
     if (!links) throw new TokenError('ERR_SOURCE_CONFIG', 'gcp_impersonation needs the provider named in via (no provider links here)');
     this.transport = transport ?? transportFor(config.tls);
-    this.url = new URL(`${config.endpoint.replace(/\/+$/, '')}/v1/projects/-/serviceAccounts/${encodeURIComponent(config.serviceAccount)}:generateAccessToken`);
+    this.url = new URL(`${config.endpoint.replace(/\/+$/, '')}/v1/projects/-/serviceAccounts/${encodeURIComponent(config.serviceAccount).replace('%40', '@')}:generateAccessToken`);
     this.endpoint = this.url.origin;
     this.defaultTtlMs = config.defaultTtl;
     this.body = JSON.stringify({
