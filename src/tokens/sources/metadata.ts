@@ -28,7 +28,7 @@ export class MetadataToken implements TokenSource {
     this.defaultTtlMs = config.defaultTtl;
     const base = config.endpoint.replace(/\/+$/, '');
     if (config.flavor === 'gcp') {
-      this.url = new URL(`${base}/computeMetadata/v1/instance/service-accounts/${encodeURIComponent(config.serviceAccount)}/token`);
+      this.url = new URL(`${base}/computeMetadata/v1/instance/service-accounts/${encodeURIComponent(config.serviceAccount).replace('%40', '@')}/token`);
       if (config.scopes.length) this.url.searchParams.set('scopes', config.scopes.join(','));
       this.headers = { 'metadata-flavor': 'Google', accept: 'application/json', 'user-agent': 'tokengate' };
     } else {
