@@ -1,6 +1,7 @@
-// One provider's requests to its token source: each goes through retries (with the endpoint's
-// Retry-After gate) and, for a token endpoint, the circuit breaker. Knows nothing of caching or
-// the shared store; the provider decides when to fetch and what to do with the record.
+// One provider's requests to a token source: each goes through retries (with the endpoint's
+// Retry-After gate) and, for a token endpoint, the circuit breaker. Knows nothing of slots,
+// schedules or the shared store: it is told what to fetch (`FetchRequest`) and returns the
+// record; the coordinator decides when to fetch and what to do with it.
 import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -8,17 +9,30 @@ import type { Metrics } from '../observability/metrics.js';
 import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
+import type { BudgetHint, TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import type { TokenRecord } from '../store/store.js';
 import { acceptFetched } from './acceptance.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
 import type { TokenSource } from './sources/source.js';
 
-/** What the fetcher reads of its provider (all of it public). */
-export interface FetcherHost {
-  readonly name: string;
-  readonly config: ProviderConfig;
+/** One fetch: the source to ask, and the refresh token to present (if any). */
+export interface FetchRequest {
   readonly source: TokenSource;
+  readonly refreshToken?: string | undefined;
+  /**
+   * When this rotating refresh token was first presented, if an earlier fetch already did and
+   * its outcome is unknown (the reuse interval counts from then).
+   */
+  readonly presentedSince?: number | undefined;
+}
+
+/**
+ * Told when the breaker lets a probe through (half-open). An object rather than a closure, so
+ * the provider itself listens at no cost per provider.
+ */
+export interface BreakerListener {
+  breakerHalfOpen(): void;
 }
 
 export interface FetcherDeps {
@@ -26,9 +40,11 @@ export interface FetcherDeps {
   readonly gate: RetryAfterGate;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Per-origin token-endpoint budgets; absent: requests are not budgeted. */
+  readonly budgets?: TokenEndpointBudgets;
 }
 
-export class Fetcher<H extends FetcherHost> {
+export class Fetcher {
   /**
    * Created on the first fetch from a token endpoint: local sources (jwt, static) have no
    * endpoint to protect, and ten thousand idle breakers would cost ~80 MB of timers and stats.
@@ -43,14 +59,17 @@ export class Fetcher<H extends FetcherHost> {
   private closed = false;
 
   constructor(
-    private readonly host: H,
     /**
-     * The breaker lets a probe through: the provider decides whether to refresh now. A function
-     * of the provider, shared by all of them, rather than a closure for each.
+     * What the fetch is checked against and how it is protected: `name` labels logs and metrics,
+     * `resilience` configures retries and the breaker, `inject` and `refresh` decide whether an
+     * answer is accepted and when it expires, `source.reuseInterval` bounds a rotating retry.
      */
-    private readonly onHalfOpen: (host: H) => void,
+    private readonly config: ProviderConfig,
     private readonly deps: FetcherDeps,
     private readonly random: () => number,
+    private readonly listener?: BreakerListener,
+    /** Priority and deadline of this provider's requests in its origin's budget. */
+    private readonly budgetHint?: BudgetHint,
   ) {}
 
   /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
@@ -59,23 +78,22 @@ export class Fetcher<H extends FetcherHost> {
   }
 
   private breaker(): Breaker {
-    this.breakerInstance ??= new Breaker(this.host.name, this.host.config.resilience.breaker, {
+    this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, {
       onStateChange: (state) => {
-        this.deps.logger.warn('breaker state changed', { provider: this.host.name, breaker: state });
-        if (state === 'half_open') this.onHalfOpen(this.host);
+        this.deps.logger.warn('breaker state changed', { provider: this.config.name, breaker: state });
+        if (state === 'half_open') this.listener?.breakerHalfOpen();
       },
       provesUp: provesEndpointUp,
     });
     return this.breakerInstance;
   }
 
-  /**
-   * `presentedSince`: when this rotating refresh token was first presented, if an earlier fetch
-   * already did and its outcome is unknown (the reuse interval counts from then).
-   */
-  async fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
+  /** One fetch through retries and (for a token endpoint) the breaker: the record, or a TokenError. */
+  async fetch(request: FetchRequest): Promise<TokenRecord> {
     const { clock, gate, metrics } = this.deps;
-    const { name, config, source } = this.host;
+    const { source, refreshToken, presentedSince } = request;
+    const config = this.config;
+    const name = config.name;
     if (this.closed) throw new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: name });
     const r = config.resilience;
     const sentAt = clock.now();
@@ -86,6 +104,9 @@ export class Fetcher<H extends FetcherHost> {
     const reuseUntil = (presentedSince ?? sentAt) + (config.source.type === 'refresh_token' ? config.source.reuseInterval : 0);
     let ambiguous: TokenError | undefined;
     const mayRetry = source.rotates ? (err: TokenError) => !err.ambiguous || clock.now() < reuseUntil : undefined;
+    // Every request to a token endpoint waits for its origin's budget (resilience/token-endpoint-budget.ts).
+    const budget = source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(source.endpoint) : undefined;
+    const admit = budget ? (signal?: AbortSignal) => budget.admit(this.budgetHint, signal) : undefined;
     try {
       let attemptAt = sentAt;
       const attempt = () =>
@@ -105,7 +126,7 @@ export class Fetcher<H extends FetcherHost> {
               : p;
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
-          { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
+          { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
           { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
         );
       const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();
@@ -121,13 +142,14 @@ export class Fetcher<H extends FetcherHost> {
       throw err;
     } finally {
       if (this.inFlight === controller) this.inFlight = undefined;
+      if (this.budgetHint) this.budgetHint.cold = false; // the Checks that waited have their answer
     }
   }
 
   /** Aborts requests and retry waits in progress and stops the breaker's timers. */
   close(): void {
     this.closed = true;
-    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.host.name }));
+    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name }));
     this.breakerInstance?.shutdown();
   }
 }

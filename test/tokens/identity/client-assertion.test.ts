@@ -31,6 +31,7 @@ describe('client_assertion from a file', () => {
     return new TokenManager(parseConfig(`
 providers:
   entra:
+    refresh: { waitBudget: 10s }
     source:
       type: client_credentials
       tokenUrl: ${idp.origin}/oauth2/v2.0/token

@@ -32,6 +32,7 @@ function providers(yaml: string): TokenManager {
 }
 
 const pkjwt = (issuer: string, extra = '') => `
+    refresh: { waitBudget: 10s }
     source:
       type: client_credentials
       issuer: ${issuer}

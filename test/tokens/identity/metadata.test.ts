@@ -19,6 +19,7 @@ providers:
   p:
     source: ${source}
     resilience: { ${resilience} }
+    refresh: { waitBudget: 10s }
 `, { env: {} }).providers.values());
 }
 

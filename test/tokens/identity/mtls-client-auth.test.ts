@@ -53,6 +53,7 @@ describe('tls_client_auth', () => {
     return new TokenManager(parseConfig(`
 providers:
   bank:
+    refresh: { waitBudget: 10s }   # real clock, TLS handshakes on a busy machine
     source:
       type: client_credentials
       ${endpoint}
