@@ -270,7 +270,8 @@ function readEndpoint(r: Reader, type: EndpointSourceType): TokenEndpointConfig 
   }
   const clientId = r.str('clientId', { required: type === 'client_credentials' });
   const methods = type === 'client_credentials' ? AUTH_METHODS.filter((m) => m !== 'none') : AUTH_METHODS;
-  const authMethod = r.oneOf('authMethod', methods, type === 'token_exchange' ? 'none' : 'client_secret_basic');
+  // An STS takes no client authentication: token_exchange defaults to none unless a secret is given.
+  const authMethod = r.oneOf('authMethod', methods, type === 'token_exchange' && !r.has('clientSecret') ? 'none' : 'client_secret_basic');
   const clientSecret = r.str('clientSecret', { secret: true });
   const privateKey = r.str('privateKey', { secret: true });
   const keyId = r.str('keyId');
