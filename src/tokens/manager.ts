@@ -15,6 +15,7 @@ import { SourceConfigError, TokenError, isTokenError } from './errors.js';
 import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
+import { ProviderLinks } from './linked-tokens.js';
 import { createSource } from './sources/index.js';
 
 export type { BudgetStatus } from '../resilience/token-endpoint-budget.js';
@@ -67,12 +68,15 @@ export class TokenManager {
   private closed = false;
   /** Providers a reload replaced whose refresh in flight has not ended yet. */
   private readonly retiring = new Map<Provider, Promise<void>>();
+  /** Chains (`via`, `subjectToken.provider`) reach the current provider of a name through this. */
+  private readonly links: ProviderLinks;
 
   constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
     this.clock = opts.clock ?? systemClock;
     this.store = opts.store ?? new MemoryStore(() => this.clock.now());
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new Metrics();
+    this.links = new ProviderLinks((name) => this.providers.get(name), this.clock);
     this.budgets = new TokenEndpointBudgets(opts.tokenEndpoints, {
       clock: this.clock,
       shared: this.store.takeRate ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'healthy'>>) : undefined,
@@ -109,7 +113,7 @@ export class TokenManager {
         continue;
       }
       try {
-        const source = createSource(config.source, this.opts.transport);
+        const source = createSource(config.source, this.opts.transport, this.links);
         out.set(config.name, new Provider(config, source, {
           clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
           replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash), budgets: this.budgets,
