@@ -348,17 +348,17 @@ export class ReplicaCoordinator {
   // ---- reloads -----------------------------------------------------------------------------
 
   /**
-   * A reload replaced this provider with one on the same store key: what only this process
-   * knows (spent tokens, a rotated record the store has not taken) goes to the new one, now and
-   * when this provider's refresh in flight ends.
+   * A reload replaced `from`'s provider with this one on the same store key: what only that
+   * coordinator knows (spent tokens, a rotated record the store has not taken) comes here, now
+   * and when its refresh in flight ends.
    */
-  handOver(to: ReplicaCoordinator): void {
-    this.heir = to;
-    for (const [id, at] of this.spent) to.rememberSpent(id, at);
-    if (this.unsaved) {
-      const rec = this.unsaved;
-      this.unsaved = undefined;
-      to.persistLater(rec);
+  takeOver(from: ReplicaCoordinator): void {
+    from.heir = this;
+    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    if (from.unsaved) {
+      const rec = from.unsaved;
+      from.unsaved = undefined;
+      this.persistLater(rec);
     }
   }
 
@@ -367,7 +367,7 @@ export class ReplicaCoordinator {
    * provider continues from the newest refresh token the old key knew, never the configured one
    * the old provider may already have rotated away.
    */
-  async continueFrom(from: ReplicaCoordinator): Promise<void> {
+  async continueGrant(from: ReplicaCoordinator): Promise<void> {
     const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
     const newest = from.newestRecord(stored.value);
     if (newest) this.inherited = { ...newest, expiresAt: 0 };
