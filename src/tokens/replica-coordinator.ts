@@ -84,7 +84,7 @@ export class ReplicaCoordinator {
    * store write that failed, and the reload that hands the grant to a new provider.
    */
   private readonly spent = new Map<string, number>();
-  /** After a reload: the coordinator of the provider that took this grant over. */
+  /** After a reload: the coordinator that took this grant over (`takeOver`). */
   private heir: ReplicaCoordinator | undefined;
   /** A newer refresh token of this grant carried over from another store key (source reload). */
   private inherited: TokenRecord | undefined;
@@ -163,7 +163,7 @@ export class ReplicaCoordinator {
     }
   }
 
-  /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
+  /** The store is unreachable: the slot keeps serving, and we refresh on our own unless that is unsafe. */
   private async fetchWithoutStore(cause?: unknown): Promise<CachedToken> {
     if (this.grant.source.rotates) {
       if (cause instanceof RecordCryptoError) throw this.unreadableRecord(cause);
@@ -233,7 +233,7 @@ export class ReplicaCoordinator {
   /**
    * The stored record does not open with any configured key (store.encryptionKey rotated without
    * listing the old key in previousEncryptionKeys). Its refresh token may be the only unspent one:
-   * the configured one is spent, so it is not presented; L1 keeps serving.
+   * the configured one is spent, so it is not presented; the slot keeps serving.
    */
   private unreadableRecord(cause: RecordCryptoError): TokenError {
     return new TokenError('ERR_REFRESH_UNSAFE', `${cause.message}; the refresh token it may hold is the newest one, so the configured refresh token is not presented (list the key in store.previousEncryptionKeys; see docs/redis.md)`, { provider: this.name, cause });
