@@ -121,8 +121,9 @@ export class Provider implements SlotObserver, BreakerListener {
     return this.fetcher.breakerState;
   }
 
+  /** The store key of this provider's slot (a reload keeps the token when it is unchanged). */
   get storeKey(): string {
-    return this.deps.storeKey;
+    return this.slot.key.storeKey;
   }
 
   // ---- the request path ------------------------------------------------------------------
