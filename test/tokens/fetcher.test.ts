@@ -247,4 +247,19 @@ describe('close', () => {
     expect((await rejection(w.fetcher.fetch({ source: w.source }))).code).toBe('ERR_SHUTTING_DOWN');
     expect(w.idp.requests).toBe(1);
   });
+
+  it('cuts every fetch in progress when several slots share the fetcher', async () => {
+    const w = (world = await start('{ retries: 3, timeout: 30s }'));
+    const other = await new ScriptedIdp(w.clock).start();
+    extra.push(other);
+    const otherSource = createSource(providerConfig(other.tokenUrl, '{ retries: 0 }').source);
+    w.idp.answers({ hang: true });
+    other.answers({ hang: true });
+    const fetches = [w.fetcher.fetch({ source: w.source }), w.fetcher.fetch({ source: otherSource })];
+    expect(await until(() => w.idp.requests === 1 && other.requests === 1)).toBe(true);
+    w.fetcher.close();
+    const errors = await Promise.all(fetches.map(rejection));
+    otherSource.close?.();
+    expect(errors.map((e) => e.code)).toEqual(['ERR_SHUTTING_DOWN', 'ERR_SHUTTING_DOWN']);
+  });
 });
