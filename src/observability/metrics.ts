@@ -14,6 +14,8 @@ export interface GaugeSources {
   breakerStates(): Iterable<[string, number]>;
   /** [provider, 1 when its refresh_token grant needs an operator (needs_attention), else 0]. */
   needsAttention?(): Iterable<[string, number]>;
+  /** [origin, requests queued for its token-endpoint budget, effective rate per second]. */
+  tokenEndpoints?(): Iterable<[string, number, number]>;
 }
 
 export class Metrics {
@@ -27,11 +29,15 @@ export class Metrics {
   readonly storeRecordOpens = this.registry.add(new Counter('tokengate_store_record_opens_total', 'Stored records read, by the encryption key that opened them: current, previous (sealed again on the next write), none (no configured key opens it).', ['key']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
 
+  readonly endpointThrottled = this.registry.add(new Counter('tokengate_token_endpoint_throttled_total', 'Answers from a token endpoint origin that asked us to slow down (429 or Retry-After).', ['origin']));
+
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };
 
   constructor() {
     this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
     this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
+    this.registry.add(new CollectedGauge('tokengate_token_endpoint_queue', 'Token requests waiting for their origin\'s budget.', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 1)));
+    this.registry.add(new CollectedGauge('tokengate_token_endpoint_rate', 'Token requests a second the origin\'s budget allows now (maxRate, less after a 429).', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 2)));
     this.registry.add(new CollectedGauge('tokengate_grant_needs_attention', '1 while a refresh_token grant waits for an operator: its refresh token is spent (an ambiguous grant), the cached token is served.', ['provider'], () => mapValues(this.gauges.needsAttention?.() ?? [])));
   }
 
@@ -67,6 +73,10 @@ export class Metrics {
   render(): string {
     return this.registry.render();
   }
+}
+
+function* pick(it: Iterable<[string, number, number]>, i: 1 | 2): Iterable<[string[], number]> {
+  for (const row of it) yield [[row[0]], row[i]];
 }
 
 function* mapValues(it: Iterable<[string, number]>): Iterable<[string[], number]> {

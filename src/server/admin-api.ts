@@ -2,6 +2,7 @@
 // code; each surface translates them in its own table.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
+import type { BudgetStatus } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
 import { isTokenError } from '../tokens/errors.js';
 import { redact } from '../observability/redact.js';
@@ -56,8 +57,9 @@ export class AdminApi {
     }
   }
 
-  listTokens(): { providers: ProviderStatus[] } {
-    return { providers: this.host.manager.stats().map(safeStatus) };
+  /** Providers, and each token-endpoint origin's budget (`*`: the default for origins without an entry). */
+  listTokens(): { providers: ProviderStatus[]; tokenEndpoints: BudgetStatus[] } {
+    return { providers: this.host.manager.stats().map(safeStatus), tokenEndpoints: this.host.manager.budgetStatus() };
   }
 
   private known(provider: string): void {
