@@ -200,7 +200,7 @@ export class TokenManager {
     return p;
   }
 
-  /** A usable token (waiting at most the provider's waitBudget), or a TokenError. */
+  /** The library's `acquire`: a usable token (waiting at most the provider's waitBudget, then the fallback ladder), or a TokenError. */
   async getToken(name: string): Promise<IssuedToken> {
     const got = await this.require(name).acquire();
     if (got.error) throw got.error;
@@ -208,7 +208,11 @@ export class TokenManager {
     return { value: r.accessToken, tokenType: r.tokenType, tokenId: got.entry.tokenId, expiresAt: got.entry.expiresAt, headerValue: got.entry.headerValue, source: got.source };
   }
 
-  /** Drops the provider's token everywhere (only if it is still `tokenId`, when given). */
+  /**
+   * Invalidates the provider's token (only if it is still `tokenId`, when given): dropped here
+   * and in every replica, removed from the store, and a refresh starts. False when the slot did
+   * not hold it.
+   */
   invalidate(name: string, tokenId?: string): boolean {
     return this.require(name).invalidate(tokenId);
   }
@@ -240,7 +244,7 @@ export class TokenManager {
       (old ? changed : added).push(name);
       // Same source (only inject/refresh/resilience settings changed): keep the token, and the
       // refresh in flight (handed over, never aborted).
-      if (old && old.storeKey === p.storeKey) p.inherit(old);
+      if (old && old.storeKey === p.storeKey) p.takeOver(old);
       else {
         fresh.push(p);
         // The same grant under a new key (scope, params… changed): go on from its newest refresh
