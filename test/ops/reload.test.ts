@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
-import { admin } from './helpers.js';
 
 const ADMIN_TOKEN = 'reload-admin-token-0123456789';
 
@@ -57,7 +56,7 @@ describe('reload', () => {
     const requests = idp1.tokenRequestCount;
     fs.writeFileSync(file, configYaml({ aUrl: idp1.tokenUrl, bUrl: 'ftp://nowhere', extra: '  c:\n    source: { type: jwt, key: short, ttl: soon }\n' }));
 
-    const res = await admin(t.app.adminAddress!, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await t.admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(400);
     const body = res.json<{ ok: boolean; problems: string[] }>();
     expect(body.ok).toBe(false);
@@ -84,7 +83,7 @@ describe('reload', () => {
       extra: '  c:\n    source: { type: jwt, key: "an-hs256-secret-that-is-long-enough-0123", claims: { iss: x }, ttl: 30m }\n',
     }));
 
-    const res = await admin(t.app.adminAddress!, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await t.admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ ok: true, added: ['c'], changed: ['b'], removed: [] });
 

@@ -46,13 +46,15 @@ export interface WorldOptions extends TestAppOptions {
   readonly yaml?: WorldYaml;
   /** Serve admin HTTP on 127.0.0.1:0 (only when the YAML has no `listen:` of its own). */
   readonly admin?: boolean;
+  /** Runs after the IdP started and before the app does (e.g. make the IdP fail the warm-up). */
+  readonly beforeApp?: (idp: DemoTokenServer) => void | Promise<void>;
 }
 
 export interface World extends TestApp {
   readonly idp: DemoTokenServer;
   readonly until: typeof until;
   /** Another app against the same IdP (e.g. the same config with and without admin.token); closed with the world. */
-  startApp(yaml: WorldYaml, opts?: Omit<WorldOptions, 'idp' | 'yaml'>): Promise<TestApp>;
+  startApp(yaml: WorldYaml, opts?: Omit<WorldOptions, 'idp' | 'yaml' | 'beforeApp'>): Promise<TestApp>;
   /** Closes every app, then the IdP. Safe to call twice, and after a failed start. */
   close(): Promise<void>;
 }
@@ -76,7 +78,7 @@ export function worldYaml(yaml: WorldYaml | undefined, idp: DemoTokenServer, opt
 }
 
 export async function startWorld(opts: WorldOptions = {}): Promise<World> {
-  const { idp: idpOptions, yaml, admin, ...appOptions } = opts;
+  const { idp: idpOptions, yaml, admin, beforeApp, ...appOptions } = opts;
   const idp = new DemoTokenServer(idpOptions);
   await idp.start();
   const apps: TestApp[] = [];
@@ -91,13 +93,14 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     })();
     return closed;
   };
-  const startApp = async (y: WorldYaml, o: Omit<WorldOptions, 'idp' | 'yaml'> = {}): Promise<TestApp> => {
+  const startApp = async (y: WorldYaml, o: Omit<WorldOptions, 'idp' | 'yaml' | 'beforeApp'> = {}): Promise<TestApp> => {
     const { admin: withAdmin, ...rest } = o;
     const app = await startTestApp(worldYaml(y, idp, { admin: withAdmin }), rest);
     apps.push(app);
     return app;
   };
   try {
+    await beforeApp?.(idp);
     const main = await startApp(yaml ?? '', { admin, ...appOptions });
     return {
       idp,
