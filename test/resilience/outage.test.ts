@@ -4,16 +4,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DemoTokenServer, type Behaviour } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
+import { until } from '../support/until.js';
 
 const RETRIES = 2;
-
-async function until(cond: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function yaml(idp: DemoTokenServer): string {
   return `
