@@ -50,12 +50,20 @@ export interface WorldOptions extends TestAppOptions {
   readonly beforeApp?: (idp: DemoTokenServer) => void | Promise<void>;
 }
 
-export interface World extends TestApp {
+export type AppOptions = Omit<WorldOptions, 'idp' | 'yaml' | 'beforeApp'>;
+
+/** An IdP and the apps started against it: for suites that start a fresh app per test. */
+export interface IdpWorld {
   readonly idp: DemoTokenServer;
   readonly until: typeof until;
-  /** Another app against the same IdP (e.g. the same config with and without admin.token); closed with the world. */
-  startApp(yaml: WorldYaml, opts?: Omit<WorldOptions, 'idp' | 'yaml' | 'beforeApp'>): Promise<TestApp>;
+  /** An app against this IdP (e.g. the same config with and without admin.token); closed with the world. */
+  startApp(yaml: WorldYaml, opts?: AppOptions): Promise<TestApp>;
   /** Closes every app, then the IdP. Safe to call twice, and after a failed start. */
+  close(): Promise<void>;
+}
+
+/** An IdP and one app (the usual test world); `startApp` adds more apps against the same IdP. */
+export interface World extends IdpWorld, TestApp {
   close(): Promise<void>;
 }
 
@@ -77,44 +85,43 @@ export function worldYaml(yaml: WorldYaml | undefined, idp: DemoTokenServer, opt
   return text;
 }
 
-export async function startWorld(opts: WorldOptions = {}): Promise<World> {
-  const { idp: idpOptions, yaml, admin, beforeApp, ...appOptions } = opts;
-  const idp = new DemoTokenServer(idpOptions);
+/** Starts the IdP alone; apps come with `startApp`. */
+export async function startIdp(opts: DemoTokenServerOptions = {}): Promise<IdpWorld> {
+  const idp = new DemoTokenServer(opts);
   await idp.start();
   const apps: TestApp[] = [];
   let closed: Promise<void> | undefined;
-  const close = (): Promise<void> => {
-    closed ??= (async () => {
-      // Apps first: they hold connections to the IdP, and stopping it under them logs noise.
-      const results = await Promise.allSettled(apps.map((a) => a.close()));
-      await idp.stop();
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
-    })();
-    return closed;
+  return {
+    idp,
+    until,
+    async startApp(yaml, o = {}) {
+      const { admin, ...rest } = o;
+      const app = await startTestApp(worldYaml(yaml, idp, { admin }), rest);
+      apps.push(app);
+      return app;
+    },
+    close() {
+      closed ??= (async () => {
+        // Apps first: they hold connections to the IdP, and stopping it under them logs noise.
+        const results = await Promise.allSettled(apps.map((a) => a.close()));
+        await idp.stop();
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) throw failed.reason;
+      })();
+      return closed;
+    },
   };
-  const startApp = async (y: WorldYaml, o: Omit<WorldOptions, 'idp' | 'yaml' | 'beforeApp'> = {}): Promise<TestApp> => {
-    const { admin: withAdmin, ...rest } = o;
-    const app = await startTestApp(worldYaml(y, idp, { admin: withAdmin }), rest);
-    apps.push(app);
-    return app;
-  };
+}
+
+export async function startWorld(opts: WorldOptions = {}): Promise<World> {
+  const { idp: idpOptions, yaml, beforeApp, ...appOptions } = opts;
+  const world = await startIdp(idpOptions);
   try {
-    await beforeApp?.(idp);
-    const main = await startApp(yaml ?? '', { admin, ...appOptions });
-    return {
-      idp,
-      until,
-      startApp,
-      close,
-      app: main.app,
-      client: main.client,
-      admin: main.admin,
-      logs: main.logs,
-      check: main.check,
-    };
+    await beforeApp?.(world.idp);
+    const main = await world.startApp(yaml ?? '', appOptions);
+    return { ...world, ...main, close: world.close };
   } catch (err) {
-    await close().catch(() => undefined);
+    await world.close().catch(() => undefined);
     throw err;
   }
 }
