@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ccSource, startWorld, type World } from '../support/world.js';
+import { ccSource, startIdp, startWorld, type IdpWorld, type World } from '../support/world.js';
 import { parseConfig } from '../../src/config/load.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
 import { encodeCheckRequest } from '../security/support/raw-check.js';
@@ -67,30 +67,28 @@ routes:
 });
 
 describe('Check: single flight and background refresh', () => {
-  let idp: DemoTokenServer;
+  let w: IdpWorld;
   let t: TestApp | undefined;
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
+    w = await startIdp();
   });
   afterEach(async () => {
     await t?.close();
     t = undefined;
-    idp.setBehaviour({ kind: 'ok' });
-    idp.reset();
+    w.idp.setBehaviour({ kind: 'ok' });
+    w.idp.reset();
   });
-  afterAll(async () => idp?.stop());
+  afterAll(async () => w?.close());
 
   it('500 concurrent Checks on a cold provider cause exactly one token request', async () => {
-    idp.setBehaviour({ kind: 'delay', ms: 100 });
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w.idp.setBehaviour({ kind: 'delay', ms: 100 });
+    t = await w.startApp(({ idp }) => `
 providers:${ccProvider('cold', idp, '    refresh: { waitBudget: 2s }')}
 `, { waitReady: false });
     const results = await Promise.all(Array.from({ length: 500 }, () => t!.client.check(envoyRequest({ contextExtensions: { provider: 'cold' } }))));
-    expect(idp.tokenRequestCount).toBe(1);
+    expect(w.idp.tokenRequestCount).toBe(1);
     const values = new Set(results.map((r) => injected(r)?.header?.value));
-    expect(values).toEqual(new Set([`Bearer ${idp.issuedAccessTokens[0]}`]));
+    expect(values).toEqual(new Set([`Bearer ${w.idp.issuedAccessTokens[0]}`]));
     expect(results.every((r) => (r.status?.code ?? 0) === 0)).toBe(true);
     // Those that waited for the fetch say so; later arrivals were plain cache hits.
     const sources = results.map((r) => metadata(r).source);
@@ -100,14 +98,13 @@ providers:${ccProvider('cold', idp, '    refresh: { waitBudget: 2s }')}
 
   it('refreshes in the background before expiry, and no Check waits on it', async () => {
     // 3 s tokens: skew 150 ms, refresh lead 1.5 s → refresh at ~1.35 s, hard expiry at 2.85 s.
-    idp.setTokenTtl(3);
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w.idp.setTokenTtl(3);
+    t = await w.startApp(({ idp }) => `
 providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
 `);
-    expect(idp.tokenRequestCount).toBe(1);
+    expect(w.idp.tokenRequestCount).toBe(1);
     // The refresh is slow; Checks during it must still be answered at once from the cache.
-    idp.setBehaviour({ kind: 'delay', ms: 600 });
+    w.idp.setBehaviour({ kind: 'delay', ms: 600 });
     const seen: { value?: string; source?: string }[] = [];
     const start = Date.now();
     while (Date.now() - start < 2_600) {
@@ -115,8 +112,8 @@ providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
       seen.push({ value: injected(res)?.header?.value, source: metadata(res).source });
       await new Promise((r) => setTimeout(r, 20));
     }
-    expect(idp.tokenRequestCount).toBe(2);
-    const [first, second] = idp.issuedAccessTokens;
+    expect(w.idp.tokenRequestCount).toBe(2);
+    const [first, second] = w.idp.issuedAccessTokens;
     expect(seen[0]!.value).toBe(`Bearer ${first}`);
     expect(seen.at(-1)!.value).toBe(`Bearer ${second}`);
     // Every answer came from the cache (the synchronous hit path): nobody waited for the fetch.
