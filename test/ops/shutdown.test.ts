@@ -8,6 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 import { repoPath } from '../support/demo-files.js';
 import { CheckClient, envoyRequest, injected } from '../support/envoy-request.js';
 import { AdminClient } from '../support/admin-client.js';
@@ -37,7 +38,7 @@ admin: { token: "${ADMIN_TOKEN}" }
 shutdown: { deadline: ${DEADLINE_MS / 1000}s }
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource(idp)}
   rt:
     source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: "${RT_INITIAL}" }
 ${extra}`;
