@@ -9,7 +9,6 @@
 //     const res = await w.check({ contextExtensions: { provider: 'p' } });
 //     expect(injected(res)?.header?.value).toBe(`Bearer ${w.idp.issuedAccessTokens[0]}`);
 //   });
-import { afterAll, beforeAll } from 'vitest';
 import { DemoTokenServer, type DemoTokenServerOptions } from '../../demo/token-server.js';
 import { startTestApp, type TestApp, type TestAppOptions } from './app.js';
 import { until } from './until.js';
@@ -18,7 +17,7 @@ export { until } from './until.js';
 export type { TestApp } from './app.js';
 
 /** The demo IdP's default client; `cc()` uses it unless told otherwise. */
-export const DEMO_CLIENT = { clientId: 'demo-client', clientSecret: 'demo-secret' } as const;
+const DEMO_CLIENT = { clientId: 'demo-client', clientSecret: 'demo-secret' } as const;
 
 export interface ClientCredentials {
   readonly tokenUrl?: string;
@@ -124,22 +123,4 @@ export async function startWorld(opts: WorldOptions = {}): Promise<World> {
     await world.close().catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * startWorld in beforeAll and close in afterAll of the enclosing describe; call the returned
- * function inside tests to get the world.
- */
-export function useWorld(opts: WorldOptions | (() => WorldOptions) = {}): () => World {
-  let world: World | undefined;
-  beforeAll(async () => {
-    world = await startWorld(typeof opts === 'function' ? opts() : opts);
-  });
-  afterAll(async () => {
-    await world?.close();
-  });
-  return () => {
-    if (!world) throw new Error('useWorld: the world is not started (use it inside a test or a later hook)');
-    return world;
-  };
 }
