@@ -7,7 +7,8 @@ import { budgetDemand, formatRate, infeasibleBudgets } from './config/budget-dem
 import { formatProblems } from './config/errors.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/types.js';
+import { sourceLinks } from './config/schema.js';
+import type { Config, ProviderConfig } from './config/types.js';
 import { createLogger } from './observability/logger.js';
 import { redactText } from './observability/redact.js';
 import { NEVER_EXPIRES } from './store/store.js';
@@ -87,6 +88,19 @@ async function checkConfig(file: string | undefined): Promise<number> {
   return 0;
 }
 
+/** The provider and every provider its chain builds on (via, subjectToken.provider, …). */
+function withLinks(config: Config, name: string): ProviderConfig[] {
+  const out = new Map<string, ProviderConfig>();
+  const add = (n: string) => {
+    const p = config.providers.get(n);
+    if (!p || out.has(n)) return;
+    out.set(n, p);
+    for (const l of sourceLinks(p.source)) add(l.provider);
+  };
+  add(name);
+  return [...out.values()];
+}
+
 async function token(provider: string | undefined, file: string | undefined): Promise<number> {
   if (!provider) {
     process.stderr.write(`token needs a PROVIDER\n${USAGE}\n`);
@@ -100,7 +114,7 @@ async function token(provider: string | undefined, file: string | undefined): Pr
   }
   let manager: TokenManager;
   try {
-    manager = new TokenManager([pc]);
+    manager = new TokenManager(withLinks(config, provider));
   } catch (err) {
     const problems = configProblems(err);
     if (problems) {

@@ -53,11 +53,13 @@ export class Fetcher {
    */
   private breakerInstance: Breaker | undefined;
   /**
-   * The fetch in progress (the provider's single flight means one at a time), so close() can
-   * cut its requests and retry waits. Per fetch rather than one per provider: an AbortSignal
-   * that has had listeners keeps hidden classes of its own, ~200 B for every idle provider.
+   * The fetches in progress, so close() can cut their requests and retry waits. One at a time
+   * for a provider's own slot (its single flight), more when several slots share this fetcher
+   * (and its breaker). Per fetch rather than one per provider, and the set only while one runs:
+   * an AbortSignal that has had listeners keeps hidden classes of its own, ~200 B for every idle
+   * provider.
    */
-  private inFlight: AbortController | undefined;
+  private inFlight: Set<AbortController> | undefined;
   private closed = false;
 
   constructor(
@@ -105,7 +107,7 @@ export class Fetcher {
     const r = config.resilience;
     const sentAt = clock.now();
     const controller = new AbortController();
-    this.inFlight = controller;
+    (this.inFlight ??= new Set()).add(controller);
     // A rotating refresh token is presented again only when the IdP cannot have seen it (nothing
     // was sent), or inside the reuse interval it declared, counted from its first presentation.
     const reuseUntil = (presentedSince ?? sentAt) + (config.source.type === 'refresh_token' ? config.source.reuseInterval : 0);
@@ -155,7 +157,8 @@ export class Fetcher {
       if (err.code !== 'ERR_BREAKER_OPEN') metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
       throw err;
     } finally {
-      if (this.inFlight === controller) this.inFlight = undefined;
+      this.inFlight?.delete(controller);
+      if (this.inFlight?.size === 0) this.inFlight = undefined;
       if (this.budgetHint) this.budgetHint.cold = false; // the Checks that waited have their answer
     }
   }
@@ -163,7 +166,8 @@ export class Fetcher {
   /** Aborts requests and retry waits in progress and stops the breaker's timers. */
   close(): void {
     this.closed = true;
-    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name }));
+    const reason = new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name });
+    for (const c of this.inFlight ?? []) c.abort(reason);
     this.breakerInstance?.shutdown();
   }
 }

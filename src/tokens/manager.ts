@@ -16,6 +16,7 @@ import { SourceConfigError, TokenError, isTokenError } from './errors.js';
 import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
+import { ProviderLinks } from './linked-tokens.js';
 import { createSource } from './sources/index.js';
 
 export type { BudgetStatus } from '../resilience/token-endpoint-budget.js';
@@ -68,12 +69,15 @@ export class TokenManager {
   private closed = false;
   /** Providers a reload replaced whose refresh in flight has not ended yet. */
   private readonly retiring = new Map<Provider, Promise<void>>();
+  /** Chains (`via`, `subjectToken.provider`) reach the current provider of a name through this. */
+  private readonly links: ProviderLinks;
 
   constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
     this.clock = opts.clock ?? systemClock;
     this.store = opts.store ?? new MemoryStore(() => this.clock.now());
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new Metrics();
+    this.links = new ProviderLinks((name) => this.providers.get(name), this.clock);
     this.budgets = new TokenEndpointBudgets(opts.tokenEndpoints, {
       clock: this.clock,
       shared: this.store.takeRate ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'healthy'>>) : undefined,
@@ -110,7 +114,7 @@ export class TokenManager {
         continue;
       }
       try {
-        const source = createSource(config.source, this.opts.transport);
+        const source = createSource(config.source, this.opts.transport, this.links);
         out.set(config.name, new Provider(config, source, {
           clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
           replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash), budgets: this.budgets,
@@ -197,7 +201,7 @@ export class TokenManager {
     return p;
   }
 
-  /** A usable token (waiting at most the provider's waitBudget), or a TokenError. */
+  /** The library's `acquire`: a usable token (waiting at most the provider's waitBudget, then the fallback ladder), or a TokenError. */
   async getToken(name: string): Promise<IssuedToken> {
     const got = await this.require(name).acquire();
     if (got.error) throw got.error;
@@ -206,8 +210,10 @@ export class TokenManager {
   }
 
   /**
-   * Drops the provider's token everywhere (only if it is still `tokenId`, when given). `by`
-   * names who asked, for the audit line (`upstreamStatus`: the status that proved it dead).
+   * Invalidates the provider's token (only if it is still `tokenId`, when given): dropped here
+   * and in every replica, removed from the store, and a refresh starts. False when the slot did
+   * not hold it. `by` names who asked, for the audit line (`upstreamStatus`: the status that
+   * proved it dead).
    */
   invalidate(name: string, tokenId?: string, by: InvalidatedBy = 'admin', upstreamStatus?: number): boolean {
     const p = this.require(name);
@@ -244,7 +250,7 @@ export class TokenManager {
       (old ? changed : added).push(name);
       // Same source (only inject/refresh/resilience settings changed): keep the token, and the
       // refresh in flight (handed over, never aborted).
-      if (old && old.storeKey === p.storeKey) p.inherit(old);
+      if (old && old.storeKey === p.storeKey) p.takeOver(old);
       else {
         fresh.push(p);
         // The same grant under a new key (scope, params… changed): go on from its newest refresh

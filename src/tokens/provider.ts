@@ -126,8 +126,9 @@ export class Provider implements SlotObserver, BreakerListener {
     return this.fetcher.breakerState;
   }
 
+  /** The store key of this provider's slot (a reload keeps the token when it is unchanged). */
   get storeKey(): string {
-    return this.deps.storeKey;
+    return this.slot.key.storeKey;
   }
 
   // ---- the request path ------------------------------------------------------------------
@@ -417,10 +418,10 @@ export class Provider implements SlotObserver, BreakerListener {
    * it knows of spent refresh tokens, its attention state, and its refresh in flight, which is
    * never cut off (a rotation it started would be lost) but awaited and adopted.
    */
-  inherit(from: Provider): void {
+  takeOver(from: Provider): void {
     const c = from.slot.peek();
     if (c) this.slot.adopt(c.record, 'store');
-    from.replica.handOver(this.replica);
+    this.replica.takeOver(from.replica);
     this.attention = from.attention;
     this.lastError = from.lastError;
     const pending = from.inflight;
@@ -443,7 +444,7 @@ export class Provider implements SlotObserver, BreakerListener {
     const pending = from.inflight;
     this.track(async () => {
       await pending?.catch(() => undefined);
-      await this.replica.continueFrom(from.replica);
+      await this.replica.continueGrant(from.replica);
       return this.replica.coordinate();
     }, 'warm_up').catch(() => undefined);
   }

@@ -85,7 +85,7 @@ export class ReplicaCoordinator {
    * store write that failed, and the reload that hands the grant to a new provider.
    */
   private readonly spent = new Map<string, number>();
-  /** After a reload: the coordinator of the provider that took this grant over. */
+  /** After a reload: the coordinator that took this grant over (`takeOver`). */
   private heir: ReplicaCoordinator | undefined;
   /** A newer refresh token of this grant carried over from another store key (source reload). */
   private inherited: TokenRecord | undefined;
@@ -175,7 +175,7 @@ export class ReplicaCoordinator {
     }
   }
 
-  /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
+  /** The store is unreachable: the slot keeps serving, and we refresh on our own unless that is unsafe. */
   private async fetchWithoutStore(cause?: unknown): Promise<CachedToken> {
     if (this.grant.source.rotates) {
       if (cause instanceof RecordCryptoError) throw this.unreadableRecord(cause);
@@ -253,7 +253,7 @@ export class ReplicaCoordinator {
   /**
    * The stored record does not open with any configured key (store.encryptionKey rotated without
    * listing the old key in previousEncryptionKeys). Its refresh token may be the only unspent one:
-   * the configured one is spent, so it is not presented; L1 keeps serving.
+   * the configured one is spent, so it is not presented; the slot keeps serving.
    */
   private unreadableRecord(cause: RecordCryptoError): TokenError {
     return new TokenError('ERR_REFRESH_UNSAFE', `${cause.message}; the refresh token it may hold is the newest one, so the configured refresh token is not presented (list the key in store.previousEncryptionKeys; see docs/redis.md)`, { provider: this.name, cause });
@@ -368,17 +368,17 @@ export class ReplicaCoordinator {
   // ---- reloads -----------------------------------------------------------------------------
 
   /**
-   * A reload replaced this provider with one on the same store key: what only this process
-   * knows (spent tokens, a rotated record the store has not taken) goes to the new one, now and
-   * when this provider's refresh in flight ends.
+   * A reload replaced `from`'s provider with this one on the same store key: what only that
+   * coordinator knows (spent tokens, a rotated record the store has not taken) comes here, now
+   * and when its refresh in flight ends.
    */
-  handOver(to: ReplicaCoordinator): void {
-    this.heir = to;
-    for (const [id, at] of this.spent) to.rememberSpent(id, at);
-    if (this.unsaved) {
-      const rec = this.unsaved;
-      this.unsaved = undefined;
-      to.persistLater(rec);
+  takeOver(from: ReplicaCoordinator): void {
+    from.heir = this;
+    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    if (from.unsaved) {
+      const rec = from.unsaved;
+      from.unsaved = undefined;
+      this.persistLater(rec);
     }
   }
 
@@ -387,7 +387,7 @@ export class ReplicaCoordinator {
    * provider continues from the newest refresh token the old key knew, never the configured one
    * the old provider may already have rotated away.
    */
-  async continueFrom(from: ReplicaCoordinator): Promise<void> {
+  async continueGrant(from: ReplicaCoordinator): Promise<void> {
     const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
     const newest = from.newestRecord(stored.value);
     if (newest) this.inherited = { ...newest, expiresAt: 0 };

@@ -9,7 +9,9 @@ import { startTokengate, type Tokengate } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { removeTmpDir, tmpDir } from '../support/replicas.js';
-import { AccessLogSender, AdminGrpcClient, accessLogMessages, admin, httpLogEntry, until } from './helpers.js';
+import { AdminClient } from '../support/admin-client.js';
+import { until } from '../support/until.js';
+import { AccessLogSender, accessLogMessages, httpLogEntry } from './helpers.js';
 
 const ADMIN_TOKEN = 'audit-admin-token-0123456789abcdef';
 
@@ -18,7 +20,7 @@ type Line = Record<string, unknown>;
 describe('audit events', () => {
   let idp: DemoTokenServer;
   let app: Tokengate;
-  let addr: string;
+  let admin: AdminClient;
   const raw: string[] = [];
   const dir = tmpDir('audit');
   const file = path.join(dir, 'tokengate.yaml');
@@ -47,10 +49,11 @@ routes:
     const logger = createLogger({ level: 'error', sink: (l) => raw.push(l) });
     app = await startTokengate(parseConfig(fs.readFileSync(file, 'utf8'), { env: {} }), { logger, configPath: file });
     await app.ready;
-    addr = app.adminAddress!;
+    admin = new AdminClient({ http: app.adminAddress!, grpc: app.grpcAddress });
   });
 
   afterAll(async () => {
+    admin?.close();
     await app?.close(2_000);
     await idp?.stop();
     removeTmpDir(dir);
@@ -67,12 +70,12 @@ routes:
   });
 
   it('admin HTTP: a refused caller is admin.denied; invalidate is admin.invalidate plus token.invalidated by admin', async () => {
-    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate')).status).toBe(401);
-    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate', `${ADMIN_TOKEN}x`)).status).toBe(401);
+    expect((await admin.http('POST', '/v1/tokens/cc/invalidate')).status).toBe(401);
+    expect((await admin.http('POST', '/v1/tokens/cc/invalidate', `${ADMIN_TOKEN}x`)).status).toBe(401);
     expect(events('admin.denied').map((l) => l.reason)).toEqual(['no_credentials', 'bad_credentials']);
 
     const before = app.manager.handle('cc')!.peek()!.tokenId;
-    expect((await admin(addr, 'POST', '/v1/tokens/cc/invalidate', ADMIN_TOKEN)).status).toBe(200);
+    expect((await admin.http('POST', '/v1/tokens/cc/invalidate', ADMIN_TOKEN)).status).toBe(200);
     expect(events('admin.invalidate')).toEqual([expect.objectContaining({ provider: 'cc', invalidated: true, token_id: before })]);
     expect(events('token.invalidated')).toEqual([expect.objectContaining({ provider: 'cc', token_id: before, by: 'admin' })]);
     // The refresh it starts mints the next token.
@@ -80,21 +83,14 @@ routes:
   });
 
   it('admin gRPC: Refresh is admin.refresh with its outcome and the new token id', async () => {
-    const client = new AdminGrpcClient(app.grpcAddress);
-    try {
-      await client.call('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
-    } finally {
-      client.close();
-    }
+    await admin.call('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
     const [refresh] = events('admin.refresh');
     expect(refresh).toMatchObject({ provider: 'cc', outcome: 'ok', token_id: app.manager.handle('cc')!.peek()!.tokenId });
-    const failed = new AdminGrpcClient(app.grpcAddress);
     idp.setBehaviour({ kind: 'oauth_error', error: 'invalid_client', status: 401 });
     try {
-      await failed.error('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
+      expect(await admin.error('Refresh', { provider: 'cc' }, ADMIN_TOKEN)).toBeDefined();
     } finally {
       idp.setBehaviour({ kind: 'ok' });
-      failed.close();
     }
     expect(events('admin.refresh').at(-1)).toMatchObject({ provider: 'cc', outcome: 'ERR_IDP_REJECTED' });
   });
@@ -119,7 +115,7 @@ routes:
     const old = app.manager.handle('cc')!.peek()!.tokenId;
     const localId = app.manager.handle('local')!.peek()!.tokenId;
     fs.writeFileSync(file, yaml('b'));
-    const res = await admin(addr, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(200);
     expect(events('admin.reload')).toEqual([expect.objectContaining({ ok: true, problems: 0 })]);
     expect(events('config.reload')).toEqual([expect.objectContaining({ ok: true, changed: ['cc'], added: [], removed: [] })]);

@@ -11,6 +11,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Behaviour } from '../../demo/behaviour.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { startIdp, type IdpWorld } from '../support/world.js';
 import { deniedBody, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix } from '../support/replicas.js';
@@ -47,16 +48,15 @@ if (hasRedis) {
 
 describe.each(stores)('what an IdP answers cannot make tokengate hammer it ($name store)', (storeCase) => {
   const clock = new ManualClock();
-  let idp: DemoTokenServer;
+  let w: IdpWorld;
   const apps: TestApp[] = [];
   const prefixes: string[] = [];
 
   const start = async (storeYaml: string, extra = '') => {
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const t = await w.startApp(({ cc }) => `
 ${storeYaml}providers:
   api:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     refresh: { waitBudget: 50ms, jitter: 0%${extra} }
     # The breaker keeps real time (opossum): kept shut here, so the bound comes from the backoff alone.
     resilience: { retries: 0, emergencyToken: break-glass-token, breaker: { volumeThreshold: 1000 } }
@@ -72,33 +72,32 @@ ${storeYaml}providers:
 
   beforeAll(async () => {
     // 60 s tokens: skew 3 s → hard expiry 57 s after the fetch; refresh due at 27 s.
-    idp = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    await idp.start();
+    w = await startIdp({ tokenTtlSeconds: 60, now: () => clock.now() });
   });
   afterEach(async () => {
     for (const t of apps.splice(0)) await t.close();
-    idp.setBehaviour({ kind: 'ok' });
+    w.idp.setBehaviour({ kind: 'ok' });
   });
   afterAll(async () => {
-    await idp?.stop();
+    await w?.close();
     for (const p of prefixes) await deleteKeys(REDIS_URL, p);
   });
 
   it('expires_in: 0 is refused as an IdP fault: no refresh loop, the cached token then the ladder serve, and the refresh schedule survives', async () => {
     const t = await start(newStore());
-    const good = idp.issuedAccessTokens.at(-1)!;
+    const good = w.idp.issuedAccessTokens.at(-1)!;
     const check = () => t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(metadata(await check()).source).toBe('cache');
 
-    idp.setBehaviour(answer({ access_token: 'zero-lifetime-token', token_type: 'Bearer', expires_in: 0 }));
-    const before = idp.tokenRequestCount;
+    w.idp.setBehaviour(answer({ access_token: 'zero-lifetime-token', token_type: 'Bearer', expires_in: 0 }));
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 50_000); // past the refresh moment (27 s), before hard expiry (57 s)
     const stale = await check();
     expect(metadata(stale).source).toBe('stale');
     expect(injected(stale)?.header?.value).toBe(`Bearer ${good}`);
     await advance(clock, 70_000); // 120 s of a zero-lifetime IdP, no traffic
     // Refresh due at 27 s, then the retry backoff: 1, 2, 4, 8, 16, 30, 30 s.
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
     const [status] = t.app.manager.stats();
     expect(status?.lastError?.code).toBe('ERR_IDP_BAD_RESPONSE');
     expect(String(status?.lastError?.message)).toMatch(/lifetime/);
@@ -108,7 +107,7 @@ ${storeYaml}providers:
     expect(t.logs.some((l) => l.includes('zero-lifetime-token'))).toBe(false);
 
     // The IdP recovers: the schedule alone (no Check) gets a fresh token.
-    idp.setBehaviour({ kind: 'ok' });
+    w.idp.setBehaviour({ kind: 'ok' });
     await advance(clock, 60_000);
     const recovered = t.app.manager.stats()[0];
     expect(recovered?.state).toBe('valid');
@@ -117,11 +116,11 @@ ${storeYaml}providers:
   });
 
   it('a tiny expires_in (2 s, below the 3 s floor) is refused the same way', async () => {
-    idp.setBehaviour(answer({ access_token: 'tiny-lifetime-token', token_type: 'Bearer', expires_in: 2 }));
+    w.idp.setBehaviour(answer({ access_token: 'tiny-lifetime-token', token_type: 'Bearer', expires_in: 2 }));
     const t = await start(newStore());
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 60_000);
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
     expect(t.app.manager.stats()[0]?.lastError?.code).toBe('ERR_IDP_BAD_RESPONSE');
     const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(metadata(res).source).toBe('emergency');
@@ -154,7 +153,7 @@ ${newStore()}providers:
   });
 
   it.each([1e12, 1e308])('expires_in: %d is clamped to 365 days, stored, and shared', async (expiresIn) => {
-    idp.setBehaviour(answer({ access_token: `long-lived-${expiresIn}`, token_type: 'Bearer', expires_in: expiresIn }));
+    w.idp.setBehaviour(answer({ access_token: `long-lived-${expiresIn}`, token_type: 'Bearer', expires_in: expiresIn }));
     const storeYaml = newStore();
     const a = await start(storeYaml);
     const [status] = a.app.manager.stats();
@@ -162,30 +161,30 @@ ${newStore()}providers:
     expect(status?.expiresIn).toBeGreaterThan(364 * DAY_S);
     expect(status?.expiresIn).toBeLessThanOrEqual(365 * DAY_S);
     // A second replica on the same store adopts the stored record instead of fetching.
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const b = await start(storeYaml);
     const res = await b.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(injected(res)?.header?.value).toBe(`Bearer long-lived-${expiresIn}`);
-    if (storeCase.name === 'redis') expect(idp.tokenRequestCount).toBe(before);
+    if (storeCase.name === 'redis') expect(w.idp.tokenRequestCount).toBe(before);
   });
 
   it('refresh.before longer than the lifetime cannot make a provider refresh more than once a second', async () => {
     const t = await start(newStore(), ', before: 5m');
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 20_000);
-    expect(idp.tokenRequestCount - before).toBeGreaterThan(0);
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(21);
+    expect(w.idp.tokenRequestCount - before).toBeGreaterThan(0);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(21);
     expect(metadata(await t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }))).source).not.toBe('emergency');
   });
 
   it('a burst of invalidations (upstream 401s) at one instant refreshes the provider at most twice', async () => {
     const t = await start(newStore());
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     for (let i = 0; i < 20; i++) {
       t.app.manager.invalidate('api');
       await new Promise((r) => setTimeout(r, 10));
     }
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(2);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(2);
     await advance(clock, 2_000);
     expect(t.app.manager.stats()[0]?.state).toBe('valid');
   });

@@ -4,7 +4,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
-import { record, until } from './helpers.js';
+import { record } from './helpers.js';
+import { until } from '../support/until.js';
 
 describe('MemoryStore', () => {
   let idp: DemoTokenServer | undefined;
@@ -44,8 +45,8 @@ describe('MemoryStore', () => {
     try {
       const first = await tokens.getToken('p');
       expect(tokens.invalidate('p', first.tokenId)).toBe(true);
-      expect(await until(() => idp!.tokenRequestCount === 2)).toBe(true);
-      expect(await until(() => tokens.provider('p')!.peek() !== undefined)).toBe(true);
+      await until(() => idp!.tokenRequestCount === 2);
+      await until(() => tokens.provider('p')!.peek() !== undefined);
       expect(idp.invalidGrantCount).toBe(0);
       expect((await tokens.getToken('p')).value).toBe(idp.issuedAccessTokens[1]);
     } finally {

@@ -11,6 +11,8 @@ export interface TokenResponse {
   readonly expiresInMs?: number;
   readonly refreshToken?: string;
   readonly scope?: string;
+  /** RFC 8693 §2.2.1 issued_token_type, when the answer has one (token exchange). */
+  readonly issuedTokenType?: string;
 }
 
 /** The OAuth errors that mean "this credential or grant is not accepted": retrying cannot help. */
@@ -104,5 +106,6 @@ export function interpretTokenResponse(res: HttpResponse, now: number, sent: rea
     ...(expiresInMs !== undefined ? { expiresInMs } : {}),
     ...(typeof o.refresh_token === 'string' ? { refreshToken: o.refresh_token } : {}),
     ...(typeof o.scope === 'string' ? { scope: o.scope } : {}),
+    ...(typeof o.issued_token_type === 'string' && o.issued_token_type ? { issuedTokenType: o.issued_token_type } : {}),
   };
 }

@@ -1,0 +1,45 @@
+// The test world itself: the defaults it fills in, that close tears everything down, and that
+// `until` says what it waited for.
+import { describe, expect, it } from 'vitest';
+import { injected } from './envoy-request.js';
+import { startWorld, until, worldYaml } from './world.js';
+
+describe('test world', () => {
+  it('defaults: gRPC on 127.0.0.1:0, admin off, one client_credentials provider p; close stops app and IdP', async () => {
+    const w = await startWorld();
+    const idpUrl = w.idp.tokenUrl;
+    try {
+      expect(w.app.adminAddress).toBeUndefined();
+      const res = await w.check({ contextExtensions: { provider: 'p' } });
+      expect(injected(res)?.header?.value).toBe(`Bearer ${w.idp.issuedAccessTokens[0]}`);
+      const other = await w.startApp('', { admin: true });
+      expect(other.app.adminAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect((await other.admin.http('GET', '/healthz')).status).toBe(200);
+    } finally {
+      await w.close();
+      await w.close(); // twice is fine
+    }
+    await expect(w.check({ contextExtensions: { provider: 'p' } })).rejects.toThrow();
+    await expect(fetch(idpUrl, { method: 'POST' })).rejects.toThrow();
+  });
+
+  it('keeps the listen and providers the YAML gives', () => {
+    const fake = { tokenUrl: 'http://127.0.0.1:9/token' } as Parameters<typeof worldYaml>[1];
+    const own = worldYaml('listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }\nproviders:\n  x: { source: { type: static, token: t } }\n', fake);
+    expect(own).not.toMatch(/admin: "off"/);
+    expect(own).not.toMatch(/^\s+p: /m);
+    expect(worldYaml(({ cc }) => `providers:\n  y: { source: ${cc({ clientSecret: 'other' })} }`, fake)).toContain('clientSecret: "other"');
+  });
+
+  it('a failed start rejects with the config problem (and stops its IdP on the way)', async () => {
+    await expect(startWorld({ yaml: 'providers:\n  bad: { source: { type: nope } }\n' })).rejects.toThrow(/providers\.bad\.source/);
+  });
+
+  it('until names the condition it waited for', async () => {
+    await expect(until(() => false, 30)).rejects.toThrow(/^timed out after 30 ms waiting for false$/);
+    await expect(until(() => false, 30, 'the moon')).rejects.toThrow('waiting for the moon');
+    let n = 0;
+    await until(async () => ++n >= 3, 1_000);
+    expect(n).toBe(3);
+  });
+});
