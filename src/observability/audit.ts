@@ -31,17 +31,23 @@ export function audit(logger: Logger, event: AuditEventName, fields: AuditFields
   else logger.info(event, line);
 }
 
-/** A token a source handed out (a grant at the IdP, a signed JWT, a static token read). */
+/**
+ * A token a source handed out: `token.exchanged` when the source exchanged a subject token for
+ * it (RFC 8693, `token_exchange`), else `token.minted` (a grant at the IdP, a signed JWT, a
+ * static token read).
+ */
 export function auditMinted(logger: Logger, f: { provider: string; tokenId: string; sourceType: string; expiresInS: number | null }): void {
-  audit(logger, 'token.minted', { provider: f.provider, token_id: f.tokenId, source_type: f.sourceType, expires_in_s: f.expiresInS });
+  if (f.sourceType === 'token_exchange') auditExchanged(logger, f);
+  else audit(logger, 'token.minted', { provider: f.provider, token_id: f.tokenId, source_type: f.sourceType, expires_in_s: f.expiresInS });
 }
 
 /**
- * A per-caller exchange (RFC 8693): the caller is named by `subject_id`, the tokenId of the
- * subject token (a hash), never the subject token itself.
+ * An exchange (RFC 8693). A per-caller one names the caller by `subject_id`, the tokenId of the
+ * subject token (a hash), never the subject token itself; a fixed subject (file, env, another
+ * provider) has none.
  */
-export function auditExchanged(logger: Logger, f: { provider: string; tokenId: string; subjectId: string; expiresInS: number | null }): void {
-  audit(logger, 'token.exchanged', { provider: f.provider, token_id: f.tokenId, subject_id: f.subjectId, expires_in_s: f.expiresInS });
+export function auditExchanged(logger: Logger, f: { provider: string; tokenId: string; subjectId?: string; expiresInS: number | null }): void {
+  audit(logger, 'token.exchanged', { provider: f.provider, token_id: f.tokenId, source_type: 'token_exchange', subject_id: f.subjectId, expires_in_s: f.expiresInS });
 }
 
 export function auditInvalidated(logger: Logger, f: { provider: string; tokenId: string; by: InvalidatedBy; status?: number }): void {

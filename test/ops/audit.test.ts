@@ -142,12 +142,19 @@ routes:
 
 describe('audit lines without a running tokengate', () => {
   it('token.exchanged names the caller by subject id; a hand-made Logger without audit() gets info lines', async () => {
-    const { auditExchanged, audit } = await import('../../src/observability/audit.js');
+    const { auditExchanged, auditMinted, audit } = await import('../../src/observability/audit.js');
     const lines: string[] = [];
-    auditExchanged(createLogger({ level: 'error', sink: (l) => lines.push(l) }), { provider: 'obo', tokenId: 'tid', subjectId: 'sid', expiresInS: 60 });
+    const logger = createLogger({ level: 'error', sink: (l) => lines.push(l) });
+    auditExchanged(logger, { provider: 'obo', tokenId: 'tid', subjectId: 'sid', expiresInS: 60 });
     expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'info', audit: 1, event: 'token.exchanged', provider: 'obo', token_id: 'tid', subject_id: 'sid', expires_in_s: 60 });
+    // What the fetcher reports for a token_exchange source (a fixed subject: no subject_id).
+    auditMinted(logger, { provider: 'sts', tokenId: 't2', sourceType: 'token_exchange', expiresInS: 300 });
+    expect(JSON.parse(lines[1]!)).toEqual(expect.objectContaining({ event: 'token.exchanged', provider: 'sts', token_id: 't2', source_type: 'token_exchange' }));
+    expect(JSON.parse(lines[1]!)).not.toHaveProperty('subject_id');
+    auditMinted(logger, { provider: 'cc', tokenId: 't3', sourceType: 'client_credentials', expiresInS: null });
+    expect(JSON.parse(lines[2]!)).toMatchObject({ event: 'token.minted', source_type: 'client_credentials', expires_in_s: null });
     const { audit: _omit, ...plain } = createLogger({ level: 'info', sink: (l) => lines.push(l) });
     audit(plain, 'admin.reload', { ok: true });
-    expect(JSON.parse(lines[1]!)).toMatchObject({ level: 'info', msg: 'admin.reload', event: 'admin.reload', ok: true });
+    expect(JSON.parse(lines[3]!)).toMatchObject({ level: 'info', msg: 'admin.reload', event: 'admin.reload', ok: true });
   });
 });
