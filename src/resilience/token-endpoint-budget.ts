@@ -8,6 +8,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { TokenEndpointBudgetConfig } from '../config/types.js';
 import { DEFAULT_TOKEN_ENDPOINT_BUDGET, MIN_TOKEN_ENDPOINT_RATE, originOf } from '../config/token-endpoints.js';
 import { PriorityQueue, type QueueEntry } from './priority-queue.js';
+import { RefreshPlanner } from './refresh-planner.js';
 
 /** A token bucket shared by replicas (the Redis store implements it). */
 export interface SharedRateBucket {
@@ -74,6 +75,8 @@ export interface BudgetStatus {
   /** Whether the shared bucket is in use right now (false: this replica's fallback share, or no shared store). */
   readonly shared: boolean;
   readonly queued: number;
+  /** Early background refreshes planned (spread) from now on, not queued yet. */
+  readonly planned: number;
   readonly inFlight: number;
   readonly throttled: number;
   /** Seconds until Retry-After lets requests through again (0: not blocked). */
@@ -119,6 +122,8 @@ export class OriginBudget {
   private timerAt = Number.POSITIVE_INFINITY;
   private closed = false;
   throttled = 0;
+  /** Where early background refreshes go in time (see refresh-planner.ts). */
+  private readonly planner: RefreshPlanner;
 
   constructor(
     readonly origin: string,
@@ -128,6 +133,30 @@ export class OriginBudget {
   ) {
     this.level = config.burst;
     this.levelAt = deps.clock.now();
+    this.planner = new RefreshPlanner(config.maxRate);
+  }
+
+  /** A reload's limits. */
+  reconfigure(config: TokenEndpointBudgetConfig, configured: boolean): void {
+    this.config = config;
+    this.configured = configured;
+    this.planner.setRate(config.maxRate);
+  }
+
+  /**
+   * When an early background refresh due at `refreshAt` for a token expiring at `expiresAt`
+   * should start: spread over the first half of what is left between the two (the second half
+   * stays for retries), so refreshes that come due together reach the queue a few at a time.
+   */
+  planRefresh(refreshAt: number, expiresAt: number): number {
+    const now = this.deps.clock.now();
+    const from = Math.max(refreshAt, now);
+    return this.planner.plan(from, from + Math.max(0, expiresAt - from) / 2, now);
+  }
+
+  /** A planned refresh that will not run (its token was replaced before it). */
+  unplan(at: number): void {
+    this.planner.cancel(at);
   }
 
   /** Requests a second allowed at `now`: maxRate, or less during and after a 429 episode. */
@@ -278,7 +307,7 @@ export class OriginBudget {
       maxRate: c.maxRate, burst: c.burst, maxConcurrent: c.maxConcurrent, fallbackShare: c.fallbackShare,
       effectiveRate: Math.round(this.effectiveRate(now) * 1000) / 1000,
       shared: this.usingShared(now),
-      queued: this.queue.size, inFlight: this.inFlight, throttled: this.throttled,
+      queued: this.queue.size, planned: this.planner.planned(now), inFlight: this.inFlight, throttled: this.throttled,
       blockedFor: Math.max(0, Math.ceil((this.blockedUntil - now) / 1000)),
     };
   }
@@ -326,8 +355,7 @@ export class TokenEndpointBudgets {
     this.configs = configs ?? new Map();
     for (const b of this.budgets.values()) {
       const c = this.configs.get(b.origin);
-      b.config = c ?? DEFAULT_TOKEN_ENDPOINT_BUDGET;
-      b.configured = c !== undefined;
+      b.reconfigure(c ?? DEFAULT_TOKEN_ENDPOINT_BUDGET, c !== undefined);
     }
     for (const origin of this.configs.keys()) this.forOrigin(origin);
   }
@@ -339,7 +367,7 @@ export class TokenEndpointBudgets {
     const list = [...this.budgets.values()].map((b) => b.status(now));
     list.push({
       origin: '*', configured: false, maxRate: d.maxRate, burst: d.burst, maxConcurrent: d.maxConcurrent, fallbackShare: d.fallbackShare,
-      effectiveRate: d.maxRate, shared: false, queued: 0, inFlight: 0, throttled: 0, blockedFor: 0,
+      effectiveRate: d.maxRate, shared: false, queued: 0, planned: 0, inFlight: 0, throttled: 0, blockedFor: 0,
     });
     return list;
   }

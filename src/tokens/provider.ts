@@ -65,6 +65,11 @@ export class Provider implements SlotObserver, BreakerListener {
   readonly name: string;
   /** This provider's place in its token endpoint's budget queue (priority, deadline). */
   readonly budgetHint = new BudgetHint();
+  /**
+   * When the current token's background refresh starts: its refresh moment, or later in its
+   * window when the origin's budget spreads refreshes that came due together.
+   */
+  private refreshDueAt = 0;
   /** The token this provider serves; the refresh path ends in its `adopt`. */
   private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
@@ -138,7 +143,7 @@ export class Provider implements SlotObserver, BreakerListener {
   lookup(now: number): CachedToken | undefined {
     const c = this.slot.peek();
     if (c === undefined || now >= c.expiresAt) return undefined;
-    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
+    if (now >= this.refreshDueAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
     }
     return c;
@@ -301,7 +306,15 @@ export class Provider implements SlotObserver, BreakerListener {
   /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */
   adopted(entry: CachedToken, how: Adoption): void {
     if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: entry.tokenId, how });
-    this.schedule(entry.refreshAt - this.deps.clock.now(), 'scheduled');
+    this.schedule(this.planRefresh(entry) - this.deps.clock.now(), 'scheduled');
+  }
+
+  /** The background refresh moment for a newly adopted token, spread by its origin's budget. */
+  private planRefresh(entry: CachedToken): number {
+    const budget = this.source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(this.source.endpoint) : undefined;
+    if (budget && this.refreshDueAt > this.deps.clock.now()) budget.unplan(this.refreshDueAt);
+    this.refreshDueAt = budget && entry.expiresAt < NEVER_EXPIRES / 2 ? budget.planRefresh(entry.refreshAt, entry.expiresAt) : entry.refreshAt;
+    return this.refreshDueAt;
   }
 
   private schedule(delayMs: number, reason: string): void {
@@ -389,7 +402,7 @@ export class Provider implements SlotObserver, BreakerListener {
     if (this.attention) state = 'needs_attention';
     else if (!c) state = this.inflight ? 'refreshing' : 'missing';
     else if (now >= c.expiresAt) state = 'expired';
-    else if (now >= c.refreshAt) state = this.lastError ? 'stale' : 'refreshing';
+    else if (now >= this.refreshDueAt) state = this.lastError ? 'stale' : 'refreshing';
     else state = 'valid';
     return {
       name: this.name,
