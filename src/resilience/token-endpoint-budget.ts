@@ -10,13 +10,26 @@ import { DEFAULT_TOKEN_ENDPOINT_BUDGET, MIN_TOKEN_ENDPOINT_RATE, originOf } from
 import { PriorityQueue, type QueueEntry } from './priority-queue.js';
 import { RefreshPlanner } from './refresh-planner.js';
 
-/** A token bucket shared by replicas (the Redis store implements it). */
+/** A shared budget's limits, requests a second (mirrors the store's RateQuery). */
+export interface SharedRateQuery {
+  readonly maxRate: number;
+  readonly ceiling: number;
+  readonly burst: number;
+  readonly minRate: number;
+}
+
+/**
+ * A token bucket and 429 state shared by replicas (the Redis store implements it): a 429 seen by
+ * one replica halves the rate every replica refills at, and its Retry-After holds all of them.
+ * Every method rejects when the shared store cannot be asked.
+ */
 export interface SharedRateBucket {
-  /**
-   * Takes one request from `origin`'s bucket: resolves 0 when granted, else the milliseconds
-   * until one is available. Rejects when the shared store cannot be asked.
-   */
-  takeRate(origin: string, ratePerSec: number, burst: number): Promise<number>;
+  /** Takes one request from `origin`'s bucket: `wait` 0 when granted, else ms until one is available. */
+  takeRate(origin: string, q: SharedRateQuery): Promise<{ readonly wait: number; readonly rate: number; readonly episode: boolean }>;
+  /** A 429 or Retry-After: halves the shared rate once per episode; resolves the shared rate now. */
+  throttleRate(origin: string, q: SharedRateQuery, retryAfterMs: number | undefined): Promise<number>;
+  /** A success: the shared episode is over. */
+  endRateEpisode(origin: string): Promise<void>;
   /** The shared store is connected: false means "use the fallback share". */
   healthy(): boolean;
 }
@@ -231,12 +244,29 @@ export class OriginBudget {
     return Math.max(1, Math.ceil(((1 - this.level) / rate) * 1000));
   }
 
+  private query(now: number): SharedRateQuery {
+    return { maxRate: this.config.maxRate, ceiling: Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now)), burst: this.config.burst, minRate: MIN_TOKEN_ENDPOINT_RATE };
+  }
+
+  /**
+   * Another replica's 429 lowered the shared rate: take it over (and its recovery from here), so
+   * this replica's status, metrics and fallback share follow it too.
+   */
+  private adoptShared(rate: number, episode: boolean): void {
+    const now = this.deps.clock.now();
+    if (rate < this.effectiveRate(now) - 1e-6) {
+      this.floorRate = Math.max(MIN_TOKEN_ENDPOINT_RATE, rate);
+      this.last429At = now;
+    }
+    if (episode) this.episode = true;
+  }
+
   private takeShared(now: number): void {
     this.taking = true;
-    const rate = Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now));
-    this.deps.shared!.takeRate(this.origin, rate, this.config.burst).then(
-      (wait) => {
+    this.deps.shared!.takeRate(this.origin, this.query(now)).then(
+      ({ wait, rate, episode }) => {
         this.taking = false;
+        this.adoptShared(rate, episode);
         if (wait > 0) return this.wake(wait);
         if (this.queue.size > 0 && !this.closed) this.grant();
         this.pump();
@@ -272,13 +302,24 @@ export class OriginBudget {
 
   private settle(failure: { readonly status?: number | undefined; readonly retryAfterMs?: number | undefined } | undefined): void {
     const now = this.deps.clock.now();
+    const shared = this.usingShared(now) ? this.deps.shared : undefined;
     if (failure === undefined) {
+      // Tell the other replicas the episode is over (once: only while this one knows it is open).
+      if (this.episode && shared) shared.endRateEpisode(this.origin).catch(() => undefined);
       this.episode = false;
       return;
     }
     if (!isThrottle(failure)) return;
     this.throttled++;
     this.deps.onThrottled?.(this.origin);
+    if (shared) {
+      // The shared halving is the one that counts: every replica refills at it. The local one
+      // below holds until the answer comes (and stays if Redis cannot be asked).
+      shared.throttleRate(this.origin, this.query(now), failure.retryAfterMs).then(
+        (rate) => this.adoptShared(rate, true),
+        () => undefined,
+      );
+    }
     const current = this.effectiveRate(now);
     // Once per episode: the 429s of requests already in flight must not halve it again.
     this.floorRate = this.episode ? current : Math.max(MIN_TOKEN_ENDPOINT_RATE, current / 2);
