@@ -162,7 +162,9 @@ describe.skipIf(!haveRedis)('token-endpoint budget shared by replicas (Redis)', 
       // Per replica at 4/s, as without the shared halving, it would be some 12 from B alone.
       expect(idp.count({ from: t429 + 1_000, to: t429 + 4_000 })).toBeLessThanOrEqual(2 + 9 + 1);
       expect(idp.seen.filter((r) => r.status === 200).length).toBe(40);
-      // The episode ended at the next success: recovered to 4/s by now (10 s at most).
+      // Recovery: from 2/s by 0.4/s a second, back at 4/s within 5 s of the 429, on both.
+      await sleep(Math.max(0, t429 + 5_500 - Date.now()));
+      expect([rateOf(a).effectiveRate, rateOf(b).effectiveRate]).toEqual([4, 4]);
     } finally {
       await Promise.all([a, b].map((m) => m.close(0)));
     }
