@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
-import { BudgetHint, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
+import { BudgetHint, type OriginBudget, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
@@ -70,6 +70,8 @@ export class Provider implements SlotObserver, BreakerListener {
    * window when the origin's budget spreads refreshes that came due together.
    */
   private refreshDueAt = 0;
+  /** The slot booked in the origin's refresh plan for it (0: none), given back if it will not run. */
+  private plannedAt = 0;
   /** The token this provider serves; the refresh path ends in its `adopt`. */
   private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
@@ -311,10 +313,24 @@ export class Provider implements SlotObserver, BreakerListener {
 
   /** The background refresh moment for a newly adopted token, spread by its origin's budget. */
   private planRefresh(entry: CachedToken): number {
-    const budget = this.source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(this.source.endpoint) : undefined;
-    if (budget && this.refreshDueAt > this.deps.clock.now()) budget.unplan(this.refreshDueAt);
-    this.refreshDueAt = budget && entry.expiresAt < NEVER_EXPIRES / 2 ? budget.planRefresh(entry.refreshAt, entry.expiresAt) : entry.refreshAt;
+    this.unplanRefresh();
+    const budget = this.budget();
+    if (budget && entry.expiresAt < NEVER_EXPIRES / 2) {
+      this.refreshDueAt = this.plannedAt = budget.planRefresh(entry.refreshAt, entry.expiresAt);
+    } else {
+      this.refreshDueAt = entry.refreshAt;
+    }
     return this.refreshDueAt;
+  }
+
+  /** Gives back a planned refresh that has not come due (the token was replaced, or we are closing). */
+  private unplanRefresh(): void {
+    if (this.plannedAt > this.deps.clock.now()) this.budget()?.unplan(this.plannedAt);
+    this.plannedAt = 0;
+  }
+
+  private budget(): OriginBudget | undefined {
+    return this.source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(this.source.endpoint) : undefined;
   }
 
   private schedule(delayMs: number, reason: string): void {
@@ -480,6 +496,7 @@ export class Provider implements SlotObserver, BreakerListener {
   /** No new refresh starts from now on; a hit is still served. First step of shutdown. */
   quiesce(): void {
     this.closing = true;
+    this.unplanRefresh();
     this.replica.quiesce();
     this.timer?.cancel();
     this.timer = undefined;
