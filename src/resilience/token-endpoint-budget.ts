@@ -229,14 +229,22 @@ export class OriginBudget {
     }
   }
 
-  /** One request from the local bucket: 0 when taken, else ms until one is there. */
-  private takeLocal(now: number): number {
-    // Without a shared store this replica has the whole rate; with one that is unreachable, its share.
+  /**
+   * Brings the local bucket up to `now`; returns its rate. Without a shared store this replica
+   * has the whole rate; with one that is unreachable, its share.
+   */
+  private refillLocal(now: number): number {
     const share = this.deps.shared ? this.config.fallbackShare : 1;
     const rate = Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now) * share);
     const cap = Math.max(1, this.config.burst * share);
     this.level = Math.min(cap, this.level + ((now - this.levelAt) / 1000) * rate);
     this.levelAt = now;
+    return rate;
+  }
+
+  /** One request from the local bucket: 0 when taken, else ms until one is there. */
+  private takeLocal(now: number): number {
+    const rate = this.refillLocal(now);
     if (this.level >= 1) {
       this.level -= 1;
       return 0;
@@ -268,6 +276,10 @@ export class OriginBudget {
         this.taking = false;
         this.adoptShared(rate, episode);
         if (wait > 0) return this.wake(wait);
+        // A shared grant is spent from the fallback share too (down to empty, no debt): a replica
+        // that was busy when Redis went away has no saved-up burst to add to what others sent.
+        this.refillLocal(this.deps.clock.now());
+        this.level = Math.max(0, this.level - 1);
         if (this.queue.size > 0 && !this.closed) this.grant();
         this.pump();
       },

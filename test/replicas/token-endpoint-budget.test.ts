@@ -71,7 +71,9 @@ async function replica(idp: RecordingIdp, name: string, n: number, o: { redisUrl
   const providers = Array.from({ length: n }, (_, i) =>
     `  ${name}${i}: { source: { type: client_credentials, tokenUrl: "${idp.url}/token", clientId: ${name}${i}, clientSecret: s, authMethod: client_secret_post } }`);
   const config = parseConfig([
-    `store: { type: redis, redis: { url: "${o.redisUrl}", keyPrefix: "${o.keyPrefix}" }, encryptionKey: "${o.key}" }`,
+    // A 1 s command timeout: on this shared, loaded machine the 50 ms default makes a slow answer
+    // count as "unreachable", and these tests are about a Redis that answers or is gone.
+    `store: { type: redis, redis: { url: "${o.redisUrl}", keyPrefix: "${o.keyPrefix}", commandTimeout: 1s }, encryptionKey: "${o.key}" }`,
     `tokenEndpoints: { "${idp.url}": ${o.budget} }`,
     'providers:', ...providers,
   ].join('\n'), { env: {} });
