@@ -29,8 +29,8 @@ local rate = math.max(minRate, math.min(ceiling, eff))
 if now > at then level = math.min(burst, level + (now - at) / 1000 * rate); at = now end
 `;
 
-/** Keeps the hash a minute past the time a full bucket and a full recovery take. */
-const EXPIRE = `redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)`;
+/** Keeps the hash a minute past the time a full bucket and a full recovery take, and past Retry-After. */
+const EXPIRE = `redis.call('PEXPIRE', KEYS[1], math.max(math.ceil(burst / rate * 1000), block - now) + 60000)`;
 
 /** Takes one request: returns {wait ms (0: taken), the shared effective rate, episode open}. */
 export const TAKE_RATE = `${PRELUDE}
