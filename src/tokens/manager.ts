@@ -80,7 +80,9 @@ export class TokenManager {
     this.links = new ProviderLinks((name) => this.providers.get(name), this.clock);
     this.budgets = new TokenEndpointBudgets(opts.tokenEndpoints, {
       clock: this.clock,
-      shared: this.store.takeRate ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'healthy'>>) : undefined,
+      shared: this.store.takeRate && this.store.throttleRate && this.store.endRateEpisode
+        ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'throttleRate' | 'endRateEpisode' | 'healthy'>>)
+        : undefined,
       onThrottled: (origin) => this.metrics.endpointThrottled.inc({ origin }),
     });
     this.providers = this.build(providers);

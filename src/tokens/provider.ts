@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { traceRefresh } from '../observability/tracing.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
-import { BudgetHint, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
+import { BudgetHint, type OriginBudget, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
@@ -66,6 +66,13 @@ export class Provider implements SlotObserver, BreakerListener {
   readonly name: string;
   /** This provider's place in its token endpoint's budget queue (priority, deadline). */
   readonly budgetHint = new BudgetHint();
+  /**
+   * When the current token's background refresh starts: its refresh moment, or later in its
+   * window when the origin's budget spreads refreshes that came due together.
+   */
+  private refreshDueAt = 0;
+  /** The slot booked in the origin's refresh plan for it (0: none), given back if it will not run. */
+  private plannedAt = 0;
   /** The token this provider serves; the refresh path ends in its `adopt`. */
   private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
@@ -140,7 +147,7 @@ export class Provider implements SlotObserver, BreakerListener {
   lookup(now: number): CachedToken | undefined {
     const c = this.slot.peek();
     if (c === undefined || now >= c.expiresAt) return undefined;
-    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
+    if (now >= this.refreshDueAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
     }
     return c;
@@ -303,7 +310,29 @@ export class Provider implements SlotObserver, BreakerListener {
   /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */
   adopted(entry: CachedToken, how: Adoption): void {
     if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: entry.tokenId, how });
-    this.schedule(entry.refreshAt - this.deps.clock.now(), 'scheduled');
+    this.schedule(this.planRefresh(entry) - this.deps.clock.now(), 'scheduled');
+  }
+
+  /** The background refresh moment for a newly adopted token, spread by its origin's budget. */
+  private planRefresh(entry: CachedToken): number {
+    this.unplanRefresh();
+    const budget = this.budget();
+    if (budget && entry.expiresAt < NEVER_EXPIRES / 2) {
+      this.refreshDueAt = this.plannedAt = budget.planRefresh(entry.refreshAt, entry.expiresAt);
+    } else {
+      this.refreshDueAt = entry.refreshAt;
+    }
+    return this.refreshDueAt;
+  }
+
+  /** Gives back a planned refresh that has not come due (the token was replaced, or we are closing). */
+  private unplanRefresh(): void {
+    if (this.plannedAt > this.deps.clock.now()) this.budget()?.unplan(this.plannedAt);
+    this.plannedAt = 0;
+  }
+
+  private budget(): OriginBudget | undefined {
+    return this.source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(this.source.endpoint) : undefined;
   }
 
   private schedule(delayMs: number, reason: string): void {
@@ -391,7 +420,7 @@ export class Provider implements SlotObserver, BreakerListener {
     if (this.attention) state = 'needs_attention';
     else if (!c) state = this.inflight ? 'refreshing' : 'missing';
     else if (now >= c.expiresAt) state = 'expired';
-    else if (now >= c.refreshAt) state = this.lastError ? 'stale' : 'refreshing';
+    else if (now >= this.refreshDueAt) state = this.lastError ? 'stale' : 'refreshing';
     else state = 'valid';
     return {
       name: this.name,
@@ -469,6 +498,7 @@ export class Provider implements SlotObserver, BreakerListener {
   /** No new refresh starts from now on; a hit is still served. First step of shutdown. */
   quiesce(): void {
     this.closing = true;
+    this.unplanRefresh();
     this.replica.quiesce();
     this.timer?.cancel();
     this.timer = undefined;
