@@ -482,9 +482,7 @@ export class RedisStore implements TokenStore {
     if (ok !== 'OK') return undefined;
     return {
       extend: async (ms) => (await SCRIPTS.extend.run(this.commands, key, [owner, Math.max(1, Math.round(ms))])) === 1,
-      release: async () => {
-        await SCRIPTS.release.run(this.commands, key, [owner]);
-      },
+      release: async () => (await SCRIPTS.release.run(this.commands, key, [owner])) === 1,
     };
   }
 

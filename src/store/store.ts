@@ -44,8 +44,8 @@ export interface StoreEvent {
 export interface StoreLock {
   /** Pushes the lock's expiry out; false when the lock was lost. */
   extend(ttlMs: number): Promise<boolean>;
-  /** Compare-and-delete: only removes the lock if we still own it. */
-  release(): Promise<void>;
+  /** Compare-and-delete: only removes the lock if we still own it. False: it had lapsed already. */
+  release(): Promise<boolean>;
 }
 
 /** A shared token-endpoint budget's limits, requests a second. */

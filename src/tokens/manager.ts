@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import type { ProviderConfig, SourceConfig } from '../config/types.js';
+import { auditInvalidated, type InvalidatedBy } from '../observability/audit.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { RetryAfterGate } from '../resilience/retry-after-gate.js';
@@ -213,10 +214,15 @@ export class TokenManager {
   /**
    * Invalidates the provider's token (only if it is still `tokenId`, when given): dropped here
    * and in every replica, removed from the store, and a refresh starts. False when the slot did
-   * not hold it.
+   * not hold it. `by` names who asked, for the audit line (`upstreamStatus`: the status that
+   * proved it dead).
    */
-  invalidate(name: string, tokenId?: string): boolean {
-    return this.require(name).invalidate(tokenId);
+  invalidate(name: string, tokenId?: string, by: InvalidatedBy = 'admin', upstreamStatus?: number): boolean {
+    const p = this.require(name);
+    const target = tokenId ?? p.peek()?.tokenId;
+    const dropped = p.invalidate(tokenId);
+    if (dropped && target !== undefined) auditInvalidated(this.logger, { provider: name, tokenId: target, by, ...(upstreamStatus !== undefined ? { status: upstreamStatus } : {}) });
+    return dropped;
   }
 
   /** Forces a refresh now and waits for it. */
@@ -258,6 +264,12 @@ export class TokenManager {
     await Promise.all(fresh.map((p) => p.warmedUp));
     const removed = [...this.providers.keys()].filter((n) => !next.has(n));
     const retired = [...this.providers.entries()].filter(([n, p]) => next.get(n) !== p).map(([, p]) => p);
+    // A token whose provider went away or changed its source is dropped with it (an inheriting
+    // successor on the same store key keeps it).
+    for (const p of retired) {
+      const id = p.peek()?.tokenId;
+      if (id !== undefined && next.get(p.name)?.peek()?.tokenId !== id) auditInvalidated(this.logger, { provider: p.name, tokenId: id, by: 'reload' });
+    }
     this.providers = next;
     for (const n of removed) this.metrics.forgetProvider(n);
     // A retired provider's refresh in flight runs to its end (its result is stored, and handed

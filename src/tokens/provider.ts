@@ -8,6 +8,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { traceRefresh } from '../observability/tracing.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { BudgetHint, type OriginBudget, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
@@ -248,7 +249,7 @@ export class Provider implements SlotObserver, BreakerListener {
 
   /** Runs `work` as the single refresh in flight, recording its outcome. */
   private track(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
-    const p = this.runRefresh(work, reason).finally(() => {
+    const p = this.runRefresh(() => traceRefresh(this.name, reason, work), reason).finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RecordCryptoError } from '../store/crypto.js';
 import { lockKeyFor, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from '../store/store.js';
 import type { CachedToken } from './cached-token.js';
+import { fencedWrite, lockOutcome, lockWaited, storeEvent } from './coordination-telemetry.js';
 import { TokenError } from './errors.js';
 import { refreshDueAt } from './expiry.js';
 import type { Fetcher } from './fetcher.js';
@@ -90,6 +91,8 @@ export class ReplicaCoordinator {
   private inherited: TokenRecord | undefined;
   /** No new store work starts (a rotated record's retries stop): shutdown or retirement. */
   private quiesced = false;
+  /** When the refresh that found the lock held began (tokengate_refresh_lock_wait_seconds). */
+  private contendedSince: number | undefined;
 
   constructor(
     readonly slot: TokenSlot,
@@ -134,12 +137,14 @@ export class ReplicaCoordinator {
     const startId = this.slot.peek()?.tokenId;
     const deadline = this.deps.clock.now() + 3 * this.lockTtlMs;
     let glitches = 0;
+    const since = this.deps.clock.now();
+    this.contendedSince = undefined;
     for (;;) {
       const arrived = this.arrivedSince(startId);
-      if (arrived) return arrived;
+      if (arrived) return this.endWait(arrived);
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
       if (stored.ok && stored.value) {
-        if (this.isBetter(stored.value)) return this.adopt(stored.value, 'store');
+        if (this.isBetter(stored.value)) return this.endWait(this.adopt(stored.value, 'store'));
         // Nothing usable here (cold start, or ours expired) but one there: serve it meanwhile.
         if (this.usableNow(stored.value)) this.adopt(stored.value, 'store');
       }
@@ -154,7 +159,14 @@ export class ReplicaCoordinator {
         }
         return this.fetchWithoutStore(lock.error);
       }
-      if (lock.value) return this.leadRefresh(lock.value, startId);
+      if (lock.value) {
+        lockOutcome(this.deps.metrics, this.name, 'acquired');
+        lockWaited(this.deps.metrics, this.name, this.deps.clock.now() - since, 'acquired');
+        this.contendedSince = undefined;
+        return this.leadRefresh(lock.value, startId);
+      }
+      lockOutcome(this.deps.metrics, this.name, 'contended');
+      this.contendedSince ??= since;
       // Another replica holds the lock: it will publish. Wait for its event (or poll), bounded.
       if (this.deps.clock.now() >= deadline) {
         throw new TokenError('ERR_STORE_UNAVAILABLE', 'another replica holds the refresh lock and published no token', { provider: this.name });
@@ -182,8 +194,14 @@ export class ReplicaCoordinator {
 
   private async leadRefresh(lock: StoreLock, startId: string | undefined): Promise<CachedToken> {
     const store = this.deps.store;
+    let lost = false;
     const renew = setInterval(() => {
-      lock.extend(this.lockTtlMs).catch(() => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
+      lock.extend(this.lockTtlMs).then((held) => {
+        // Gone while we still refresh: another replica may take it and refresh too.
+        if (held || lost) return;
+        lost = true;
+        lockOutcome(this.deps.metrics, this.name, 'lost');
+      }, () => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
     }, Math.max(100, Math.floor(this.lockTtlMs / 3)));
     renew.unref();
     let claimed = false;
@@ -226,7 +244,9 @@ export class ReplicaCoordinator {
       return this.adopt(rec, 'fetched');
     } finally {
       clearInterval(renew);
-      await this.storeOp('unlock', () => lock.release());
+      const released = await this.storeOp('unlock', () => lock.release());
+      // It lapsed before we were done (renewals late or failing), unless already counted lost.
+      if (released.ok && released.value === false && !lost) lockOutcome(this.deps.metrics, this.name, 'expired');
     }
   }
 
@@ -392,6 +412,7 @@ export class ReplicaCoordinator {
         return;
       }
       if (this.unsaved !== rec) return;
+      if (!replaced) fencedWrite(this.deps.metrics, this.name);
       this.unsaved = undefined;
       this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced });
       if (replaced) await this.publishUpdate(rec);
@@ -427,10 +448,21 @@ export class ReplicaCoordinator {
 
   // ---- the shared store --------------------------------------------------------------------
 
+  /** A follower's wait for the lock ended with another replica's token. */
+  private endWait(entry: CachedToken): CachedToken {
+    if (this.contendedSince !== undefined) lockWaited(this.deps.metrics, this.name, this.deps.clock.now() - this.contendedSince, 'adopted');
+    this.contendedSince = undefined;
+    return entry;
+  }
+
   private async storeOp<T>(op: string, fn: () => Promise<T>): Promise<StoreResult<T>> {
     try {
-      return { ok: true, value: await fn() };
+      const value = await fn();
+      storeEvent(op, true);
+      if (op === 'write' && value === false) fencedWrite(this.deps.metrics, this.name);
+      return { ok: true, value };
     } catch (err) {
+      storeEvent(op, false);
       if (err instanceof RecordCryptoError) {
         // Redis answered: the record is there, sealed with a key this replica does not hold.
         this.deps.metrics.storeErrors.inc({ op: 'unseal' });

@@ -61,6 +61,12 @@ routes:
       tokengate_breaker_state: 'gauge',
       tokengate_grant_needs_attention: 'gauge',
       tokengate_build_info: 'gauge',
+      tokengate_refresh_lock_total: 'counter',
+      tokengate_refresh_lock_wait_seconds: 'histogram',
+      tokengate_store_fenced_writes_total: 'counter',
+      tokengate_token_endpoint_queue: 'gauge',
+      tokengate_token_endpoint_rate: 'gauge',
+      tokengate_token_endpoint_throttled_total: 'counter',
     });
   });
 
@@ -113,7 +119,7 @@ routes:
     const rules = (YAML.parse(alerts) as { groups: { name: string; rules: { alert: string; expr: string; for?: string }[] }[] }).groups.flatMap((g) => g.rules);
     expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining([
       'TokengateTokenFetchesFailing', 'TokengateBreakerOpen', 'TokengateTokenExpiringWhileRefreshFails',
-      'TokengateUpstreamRejectingTokens', 'TokengateStoreErrors',
+      'TokengateUpstreamRejectingTokens', 'TokengateStoreErrors', 'TokengateRefreshLockContention', 'TokengateRefreshLockLost',
     ]));
     for (const r of rules) {
       expect(r.expr, r.alert).toMatch(/tokengate_/);
