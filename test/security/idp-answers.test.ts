@@ -11,7 +11,7 @@ import { parseConfig } from '../../src/config/load.js';
 import type { Behaviour } from '../../demo/behaviour.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { startIdp, type IdpWorld } from '../support/world.js';
+import { ccSource, rtSource, startIdp, type IdpWorld } from '../support/world.js';
 import { deniedBody, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix } from '../support/replicas.js';
@@ -134,7 +134,7 @@ ${storeYaml}providers:
 listen: { grpc: 127.0.0.1:0, admin: "off" }
 ${newStore()}providers:
   r:
-    source: { type: refresh_token, tokenUrl: "${rotating.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial }
+    source: ${rtSource(rotating, 'rt-initial')}
     refresh: { jitter: 0% }
 `, { clock });
       apps.push(t);
@@ -219,7 +219,7 @@ describe('token bytes an IdP sends never reach the header unless they are a vali
     cold.setBehaviour(answer(body));
     const provider = (name: string, url: string, resilience: string) => `
   ${name}:
-    source: { type: client_credentials, tokenUrl: "${url}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: url })}
     inject: { format: "{token_type} {token}" }
     refresh: { waitBudget: 50ms, jitter: 0% }
     resilience: { retries: 0${resilience} }`;

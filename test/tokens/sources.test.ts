@@ -8,6 +8,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { ecPair, edPair, pemBlock, rsaPair } from '../support/keys.js';
+import { ccSource, rtSource } from '../support/world.js';
 
 function manager(yaml: string, env: Record<string, string> = {}): TokenManager {
   return new TokenManager(parseConfig(yaml, { env }).providers.values());
@@ -85,7 +86,7 @@ providers:
     const m = manager(`
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: wrong }
+    source: ${ccSource(idp, { clientSecret: 'wrong' })}
     resilience: { retries: 3 }
 `);
     try {
@@ -104,7 +105,7 @@ describe('refresh_token with rotation', () => {
     const m = manager(`
 providers:
   r:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: "\${env:RT}" }
+    source: ${rtSource(idp, '${env:RT}')}
 `, { RT: 'rt-initial' });
     try {
       await m.getToken('r');
