@@ -8,6 +8,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { ecPair, edPair, pemBlock, rsaPair } from '../support/keys.js';
+import { until } from '../support/until.js';
 import { ccSource, rtSource } from '../support/world.js';
 
 function manager(yaml: string, env: Record<string, string> = {}): TokenManager {
@@ -225,13 +226,8 @@ describe('static', () => {
       // Kubernetes swaps the file underneath; a rename is what it looks like.
       fs.writeFileSync(`${file}.new`, 'second-key\n');
       fs.renameSync(`${file}.new`, file);
-      const deadline = Date.now() + 3_000;
-      let value = '';
-      while (Date.now() < deadline && value !== 'second-key') {
-        await new Promise((r) => setTimeout(r, 50));
-        value = (await m.getToken('f')).value;
-      }
-      expect(value).toBe('second-key');
+      await until(async () => (await m.getToken('f')).value === 'second-key', 3_000, 'the swapped file to be served');
+      expect((await m.getToken('f')).value).toBe('second-key');
     } finally {
       await m.close(0);
       fs.rmSync(dir, { recursive: true, force: true });
