@@ -86,14 +86,14 @@ describe('no credential leaves tokengate (log capture over a full scenario)', ()
       },
       admin: true,
       transport,
-      yaml: ({ idp, cc }) => `
+      yaml: ({ idp, cc, rt }) => `
 admin: { token: "${ADMIN_TOKEN}" }
 log: { level: debug, requests: true }
 providers:
   cc:
     source: ${cc({ clientId: 'cc-client', clientSecret: CC_SECRET })}
   rt:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: rt-client, clientSecret: "${RT_SECRET}", authMethod: client_secret_post, refreshToken: "${RT_INITIAL}" }
+    source: ${rt(RT_INITIAL, { clientId: 'rt-client', clientSecret: RT_SECRET, extra: { authMethod: 'client_secret_post' } })}
   pkj:
     source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: pkj-client, authMethod: private_key_jwt, assertionAlgorithm: ES256, privateKey: ${pem} }
   jb:

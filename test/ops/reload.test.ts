@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
-import { startWorld, type World } from '../support/world.js';
+import { ccSource, startWorld, type World } from '../support/world.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
 
 const ADMIN_TOKEN = 'reload-admin-token-0123456789';
@@ -16,9 +16,9 @@ listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
 admin: { token: "${ADMIN_TOKEN}" }
 providers:
   a:
-    source: { type: client_credentials, tokenUrl: "${opts.aUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: opts.aUrl })}
   b:
-    source: { type: client_credentials, tokenUrl: "${opts.bUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: opts.bUrl })}
 ${opts.extra ?? ''}`;
 }
 

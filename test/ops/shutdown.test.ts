@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
-import { ccSource } from '../support/world.js';
+import { ccSource, rtSource } from '../support/world.js';
 import { repoPath } from '../support/demo-files.js';
 import { CheckClient, envoyRequest, injected } from '../support/envoy-request.js';
 import { AdminClient } from '../support/admin-client.js';
@@ -40,7 +40,7 @@ providers:
   cc:
     source: ${ccSource(idp)}
   rt:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: "${RT_INITIAL}" }
+    source: ${rtSource(idp, RT_INITIAL)}
 ${extra}`;
 
   const logged = (msg: string) => lines.find((l) => l.msg === msg);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { AdminClient, type AdminResponse } from '../support/admin-client.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { rtSource } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, sleep, tmpDir, type LogLine } from '../support/replicas.js';
 
@@ -45,7 +46,7 @@ log: { level: info }
 shutdown: { deadline: 5s }
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${s.refreshToken} }
+    source: ${rtSource(idp, s.refreshToken)}
     inject: { header: ${s.header} }
     refresh: { waitBudget: 3s }
     resilience: { timeout: ${s.timeout}, retries: 2, backoff: { base: 50ms, max: 100ms } }

@@ -12,6 +12,7 @@ import { RedisServer } from '../support/redis-server.js';
 import { deleteKeys } from '../support/replicas.js';
 import { connect, storeConfig } from '../store/helpers.js';
 import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 
@@ -37,7 +38,7 @@ describe.skipIf(!(await redisAvailable()))('rotating refresh tokens: never prese
     const config = parseConfig(`
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${INITIAL} }
+    source: ${rtSource(idp, INITIAL)}
     resilience: { timeout: 2s, retries: 0 }
 `);
     const store = await connect(storeConfig(opts.url ?? REDIS_URL, prefix, key));

@@ -9,9 +9,8 @@ import { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Behaviour } from '../../demo/behaviour.js';
-import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { startIdp, type IdpWorld } from '../support/world.js';
+import { ccSource, startIdp, type IdpWorld } from '../support/world.js';
 import { deniedBody, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix } from '../support/replicas.js';
@@ -127,17 +126,15 @@ ${storeYaml}providers:
   });
 
   it('expires_in: 0 on a rotating refresh_token grant keeps the rotated refresh token (lifetime raised to the 3 s floor): no reuse, a bounded rate', async () => {
-    const rotating = new DemoTokenServer({ refreshTokens: ['rt-initial'], tokenTtlSeconds: 0, now: () => clock.now() });
-    await rotating.start();
+    const rotatingWorld = await startIdp({ refreshTokens: ['rt-initial'], tokenTtlSeconds: 0, now: () => clock.now() });
+    const rotating = rotatingWorld.idp;
     try {
-      const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+      const t = await rotatingWorld.startApp(({ rt }) => `
 ${newStore()}providers:
   r:
-    source: { type: refresh_token, tokenUrl: "${rotating.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial }
+    source: ${rt('rt-initial')}
     refresh: { jitter: 0% }
 `, { clock });
-      apps.push(t);
       await advance(clock, 20_000);
       expect(rotating.invalidGrantCount).toBe(0);
       expect(rotating.reuseDetectedCount).toBe(0);
@@ -147,8 +144,7 @@ ${newStore()}providers:
       const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'r' } }));
       expect(injected(res)?.header?.value).toBe(`Bearer ${rotating.issuedAccessTokens.at(-1)}`);
     } finally {
-      for (const t of apps.splice(0)) await t.close();
-      await rotating.stop();
+      await rotatingWorld.close();
     }
   });
 
@@ -192,12 +188,18 @@ ${newStore()}providers:
 
 describe('token bytes an IdP sends never reach the header unless they are a valid header value', () => {
   const clock = new ManualClock();
-  const servers: DemoTokenServer[] = [];
+  /** IdPs (each closing the apps started against it) and apps that need no IdP. */
+  const worlds: IdpWorld[] = [];
   const apps: TestApp[] = [];
   afterEach(async () => {
     for (const t of apps.splice(0)) await t.close();
-    for (const s of servers.splice(0)) await s.stop();
+    for (const w of worlds.splice(0)) await w.close();
   });
+  const idp = async () => {
+    const w = await startIdp({ tokenTtlSeconds: 60, now: () => clock.now() });
+    worlds.push(w);
+    return w;
+  };
 
   const hostile: Array<[string, Record<string, unknown>, RegExp]> = [
     ['CRLF header injection', { access_token: 'abc\r\nx-injected: evil', token_type: 'Bearer', expires_in: 300 }, /[\r\n]|x-injected/],
@@ -211,23 +213,19 @@ describe('token bytes an IdP sends never reach the header unless they are a vali
   ];
 
   it.each(hostile)('%s: refused with ERR_IDP_BAD_RESPONSE; the cached token keeps serving, a cold provider falls to the ladder', async (_label, body, bad) => {
-    const warm = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    const cold = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    servers.push(warm, cold);
-    await warm.start();
-    await cold.start();
+    const warmWorld = await idp();
+    const cold = (await idp()).idp;
+    const warm = warmWorld.idp;
     cold.setBehaviour(answer(body));
     const provider = (name: string, url: string, resilience: string) => `
   ${name}:
-    source: { type: client_credentials, tokenUrl: "${url}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: url })}
     inject: { format: "{token_type} {token}" }
     refresh: { waitBudget: 50ms, jitter: 0% }
     resilience: { retries: 0${resilience} }`;
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const t = await warmWorld.startApp(`
 providers:${provider('warm', warm.tokenUrl, '')}${provider('cold', cold.tokenUrl, '')}${provider('coldEmergency', cold.tokenUrl, ', emergencyToken: break-glass-token')}
 `, { clock });
-    apps.push(t);
     const good = warm.issuedAccessTokens[0]!;
     warm.setBehaviour(answer(body));
     await advance(clock, 30_000); // the warm provider's refresh (due at 27 s) gets the hostile answer

@@ -6,6 +6,7 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { record } from './helpers.js';
 import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 describe('MemoryStore', () => {
   let idp: DemoTokenServer | undefined;
@@ -40,7 +41,7 @@ describe('MemoryStore', () => {
   it('regression: invalidating a rotating token does not present the configured (spent) refresh token', async () => {
     idp = new DemoTokenServer({ refreshTokens: ['rt-configured'] });
     await idp.start();
-    const config = parseConfig(`providers: { p: { source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-configured } } }`);
+    const config = parseConfig(`providers: { p: { source: ${rtSource(idp, 'rt-configured')} } }`);
     const tokens = new TokenManager(config.providers.values());
     try {
       const first = await tokens.getToken('p');

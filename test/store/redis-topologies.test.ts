@@ -94,13 +94,10 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
         nodes.push(await RedisServer.start(port, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`], cwd: dir }));
       }
       await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
-      const end = Date.now() + 10_000;
-      for (;;) {
+      await until(async () => {
         const infos = await Promise.all(ports.map((p) => run('redis-cli', ['-p', String(p), 'cluster', 'info']).then((r) => r.stdout)));
-        if (infos.every((i) => i.includes('cluster_state:ok'))) break;
-        if (Date.now() > end) throw new Error('cluster did not become ok');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        return infos.every((i) => i.includes('cluster_state:ok'));
+      }, 10_000, 'every cluster node to say cluster_state:ok');
     }, 30_000);
 
     afterAll(async () => {

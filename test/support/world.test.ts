@@ -2,7 +2,8 @@
 // `until` says what it waited for.
 import { describe, expect, it } from 'vitest';
 import { injected } from './envoy-request.js';
-import { startWorld, until, worldYaml } from './world.js';
+import { parseConfig } from '../../src/config/load.js';
+import { ccSource, rtSource, startWorld, until, worldYaml } from './world.js';
 
 describe('test world', () => {
   it('defaults: gRPC on 127.0.0.1:0, admin off, one client_credentials provider p; close stops app and IdP', async () => {
@@ -29,6 +30,17 @@ describe('test world', () => {
     expect(own).not.toMatch(/admin: "off"/);
     expect(own).not.toMatch(/^\s+p: /m);
     expect(worldYaml(({ cc }) => `providers:\n  y: { source: ${cc({ clientSecret: 'other' })} }`, fake)).toContain('clientSecret: "other"');
+  });
+
+  it('ccSource / rtSource write sources the config parser reads back as given (env references stay references)', () => {
+    const idp = { tokenUrl: 'http://127.0.0.1:9/token' };
+    const source = (flow: string, env: Record<string, string> = {}) => parseConfig(`providers:\n  p: { source: ${flow} }\n`, { env }).providers.get('p')!.source;
+    expect(source(ccSource(idp))).toMatchObject({ type: 'client_credentials', tokenUrl: idp.tokenUrl, clientId: 'demo-client', clientSecret: 'demo-secret', authMethod: 'client_secret_basic' });
+    expect(source(rtSource(idp, 'rt-1'))).toMatchObject({ type: 'refresh_token', tokenUrl: idp.tokenUrl, clientId: 'demo-client', clientSecret: 'demo-secret', refreshToken: 'rt-1', reuseInterval: 0 });
+    expect(source(rtSource(idp, '${env:RT}', { clientId: 'c', clientSecret: 's: odd', extra: { authMethod: 'client_secret_post', scope: 'a b', reuseInterval: '2s' } }), { RT: 'from-env' }))
+      .toMatchObject({ clientId: 'c', clientSecret: 's: odd', refreshToken: 'from-env', authMethod: 'client_secret_post', scope: 'a b', reuseInterval: 2_000 });
+    expect(worldYaml(({ rt }) => `providers:\n  y: { source: ${rt('rt-2', { tokenUrl: 'http://127.0.0.1:8/t' })} }`, idp as Parameters<typeof worldYaml>[1]))
+      .toContain('{ type: refresh_token, tokenUrl: "http://127.0.0.1:8/t", clientId: "demo-client", clientSecret: "demo-secret", refreshToken: "rt-2" }');
   });
 
   it('a failed start rejects with the config problem (and stops its IdP on the way)', async () => {

@@ -2,6 +2,8 @@
 // from a few lines of YAML, with a Check client, an admin client and `until`. One call builds
 // it, one `close` tears all of it down, so a test file states only what is special about it.
 //
+// ccSource / rtSource (or `cc` / `rt` inside a `yaml` function) write the usual provider sources.
+//
 //   let w: World;
 //   beforeAll(async () => { w = await startWorld({ yaml: ({ cc }) => `providers:\n  p: { source: ${cc()} }` }); });
 //   afterAll(() => w?.close());
@@ -23,6 +25,13 @@ export interface ClientCredentials {
   readonly tokenUrl?: string;
   readonly clientId?: string;
   readonly clientSecret?: string;
+  /** More entries for the flow map (authMethod, scope, reuseInterval...), values JSON-quoted. */
+  readonly extra?: Readonly<Record<string, string>>;
+}
+
+/** Anything with a token endpoint: a DemoTokenServer, or `{ tokenUrl }` for an endpoint of the test's own. */
+export interface TokenEndpoint {
+  readonly tokenUrl: string;
 }
 
 /** What a `yaml` function gets to write its providers with. */
@@ -30,6 +39,8 @@ export interface YamlContext {
   readonly idp: DemoTokenServer;
   /** A client_credentials `source` flow map against this IdP (demo-client / demo-secret by default). */
   cc(over?: ClientCredentials): string;
+  /** A refresh_token `source` flow map against this IdP presenting `refreshToken` (same client defaults). */
+  rt(refreshToken: string, over?: ClientCredentials): string;
 }
 
 export type WorldYaml = string | ((ctx: YamlContext) => string);
@@ -67,17 +78,33 @@ export interface World extends IdpWorld, TestApp {
 }
 
 /** A client_credentials source flow map for YAML (values JSON-quoted, which is valid YAML). */
-export function ccSource(idp: DemoTokenServer, over: ClientCredentials = {}): string {
-  const q = JSON.stringify;
-  const tokenUrl = over.tokenUrl ?? idp.tokenUrl;
-  const clientId = over.clientId ?? DEMO_CLIENT.clientId;
-  const clientSecret = over.clientSecret ?? DEMO_CLIENT.clientSecret;
-  return `{ type: client_credentials, tokenUrl: ${q(tokenUrl)}, clientId: ${q(clientId)}, clientSecret: ${q(clientSecret)} }`;
+export function ccSource(idp: TokenEndpoint, over: ClientCredentials = {}): string {
+  return flowMap('client_credentials', idp, over, {});
+}
+
+/**
+ * A refresh_token source flow map for YAML: the demo client presenting `refreshToken` (give the
+ * IdP the same one in `refreshTokens`). `${env:X}` in a value stays a reference: it is only quoted.
+ */
+export function rtSource(idp: TokenEndpoint, refreshToken: string, over: ClientCredentials = {}): string {
+  return flowMap('refresh_token', idp, over, { refreshToken });
+}
+
+function flowMap(type: string, idp: TokenEndpoint, over: ClientCredentials, own: Readonly<Record<string, string>>): string {
+  const entries: Record<string, string> = {
+    tokenUrl: over.tokenUrl ?? idp.tokenUrl,
+    clientId: over.clientId ?? DEMO_CLIENT.clientId,
+    clientSecret: over.clientSecret ?? DEMO_CLIENT.clientSecret,
+    ...own,
+    ...over.extra,
+  };
+  const fields = Object.entries(entries).map(([k, v]) => `, ${k}: ${JSON.stringify(v)}`).join('');
+  return `{ type: ${type}${fields} }`;
 }
 
 /** The YAML a world's app starts from: the caller's text with `listen:` / `providers:` filled in when absent. */
 export function worldYaml(yaml: WorldYaml | undefined, idp: DemoTokenServer, opts: { admin?: boolean } = {}): string {
-  const ctx: YamlContext = { idp, cc: (over) => ccSource(idp, over) };
+  const ctx: YamlContext = { idp, cc: (over) => ccSource(idp, over), rt: (token, over) => rtSource(idp, token, over) };
   let text = typeof yaml === 'function' ? yaml(ctx) : (yaml ?? '');
   if (!/^providers:/m.test(text)) text += `\nproviders:\n  p: { source: ${ctx.cc()} }\n`;
   if (!/^listen:/m.test(text)) text = `listen: { grpc: 127.0.0.1:0, admin: ${opts.admin ? '127.0.0.1:0' : '"off"'} }\n${text}`;

@@ -14,7 +14,8 @@ import { TokenError } from '../../src/tokens/errors.js';
 import { Fetcher, type BreakerListener } from '../../src/tokens/fetcher.js';
 import { createSource } from '../../src/tokens/sources/index.js';
 import type { TokenSource } from '../../src/tokens/sources/source.js';
-import { ScriptedIdp, settle, until } from './support/scripted-idp.js';
+import { ScriptedIdp, settle } from './support/scripted-idp.js';
+import { until } from '../support/until.js';
 
 const SECRET = 'fetcher-test-client-secret';
 
@@ -62,7 +63,7 @@ const retriesLogged = (w: World) => w.logs.filter((l) => l.msg === 'retrying tok
 
 /** Waits (real time) for the n-th retry to be logged, then moves the clock past its backoff. */
 async function passBackoff(w: World, n: number): Promise<void> {
-  expect(await until(() => retriesLogged(w) >= n)).toBe(true);
+  await until(() => retriesLogged(w) >= n);
   const last = w.logs.filter((l) => l.msg === 'retrying token request').at(-1)!;
   w.clock.advance(last.delayMs as number);
 }
@@ -114,7 +115,7 @@ describe('fetch: one request to the source given, through retries', () => {
     const w = (world = await start('{ retries: 1, backoff: { base: 4s, max: 8s } }'));
     w.idp.answers({ status: 503 }, { token: 'late' });
     const p = w.fetcher.fetch({ source: w.source });
-    expect(await until(() => retriesLogged(w) === 1)).toBe(true);
+    await until(() => retriesLogged(w) === 1);
     w.clock.advance(1_999); // the backoff is 2 s
     await settle();
     expect(w.idp.requests).toBe(1);
@@ -168,7 +169,7 @@ describe('Retry-After', () => {
     const w = (world = await start('{ retries: 2, backoff: { base: 100ms, max: 1s } }'));
     w.idp.answers({ status: 503, headers: { 'retry-after': '7' } }, { token: 'after-the-wait' });
     const p = w.fetcher.fetch({ source: w.source });
-    expect(await until(() => retriesLogged(w) === 1)).toBe(true);
+    await until(() => retriesLogged(w) === 1);
     w.clock.advance(6_999);
     await settle();
     expect(w.idp.requests).toBe(1);
@@ -210,7 +211,7 @@ describe('the breaker', () => {
     expect(w.idp.requests).toBe(2);
     expect(w.metrics.render()).toMatch(/tokengate_token_fetches_total\{provider="p",outcome="ERR_BREAKER_OPEN"\} 1/);
     // opossum's reset timer runs in real time (300 ms here).
-    expect(await until(() => w.halfOpen === 1, 5_000)).toBe(true);
+    await until(() => w.halfOpen === 1, 5_000);
     expect(w.fetcher.breakerState).toBe('half_open');
     expect((await w.fetcher.fetch({ source: w.source })).accessToken).toBe('probe-ok');
     expect(w.fetcher.breakerState).toBe('closed');
@@ -241,7 +242,7 @@ describe('close', () => {
     const w = (world = await start('{ retries: 3, timeout: 30s }'));
     w.idp.answers({ hang: true });
     const p = w.fetcher.fetch({ source: w.source });
-    expect(await until(() => w.idp.requests === 1)).toBe(true);
+    await until(() => w.idp.requests === 1);
     w.fetcher.close();
     expect((await rejection(p)).code).toBe('ERR_SHUTTING_DOWN');
     expect((await rejection(w.fetcher.fetch({ source: w.source }))).code).toBe('ERR_SHUTTING_DOWN');
@@ -256,7 +257,7 @@ describe('close', () => {
     w.idp.answers({ hang: true });
     other.answers({ hang: true });
     const fetches = [w.fetcher.fetch({ source: w.source }), w.fetcher.fetch({ source: otherSource })];
-    expect(await until(() => w.idp.requests === 1 && other.requests === 1)).toBe(true);
+    await until(() => w.idp.requests === 1 && other.requests === 1);
     w.fetcher.close();
     const errors = await Promise.all(fetches.map(rejection));
     otherSource.close?.();

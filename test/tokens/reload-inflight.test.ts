@@ -13,6 +13,7 @@ import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys } from '../support/replicas.js';
 import { connect, storeConfig } from '../store/helpers.js';
 import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 const withRedis = await redisAvailable();
@@ -37,11 +38,10 @@ describe.each(kinds)('reloads while a rotation is in flight (%s store)', (kind) 
   });
 
   function yaml(opts: { header?: string; scope?: string } = {}): string {
-    const scope = opts.scope ? `, scope: ${opts.scope}` : '';
     return `
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${INITIAL}${scope} }
+    source: ${rtSource(idp, INITIAL, { extra: opts.scope ? { scope: opts.scope } : {} })}
     inject: { header: ${opts.header ?? 'authorization'} }
     resilience: { timeout: 5s, retries: 0 }
 `;

@@ -21,7 +21,8 @@ import { tokenId } from '../../src/tokens/token-id.js';
 import { TokenSlot } from '../../src/tokens/token-slot.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix } from '../support/replicas.js';
-import { ScriptedIdp, settle, until } from './support/scripted-idp.js';
+import { ScriptedIdp, settle } from './support/scripted-idp.js';
+import { until } from '../support/until.js';
 
 const SECRET = 'coordinator-test-secret';
 const CONFIGURED_RT = 'rt-configured';
@@ -248,12 +249,12 @@ providers:
     idp.answers({ token: 'evented' });
     const entry = await a!.coordinator.coordinate();
     // b never asked: the 'updated' event alone puts the token in its slot.
-    expect(await until(() => b!.slot.peek()?.tokenId === entry.tokenId)).toBe(true);
+    await until(() => b!.slot.peek()?.tokenId === entry.tokenId);
     expect(idp.requests).toBe(1);
     // a invalidates: its slot drops the token, the store removes it, b drops it on the event.
     expect(a!.slot.drop(entry.tokenId)).toBe(true);
     await a!.coordinator.removeFromStore(entry.tokenId);
-    expect(await until(() => b!.slot.peek() === undefined)).toBe(true);
+    await until(() => b!.slot.peek() === undefined);
     expect(await a!.store.read(key)).toBeUndefined();
     // b never adopts the invalidated token again, not even from a stale announcement.
     await b!.coordinator.onStoreEvent({ provider: 'p', key, token_id: entry.tokenId, kind: 'updated', origin: 'replica-0' });

@@ -71,15 +71,5 @@ export class ScriptedIdp {
   }
 }
 
-/** Polls (real time) until `cond` holds; false after `timeoutMs`. */
-export async function until(cond: () => boolean, timeoutMs = 5_000): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return true;
-}
-
 /** Lets pending I/O and promise callbacks run (real time). */
 export const settle = (ms = 50) => new Promise<void>((r) => setTimeout(r, ms));
