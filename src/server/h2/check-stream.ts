@@ -2,7 +2,7 @@
 // grpc-js's per-call machinery (bench/FINDINGS.md, "A leaner serving path"). What it takes is
 // decided from the headers alone (`acceptsCheckStream`); everything else stays with grpc-js,
 // which answers it exactly as before.
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import { Code, RESPONSE_CONTENT_TYPE, sendStatusOnly } from './grpc-status.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
@@ -70,11 +70,15 @@ export class CheckStreams<Req, Res> {
     // Set once the request is complete or refused: later DATA is read and dropped, so a client
     // that keeps sending cannot make us buffer it.
     let closed = false;
+    let halfClosed = false;
     let timer: NodeJS.Timeout | undefined;
     const end = (code: number, details: string): void => {
       closed = true;
       if (timer !== undefined) clearTimeout(timer);
       sendStatusOnly(stream, code, details);
+      // Answered before the client finished sending: ask it to stop, without error, once the
+      // status is out (RFC 9113 8.1), so a client that never half-closes cannot hold the stream.
+      if (!halfClosed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
     };
     // Errors (a reset, a session torn down) are followed by 'close'; nothing to answer then.
     stream.on('error', noop);
@@ -85,6 +89,7 @@ export class CheckStreams<Req, Res> {
       if (err !== undefined) end(err.code, err.message);
     });
     stream.on('end', () => {
+      halfClosed = true;
       if (closed) return;
       closed = true;
       const payload = message.finish();
