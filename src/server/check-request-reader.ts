@@ -116,6 +116,27 @@ class Cursor {
     return t;
   }
 
+  /**
+   * Reads the rest of this message for the last occurrence of the length-delimited field
+   * `tag` (a singular submessage: the last one wins), skipping every other field. Found: the
+   * cursor is narrowed to that payload and true returned. Not found: false, cursor at the end.
+   */
+  narrowToLast(m: MessageWire<string>, tag: number): boolean {
+    let start = -1;
+    let end = -1;
+    while (this.pos < this.end) {
+      const t = this.tag(m);
+      if (t === tag) {
+        start = this.len();
+        end = this.pos;
+      } else this.skip(t);
+    }
+    if (start === -1) return false;
+    this.pos = start;
+    this.end = end;
+    return true;
+  }
+
   /** Skips one field's payload by its wire type; groups iteratively, with a depth bound. */
   skip(tag: number): void {
     switch (tag & 7) {
@@ -232,38 +253,14 @@ export class CheckRequestReader {
   readHttp(raw: Buffer): HttpRequestView | undefined {
     if (this.wanted === undefined) throw new Error('readHttp needs a reader with header names');
     const c = new Cursor(raw, 0, raw.length);
-    const m = this.w.checkRequest;
-    let attrs = -1;
-    let attrsEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tAttributes) {
-        attrs = c.len();
-        attrsEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (attrs === -1) return undefined;
-    c.pos = attrs;
-    c.end = attrsEnd;
+    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return undefined;
     return this.attributes(c, raw, true).http;
   }
 
   /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
   read(raw: Buffer): CheckRequestFields {
     const c = new Cursor(raw, 0, raw.length);
-    const m = this.w.checkRequest;
-    let attrs = -1;
-    let attrsEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tAttributes) {
-        attrs = c.len();
-        attrsEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (attrs === -1) return { raw, provider: undefined, http: undefined, reader: this };
-    c.pos = attrs;
-    c.end = attrsEnd;
+    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return { raw, provider: undefined, http: undefined, reader: this };
     return this.attributes(c, raw, false);
   }
 
@@ -324,20 +321,7 @@ export class CheckRequestReader {
   }
 
   private request(c: Cursor): HttpRequestView | undefined {
-    const m = this.w.request;
-    let http = -1;
-    let httpEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tHttp) {
-        http = c.len();
-        httpEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (http === -1) return undefined;
-    c.pos = http;
-    c.end = httpEnd;
-    return this.http(c);
+    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c) : undefined;
   }
 
   private http(c: Cursor): HttpRequestView {
