@@ -36,6 +36,10 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
     const yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
       source: ccSource(idp),
+      // What this suite pins is coordination through a working store. With the 50 ms default, a
+      // loaded CI machine can make a Redis round trip count as an outage, and the designed
+      // answer to an outage is a local fetch (test/replicas/redis-outage covers that path).
+      redisExtra: 'commandTimeout: 1s',
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     // Listening, but the token is still being fetched: every Check waits for the one refresh.
