@@ -63,7 +63,7 @@ function readListen(r: Reader): Config['listen'] {
 
 const CHECK_SERVERS = ['grpc-js', 'http2'] as const;
 /** Chosen on the measurements in bench/FINDINGS.md ("A leaner serving path"). */
-export const DEFAULT_CHECK_SERVER: CheckServer = 'grpc-js';
+export const DEFAULT_CHECK_SERVER: CheckServer = 'http2';
 
 export const DEFAULT_LISTEN_LIMITS: ListenLimits = Object.freeze({
   maxConnections: 100,

@@ -289,3 +289,26 @@ describe('gRPC helpers of the node:http2 path', () => {
     expect(grpcTimeoutMs('soon')).toBeNull();
   });
 });
+
+describe('listen.checkServer', () => {
+  it('defaults to http2, and grpc-js serves Check without the stream dispatch', async () => {
+    const { parseConfig } = await import('../../src/config/load.js');
+    expect(parseConfig('{}', { env: {} }).listen.checkServer).toBe('http2');
+    expect(() => parseConfig('listen: { checkServer: nghttp }', { env: {} })).toThrow(/listen\.checkServer/);
+    const t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off", checkServer: grpc-js }
+providers:
+  fixed:
+    source: { type: static, token: ${TOKEN} }
+routes:
+  - match: { authority: api.example.com }
+    provider: fixed
+`);
+    try {
+      expect(t.app.checkDispatch).toBeUndefined();
+      expect(injected(await t.check({ authority: 'api.example.com' }))?.header?.value).toBe(`Bearer ${TOKEN}`);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,6 +1,6 @@
 // Which serving path Check runs on in this test file (`listen.checkServer`). The contract
-// suites run once as they are (the default) and once more through a `*.http2.test.ts` twin
-// that calls `useCheckServer('http2')` and then imports the suite.
+// suites run once as they are (the default) and once more through a `*.grpc-js.test.ts` twin
+// that calls `useCheckServer('grpc-js')` and then imports the suite.
 import type { CheckServer } from '../../src/config/types.js';
 
 let underTest: CheckServer | undefined;

@@ -1,5 +1,0 @@
-// test/security/hostile-input.test.ts again, with Check served on node:http2 (`listen.checkServer: http2`).
-import { useCheckServer } from '../support/check-server.js';
-
-useCheckServer('http2');
-await import('./hostile-input.test.js');

@@ -1,5 +1,0 @@
-// test/security/resource-bounds.test.ts again, with Check served on node:http2 (`listen.checkServer: http2`).
-import { useCheckServer } from '../support/check-server.js';
-
-useCheckServer('http2');
-await import('./resource-bounds.test.js');
