@@ -1,7 +1,7 @@
 // The validated, frozen configuration. Everything inward of config/ receives these types and
 // never re-reads the environment or re-checks a value. Durations are milliseconds.
 
-export type SourceType = 'client_credentials' | 'refresh_token' | 'jwt' | 'jwt_bearer' | 'static';
+export type SourceType = 'client_credentials' | 'refresh_token' | 'jwt' | 'jwt_bearer' | 'static' | 'token_exchange';
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 export type JwtAlgorithm = 'HS256' | 'HS384' | 'HS512' | 'RS256' | 'ES256' | 'EdDSA';
 
@@ -71,7 +71,60 @@ export interface StaticSource {
   readonly pollInterval: number;
 }
 
-export type SourceConfig = ClientCredentialsSource | RefreshTokenSource | JwtSource | JwtBearerSource | StaticSource;
+/** `subjectToken.verify`: the caller's token is checked locally (jose) before any exchange. */
+export interface SubjectVerifyConfig {
+  /** Expected `iss`; also where the JWKS is discovered when `jwksUri` is not given. */
+  readonly issuer: string;
+  /** Expected `aud` (any of them). */
+  readonly audience?: readonly string[];
+  readonly jwksUri?: string;
+  /** Allowed signature algorithms (never `none`). */
+  readonly algorithms: readonly string[];
+  /** Tolerance (ms) on `exp`/`nbf` at request time. */
+  readonly leeway: number;
+}
+
+/** `subjectToken.request`: the caller's token from a request header (per-caller exchange). */
+export interface SubjectFromRequest {
+  /** Lower-case header name. */
+  readonly header: string;
+  /** Auth scheme before the token ("Bearer"), compared case-insensitively; "" when the header is the bare token. */
+  readonly scheme: string;
+  /** Longest subject token accepted (bytes); longer ones are answered 401 without hashing. */
+  readonly maxBytes: number;
+}
+
+export interface SubjectTokenConfig {
+  readonly request?: SubjectFromRequest;
+  /** subject_token_type; default urn:ietf:params:oauth:token-type:access_token. */
+  readonly type: string;
+  readonly verify?: SubjectVerifyConfig;
+}
+
+export interface TokenExchangeSource extends TokenEndpointConfig {
+  readonly type: 'token_exchange';
+  /** rfc8693 (token-exchange grant) or entra_obo (Entra ID on-behalf-of, jwt-bearer grant). */
+  readonly style: 'rfc8693' | 'entra_obo';
+  readonly subjectToken: SubjectTokenConfig;
+  /** Delegation: another provider's token sent as actor_token. */
+  readonly actorToken?: { readonly provider: string; readonly type: string };
+  readonly resource?: readonly string[];
+  readonly requestedTokenType?: string;
+}
+
+export type SourceConfig = ClientCredentialsSource | RefreshTokenSource | JwtSource | JwtBearerSource | StaticSource | TokenExchangeSource;
+
+/** `cache`: the per-caller token cache of a token_exchange provider whose subject is the caller's. */
+export interface PerCallerCacheConfig {
+  /** Callers kept at once; the least recently used is evicted first. */
+  readonly maxEntries: number;
+  /** Approximate bytes the cache may hold (tokens, answers, bookkeeping). */
+  readonly maxBytes: number;
+  /** How long a subject the IdP refused (or that failed verify) is answered from memory. */
+  readonly negativeTtl: number;
+  /** Also keep exchanged tokens in the shared store (Redis), encrypted, for every replica. */
+  readonly shared: boolean;
+}
 
 export interface InjectConfig {
   readonly header: string;
@@ -112,6 +165,8 @@ export interface ProviderConfig {
   readonly refresh: RefreshConfig;
   readonly resilience: ResilienceConfig;
   readonly purgeOnUpstreamStatus: readonly number[];
+  /** Per-caller cache; set only for token_exchange providers whose subject comes from the request. */
+  readonly cache?: PerCallerCacheConfig;
 }
 
 export interface RouteMatch {

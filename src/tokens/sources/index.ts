@@ -1,4 +1,5 @@
 import type { SourceConfig } from '../../config/types.js';
+import { TokenError } from '../errors.js';
 import type { HttpTransport } from '../http/transport.js';
 import { ClientCredentials } from './client-credentials.js';
 import { SelfSignedJwt } from './jwt.js';
@@ -22,5 +23,8 @@ export function createSource(config: SourceConfig, transport?: HttpTransport): T
       return new JwtBearer(config, transport);
     case 'static':
       return new StaticToken(config);
+    case 'token_exchange':
+      // Per-caller exchanges (subject from the request) are tokens/per-caller's, one per caller.
+      throw new TokenError('ERR_SOURCE_CONFIG', 'token_exchange with a fixed subject (file, env, provider) is not available yet; use subjectToken.request');
   }
 }
