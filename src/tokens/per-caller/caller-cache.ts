@@ -33,8 +33,8 @@ export class CallerEntry {
 /** Why a subject is answered from memory without an exchange. */
 export interface NegativeEntry {
   readonly until: number;
-  readonly kind: 'invalid_subject' | 'rejected';
-  /** The IdP's OAuth error for `rejected`, or the local reason for `invalid_subject`. */
+  readonly kind: 'invalid_subject' | 'rejected' | 'unavailable';
+  /** The IdP's OAuth error for `rejected`, the local reason for `invalid_subject`, the error code for `unavailable`. */
   readonly reason: string;
 }
 

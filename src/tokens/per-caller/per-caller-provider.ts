@@ -65,6 +65,12 @@ export interface PerCallerDeps {
 const MAX_CONCURRENT_EXCHANGES = 16;
 /** Callers queued for an exchange slot; beyond this a cold caller is answered 503 at once. */
 const MAX_QUEUED_EXCHANGES = 2_048;
+/**
+ * After an exchange failed for want of the IdP (timeout, 5xx), that caller's next Checks are
+ * answered 503 from memory this long: a caller retrying in a loop must not turn into a loop of
+ * exchanges. (The breaker covers the endpoint as a whole.)
+ */
+const FAILED_EXCHANGE_BACKOFF_MS = 2_000;
 /** After a failed refresh ahead, the next try waits at least this long. */
 const REFRESH_RETRY_MS = 5_000;
 
@@ -148,7 +154,7 @@ export class PerCallerProvider {
       return { kind: 'token', entry: hit, source: hit.stale ? 'stale' : 'cache' };
     }
     const negative = this.cache.getNegative(key, now);
-    if (negative) return answerFor(negative);
+    if (negative) return negative.kind === 'unavailable' ? this.unavailableFromMemory(negative, now) : answerFor(negative);
     this.cache.misses++;
     this.missCell.value++;
     if (!isWellFormed(token)) return this.invalid('malformed');
@@ -194,6 +200,11 @@ export class PerCallerProvider {
     this.breakerInstance?.shutdown();
     this.endpoint.close();
     this.cache.clear();
+  }
+
+  private unavailableFromMemory(n: NegativeEntry, now: number): CallerAnswer {
+    const code = n.reason as TokenError['code'];
+    return { kind: 'unavailable', error: new TokenError(code, `${this.name}: this caller's last exchange failed (${code}); not retried yet`, { provider: this.name, retryAfterMs: n.until - now }) };
   }
 
   private invalid(reason: SubjectProblem, key?: string): CallerAnswer {
@@ -340,6 +351,7 @@ export class PerCallerProvider {
         previous.refreshAt = Math.min(previous.expiresAt, clock.now() + Math.max(REFRESH_RETRY_MS, (previous.expiresAt - clock.now()) / 4));
         return { kind: 'token', entry: previous, source: 'stale' };
       }
+      this.cache.setNegative(key, { kind: 'unavailable', reason: err.code, until: clock.now() + Math.max(FAILED_EXCHANGE_BACKOFF_MS, err.retryAfterMs ?? 0) });
       return { kind: 'unavailable', error: err };
     } finally {
       this.controllers.delete(controller);
