@@ -19,7 +19,7 @@ export interface Logger {
 
 export function createLogger(opts: { level?: LogLevel; sink?: LogSink; base?: Record<string, unknown> } = {}): Logger {
   const state = { level: ORDER[opts.level ?? 'info'] };
-  const sink: LogSink = opts.sink ?? ((line) => process.stdout.write(`${line}\n`));
+  const sink: LogSink = opts.sink ?? stdoutSink();
   const make = (base: Record<string, unknown>): Logger => {
     const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
       if (ORDER[level] < state.level) return;
@@ -39,6 +39,21 @@ export function createLogger(opts: { level?: LogLevel; sink?: LogSink; base?: Re
     };
   };
   return make(opts.base ?? {});
+}
+
+// A reader that goes away (`tokengate serve | head`, a log shipper restarting) makes stdout
+// emit EPIPE; unhandled, that 'error' event would take the whole gateway down for the sake of
+// a log line. Logs are best effort; serving tokens is not. Once stdout is gone, lines are
+// dropped and the process keeps serving.
+let stdoutGuarded = false;
+function stdoutSink(): LogSink {
+  if (!stdoutGuarded) {
+    stdoutGuarded = true;
+    process.stdout.on('error', () => undefined);
+  }
+  return (line) => {
+    if (process.stdout.writable) process.stdout.write(`${line}\n`);
+  };
 }
 
 /** A logger that drops everything (library use without a logger). */

@@ -1,6 +1,7 @@
-// One provider's requests to its token source: each goes through retries (with the endpoint's
-// Retry-After gate) and, for a token endpoint, the circuit breaker. Knows nothing of caching or
-// the shared store; the provider decides when to fetch and what to do with the record.
+// One provider's requests to a token source: each goes through retries (with the endpoint's
+// Retry-After gate) and, for a token endpoint, the circuit breaker. Knows nothing of slots,
+// schedules or the shared store: it is told what to fetch (`FetchRequest`) and returns the
+// record; the coordinator decides when to fetch and what to do with it.
 import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -14,11 +15,23 @@ import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './er
 import { recordFor } from './expiry.js';
 import type { TokenSource } from './sources/source.js';
 
-/** What the fetcher reads of its provider (all of it public). */
-export interface FetcherHost {
-  readonly name: string;
-  readonly config: ProviderConfig;
+/** One fetch: the source to ask, and the refresh token to present (if any). */
+export interface FetchRequest {
   readonly source: TokenSource;
+  readonly refreshToken?: string | undefined;
+  /**
+   * When this rotating refresh token was first presented, if an earlier fetch already did and
+   * its outcome is unknown (the reuse interval counts from then).
+   */
+  readonly presentedSince?: number | undefined;
+}
+
+/**
+ * Told when the breaker lets a probe through (half-open). An object rather than a closure, so
+ * the provider itself listens at no cost per provider.
+ */
+export interface BreakerListener {
+  breakerHalfOpen(): void;
 }
 
 export interface FetcherDeps {
@@ -28,7 +41,7 @@ export interface FetcherDeps {
   readonly metrics: Metrics;
 }
 
-export class Fetcher<H extends FetcherHost> {
+export class Fetcher {
   /**
    * Created on the first fetch from a token endpoint: local sources (jwt, static) have no
    * endpoint to protect, and ten thousand idle breakers would cost ~80 MB of timers and stats.
@@ -43,14 +56,15 @@ export class Fetcher<H extends FetcherHost> {
   private closed = false;
 
   constructor(
-    private readonly host: H,
     /**
-     * The breaker lets a probe through: the provider decides whether to refresh now. A function
-     * of the provider, shared by all of them, rather than a closure for each.
+     * What the fetch is checked against and how it is protected: `name` labels logs and metrics,
+     * `resilience` configures retries and the breaker, `inject` and `refresh` decide whether an
+     * answer is accepted and when it expires, `source.reuseInterval` bounds a rotating retry.
      */
-    private readonly onHalfOpen: (host: H) => void,
+    private readonly config: ProviderConfig,
     private readonly deps: FetcherDeps,
     private readonly random: () => number,
+    private readonly listener?: BreakerListener,
   ) {}
 
   /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
@@ -59,23 +73,22 @@ export class Fetcher<H extends FetcherHost> {
   }
 
   private breaker(): Breaker {
-    this.breakerInstance ??= new Breaker(this.host.name, this.host.config.resilience.breaker, {
+    this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, {
       onStateChange: (state) => {
-        this.deps.logger.warn('breaker state changed', { provider: this.host.name, breaker: state });
-        if (state === 'half_open') this.onHalfOpen(this.host);
+        this.deps.logger.warn('breaker state changed', { provider: this.config.name, breaker: state });
+        if (state === 'half_open') this.listener?.breakerHalfOpen();
       },
       provesUp: provesEndpointUp,
     });
     return this.breakerInstance;
   }
 
-  /**
-   * `presentedSince`: when this rotating refresh token was first presented, if an earlier fetch
-   * already did and its outcome is unknown (the reuse interval counts from then).
-   */
-  async fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
+  /** One fetch through retries and (for a token endpoint) the breaker: the record, or a TokenError. */
+  async fetch(request: FetchRequest): Promise<TokenRecord> {
     const { clock, gate, metrics } = this.deps;
-    const { name, config, source } = this.host;
+    const { source, refreshToken, presentedSince } = request;
+    const config = this.config;
+    const name = config.name;
     if (this.closed) throw new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: name });
     const r = config.resilience;
     const sentAt = clock.now();
@@ -127,7 +140,7 @@ export class Fetcher<H extends FetcherHost> {
   /** Aborts requests and retry waits in progress and stops the breaker's timers. */
   close(): void {
     this.closed = true;
-    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.host.name }));
+    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name }));
     this.breakerInstance?.shutdown();
   }
 }

@@ -1,7 +1,8 @@
-// One provider's token life: the L1 slot, the single in-flight refresh, the schedule, status
-// and the fallback ladder. The Check path calls `lookup` (synchronous, no I/O) and only on a
-// miss `acquire` (bounded by waitBudget). A refresh goes through the shared store
-// (`ReplicaCoordinator`), which fetches through the breaker and retries (`Fetcher`).
+// One provider: its token slot's schedule, the single in-flight refresh, status and the
+// fallback ladder. The Check path calls `lookup` (synchronous, no I/O) and only on a miss
+// `acquire` (bounded by waitBudget). The refresh path runs one way: `refresh` → the
+// `ReplicaCoordinator` (the shared store) → the `Fetcher` (breaker, retries) → `TokenSlot.adopt`,
+// which wakes its waiters and tells its observer, this provider, to schedule the next refresh.
 import { randomUUID } from 'node:crypto';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
@@ -12,12 +13,12 @@ import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
-import { refreshAtFor } from './expiry.js';
 import { MIN_REFRESH_INTERVAL_MS } from '../config/lifetime-bounds.js';
-import { Fetcher } from './fetcher.js';
-import { ReplicaCoordinator, type Adoption, type ReplicaHooks } from './replica-coordinator.js';
+import { Fetcher, type BreakerListener } from './fetcher.js';
+import { ReplicaCoordinator } from './replica-coordinator.js';
 import type { TokenSource } from './sources/source.js';
 import { tokenId } from './token-id.js';
+import { TokenSlot, type Adoption, type SlotObserver } from './token-slot.js';
 
 /**
  * `needs_attention`: a refresh_token grant's outcome was unknown, its refresh token is spent and
@@ -58,19 +59,10 @@ const CUT_OFF_SETTLE_MS = 500;
 const REFRESH_BURST = 2;
 const MAX_RETRY_MS = 30_000;
 
-export class Provider {
-  /** The replica coordinator's way into the private L1 slot (shared by every provider). */
-  private static readonly replicaHooks: ReplicaHooks<Provider> = {
-    closing: (p) => p.closing,
-    adopt: (p, rec, how) => p.adopt(rec, how),
-    drop: (p, id) => p.drop(id),
-  };
-
+export class Provider implements SlotObserver, BreakerListener {
   readonly name: string;
-  /** The L1 slot. Kept after hard expiry for the expired-grace rung of the ladder. */
-  private current: CachedToken | undefined;
-  /** How a hit on `current` is labelled: 'stale' once a refresh for it has failed. */
-  private hot: 'cache' | 'stale' = 'cache';
+  /** The token this provider serves; the refresh path ends in its `adopt`. */
+  private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
@@ -91,8 +83,8 @@ export class Provider {
   /** ERR_GRANT_AMBIGUOUS: only an operator (reload, admin refresh) starts a refresh. */
   private attention = false;
   private readonly random: () => number;
-  private readonly fetcher: Fetcher<Provider>;
-  private readonly replica: ReplicaCoordinator<Provider>;
+  private readonly fetcher: Fetcher;
+  private readonly replica: ReplicaCoordinator;
   /** The first fetch attempt has settled (health/readiness waits for this). */
   readonly warmedUp: Promise<void>;
   private markWarm!: () => void;
@@ -105,8 +97,10 @@ export class Provider {
     this.name = config.name;
     this.random = deps.random ?? Math.random;
     this.warmedUp = new Promise((resolve) => (this.markWarm = resolve));
-    this.fetcher = new Fetcher<Provider>(this, Provider.onBreakerHalfOpen, deps, this.random);
-    this.replica = new ReplicaCoordinator<Provider>(this, Provider.replicaHooks, this.fetcher, deps);
+    this.slot = new TokenSlot({ storeKey: deps.storeKey, label: config.name }, config, deps.clock, this.random);
+    this.slot.observe(this);
+    this.fetcher = new Fetcher(config, deps, this.random, this);
+    this.replica = new ReplicaCoordinator(this.slot, { config, source }, this.fetcher, deps);
     const r = config.resilience;
     if (r.emergencyToken) {
       const rec: TokenRecord = {
@@ -117,12 +111,12 @@ export class Provider {
     }
   }
 
-  /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
-  /** How a lookup hit is labelled (read-only outside: the slot's own refresh outcome sets it). */
+  /** How a lookup hit is labelled: 'cache', or 'stale' once a refresh for it has failed. */
   get hotSource(): 'cache' | 'stale' {
-    return this.hot;
+    return this.slot.hitSource;
   }
 
+  /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
   get breakerState(): BreakerState {
     return this.fetcher.breakerState;
   }
@@ -138,7 +132,7 @@ export class Provider {
    * also starts one background refresh. Synchronous and allocation-free on a hit.
    */
   lookup(now: number): CachedToken | undefined {
-    const c = this.current;
+    const c = this.slot.peek();
     if (c === undefined || now >= c.expiresAt) return undefined;
     if (now >= c.refreshAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
@@ -150,7 +144,7 @@ export class Provider {
   async acquire(): Promise<Acquired> {
     const now = this.deps.clock.now();
     const hit = this.lookup(now);
-    if (hit) return this.served(hit, this.hot);
+    if (hit) return this.served(hit, this.slot.hitSource);
     let error: TokenError | undefined;
     if (this.closing) error = new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name });
     else if (this.breakerState === 'open' && this.inflight === undefined) {
@@ -174,7 +168,7 @@ export class Provider {
 
   private ladder(error: TokenError): Acquired {
     const now = this.deps.clock.now();
-    const c = this.current;
+    const c = this.slot.peek();
     if (c && now < c.expiresAt) return this.served(c, 'stale');
     if (c && now < c.expiresAt + this.config.resilience.serveExpiredFor) return this.served(c, 'expired_grace');
     if (this.emergency) return this.served(this.emergency, 'emergency');
@@ -201,14 +195,17 @@ export class Provider {
 
   // ---- refreshing --------------------------------------------------------------------------
 
-  /** The half-open probe is our own refresh: the first Check after recovery finds a fresh token. */
-  private static onBreakerHalfOpen(p: Provider): void {
-    if (p.needsRefresh()) p.refreshInBackground('probe');
+  /**
+   * BreakerListener: the half-open probe is our own refresh, so the first Check after recovery
+   * finds a fresh token.
+   */
+  breakerHalfOpen(): void {
+    if (this.needsRefresh()) this.refreshInBackground('probe');
   }
 
   private needsRefresh(): boolean {
     if (this.attention) return false;
-    const c = this.current;
+    const c = this.slot.peek();
     return c === undefined || this.deps.clock.now() >= c.refreshAt;
   }
 
@@ -285,7 +282,7 @@ export class Provider {
       if (err.code !== 'ERR_BREAKER_OPEN' || !this.lastError) this.lastError = err;
       this.failures++;
       if (err.code === 'ERR_GRANT_AMBIGUOUS') this.attention = true;
-      if (this.current) this.hot = 'stale';
+      this.slot.markStale();
       const level = err.transient || err.code === 'ERR_BREAKER_OPEN' || err.code === 'ERR_SHUTTING_DOWN' ? 'warn' : 'error';
       this.deps.logger[level]('token refresh failed', { provider: this.name, reason, error: err.toJSON(), failures: this.failures });
       this.scheduleRetry(err);
@@ -295,15 +292,10 @@ export class Provider {
     }
   }
 
-  private adopt(rec: TokenRecord, how: Adoption): CachedToken {
-    const entry = new CachedToken(rec, refreshAtFor(rec, this.config.refresh, this.random), rec.expiresAt, this.config.inject);
-    const previous = this.current;
-    this.current = entry;
-    this.hot = 'cache';
-    if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: rec.tokenId, how });
-    if (previous?.tokenId !== entry.tokenId) this.replica.notifyWaiters();
+  /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */
+  adopted(entry: CachedToken, how: Adoption): void {
+    if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: entry.tokenId, how });
     this.schedule(entry.refreshAt - this.deps.clock.now(), 'scheduled');
-    return entry;
   }
 
   private schedule(delayMs: number, reason: string): void {
@@ -366,33 +358,27 @@ export class Provider {
     return this.replica.onStoreEvent(event);
   }
 
-  private drop(id: string): boolean {
-    if (this.current?.tokenId !== id) return false;
-    this.current = undefined;
-    this.hot = 'cache';
-    return true;
-  }
-
   /**
-   * Drops the token (only if it is still `id`, when given) here, in the store and, through the
-   * event channel, in every replica; then starts a refresh. Idempotent per token.
+   * Invalidates the token (only if it is still `id`, when given): the slot drops it here, the
+   * store removes it and, through the event channel, every replica drops it; then a refresh
+   * starts. Idempotent per token.
    */
   invalidate(id?: string): boolean {
-    const target = id ?? this.current?.tokenId;
-    if (target === undefined || !this.replica.forget(target)) return false;
-    void this.replica.withdraw(target).finally(() => this.refreshInBackground('invalidated'));
+    const target = id ?? this.slot.peek()?.tokenId;
+    if (target === undefined || !this.slot.drop(target)) return false;
+    void this.replica.removeFromStore(target).finally(() => this.refreshInBackground('invalidated'));
     this.deps.logger.warn('token invalidated', { provider: this.name, token_id: target });
     return true;
   }
 
   /** The token a Check would get now, if any (no refresh is started). */
   peek(): CachedToken | undefined {
-    return this.current;
+    return this.slot.peek();
   }
 
   status(): ProviderStatus {
     const now = this.deps.clock.now();
-    const c = this.current;
+    const c = this.slot.peek();
     let state: ProviderStateName;
     if (this.attention) state = 'needs_attention';
     else if (!c) state = this.inflight ? 'refreshing' : 'missing';
@@ -404,7 +390,7 @@ export class Provider {
       state,
       expiresIn: c && c.expiresAt < NEVER_EXPIRES ? Math.round((c.expiresAt - now) / 1000) : null,
       tokenId: c?.tokenId ?? null,
-      source: c ? (this.lastServed ?? this.hot) : null,
+      source: c ? (this.lastServed ?? this.slot.hitSource) : null,
       breaker: this.breakerState,
       lastError: this.lastError ? this.lastError.toJSON() : null,
     };
@@ -425,8 +411,8 @@ export class Provider {
    * never cut off (a rotation it started would be lost) but awaited and adopted.
    */
   inherit(from: Provider): void {
-    const c = from.current;
-    if (c) this.adopt(c.record, 'store');
+    const c = from.slot.peek();
+    if (c) this.slot.adopt(c.record, 'store');
     from.replica.handOver(this.replica);
     this.attention = from.attention;
     this.lastError = from.lastError;
@@ -434,7 +420,8 @@ export class Provider {
     if (pending) {
       this.track(async () => {
         const entry = await pending;
-        return this.current?.tokenId === entry.tokenId ? this.current : this.adopt(entry.record, 'fetched');
+        const mine = this.slot.peek();
+        return mine?.tokenId === entry.tokenId ? mine : this.slot.adopt(entry.record, 'fetched');
       }, 'reload').catch(() => undefined);
     }
     this.markWarm();
@@ -474,6 +461,7 @@ export class Provider {
   /** No new refresh starts from now on; a hit is still served. First step of shutdown. */
   quiesce(): void {
     this.closing = true;
+    this.replica.quiesce();
     this.timer?.cancel();
     this.timer = undefined;
     this.cancelPause?.();
@@ -500,7 +488,7 @@ export class Provider {
       clearTimeout(t);
     }
     this.source.close?.();
-    this.replica.notifyWaiters();
+    this.slot.wake();
   }
 }
 

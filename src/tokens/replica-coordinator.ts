@@ -1,8 +1,9 @@
-// One provider's side of the replica protocol on the shared store: read before fetching, one
+// One token slot's side of the replica protocol on the shared store: read before fetching, one
 // lock holder fetches and publishes, the others adopt its token from the event (or the store),
-// rotating refresh tokens are claimed and never presented twice, and a dropped token is
-// withdrawn everywhere. The provider keeps the L1 slot; this class reads it and hands it tokens
-// through `ReplicaHooks`.
+// rotating refresh tokens are claimed and never presented twice, and an invalidated token is
+// removed from the store and announced to the other replicas. It works on the slot it was
+// built for and on the store; it fetches through the `Fetcher` it is given and ends every
+// refresh in `slot.adopt`. It never calls back into whoever owns the slot.
 import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -15,31 +16,18 @@ import { refreshDueAt } from './expiry.js';
 import type { Fetcher } from './fetcher.js';
 import type { TokenSource } from './sources/source.js';
 import { tokenId } from './token-id.js';
+import type { Adoption, TokenSlot } from './token-slot.js';
 
-/** Where an adopted record came from: our own fetch, a read of the store, or another replica's event. */
-export type Adoption = 'fetched' | 'store' | 'event';
-
-/** What the coordinator reads of its provider (all of it public). */
-export interface ReplicaHost {
-  readonly name: string;
-  readonly storeKey: string;
-  readonly config: ProviderConfig;
-  readonly source: TokenSource;
-  /** The L1 slot now. Another replica's event may replace it during any await. */
-  peek(): CachedToken | undefined;
-}
+export type { Adoption } from './token-slot.js';
 
 /**
- * What the coordinator may do to its provider. Functions of the provider, not closures over it:
- * one table serves every provider, where closures would cost ~300 bytes for each of ten thousand.
+ * The grant a slot's token comes from: the source to fetch from and the provider settings the
+ * protocol needs (lock TTL from `resilience.timeout`, `refresh` for when a stored token is due,
+ * the configured refresh token and `reuseInterval` of a refresh_token source).
  */
-export interface ReplicaHooks<H> {
-  /** Shutdown has begun. */
-  closing(host: H): boolean;
-  /** Puts the record in the L1 slot (waking waiters, rescheduling) and returns its entry. */
-  adopt(host: H, rec: TokenRecord, how: Adoption): CachedToken;
-  /** Empties the L1 slot if it holds token `id`; true when it did. */
-  drop(host: H, id: string): boolean;
+export interface Grant {
+  readonly config: ProviderConfig;
+  readonly source: TokenSource;
 }
 
 export interface ReplicaDeps {
@@ -58,8 +46,6 @@ const FOLLOW_POLL_MS = 250;
 const STORE_GLITCH_PAUSE_MS = 100;
 /** How often a rotated refresh token the store did not take is offered again. */
 const UNSAVED_RETRY_MS = 500;
-/** Ids of tokens we dropped; never adopt them again from the store or an event. */
-const INVALIDATED_MEMORY = 32;
 /** Spent refresh tokens remembered in process memory (the store record keeps the newest one). */
 const SPENT_MEMORY = 32;
 
@@ -88,9 +74,8 @@ export function grantAmbiguous(provider: string, cause?: TokenError): TokenError
     });
 }
 
-export class ReplicaCoordinator<H extends ReplicaHost> {
+export class ReplicaCoordinator {
   private readonly lockTtlMs: number;
-  private readonly invalidated: string[] = [];
   /** A rotated refresh token's record that the store has not taken yet (Redis was down). */
   private unsaved: TokenRecord | undefined;
   /**
@@ -100,32 +85,38 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
    */
   private readonly spent = new Map<string, number>();
   /** After a reload: the coordinator of the provider that took this grant over. */
-  private heir: ReplicaCoordinator<H> | undefined;
+  private heir: ReplicaCoordinator | undefined;
   /** A newer refresh token of this grant carried over from another store key (source reload). */
   private inherited: TokenRecord | undefined;
-  private waiters = new Set<() => void>();
+  /** No new store work starts (a rotated record's retries stop): shutdown or retirement. */
+  private quiesced = false;
 
   constructor(
-    private readonly host: H,
-    private readonly hooks: ReplicaHooks<H>,
-    private readonly fetcher: Fetcher<H>,
+    readonly slot: TokenSlot,
+    private readonly grant: Grant,
+    private readonly fetcher: Fetcher,
     private readonly deps: ReplicaDeps,
   ) {
     // Above one attempt plus the write; renewed while the fetch runs, so it can stay short and
     // a replica that dies holding it delays the next refresh by at most this much.
-    this.lockTtlMs = host.config.resilience.timeout + 2_000;
+    this.lockTtlMs = grant.config.resilience.timeout + 2_000;
   }
 
   private get name(): string {
-    return this.host.name;
+    return this.slot.key.label;
   }
 
   private get storeKey(): string {
-    return this.host.storeKey;
+    return this.slot.key.storeKey;
   }
 
   private adopt(rec: TokenRecord, how: Adoption): CachedToken {
-    return this.hooks.adopt(this.host, rec, how);
+    return this.slot.adopt(rec, how);
+  }
+
+  /** One fetch from the grant's source, presenting `refreshToken` when given. */
+  private fetch(refreshToken: string | undefined, presentedSince?: number): Promise<TokenRecord> {
+    return this.fetcher.fetch({ source: this.grant.source, refreshToken, presentedSince });
   }
 
   /** Gets a fresh token, through the shared store when there is one. */
@@ -133,14 +124,14 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
     const store = this.deps.store;
     if (!store.shared) {
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
-      const rec = this.host.source.rotates
+      const rec = this.grant.source.rotates
         ? await this.presentRotating(this.presentation(stored.value), stored.value)
-        : await this.fetcher.fetch(this.newestRefreshToken(stored.value));
+        : await this.fetch(this.newestRefreshToken(stored.value));
       await this.storeOp('write', () => store.write(this.storeKey, rec));
       return this.adopt(rec, 'fetched');
     }
     // The token this refresh replaces: another one arriving meanwhile (an event) ends it.
-    const startId = this.host.peek()?.tokenId;
+    const startId = this.slot.peek()?.tokenId;
     const deadline = this.deps.clock.now() + 3 * this.lockTtlMs;
     let glitches = 0;
     for (;;) {
@@ -156,9 +147,9 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       if (!lock.ok) {
         // Connected but one command was late (a busy event loop outlasts a 50 ms timeout): while
         // our token still serves, try the store once more before fetching on our own.
-        const c = this.host.peek();
+        const c = this.slot.peek();
         if (store.healthy() && glitches++ === 0 && c && this.deps.clock.now() < c.expiresAt) {
-          await this.waitForEvent(STORE_GLITCH_PAUSE_MS);
+          await this.slot.waitForChange(STORE_GLITCH_PAUSE_MS);
           continue;
         }
         return this.fetchWithoutStore(lock.error);
@@ -168,18 +159,18 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       if (this.deps.clock.now() >= deadline) {
         throw new TokenError('ERR_STORE_UNAVAILABLE', 'another replica holds the refresh lock and published no token', { provider: this.name });
       }
-      await this.waitForEvent(Math.min(FOLLOW_POLL_MS * 4, this.lockTtlMs));
+      await this.slot.waitForChange(Math.min(FOLLOW_POLL_MS * 4, this.lockTtlMs));
     }
   }
 
   /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
   private async fetchWithoutStore(cause?: unknown): Promise<CachedToken> {
-    if (this.host.source.rotates) {
+    if (this.grant.source.rotates) {
       if (cause instanceof RecordCryptoError) throw this.unreadableRecord(cause);
       // Presenting a refresh token another replica may also present gets the grant revoked.
       throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store is unreachable; a rotating refresh token is not used without its lock', { provider: this.name });
     }
-    const rec = await this.fetcher.fetch(undefined);
+    const rec = await this.fetch(undefined);
     const store = this.deps.store;
     // Connected again (or only one command failed): offer it to the others; the write is fenced.
     if (store.healthy()) {
@@ -204,7 +195,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       if (arrived) return arrived;
       if (again.ok && again.value && this.isBetter(again.value)) return this.adopt(again.value, 'store');
       let plan: Presentation | undefined;
-      if (this.host.source.rotates) {
+      if (this.grant.source.rotates) {
         if (!again.ok) {
           if (again.error instanceof RecordCryptoError) throw this.unreadableRecord(again.error);
           throw new TokenError('ERR_REFRESH_UNSAFE', 'the shared store did not answer; the newest refresh token is unknown, so none is presented', { provider: this.name });
@@ -215,7 +206,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       }
       let rec: TokenRecord;
       try {
-        rec = plan ? await this.presentRotating(plan, again.value) : await this.fetcher.fetch(this.newestRefreshToken(again.value));
+        rec = plan ? await this.presentRotating(plan, again.value) : await this.fetch(this.newestRefreshToken(again.value));
       } catch (err) {
         // The IdP may have carried the grant out: the claim stays (the spent mark replaces it
         // when the store takes it). Otherwise nothing rotated: give it back.
@@ -229,7 +220,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
       if (written.ok) {
         if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
         await this.publishUpdate(rec);
-      } else if (this.host.source.rotates) {
+      } else if (this.grant.source.rotates) {
         (this.heir ?? this).persistLater(rec);
       }
       return this.adopt(rec, 'fetched');
@@ -279,7 +270,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
 
   private newestRecord(stored: TokenRecord | undefined): TokenRecord | undefined {
     let best: TokenRecord | undefined;
-    for (const r of [stored, this.host.peek()?.record, this.unsaved, this.inherited]) {
+    for (const r of [stored, this.slot.peek()?.record, this.unsaved, this.inherited]) {
       if (r?.refreshToken !== undefined && (best === undefined || r.obtainedAt > best.obtainedAt)) best = r;
     }
     return best;
@@ -288,7 +279,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
   // ---- rotating refresh tokens whose grant had an unknown outcome ---------------------------
 
   private get reuseInterval(): number {
-    const s = this.host.config.source;
+    const s = this.grant.config.source;
     return s.type === 'refresh_token' ? s.reuseInterval : 0;
   }
 
@@ -305,7 +296,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
    * ERR_GRANT_AMBIGUOUS when it is spent and outside the IdP's reuse interval.
    */
   private presentation(stored: TokenRecord | undefined): Presentation {
-    const src = this.host.config.source;
+    const src = this.grant.config.source;
     const token = this.newestRefreshToken(stored) ?? (src.type === 'refresh_token' ? src.refreshToken : undefined);
     if (token === undefined) throw new TokenError('ERR_INTERNAL', 'a rotating source without a refresh token', { provider: this.name });
     const id = tokenId(token);
@@ -318,7 +309,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
   private async presentRotating(plan: Presentation, stored: TokenRecord | undefined): Promise<TokenRecord> {
     const presentedAt = plan.since ?? this.deps.clock.now();
     try {
-      return await this.fetcher.fetch(plan.token, plan.since);
+      return await this.fetch(plan.token, plan.since);
     } catch (raw) {
       if (!(raw instanceof TokenError) || !raw.ambiguous) throw raw;
       await this.markSpent(plan.id, presentedAt, stored, raw);
@@ -330,8 +321,8 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
 
   /** Records refresh token `id` as spent here, in the store and in the heir (a reload took over). */
   private async markSpent(id: string, presentedAt: number, stored: TokenRecord | undefined, cause: TokenError): Promise<void> {
-    for (let c: ReplicaCoordinator<H> | undefined = this; c; c = c.heir) c.rememberSpent(id, presentedAt);
-    const base = stored ?? this.host.peek()?.record;
+    for (let c: ReplicaCoordinator | undefined = this; c; c = c.heir) c.rememberSpent(id, presentedAt);
+    const base = stored ?? this.slot.peek()?.record;
     // No record yet (the configured token's first use): a record that holds only the mark.
     const rec: TokenRecord = base
       ? { ...base, spentRefreshId: id, spentPresentedAt: presentedAt }
@@ -361,7 +352,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
    * knows (spent tokens, a rotated record the store has not taken) goes to the new one, now and
    * when this provider's refresh in flight ends.
    */
-  handOver(to: ReplicaCoordinator<H>): void {
+  handOver(to: ReplicaCoordinator): void {
     this.heir = to;
     for (const [id, at] of this.spent) to.rememberSpent(id, at);
     if (this.unsaved) {
@@ -376,7 +367,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
    * provider continues from the newest refresh token the old key knew, never the configured one
    * the old provider may already have rotated away.
    */
-  async continueFrom(from: ReplicaCoordinator<H>): Promise<void> {
+  async continueFrom(from: ReplicaCoordinator): Promise<void> {
     const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
     const newest = from.newestRecord(stored.value);
     if (newest) this.inherited = { ...newest, expiresAt: 0 };
@@ -390,7 +381,7 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
     this.unsaved = rec;
     this.deps.logger.error('rotated refresh token not stored yet; retrying until the shared store takes it', { provider: this.name, token_id: rec.tokenId });
     const attempt = async () => {
-      if (this.unsaved !== rec || this.hooks.closing(this.host)) return;
+      if (this.unsaved !== rec || this.quiesced) return;
       let replaced: boolean;
       try {
         replaced = await this.deps.store.write(this.storeKey, rec);
@@ -410,27 +401,27 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
 
   /** A token adopted since this refresh started (another replica's event) that needs no refresh. */
   private arrivedSince(startId: string | undefined): CachedToken | undefined {
-    const c = this.host.peek();
+    const c = this.slot.peek();
     if (c === undefined || c.tokenId === startId) return undefined;
     const now = this.deps.clock.now();
-    return now < c.expiresAt && now < refreshDueAt(c.record, this.host.config.refresh) ? c : undefined;
+    return now < c.expiresAt && now < refreshDueAt(c.record, this.grant.config.refresh) ? c : undefined;
   }
 
   /** Worth serving while a refresh runs: before hard expiry, and ours is gone or expires sooner. */
   private usableNow(rec: TokenRecord): boolean {
     const now = this.deps.clock.now();
-    const c = this.host.peek();
-    if (rec.expiresAt <= now || this.invalidated.includes(rec.tokenId) || c?.tokenId === rec.tokenId) return false;
+    const c = this.slot.peek();
+    if (rec.expiresAt <= now || this.slot.wasDropped(rec.tokenId) || c?.tokenId === rec.tokenId) return false;
     return c === undefined || rec.expiresAt > c.expiresAt;
   }
 
   /** A stored record is worth adopting: usable, not one we dropped, newer than ours. */
   private isBetter(rec: TokenRecord): boolean {
     const now = this.deps.clock.now();
-    if (rec.expiresAt <= now || this.invalidated.includes(rec.tokenId)) return false;
-    const c = this.host.peek();
+    if (rec.expiresAt <= now || this.slot.wasDropped(rec.tokenId)) return false;
+    const c = this.slot.peek();
     if (c?.tokenId === rec.tokenId) return false;
-    if (now >= refreshDueAt(rec, this.host.config.refresh)) return false;
+    if (now >= refreshDueAt(rec, this.grant.config.refresh)) return false;
     return c === undefined || rec.expiresAt > c.expiresAt || now >= c.expiresAt;
   }
 
@@ -452,56 +443,36 @@ export class ReplicaCoordinator<H extends ReplicaHost> {
     }
   }
 
-  private waitForEvent(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        timer.cancel();
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = this.deps.clock.setTimer(done, ms);
-      this.waiters.add(done);
-    });
-  }
-
-  /** Ends every `waitForEvent` now: the L1 slot changed, an event came, or we are closing. */
-  notifyWaiters(): void {
-    const w = this.waiters;
-    this.waiters = new Set();
-    for (const fn of w) fn();
-  }
-
-  /** An event from another replica about this provider's key. */
+  /** An event from another replica about this slot's key. */
   async onStoreEvent(event: StoreEvent): Promise<void> {
     if (event.origin === this.deps.replicaId || event.key !== this.storeKey) return;
     if (event.kind === 'invalidated') {
-      this.forget(event.token_id);
+      this.slot.drop(event.token_id);
       return;
     }
-    if (this.host.peek()?.tokenId === event.token_id || this.invalidated.includes(event.token_id)) return;
+    if (this.slot.peek()?.tokenId === event.token_id || this.slot.wasDropped(event.token_id)) return;
     const stored = await this.storeOp('read', () => this.deps.store.read(this.storeKey));
     // Whatever the store holds now: a later write may already have replaced the announced token.
     if (stored.ok && stored.value && this.isBetter(stored.value)) {
       this.adopt(stored.value, 'event');
     }
-    this.notifyWaiters();
+    this.slot.wake();
   }
 
-  // ---- dropping a token --------------------------------------------------------------------
+  // ---- invalidating a token ---------------------------------------------------------------
 
-  /** Never adopts token `id` again, and drops it from L1; true when L1 held it. */
-  forget(id: string): boolean {
-    if (!this.invalidated.includes(id)) {
-      this.invalidated.push(id);
-      if (this.invalidated.length > INVALIDATED_MEMORY) this.invalidated.shift();
-    }
-    return this.hooks.drop(this.host, id);
-  }
-
-  /** The store half of an invalidation: removes token `id` there and tells the other replicas. */
-  async withdraw(id: string): Promise<void> {
+  /**
+   * The shared half of an invalidation (the slot has dropped token `id`): removes it from the
+   * store and tells the other replicas, which drop it from their slots.
+   */
+  async removeFromStore(id: string): Promise<void> {
     const store = this.deps.store;
     await this.storeOp('remove', () => store.remove(this.storeKey, id));
     await this.storeOp('publish', () => store.publish({ provider: this.name, key: this.storeKey, token_id: id, kind: 'invalidated', origin: this.deps.replicaId }));
+  }
+
+  /** No new store work starts from now on (shutdown, or a reload retired the slot's owner). */
+  quiesce(): void {
+    this.quiesced = true;
   }
 }
