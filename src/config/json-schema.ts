@@ -201,6 +201,31 @@ const sources: Record<string, Schema> = {
     assertion: obj('The assertion tokengate signs.', signing, { required: ['key'] }),
     ...endpoint,
   }, { required: ['type', 'assertion', 'tokenUrl'], allOf: authRules(false) }),
+  token_exchange: sourceOf('token_exchange', 'RFC 8693 token exchange (or Entra ID on-behalf-of): the caller\'s token exchanged for one scoped to audience/resource/scope, cached per caller.', {
+    style: oneOf(['rfc8693', 'entra_obo'], 'rfc8693 (token-exchange grant) or entra_obo (jwt-bearer grant, requested_token_use=on_behalf_of). Default rfc8693.'),
+    subjectToken: obj('The subject token.', {
+      request: obj('Taken from the caller\'s request header (per-caller tokens). Envoy must not list the header in disallowed_headers.', {
+        header: str('Header holding the caller\'s token. Default authorization.', { pattern: "^[!#$%&'*+.^_`|~0-9a-zA-Z-]+$" }),
+        scheme: str('Auth scheme before the token, case-insensitive; "" for a bare token. Default Bearer for authorization.'),
+        maxBytes: num('Longest subject token accepted; longer ones are answered 401. Default 16384.', { minimum: 64, maximum: 65536, integer: true }),
+      }),
+      type: str('subject_token_type. Default urn:ietf:params:oauth:token-type:access_token.'),
+      verify: obj('Check the caller\'s token locally before any exchange (jose).', {
+        issuer: str('Expected iss; the JWKS is discovered from it unless jwksUri is set.'),
+        audience: { description: 'Expected aud (one or a list).', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
+        jwksUri: str('JWKS URL (https; http only to loopback).'),
+        algorithms: list({ enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] }, 'Allowed signature algorithms. Default [RS256, PS256, ES256, EdDSA].'),
+        leeway: dur('Tolerance on exp/nbf (≤5m). Default 0s.'),
+      }, { required: ['issuer'] }),
+    }, { required: ['request'] }),
+    actorToken: obj('Delegation: another provider\'s token sent as actor_token (rfc8693 only).', {
+      provider: str('A configured provider with one shared token.'),
+      type: str('actor_token_type. Default urn:ietf:params:oauth:token-type:access_token.'),
+    }, { required: ['provider'] }),
+    resource: { description: 'resource parameter(s): absolute URIs (rfc8693 only).', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
+    requestedTokenType: str('requested_token_type; the answer\'s issued_token_type must match it.'),
+    ...endpoint,
+  }, { required: ['type', 'subjectToken', 'tokenUrl'], allOf: authRules(false) }),
   static: sourceOf('static', 'A fixed token, inline or from a file (re-read when it changes).', {
     token: secret('The token.'),
     file: str('File holding the token.'),
@@ -244,6 +269,12 @@ const provider = obj('One upstream credential.', {
     emergencyToken: secret('Last-resort token when nothing else is available.'),
   }),
   purgeOnUpstreamStatus: list({ anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, PLACEHOLDER] }, 'Upstream statuses (from Envoy\'s access log) that purge the token. Default [401].'),
+  cache: section('Per-caller cache (token_exchange with subjectToken.request only).', {
+    maxEntries: num('Callers kept; the least recently used is evicted first. Default 10000.', { minimum: 1, maximum: 10000000, integer: true }),
+    maxBytes: num('Approximate bytes the cache may hold. Default 64 MiB.', { minimum: 65536, maximum: 17179869184, integer: true }),
+    negativeTtl: dur('How long a refused subject is answered from memory (≤1d). Default 30s.'),
+    shared: bool('Also keep exchanged tokens in the Redis store (encrypted, keyed by an HMAC of the subject). Default false.'),
+  }),
 }, { required: ['source'] });
 
 const route = obj('Picks a provider for requests Envoy sends without a provider context extension.', {

@@ -86,6 +86,9 @@ providers:
     source: { type: jwt_bearer, tokenUrl: "https://idp/t", assertion: { key: "0123456789abcdef0123456789abcdef" } }
   static:
     source: { type: static, token: t }
+  token_exchange:
+    source: { type: token_exchange, tokenUrl: "https://idp/t", subjectToken: { request: { header: authorization }, verify: { issuer: "https://idp" } }, actorToken: { provider: static } }
+    cache: { maxEntries: 10 }
 routes:
   - { provider: jwt, match: { authority: a.example } }
 `;
