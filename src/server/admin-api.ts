@@ -3,6 +3,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
+import type { PerCallerStatus } from '../tokens/per-caller/per-caller-provider.js';
 import { isTokenError } from '../tokens/errors.js';
 import { redact } from '../observability/redact.js';
 
@@ -56,8 +57,13 @@ export class AdminApi {
     }
   }
 
-  listTokens(): { providers: ProviderStatus[] } {
-    return { providers: this.host.manager.stats().map(safeStatus) };
+  /**
+   * `perCaller`: the token_exchange providers whose tokens are per caller, with their cache
+   * size, hit ratio and last error; never a token or a subject. Present only when there are some.
+   */
+  listTokens(): { providers: ProviderStatus[]; perCaller?: PerCallerStatus[] } {
+    const perCaller = this.host.manager.perCallerStats().map((s) => (s.lastError ? { ...s, lastError: redact(s.lastError) as Record<string, unknown> } : s));
+    return { providers: this.host.manager.stats().map(safeStatus), ...(perCaller.length ? { perCaller } : {}) };
   }
 
   private known(provider: string): void {
@@ -66,6 +72,12 @@ export class AdminApi {
   }
 
   invalidate(provider: string): { provider: string; invalidated: boolean } {
+    // A per-caller provider: every caller's token is dropped (each caller's next Check exchanges again).
+    const perCaller = provider ? this.host.manager.perCaller(provider) : undefined;
+    if (perCaller) {
+      perCaller.invalidateAll();
+      return { provider, invalidated: true };
+    }
     this.known(provider);
     return { provider, invalidated: this.host.manager.invalidate(provider) };
   }

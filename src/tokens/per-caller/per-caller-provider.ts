@@ -138,8 +138,11 @@ export class PerCallerProvider {
     return e;
   }
 
-  /** The slow path: every outcome as a value, waiting at most refresh.waitBudget for an exchange. */
-  async acquire(headerValue: string | undefined, signal?: AbortSignal): Promise<CallerAnswer> {
+  /**
+   * The slow path: every outcome as a value, waiting at most refresh.waitBudget (or `waitMs`,
+   * e.g. the CLI's one-off exchange) for an exchange.
+   */
+  async acquire(headerValue: string | undefined, opts: { readonly signal?: AbortSignal; readonly waitMs?: number } = {}): Promise<CallerAnswer> {
     const req = this.source.subjectToken.request!;
     const now = this.deps.clock.now();
     const token = tokenFromHeader(headerValue, req);
@@ -171,7 +174,7 @@ export class PerCallerProvider {
       }
       flight = this.startExchange(key, token, claims);
     }
-    return this.waitFor(flight, signal);
+    return this.waitFor(flight, opts.waitMs ?? this.config.refresh.waitBudget, opts.signal);
   }
 
   /** A status line for /v1/tokens: sizes and ratios, never a token or subject. */
@@ -223,8 +226,7 @@ export class PerCallerProvider {
   }
 
   /** Waits for `flight` at most waitBudget; the exchange itself goes on for the callers after. */
-  private waitFor(flight: Promise<CallerAnswer>, signal?: AbortSignal): Promise<CallerAnswer> {
-    const budget = this.config.refresh.waitBudget;
+  private waitFor(flight: Promise<CallerAnswer>, budget: number, signal?: AbortSignal): Promise<CallerAnswer> {
     return new Promise<CallerAnswer>((resolve) => {
       const timer = this.deps.clock.setTimer(() => {
         resolve({ kind: 'unavailable', error: new TokenError('ERR_WAIT_BUDGET', `no exchanged token within the wait budget (${budget}ms)`, { provider: this.name }) });
