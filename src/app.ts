@@ -115,6 +115,7 @@ export class Tokengate {
     const unsupported = ['listen', 'store'].filter((k) => JSON.stringify(next[k as 'listen']) !== JSON.stringify(this.config[k as 'listen']));
     try {
       const result = await this.manager.reload(next.providers.values());
+      this.manager.configureBudgets(next.tokenEndpoints);
       this.config = next;
       this.authz.configure(next);
       this.accessLog?.configure(next);
@@ -193,6 +194,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
     ...(opts.transport ? { transport: opts.transport } : {}),
     ...(opts.random ? { random: opts.random } : {}),
     ...(config.store.redis?.keyPrefix ? { keyPrefix: config.store.redis.keyPrefix } : {}),
+    ...(config.tokenEndpoints ? { tokenEndpoints: config.tokenEndpoints } : {}),
   });
   const authz = new AuthzService({ manager, clock, logger, metrics }, config);
   const health = new Health();

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { configProblems, startTokengate } from './app.js';
+import { budgetDemand, formatRate, infeasibleBudgets } from './config/budget-demand.js';
 import { formatProblems } from './config/errors.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
@@ -77,6 +78,15 @@ async function checkConfig(file: string | undefined): Promise<number> {
       return 1;
     }
     throw err;
+  }
+  const demands = budgetDemand(config);
+  for (const d of demands) {
+    process.stdout.write(`token endpoint ${d.origin}: ${d.providers} provider(s), steady-state demand ${formatRate(d.demand)}, budget ${formatRate(d.maxRate)}${d.configured ? '' : ' (default)'}\n`);
+  }
+  const infeasible = infeasibleBudgets(demands);
+  if (infeasible.length) {
+    process.stderr.write(`${formatProblems(infeasible)}\n`);
+    return 1;
   }
   process.stdout.write(`config ok: ${config.providers.size} provider(s), ${config.routes.length} route(s), store ${config.store.type}\n`);
   return 0;

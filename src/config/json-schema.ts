@@ -298,6 +298,12 @@ export function configJsonSchema(): Schema {
     additionalProperties: false,
     properties: {
       listen, admin, store, defaults, log, shutdown,
+      tokenEndpoints: {
+        description: 'Per-origin budgets for token-endpoint requests (README, "Token-endpoint budgets"). Origins without an entry get maxRate 10/s, burst 10, maxConcurrent 4, fallbackShare 1/3.',
+        type: ['object', 'null'],
+        propertyNames: { pattern: '^https?://[^/]+/?$' },
+        additionalProperties: { $ref: '#/$defs/tokenEndpoint' },
+      },
       providers: {
         description: 'Credentials by provider name (letters, digits, _ . -; at most 128).',
         type: ['object', 'null'],
@@ -313,6 +319,16 @@ export function configJsonSchema(): Schema {
         anyOf: [{ type: 'string', pattern: '^\\s*(0|(\\d+(\\.\\d+)?(ms|s|m|h|d))+)\\s*$' }, { const: 0 }],
       },
       provider,
+      tokenEndpoint: {
+        type: ['object', 'null'],
+        additionalProperties: false,
+        properties: {
+          maxRate: str('Token requests a second, all replicas together: 5/s, 300/m, or a number per second (at least 1/m). Default 10/s.', { pattern: '^\\s*\\d+(\\.\\d+)?\\s*(/\\s*(s|m|h))?\\s*$' }),
+          burst: num('Requests that may go back to back (token-bucket capacity). Default: maxRate per second, at least 1.', { minimum: 1, maximum: 100000, integer: true }),
+          maxConcurrent: num('Requests in flight at once, per replica. Default 4.', { minimum: 1, maximum: 1000, integer: true }),
+          fallbackShare: str('Share of maxRate each replica uses while the shared budget (Redis) is unreachable: 1/3, 50% or 0.5. Default 1/3.'),
+        },
+      },
       route,
       source,
       ...Object.fromEntries(Object.entries(sources).map(([t, s]) => [`source_${t}`, s])),

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { DEFAULT_MAX_TOKEN_BYTES, formatProblem, MAX_MAX_TOKEN_BYTES, MIN_MAX_TOKEN_BYTES, tokenProblem } from './header-value.js';
 import { MAX_LIFETIME_MS, MIN_LIFETIME_MS } from './lifetime-bounds.js';
 import { parseHostPort } from './host-port.js';
+import { readTokenEndpoints } from './token-endpoints.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
@@ -663,7 +664,8 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   }
   checkActorTokens(providers, ctx);
   const routes = readRoutes(root, declared);
+  const tokenEndpoints = readTokenEndpoints(root);
   root.done();
   if (ctx.problems.length) return undefined;
-  return deepFreeze({ listen, admin: adminToken ? { token: adminToken } : {}, store, defaults, log, shutdown, providers, routes, warnings: [...ctx.warnings] });
+  return deepFreeze({ listen, admin: adminToken ? { token: adminToken } : {}, store, tokenEndpoints, defaults, log, shutdown, providers, routes, warnings: [...ctx.warnings] });
 }

@@ -215,6 +215,18 @@ export interface StoreConfig {
   readonly previousEncryptionKeys?: readonly Buffer[];
 }
 
+/** `tokenEndpoints.<origin>`: the budget of requests to the token endpoints on one origin. */
+export interface TokenEndpointBudgetConfig {
+  /** Requests a second, all replicas together (with a shared store). */
+  readonly maxRate: number;
+  /** Token-bucket capacity: requests that may go back to back. */
+  readonly burst: number;
+  /** Requests in flight at once, per replica. */
+  readonly maxConcurrent: number;
+  /** Of maxRate, per replica, while the shared budget is unreachable (and before it is connected). */
+  readonly fallbackShare: number;
+}
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /** `listen.limits`: see SECURITY.md, "Resource bounds on the gRPC listener". */
@@ -257,6 +269,8 @@ export interface Config {
     readonly drainDelay: number;
   };
   readonly providers: ReadonlyMap<string, ProviderConfig>;
+  /** Per-origin token-endpoint budgets (origin → budget); origins not listed get the default. */
+  readonly tokenEndpoints?: ReadonlyMap<string, TokenEndpointBudgetConfig>;
   readonly routes: readonly RouteConfig[];
   /** Warnings that do not stop the config from loading (e.g. a literal secret). */
   readonly warnings: readonly ConfigProblem[];

@@ -16,6 +16,8 @@ export interface GaugeSources {
   needsAttention?(): Iterable<[string, number]>;
   /** [provider, callers cached] for each per-caller (token_exchange) provider. */
   exchangeCacheEntries?(): Iterable<[string, number]>;
+  /** [origin, requests queued for its token-endpoint budget, effective rate per second]. */
+  tokenEndpoints?(): Iterable<[string, number, number]>;
 }
 
 export class Metrics {
@@ -33,12 +35,16 @@ export class Metrics {
   readonly exchangeCacheEvictions = this.registry.add(new Counter('tokengate_exchange_cache_evictions_total', 'Callers evicted from a per-caller cache (least recently used, entries or bytes bound).', ['provider']));
   readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
 
+  readonly endpointThrottled = this.registry.add(new Counter('tokengate_token_endpoint_throttled_total', 'Answers from a token endpoint origin that asked us to slow down (429 or Retry-After).', ['origin']));
+
   private gauges: GaugeSources = { expiresIn: () => [], breakerStates: () => [] };
 
   constructor() {
     this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
     this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
     this.registry.add(new CollectedGauge('tokengate_exchange_cache_entries', 'Callers held in a per-caller provider\'s cache.', ['provider'], () => mapValues(this.gauges.exchangeCacheEntries?.() ?? [])));
+    this.registry.add(new CollectedGauge('tokengate_token_endpoint_queue', 'Token requests waiting for their origin\'s budget.', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 1)));
+    this.registry.add(new CollectedGauge('tokengate_token_endpoint_rate', 'Token requests a second the origin\'s budget allows now (maxRate, less after a 429).', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 2)));
     this.registry.add(new CollectedGauge('tokengate_grant_needs_attention', '1 while a refresh_token grant waits for an operator: its refresh token is spent (an ambiguous grant), the cached token is served.', ['provider'], () => mapValues(this.gauges.needsAttention?.() ?? [])));
   }
 
@@ -78,6 +84,10 @@ export class Metrics {
   render(): string {
     return this.registry.render();
   }
+}
+
+function* pick(it: Iterable<[string, number, number]>, i: 1 | 2): Iterable<[string[], number]> {
+  for (const row of it) yield [[row[0]], row[i]];
 }
 
 function* mapValues(it: Iterable<[string, number]>): Iterable<[string[], number]> {

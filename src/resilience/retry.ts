@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js';
 import { fullJitterDelay } from './backoff.js';
 import type { FailureKinds, RetryableFailure } from './failure.js';
 import type { RetryAfterGate } from './retry-after-gate.js';
+import type { BudgetLease } from './token-endpoint-budget.js';
 
 export interface RetryPolicy<E extends RetryableFailure = RetryableFailure> {
   readonly timeoutMs: number;
@@ -27,7 +28,14 @@ export interface RetryHooks<E extends RetryableFailure> {
 export async function withRetries<T, E extends RetryableFailure>(
   attempt: (signal: AbortSignal) => Promise<T>,
   policy: RetryPolicy<E>,
-  deps: { clock: Clock; gate: RetryAfterGate; failures: FailureKinds<E>; endpoint?: string; signal?: AbortSignal; random?: () => number },
+  deps: {
+    clock: Clock; gate: RetryAfterGate; failures: FailureKinds<E>; endpoint?: string; signal?: AbortSignal; random?: () => number;
+    /**
+     * The endpoint's budget: waited for before each attempt, like the Retry-After gate, so time
+     * in its queue does not count against the attempt's timeout. Told each attempt's outcome.
+     */
+    admit?: (signal?: AbortSignal) => Promise<BudgetLease>;
+  },
   hooks: RetryHooks<E> = {},
 ): Promise<T> {
   const { clock, gate, endpoint, failures } = deps;
@@ -37,6 +45,14 @@ export async function withRetries<T, E extends RetryableFailure>(
       if (wait > 0) await clock.sleep(wait, deps.signal);
     }
     if (deps.signal?.aborted) throw failures.aborted(deps.signal.reason);
+    let lease: BudgetLease | undefined;
+    if (deps.admit) {
+      try {
+        lease = await deps.admit(deps.signal);
+      } catch (raw) {
+        throw deps.signal?.aborted ? failures.aborted(deps.signal.reason) : failures.classify(raw);
+      }
+    }
     const controller = new AbortController();
     const timer = clock.setTimer(
       () => controller.abort(failures.timeout(policy.timeoutMs)),
@@ -46,10 +62,13 @@ export async function withRetries<T, E extends RetryableFailure>(
     deps.signal?.addEventListener('abort', onOuterAbort, { once: true });
     hooks.onAttempt?.(n);
     try {
-      return await attempt(controller.signal);
+      const value = await attempt(controller.signal);
+      lease?.done();
+      return value;
     } catch (raw) {
       // The transport turns our own timeout abort into the timeout error; anything else is wrapped.
       const err = failures.classify(raw);
+      lease?.done(err);
       if (err.retryAfterMs !== undefined && endpoint) gate.block(endpoint, clock.now() + err.retryAfterMs);
       if (!err.transient || n >= policy.retries || deps.signal?.aborted) throw err;
       if (policy.mayRetry && !policy.mayRetry(err)) throw err;

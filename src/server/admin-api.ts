@@ -2,6 +2,7 @@
 // code; each surface translates them in its own table.
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
+import type { BudgetStatus } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
 import type { PerCallerStatus } from '../tokens/per-caller/per-caller-provider.js';
 import { isTokenError } from '../tokens/errors.js';
@@ -58,12 +59,13 @@ export class AdminApi {
   }
 
   /**
-   * `perCaller`: the token_exchange providers whose tokens are per caller, with their cache
-   * size, hit ratio and last error; never a token or a subject. Present only when there are some.
+   * Providers, and each token-endpoint origin's budget (`*`: the default for origins without an
+   * entry). `perCaller`: the token_exchange providers whose tokens are per caller, with their
+   * cache size, hit ratio and last error; never a token or a subject. Present only when there are some.
    */
-  listTokens(): { providers: ProviderStatus[]; perCaller?: PerCallerStatus[] } {
+  listTokens(): { providers: ProviderStatus[]; tokenEndpoints: BudgetStatus[]; perCaller?: PerCallerStatus[] } {
     const perCaller = this.host.manager.perCallerStats().map((s) => (s.lastError ? { ...s, lastError: redact(s.lastError) as Record<string, unknown> } : s));
-    return { providers: this.host.manager.stats().map(safeStatus), ...(perCaller.length ? { perCaller } : {}) };
+    return { providers: this.host.manager.stats().map(safeStatus), tokenEndpoints: this.host.manager.budgetStatus(), ...(perCaller.length ? { perCaller } : {}) };
   }
 
   private known(provider: string): void {

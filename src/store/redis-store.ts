@@ -78,6 +78,27 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
+/**
+ * The token-endpoint budget's shared token bucket (one hash, one slot per origin), on Redis's
+ * clock so replicas whose clocks differ still share one rate. ARGV: rate per ms, burst. Returns
+ * 0 when a request was taken, else the ms until one is available.
+ */
+const TAKE_RATE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local h = redis.call('HMGET', KEYS[1], 'level', 'at')
+local level = tonumber(h[1])
+local at = tonumber(h[2])
+if level == nil or at == nil then level = burst; at = now end
+if now > at then level = math.min(burst, level + (now - at) * rate) end
+local wait = 0
+if level >= 1 then level = level - 1 else wait = math.ceil((1 - level) / rate) end
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'at', tostring(math.max(now, at)))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 60000)
+return wait`;
+
 class Script {
   readonly sha: string;
   constructor(readonly lua: string) {
@@ -102,6 +123,7 @@ const SCRIPTS = {
   unclaim: new Script(UNCLAIM),
   extend: new Script(EXTEND),
   release: new Script(RELEASE),
+  takeRate: new Script(TAKE_RATE),
 };
 
 /** CRC16/XMODEM, as Redis Cluster computes key slots. */
@@ -241,6 +263,7 @@ export class RedisStore implements TokenStore {
   private closed = false;
   /** Per connection: down since the last `ready` (so an outage is logged once, not per retry). */
   private readonly down = new Map<string, boolean>();
+  private readonly keyPrefix: string;
 
   private constructor(
     private readonly commands: Client,
@@ -253,6 +276,12 @@ export class RedisStore implements TokenStore {
     private readonly replication: { readonly acks: number; readonly timeoutMs: number; readonly commandTimeoutMs: number; readonly sentinel: boolean },
   ) {
     this.channel = `${keyPrefix}events`;
+    this.keyPrefix = keyPrefix;
+  }
+
+  async takeRate(origin: string, ratePerSec: number, burst: number): Promise<number> {
+    const key = `${this.keyPrefix}{budget:${origin}}:bucket`;
+    return Number(await SCRIPTS.takeRate.run(this.commands, key, [String(ratePerSec / 1000), String(burst)]));
   }
 
   /**

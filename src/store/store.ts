@@ -75,6 +75,12 @@ export interface TokenStore {
   claimRefresh?(key: string, owner: string): Promise<string | undefined>;
   /** Gives a claim back after a refresh that failed, so the token may be presented again. */
   releaseRefreshClaim?(key: string, owner: string): Promise<void>;
+  /**
+   * Token-endpoint budgets shared by replicas: takes one request from `origin`'s token bucket
+   * (capacity `burst`, refilled at `ratePerSec`); resolves 0 when granted, else the ms until one
+   * is available. Optional: a store without it (memory) leaves each process its own budget.
+   */
+  takeRate?(origin: string, ratePerSec: number, burst: number): Promise<number>;
   publish(event: StoreEvent): Promise<void>;
   subscribe(listener: (event: StoreEvent) => void): () => void;
   /** Lets the store report whether it is reachable right now (metrics, status). */

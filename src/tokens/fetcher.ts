@@ -9,6 +9,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
+import type { BudgetHint, TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import type { TokenRecord } from '../store/store.js';
 import { acceptFetched } from './acceptance.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
@@ -39,6 +40,8 @@ export interface FetcherDeps {
   readonly gate: RetryAfterGate;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Per-origin token-endpoint budgets; absent: requests are not budgeted. */
+  readonly budgets?: TokenEndpointBudgets;
 }
 
 export class Fetcher {
@@ -65,6 +68,8 @@ export class Fetcher {
     private readonly deps: FetcherDeps,
     private readonly random: () => number,
     private readonly listener?: BreakerListener,
+    /** Priority and deadline of this provider's requests in its origin's budget. */
+    private readonly budgetHint?: BudgetHint,
   ) {}
 
   /** The breaker's state; "closed" until the first fetch from a token endpoint creates it. */
@@ -99,6 +104,9 @@ export class Fetcher {
     const reuseUntil = (presentedSince ?? sentAt) + (config.source.type === 'refresh_token' ? config.source.reuseInterval : 0);
     let ambiguous: TokenError | undefined;
     const mayRetry = source.rotates ? (err: TokenError) => !err.ambiguous || clock.now() < reuseUntil : undefined;
+    // Every request to a token endpoint waits for its origin's budget (resilience/token-endpoint-budget.ts).
+    const budget = source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(source.endpoint) : undefined;
+    const admit = budget ? (signal?: AbortSignal) => budget.admit(this.budgetHint, signal) : undefined;
     try {
       let attemptAt = sentAt;
       const attempt = () =>
@@ -118,7 +126,7 @@ export class Fetcher {
               : p;
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
-          { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random },
+          { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
           { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
         );
       const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();
@@ -134,6 +142,7 @@ export class Fetcher {
       throw err;
     } finally {
       if (this.inFlight === controller) this.inFlight = undefined;
+      if (this.budgetHint) this.budgetHint.cold = false; // the Checks that waited have their answer
     }
   }
 

@@ -6,6 +6,8 @@ import type { ProviderConfig, SourceConfig } from '../config/types.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { RetryAfterGate } from '../resilience/retry-after-gate.js';
+import { TokenEndpointBudgets, type BudgetStatus } from '../resilience/token-endpoint-budget.js';
+import type { TokenEndpointBudgetConfig } from '../config/types.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { storeKey, type TokenStore } from '../store/store.js';
 import type { TokenServeSource } from './cached-token.js';
@@ -16,6 +18,8 @@ import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
 import { createSource } from './sources/index.js';
 import { PerCallerProvider, type PerCallerStatus } from './per-caller/per-caller-provider.js';
 
+export type { BudgetStatus } from '../resilience/token-endpoint-budget.js';
+
 export interface TokenManagerOptions {
   readonly clock?: Clock;
   readonly store?: TokenStore;
@@ -25,6 +29,8 @@ export interface TokenManagerOptions {
   readonly transport?: HttpTransport;
   readonly random?: () => number;
   readonly keyPrefix?: string;
+  /** Per-origin token-endpoint budgets (`tokenEndpoints`); origins not listed get the default. */
+  readonly tokenEndpoints?: ReadonlyMap<string, TokenEndpointBudgetConfig>;
 }
 
 export interface IssuedToken {
@@ -58,6 +64,8 @@ export class TokenManager {
   readonly metrics: Metrics;
   readonly replicaId = newReplicaId();
   private readonly gate = new RetryAfterGate();
+  /** Every request to a token endpoint waits for its origin's budget, shared through the store. */
+  readonly budgets: TokenEndpointBudgets;
   private readonly unsubscribe: () => void;
   private closed = false;
   /** Providers a reload replaced whose refresh in flight has not ended yet. */
@@ -68,6 +76,11 @@ export class TokenManager {
     this.store = opts.store ?? new MemoryStore(() => this.clock.now());
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new Metrics();
+    this.budgets = new TokenEndpointBudgets(opts.tokenEndpoints, {
+      clock: this.clock,
+      shared: this.store.takeRate ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'healthy'>>) : undefined,
+      onThrottled: (origin) => this.metrics.endpointThrottled.inc({ origin }),
+    });
     const list = [...providers];
     this.providers = this.build(list.filter((c) => !c.cache));
     this.perCallers = this.buildPerCaller(list.filter((c) => c.cache));
@@ -77,6 +90,7 @@ export class TokenManager {
     this.metrics.setGaugeSources({
       expiresIn: () => this.gaugeExpiresIn(),
       breakerStates: () => [...this.providers.values()].map((p) => [p.name, p.breakerValue()] as [string, number]),
+      tokenEndpoints: () => this.budgets.gauges(),
       needsAttention: () => [...this.providers.values()].filter((p) => p.source.rotates).map((p) => [p.name, p.needsAttention ? 1 : 0] as [string, number]),
       exchangeCacheEntries: () => [...this.perCallers.values()].map((p) => [p.name, p.size] as [string, number]),
     });
@@ -104,7 +118,7 @@ export class TokenManager {
         const source = createSource(config.source, this.opts.transport);
         out.set(config.name, new Provider(config, source, {
           clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
-          replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash),
+          replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash), budgets: this.budgets,
           ...(this.opts.random ? { random: this.opts.random } : {}),
         }));
       } catch (err) {
@@ -129,7 +143,7 @@ export class TokenManager {
       const actor = config.source.type === 'token_exchange' ? config.source.actorToken?.provider : undefined;
       try {
         out.set(config.name, new PerCallerProvider(config, {
-          clock: this.clock, gate: this.gate, logger: this.logger, metrics: this.metrics,
+          clock: this.clock, gate: this.gate, logger: this.logger, metrics: this.metrics, budgets: this.budgets,
           ...(this.opts.transport ? { transport: this.opts.transport } : {}),
           ...(this.opts.random ? { random: this.opts.random } : {}),
           // The gateway's own token for delegation, from its (shared-token) provider.
@@ -168,10 +182,39 @@ export class TokenManager {
       while (next < all.length) {
         const p = all[next++]!;
         p.refreshInBackground('warm_up');
-        await p.warmedUp;
+        await this.warmedOrQueued(p);
       }
     };
     await Promise.all(Array.from({ length: Math.min(WARM_UP_CONCURRENCY, all.length) }, worker));
+  }
+
+  /**
+   * Readiness does not wait on a budget that cannot serve every provider at once: a provider
+   * counts as warmed up when its first fetch has settled, or when that fetch is still queued
+   * for its origin's budget after the provider's waitBudget (a Check for it then moves it to the
+   * front of the queue).
+   */
+  private async warmedOrQueued(p: Provider): Promise<void> {
+    const wait = Math.max(1, p.config.refresh.waitBudget);
+    for (;;) {
+      let timer: { cancel(): void } | undefined;
+      const settled = await Promise.race([
+        p.warmedUp.then(() => true),
+        new Promise<false>((resolve) => (timer = this.clock.setTimer(() => resolve(false), wait))),
+      ]);
+      timer?.cancel();
+      if (settled || p.budgetHint.queued) return;
+    }
+  }
+
+  /** Each token-endpoint origin's budget, and the default for origins without an entry (`*`). */
+  budgetStatus(): BudgetStatus[] {
+    return this.budgets.status();
+  }
+
+  /** A reload's new `tokenEndpoints`: limits change at once, queues and 429 state stay. */
+  configureBudgets(configs: ReadonlyMap<string, TokenEndpointBudgetConfig> | undefined): void {
+    this.budgets.configure(configs);
   }
 
   /** @internal The provider itself, for tests of the token layer; callers use handle(). */
@@ -290,6 +333,7 @@ export class TokenManager {
     this.closed = true;
     await Promise.all([...[...this.providers.values()].map((p) => p.close(deadlineMs)), ...[...this.perCallers.values()].map((p) => p.close()), this.settleRetiring(deadlineMs)]);
     this.unsubscribe();
+    this.budgets.close(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down'));
     await this.store.close().catch(() => undefined);
   }
 }

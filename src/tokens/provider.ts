@@ -10,6 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
+import { BudgetHint, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
@@ -36,6 +37,7 @@ export interface ProviderDeps {
   readonly replicaId: string;
   readonly storeKey: string;
   readonly random?: () => number;
+  readonly budgets?: TokenEndpointBudgets;
 }
 
 export type Acquired =
@@ -61,6 +63,8 @@ const MAX_RETRY_MS = 30_000;
 
 export class Provider implements SlotObserver, BreakerListener {
   readonly name: string;
+  /** This provider's place in its token endpoint's budget queue (priority, deadline). */
+  readonly budgetHint = new BudgetHint();
   /** The token this provider serves; the refresh path ends in its `adopt`. */
   private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
@@ -99,7 +103,7 @@ export class Provider implements SlotObserver, BreakerListener {
     this.warmedUp = new Promise((resolve) => (this.markWarm = resolve));
     this.slot = new TokenSlot({ storeKey: deps.storeKey, label: config.name }, config, deps.clock, this.random);
     this.slot.observe(this);
-    this.fetcher = new Fetcher(config, deps, this.random, this);
+    this.fetcher = new Fetcher(config, deps, this.random, this, this.budgetHint);
     this.replica = new ReplicaCoordinator(this.slot, { config, source }, this.fetcher, deps);
     const r = config.resilience;
     if (r.emergencyToken) {
@@ -157,6 +161,7 @@ export class Provider implements SlotObserver, BreakerListener {
       error = this.lastError;
     } else {
       try {
+        this.budgetHint.promote(); // a Check waits: this provider's queued request goes first
         const entry = await this.waitFor(this.refresh('cold'), this.config.refresh.waitBudget);
         return this.served(entry, 'refreshed');
       } catch (err) {
@@ -225,6 +230,7 @@ export class Provider implements SlotObserver, BreakerListener {
     this.timer?.cancel();
     this.timer = undefined;
     const wait = reason === 'admin' ? 0 : this.refreshWait(this.deps.clock.now());
+    this.budgetHint.deadline = this.slot.peek()?.expiresAt ?? 0;
     return this.track(async () => {
       if (wait > 0) await this.pause(wait);
       this.spendRefreshCredit(this.deps.clock.now());

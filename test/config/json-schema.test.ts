@@ -72,6 +72,7 @@ store: { type: redis, redis: { url: "redis://r:6379", keyPrefix: "t:" }, encrypt
 defaults: { unmatched: deny }
 log: { level: warn }
 shutdown: { deadline: 5s }
+tokenEndpoints: { "http://localhost:8080": { maxRate: 5/s, burst: 5, maxConcurrent: 4, fallbackShare: 1/3 } }
 providers:
   client_credentials:
     source: { type: client_credentials, tokenUrl: "https://idp/t", clientId: a, clientSecret: b, tls: { caFile: ca } }

@@ -10,6 +10,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { CounterCell } from '../../observability/prometheus.js';
 import { Breaker, type BreakerState } from '../../resilience/breaker.js';
 import type { RetryAfterGate } from '../../resilience/retry-after-gate.js';
+import { BudgetHint, type TokenEndpointBudgets } from '../../resilience/token-endpoint-budget.js';
 import { withRetries } from '../../resilience/retry.js';
 import { NEVER_EXPIRES } from '../../store/store.js';
 import { CachedToken, type TokenServeSource } from '../cached-token.js';
@@ -57,6 +58,8 @@ export interface PerCallerDeps {
   readonly metrics: Metrics;
   readonly transport?: HttpTransport;
   readonly random?: () => number;
+  /** Per-origin token-endpoint budgets: every exchange waits for its origin's (absent: not budgeted). */
+  readonly budgets?: TokenEndpointBudgets;
   /** The actor token (delegation), from the provider `actorToken.provider` names. */
   readonly actorToken?: () => Promise<string>;
 }
@@ -302,13 +305,20 @@ export class PerCallerProvider {
       const actorToken = this.deps.actorToken ? await this.deps.actorToken() : undefined;
       const request = this.request(token, actorToken);
       const r = this.config.resilience;
+      // A caller waiting on a cold cache goes first in the origin's budget; a refresh ahead is
+      // due by the current token's hard expiry.
+      const budget = this.deps.budgets?.forUrl(this.source.tokenUrl);
+      const hint = new BudgetHint();
+      if (previous) hint.deadline = previous.expiresAt;
+      else hint.cold = true;
+      const admit = budget ? (signal?: AbortSignal) => budget.admit(hint, signal) : undefined;
       const attempt = () => withRetries(
         (signal) => {
           attemptAt = clock.now();
           return exchangeToken(this.endpoint, request, { signal, now: attemptAt });
         },
         { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
-        { clock, gate: this.deps.gate, failures: TOKEN_FAILURES, endpoint: this.source.tokenUrl, signal: controller.signal, random: this.random },
+        { clock, gate: this.deps.gate, failures: TOKEN_FAILURES, endpoint: this.source.tokenUrl, signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
       );
       const fetched = await this.breaker().run(attempt);
       const inject = this.config.inject;
