@@ -26,6 +26,7 @@ providers:
         request: { header: authorization }
         verify: { issuer: ${idp.issuer}, jwksUri: ${idp.jwksUri}, audience: gateway, algorithms: [ES256] }
     cache: { maxEntries: 10 }
+    refresh: { waitBudget: 10s }
 `;
 }
 

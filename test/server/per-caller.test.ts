@@ -84,14 +84,15 @@ describe('per-caller token exchange', () => {
   });
 
   it('500 concurrent Checks of one caller cost exactly one exchange', async () => {
-    t = await startTestApp(yaml(idp));
+    // A generous wait budget: on a loaded machine 500 Checks take a while to arrive; every one must wait, none time out.
+    t = await startTestApp(yaml(idp, { refresh: 'waitBudget: 20s' }));
     idp.delayMs = 100;
     const alice = await idp.subjectToken({ sub: 'alice' });
     const all = await Promise.all(Array.from({ length: 500 }, () => check(t!, alice)));
     expect(idp.received).toHaveLength(1);
     expect(idp.exchangeCount).toBe(1);
     const values = new Set(all.map((r) => injected(r)?.header?.value));
-    expect(values.size).toBe(1);
+    expect([...values].map((v) => v?.slice(0, 12)), JSON.stringify(all.find((r) => !injected(r)))).toHaveLength(1);
     expect(issuedTo(idp, all[0]!)).toBe('alice');
   });
 
