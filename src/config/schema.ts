@@ -663,6 +663,9 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
     }
   }
   checkActorTokens(providers, ctx);
+  for (const p of providers.values()) {
+    if (p.cache?.shared && store.type !== 'redis') ctx.problems.push({ path: `providers.${p.name}.cache.shared`, problem: 'needs store.type: redis (the shared store); with the memory store each replica keeps its own callers' });
+  }
   const routes = readRoutes(root, declared);
   const tokenEndpoints = readTokenEndpoints(root);
   root.done();

@@ -17,6 +17,7 @@ import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
 import { createSource } from './sources/index.js';
 import { PerCallerProvider, type PerCallerStatus } from './per-caller/per-caller-provider.js';
+import { SharedCallers } from './per-caller/shared-callers.js';
 
 export type { BudgetStatus } from '../resilience/token-endpoint-budget.js';
 
@@ -29,6 +30,11 @@ export interface TokenManagerOptions {
   readonly transport?: HttpTransport;
   readonly random?: () => number;
   readonly keyPrefix?: string;
+  /**
+   * The store's encryption key: per-caller providers with `cache.shared` key their records by an
+   * HMAC of the subject token under a key derived from it.
+   */
+  readonly subjectKeySecret?: Buffer;
   /** Per-origin token-endpoint budgets (`tokenEndpoints`); origins not listed get the default. */
   readonly tokenEndpoints?: ReadonlyMap<string, TokenEndpointBudgetConfig>;
 }
@@ -144,6 +150,9 @@ export class TokenManager {
       try {
         out.set(config.name, new PerCallerProvider(config, {
           clock: this.clock, gate: this.gate, logger: this.logger, metrics: this.metrics, budgets: this.budgets,
+          ...(config.cache?.shared && this.store.shared && this.opts.subjectKeySecret
+            ? { shared: new SharedCallers(this.store, this.clock, this.opts.keyPrefix ?? 'tokengate:', config.name, sourceHash(config.source), this.opts.subjectKeySecret) }
+            : {}),
           ...(this.opts.transport ? { transport: this.opts.transport } : {}),
           ...(this.opts.random ? { random: this.opts.random } : {}),
           // The gateway's own token for delegation, from its (shared-token) provider.

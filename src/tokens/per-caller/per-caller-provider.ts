@@ -23,6 +23,8 @@ import { tokenProblem } from '../../config/header-value.js';
 import { CallerCache, CallerEntry, entryBytes, type NegativeEntry } from './caller-cache.js';
 import { isWellFormed, peekJwt, subjectKey, tokenFromHeader, type SubjectProblem, type UnverifiedClaims } from './subject-token.js';
 import { SubjectVerifier } from './subject-verifier.js';
+import type { SharedCallers } from './shared-callers.js';
+import type { TokenRecord } from '../../store/store.js';
 
 /** What a Check of a per-caller provider gets when the cache cannot answer at once. */
 export type CallerAnswer =
@@ -60,6 +62,8 @@ export interface PerCallerDeps {
   readonly random?: () => number;
   /** Per-origin token-endpoint budgets: every exchange waits for its origin's (absent: not budgeted). */
   readonly budgets?: TokenEndpointBudgets;
+  /** `cache.shared`: exchanged tokens also live in the shared store, one exchange per caller across replicas. */
+  readonly shared?: SharedCallers;
   /** The actor token (delegation), from the provider `actorToken.provider` names. */
   readonly actorToken?: () => Promise<string>;
 }
@@ -275,8 +279,7 @@ export class PerCallerProvider {
   }
 
   private async exchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
-    const { clock, metrics, logger } = this.deps;
-    const started = clock.now();
+    const { clock, metrics } = this.deps;
     let subject: string | undefined;
     if (this.verifier && !previous) {
       const v = await this.verifier.verify(token);
@@ -293,6 +296,61 @@ export class PerCallerProvider {
     } else if (previous) {
       subject = previous.subject;
     }
+    const shared = this.deps.shared;
+    if (!shared) return this.exchangeAtIdp(key, token, claims, subject, previous);
+    // Across replicas: a usable record another replica stored, else the per-subject lock; the
+    // holder exchanges, the others wait for its record (bounded), then fall back to their own.
+    const skey = shared.keyFor(token);
+    const usable = (r: TokenRecord) => !previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt);
+    const stored = await shared.read(skey, usable);
+    if (stored) return this.adopt(key, stored, subject, claims, 'store');
+    const lockTtl = this.config.resilience.timeout * (this.config.resilience.retries + 1) + 2_000;
+    const lock = await shared.tryLock(skey, lockTtl);
+    if (lock === 'held') {
+      const followed = await shared.follow(skey, clock.now() + lockTtl, usable);
+      if (followed) return this.adopt(key, followed, subject, claims, 'store');
+    }
+    try {
+      const answer = await this.exchangeAtIdp(key, token, claims, subject, previous);
+      if (answer.kind === 'token' && answer.source === 'refreshed') {
+        const r = answer.entry.token.record;
+        // Stored with the bounded expiry: the shared record never outlives the subject either.
+        await shared.write(skey, { ...r, expiresAt: answer.entry.expiresAt });
+      }
+      return answer;
+    } finally {
+      if (typeof lock === 'object') await lock.release().catch(() => undefined);
+    }
+  }
+
+  /** A record from the shared store (another replica's exchange) becomes this caller's entry. */
+  private adopt(key: string, record: TokenRecord, subject: string | undefined, claims: UnverifiedClaims | undefined, _how: 'store'): CallerAnswer {
+    const entry = this.entryFor(key, record, subject, claims);
+    if (entry === undefined) return this.invalid('expired', key);
+    this.cache.set(entry);
+    this.deps.metrics.exchanges.inc({ provider: this.name, outcome: 'shared' });
+    return { kind: 'token', entry, source: 'refreshed' };
+  }
+
+  /** The cache entry for a record: lifetime bounded by the subject's exp; undefined when already over. */
+  private entryFor(key: string, record: TokenRecord, subject: string | undefined, claims: UnverifiedClaims | undefined): CallerEntry | undefined {
+    const now = this.deps.clock.now();
+    // The entry never outlives the subject: an exchanged token must not keep a caller in
+    // after their own token has expired.
+    const subjectExp = claims?.expMs;
+    const bounded = subjectExp !== undefined && subjectExp < record.expiresAt;
+    const expiresAt = bounded ? subjectExp : record.expiresAt;
+    if (expiresAt <= now) return undefined;
+    // Refresh ahead only when a new exchange could outlive this one (not when the subject's exp bounds it).
+    const refreshAt = bounded || record.expiresAt >= NEVER_EXPIRES ? Number.POSITIVE_INFINITY : refreshAtFor(record, this.config.refresh, this.random);
+    const cached = new CachedToken(record, refreshAt, expiresAt, this.config.inject);
+    return new CallerEntry(key, cached, subject, refreshAt, entryBytes(record.accessToken.length, cached.headerValue.length, subject?.length ?? 0), now);
+  }
+
+  /** The exchange itself: budget, breaker, retries, answer checks; the outcome cached. */
+  private async exchangeAtIdp(key: string, token: string, claims: UnverifiedClaims | undefined, subject: string | undefined, previous: CallerEntry | undefined): Promise<CallerAnswer> {
+    const { clock, metrics, logger } = this.deps;
+    const started = clock.now();
     const release = await this.slot();
     if (this.closed) {
       release();
@@ -325,16 +383,9 @@ export class PerCallerProvider {
       const problem = tokenProblem(fetched.accessToken, { tokenType: fetched.tokenType, format: inject.format, maxBytes: inject.maxTokenBytes, fromTokenEndpoint: true });
       if (problem) throw new TokenError('ERR_IDP_BAD_RESPONSE', `token endpoint answered an unusable token: ${problem}`, { provider: this.name });
       const record = recordFor(fetched, attemptAt, this.source.defaultTtl, this.config.refresh);
-      // The entry never outlives the subject: an exchanged token must not keep a caller in
-      // after their own token has expired.
-      const subjectExp = claims?.expMs;
-      const bounded = subjectExp !== undefined && subjectExp < record.expiresAt;
-      const expiresAt = bounded ? subjectExp : record.expiresAt;
-      if (expiresAt <= clock.now()) return this.invalid('expired', key);
-      // Refresh ahead only when a new exchange could outlive this one (not when the subject's exp bounds it).
-      const refreshAt = bounded || record.expiresAt >= NEVER_EXPIRES ? Number.POSITIVE_INFINITY : refreshAtFor(record, this.config.refresh, this.random);
-      const cached = new CachedToken(record, refreshAt, expiresAt, inject);
-      const entry = new CallerEntry(key, cached, subject, refreshAt, entryBytes(record.accessToken.length, cached.headerValue.length, subject?.length ?? 0), clock.now());
+      const entry = this.entryFor(key, record, subject, claims);
+      if (entry === undefined) return this.invalid('expired', key);
+      const expiresAt = entry.expiresAt;
       this.cache.set(entry);
       metrics.exchanges.inc({ provider: this.name, outcome: 'issued' });
       logger.info('token exchanged', {
