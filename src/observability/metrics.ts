@@ -33,7 +33,7 @@ export class Metrics {
   readonly exchangeCacheHits = this.registry.add(new Counter('tokengate_exchange_cache_hits_total', 'Checks of a per-caller provider answered from its cache.', ['provider']));
   readonly exchangeCacheMisses = this.registry.add(new Counter('tokengate_exchange_cache_misses_total', 'Checks of a per-caller provider that found no cached token for their caller.', ['provider']));
   readonly exchangeCacheEvictions = this.registry.add(new Counter('tokengate_exchange_cache_evictions_total', 'Callers evicted from a per-caller cache (least recently used, entries or bytes bound).', ['provider']));
-  readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, shared (another replica's exchange, from the store), rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
+  readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, shared (another replica\'s exchange, from the store), rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
 
   readonly endpointThrottled = this.registry.add(new Counter('tokengate_token_endpoint_throttled_total', 'Answers from a token endpoint origin that asked us to slow down (429 or Retry-After).', ['origin']));
 

@@ -31,7 +31,7 @@ export class SharedCallers {
 
   /** The record key for this subject token. */
   keyFor(subjectToken: string): string {
-    const mac = createHmac('sha256', this.hmacKey).update(subjectToken, 'latin1').digest('base64url');
+    const mac = createHmac('sha256', this.hmacKey).update(subjectToken, 'utf8').digest('base64url');
     return storeKey(this.keyPrefix, this.provider, `${this.configHash}.c.${mac}`);
   }
 
