@@ -154,6 +154,22 @@ describe('per-caller token exchange', () => {
     expect(idp.exchangeCount).toBe(0);
   });
 
+  it('verify finds the JWKS through the issuer\'s discovery document when no jwksUri is given', async () => {
+    t = await startTestApp(yaml(idp).replace('subjectToken:\n', `subjectToken:\n        verify: { issuer: ${idp.issuer}, audience: gateway }\n`));
+    const good = await check(t, await idp.subjectToken({ sub: 'dora' }));
+    expect(metadata(good).subject).toBe('dora');
+    const wrongAud = await check(t, await idp.subjectToken({ sub: 'dora2', aud: 'elsewhere' }));
+    expect(httpStatus(wrongAud)).toBe(401);
+    expect(idp.exchangeCount).toBe(1);
+  });
+
+  it('JWKS unreachable: 503 (not the caller\'s fault), and still no IdP exchange', async () => {
+    t = await startTestApp(yaml(idp).replace('subjectToken:\n', `subjectToken:\n        verify: { issuer: ${idp.issuer}, jwksUri: "http://127.0.0.1:9/jwks" }\n`));
+    const res = await check(t, await idp.subjectToken({ sub: 'erin' }));
+    expect(httpStatus(res)).toBe(503);
+    expect(idp.exchangeCount).toBe(0);
+  });
+
   it('an expired JWT is refused locally even without verify', async () => {
     t = await startTestApp(yaml(idp));
     const res = await check(t, await idp.subjectToken({ sub: 'a', expSeconds: Math.floor(Date.now() / 1000) - 5 }));
