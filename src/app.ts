@@ -6,9 +6,11 @@ import { ConfigError, formatProblems } from './config/errors.js';
 import { loadConfigFile } from './config/load.js';
 import { DEFAULT_LISTEN_LIMITS } from './config/schema.js';
 import type { Config, ConfigProblem, ListenLimits } from './config/types.js';
+import { audit } from './observability/audit.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { packageVersion } from './observability/build-info.js';
 import { Metrics } from './observability/metrics.js';
+import { startTracing, type TracingHandle } from './observability/tracing-sdk.js';
 import { AccessLogService } from './server/accesslog-service.js';
 import { AdminApi, type ReloadOutcome } from './server/admin-api.js';
 import { AdminGrpcService } from './server/admin-grpc.js';
@@ -69,6 +71,8 @@ export class Tokengate {
   private stopping = false;
   private closed: Promise<void> | undefined;
   private reloading: Promise<ReloadOutcome> | undefined;
+  /** Set when the OTEL_* environment turned tracing on; flushed at shutdown. */
+  tracing: TracingHandle | undefined;
 
   constructor(
     private config: Config,
@@ -121,6 +125,7 @@ export class Tokengate {
       this.accessLog?.configure(next);
       this.logger.setLevel(next.log.level);
       this.logger.info('config reloaded', { ...result, ...(unsupported.length ? { restartNeededFor: unsupported } : {}) });
+      audit(this.logger, 'config.reload', { ok: true, added: result.added, changed: result.changed, removed: result.removed });
       return { ok: true, ...result };
     } catch (err) {
       return this.refused(err);
@@ -132,6 +137,7 @@ export class Tokengate {
     const found = configProblems(err);
     const problems = found ? formatProblems(found).split('\n') : [String(err)];
     this.logger.error('config reload refused; the running config stays', { problems });
+    audit(this.logger, 'config.reload', { ok: false, problems: problems.length });
     return { ok: false, problems };
   }
 
@@ -166,6 +172,8 @@ export class Tokengate {
     await this.manager.close(Math.max(100, left()));
     await this.admin?.close().catch(() => undefined);
     this.metrics.close();
+    // The last spans (the shutdown's own refreshes) leave before the process does.
+    await withDeadline(this.tracing?.shutdown().catch(() => undefined) ?? Promise.resolve(), Math.max(500, left()));
     this.logger.info('stopped', { tookMs: Date.now() - started });
   }
 }
@@ -187,6 +195,8 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger({ level: config.log.level });
   const metrics = new Metrics();
+  // Global to the process like the SDK's own provider; the SDK reads process.env itself.
+  const tracing = await startTracing(process.env, logger);
   const store = opts.store ?? (await createStore(config.store, { clock, logger, metrics }));
   metrics.startRuntime({ version: packageVersion() });
   const manager = new TokenManager(config.providers.values(), {
@@ -206,6 +216,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   health.addTo(server);
   const app = new Tokengate(config, manager, authz, health, server, logger, metrics, opts);
   app.accessLog = accessLog;
+  app.tracing = tracing;
   const adminGrpc = new AdminGrpcService(app.api, logger);
   server.addService(adminGrpc.serviceDefinition, adminGrpc.handlers);
   try {

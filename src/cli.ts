@@ -7,7 +7,8 @@ import { budgetDemand, formatRate, infeasibleBudgets } from './config/budget-dem
 import { formatProblems } from './config/errors.js';
 import { configJsonSchema } from './config/json-schema.js';
 import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/types.js';
+import { sourceLinks } from './config/schema.js';
+import type { Config, ProviderConfig } from './config/types.js';
 import { createLogger } from './observability/logger.js';
 import { redactText } from './observability/redact.js';
 import { NEVER_EXPIRES } from './store/store.js';
@@ -115,8 +116,7 @@ async function exchangeOnce(config: Config, provider: string, subjectFile: strin
     process.stderr.write(`cannot read ${subjectFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})\n`);
     return 1;
   }
-  const actor = pc.source.type === 'token_exchange' ? pc.source.actorToken?.provider : undefined;
-  const configs = [pc, ...(actor && config.providers.get(actor) ? [config.providers.get(actor)!] : [])];
+  const configs = withLinks(config, provider);
   let manager: TokenManager;
   try {
     manager = new TokenManager(configs);
@@ -160,6 +160,19 @@ async function exchangeOnce(config: Config, provider: string, subjectFile: strin
   }
 }
 
+/** The provider and every provider its chain builds on (via, subjectToken.provider, …). */
+function withLinks(config: Config, name: string): ProviderConfig[] {
+  const out = new Map<string, ProviderConfig>();
+  const add = (n: string) => {
+    const p = config.providers.get(n);
+    if (!p || out.has(n)) return;
+    out.set(n, p);
+    for (const l of sourceLinks(p.source)) add(l.provider);
+  };
+  add(name);
+  return [...out.values()];
+}
+
 async function token(provider: string | undefined, file: string | undefined, subjectFile?: string): Promise<number> {
   if (!provider) {
     process.stderr.write(`token needs a PROVIDER\n${USAGE}\n`);
@@ -174,7 +187,7 @@ async function token(provider: string | undefined, file: string | undefined, sub
   if (pc.cache) return exchangeOnce(config, provider, subjectFile);
   let manager: TokenManager;
   try {
-    manager = new TokenManager([pc]);
+    manager = new TokenManager(withLinks(config, provider));
   } catch (err) {
     const problems = configProblems(err);
     if (problems) {

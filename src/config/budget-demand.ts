@@ -21,11 +21,12 @@ export function budgetDemand(config: Config): OriginDemand[] {
   const byOrigin = new Map<string, { providers: number; demand: number }>();
   for (const p of config.providers.values()) {
     const s = p.source;
-    if (s.type !== 'client_credentials' && s.type !== 'refresh_token' && s.type !== 'jwt_bearer') continue;
+    if (s.type !== 'client_credentials' && s.type !== 'refresh_token' && s.type !== 'jwt_bearer' && s.type !== 'token_exchange') continue;
     const lifetime = s.defaultTtl;
     const before = p.refresh.before ?? Math.min(MAX_REFRESH_BEFORE_MS, lifetime / 2);
     const interval = lifetime - Math.min(before, lifetime);
-    const origin = originOf(s.tokenUrl);
+    // With `issuer:` the token endpoint is discovered at run time; the issuer's origin stands in.
+    const origin = originOf(s.tokenUrl ?? s.issuer!);
     const o = byOrigin.get(origin) ?? { providers: 0, demand: 0 };
     o.providers++;
     o.demand += interval > 0 ? 1000 / interval : Number.POSITIVE_INFINITY;

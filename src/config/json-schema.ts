@@ -76,7 +76,8 @@ function section(description: string, props: Record<string, Schema>, more: Schem
 }
 
 const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'];
-const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'];
+const TOKEN_TYPE = '^urn:[A-Za-z0-9:._-]+$';
 const ADDRESS = '^(unix:.+|(\\[[^\\]]+\\]|[^:\\[\\]]+):\\d{1,5})$';
 
 // --- sections, in the order of schema.ts -----------------------------------------------------
@@ -161,8 +162,18 @@ const signing = {
   ttl: dur('Lifetime of each minted token.'),
 };
 
+const endpointTls = obj('TLS towards the endpoint.', {
+  caFile: str('Extra CA bundle.'),
+  pinSha256: str('Base64 SHA-256 of the server certificate public key.', { pattern: '^[A-Za-z0-9+/]{43}=$' }),
+  certFile: str('PEM client certificate for tls_client_auth / self_signed_tls_client_auth (RFC 8705); re-read when it changes.'),
+  keyFile: str('PEM key of certFile; re-read when it changes.'),
+}, { dependentRequired: { certFile: ['keyFile'], keyFile: ['certFile'] } });
+
 const endpoint = {
-  tokenUrl: str('OAuth token endpoint (https; plain http only to loopback or with allowPlainHttp).'),
+  tokenUrl: str('OAuth token endpoint (https; plain http only to loopback or with allowPlainHttp). Or set issuer.'),
+  issuer: str('Issuer identifier: the token endpoint comes from its discovery document (https, or loopback).'),
+  assertionAudience: oneOf(['issuer', 'tokenUrl'], 'aud of client assertions with issuer: the issuer (RFC 7523bis, default) or the token endpoint URL.'),
+  clientAssertionFile: str('A JWT read at each fetch for authMethod client_assertion (e.g. a projected service-account token).'),
   allowPlainHttp: bool('Allow plain http to a non-loopback token endpoint. Default false.'),
   clientId: str('OAuth client id.'),
   authMethod: oneOf(AUTH_METHODS, 'Client authentication. Default client_secret_basic.'),
@@ -174,19 +185,34 @@ const endpoint = {
   audience: str('audience parameter.'),
   params: stringMap('Extra form parameters for the token request.'),
   defaultTtl: dur('Lifetime assumed when the IdP omits expires_in. Default 1h.'),
-  tls: obj('TLS towards the token endpoint.', {
-    caFile: str('Extra CA bundle.'),
-    pinSha256: str('Base64 SHA-256 of the server certificate public key.', { pattern: '^[A-Za-z0-9+/]{43}=$' }),
-  }),
+  tls: endpointTls,
 };
 
-/** private_key_jwt needs privateKey; `clientSecretRequired` for client_credentials' secret methods. */
+/** tokenUrl or issuer, not both. */
+const ENDPOINT_CHOICE: Schema = { oneOf: [{ required: ['tokenUrl'], not: { required: ['issuer'] } }, { required: ['issuer'], not: { required: ['tokenUrl'] } }] };
+
+const tokenRef = (description: string) => obj(description, {
+  file: str('File holding the token (re-read at each fetch).'),
+  env: str('Environment variable holding the token.', { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+  provider: str('Another provider whose current token is used (a chain).'),
+  type: str('RFC 8693 token type URI, e.g. urn:ietf:params:oauth:token-type:jwt.', { pattern: TOKEN_TYPE }),
+}, { required: ['type'], oneOf: [{ required: ['file'] }, { required: ['env'] }, { required: ['provider'] }] });
+
+/** What each authMethod needs; `clientSecretRequired` for client_credentials' secret methods. */
 function authRules(clientSecretRequired: boolean): Schema[] {
-  return [{
-    if: { properties: { authMethod: { const: 'private_key_jwt' } }, required: ['authMethod'] },
-    then: { required: ['privateKey', 'clientId'] },
-    ...(clientSecretRequired ? { else: { required: ['clientSecret'] } } : {}),
-  }];
+  const when = (methods: string[], then: Schema): Schema => ({ if: { properties: { authMethod: { enum: methods } }, required: ['authMethod'] }, then });
+  return [
+    ENDPOINT_CHOICE,
+    when(['private_key_jwt'], { required: ['privateKey', 'clientId'] }),
+    when(['client_assertion'], { required: ['clientAssertionFile'] }),
+    // That tls holds certFile/keyFile is the validator's check (a nested rule here would be an
+    // object the key-coverage test cannot reach).
+    when(['tls_client_auth', 'self_signed_tls_client_auth'], { required: ['tls', 'clientId'] }),
+    ...(clientSecretRequired ? [{
+      if: { anyOf: [{ not: { required: ['authMethod'] } }, { properties: { authMethod: { enum: ['client_secret_basic', 'client_secret_post'] } } }] },
+      then: { required: ['clientSecret'] },
+    }] : []),
+  ];
 }
 
 function sourceOf(type: string, description: string, props: Record<string, Schema>, more: Schema = {}): Schema {
@@ -194,22 +220,51 @@ function sourceOf(type: string, description: string, props: Record<string, Schem
 }
 
 const sources: Record<string, Schema> = {
-  client_credentials: sourceOf('client_credentials', 'OAuth 2.0 client credentials grant.', endpoint, { required: ['type', 'tokenUrl', 'clientId'], allOf: authRules(true) }),
-  refresh_token: sourceOf('refresh_token', 'OAuth 2.0 refresh token grant (rotation-aware).', { refreshToken: secret('The refresh token.'), reuseInterval: dur("The IdP's reuse grace for a rotated refresh token (Auth0 reuse interval, Okta grace period). Default 0s."), ...endpoint }, { required: ['type', 'refreshToken', 'tokenUrl'], allOf: authRules(false) }),
+  client_credentials: sourceOf('client_credentials', 'OAuth 2.0 client credentials grant.', {
+    ...endpoint, authMethod: oneOf(AUTH_METHODS.filter((m) => m !== 'none'), 'Client authentication. Default client_secret_basic.'),
+  }, { required: ['type', 'clientId'], allOf: authRules(true) }),
+  refresh_token: sourceOf('refresh_token', 'OAuth 2.0 refresh token grant (rotation-aware).', { refreshToken: secret('The refresh token.'), reuseInterval: dur("The IdP's reuse grace for a rotated refresh token (Auth0 reuse interval, Okta grace period). Default 0s."), ...endpoint }, { required: ['type', 'refreshToken'], allOf: authRules(false) }),
   jwt: sourceOf('jwt', 'A JWT tokengate signs itself.', signing, { required: ['type', 'key'] }),
   jwt_bearer: sourceOf('jwt_bearer', 'RFC 7523 JWT bearer grant: a signed assertion exchanged for a token.', {
     assertion: obj('The assertion tokengate signs.', signing, { required: ['key'] }),
     ...endpoint,
-  }, { required: ['type', 'assertion', 'tokenUrl'], allOf: authRules(false) }),
-  token_exchange: sourceOf('token_exchange', 'RFC 8693 token exchange (or Entra ID on-behalf-of): the caller\'s token exchanged for one scoped to audience/resource/scope, cached per caller.', {
-    style: oneOf(['rfc8693', 'entra_obo'], 'rfc8693 (token-exchange grant) or entra_obo (jwt-bearer grant, requested_token_use=on_behalf_of). Default rfc8693.'),
-    subjectToken: obj('The subject token.', {
-      request: obj('Taken from the caller\'s request header (per-caller tokens). Envoy must not list the header in disallowed_headers.', {
+  }, { required: ['type', 'assertion'], allOf: authRules(false) }),
+  static: sourceOf('static', 'A fixed token, inline or from a file (re-read when it changes).', {
+    token: secret('The token.'),
+    file: str('File holding the token.'),
+    pollInterval: dur('How often the file is checked. Default 5s.'),
+  }, { required: ['type'], oneOf: [{ required: ['token'] }, { required: ['file'] }] }),
+  metadata: sourceOf('metadata', "The platform's identity endpoint: GCP metadata server or Azure IMDS (plain http to link-local by design).", {
+    flavor: oneOf(['gcp', 'azure'], 'gcp (Metadata-Flavor: Google) or azure (IMDS, Metadata: true).'),
+    endpoint: str('Base URL. Default http://metadata.google.internal (gcp) or http://169.254.169.254 (azure).'),
+    serviceAccount: str('gcp: service account email, or default. Default default.'),
+    scopes: list({ type: 'string' }, 'gcp: OAuth scopes.'),
+    resource: str('azure: the resource the token is for (required).'),
+    clientId: str('azure: client id of a user-assigned managed identity.'),
+    defaultTtl: dur('Lifetime assumed when the answer has no expires_in. Default 1h.'),
+  }, { required: ['type', 'flavor'], if: { properties: { flavor: { const: 'azure' } } }, then: { required: ['resource'] } }),
+  gcp_impersonation: sourceOf('gcp_impersonation', 'IAM Credentials generateAccessToken for a service account, authorised by another provider (via).', {
+    serviceAccount: str('Service account email to impersonate.', { pattern: '^[^/\\s]+@[^/\\s]+$' }),
+    scopes: list({ type: 'string' }, 'OAuth scopes. Default [https://www.googleapis.com/auth/cloud-platform].'),
+    lifetime: dur('Requested lifetime (up to 12h with the org policy). Default 1h.'),
+    delegates: list({ type: 'string' }, 'Delegation chain of service accounts.'),
+    via: str('The provider whose token authorises the call (e.g. a token_exchange at Google STS).'),
+    endpoint: str('Base URL. Default https://iamcredentials.googleapis.com.'),
+    defaultTtl: dur('Fallback lifetime. Default 1h.'),
+    tls: endpointTls,
+  }, { required: ['type', 'serviceAccount', 'via'] }),
+  token_exchange: sourceOf('token_exchange', 'RFC 8693 token exchange (or Entra ID on-behalf-of) with a fixed subject (file, env or another provider), or per caller (subjectToken.request: the caller\'s own token, cached per caller).', {
+    style: oneOf(['rfc8693', 'entra_obo'], 'rfc8693 (token-exchange grant) or entra_obo (jwt-bearer grant, requested_token_use=on_behalf_of; per caller only). Default rfc8693.'),
+    subjectToken: obj('The subject token: { file | env | provider, type } (a fixed subject), or { request, type?, verify? } (the caller\'s own token: per-caller tokens).', {
+      file: str('File holding the token (re-read at each fetch).'),
+      env: str('Environment variable holding the token.', { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+      provider: str('Another provider whose current token is used (a chain).'),
+      type: str('subject_token_type (a token type URI); required with file, env or provider, default urn:ietf:params:oauth:token-type:access_token with request.'),
+      request: obj('The caller\'s token, from a request header. Envoy must not list the header in disallowed_headers.', {
         header: str('Header holding the caller\'s token. Default authorization.', { pattern: "^[!#$%&'*+.^_`|~0-9a-zA-Z-]+$" }),
         scheme: str('Auth scheme before the token, case-insensitive; "" for a bare token. Default Bearer for authorization.'),
         maxBytes: num('Longest subject token accepted; longer ones are answered 401. Default 16384.', { minimum: 64, maximum: 65536, integer: true }),
       }),
-      type: str('subject_token_type. Default urn:ietf:params:oauth:token-type:access_token.'),
       verify: obj('Check the caller\'s token locally before any exchange (jose).', {
         issuer: str('Expected iss; the JWKS is discovered from it unless jwksUri is set.'),
         audience: { description: 'Expected aud (one or a list).', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
@@ -217,20 +272,17 @@ const sources: Record<string, Schema> = {
         algorithms: list({ enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] }, 'Allowed signature algorithms. Default [RS256, PS256, ES256, EdDSA].'),
         leeway: dur('Tolerance on exp/nbf (≤5m). Default 0s.'),
       }, { required: ['issuer'] }),
-    }, { required: ['request'] }),
-    actorToken: obj('Delegation: another provider\'s token sent as actor_token (rfc8693 only).', {
-      provider: str('A configured provider with one shared token.'),
-      type: str('actor_token_type. Default urn:ietf:params:oauth:token-type:access_token.'),
-    }, { required: ['provider'] }),
-    resource: { description: 'resource parameter(s): absolute URIs (rfc8693 only).', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
-    requestedTokenType: str('requested_token_type; the answer\'s issued_token_type must match it.'),
+    }, { oneOf: [{ required: ['file', 'type'] }, { required: ['env', 'type'] }, { required: ['provider', 'type'] }, { required: ['request'] }] }),
+    actorToken: (() => {
+      // Per caller, `type` defaults to access_token; a fixed subject's actor needs it (the validator says so).
+      const ref = tokenRef('An actor token (delegation): { file | env | provider, type }; per caller: { provider, type? }.');
+      delete ref.required;
+      return ref;
+    })(),
+    requestedTokenType: str('requested_token_type; the answer must carry the same issued_token_type.', { pattern: TOKEN_TYPE }),
+    resource: { description: 'resource parameter(s): absolute URIs.', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
     ...endpoint,
-  }, { required: ['type', 'subjectToken', 'tokenUrl'], allOf: authRules(false) }),
-  static: sourceOf('static', 'A fixed token, inline or from a file (re-read when it changes).', {
-    token: secret('The token.'),
-    file: str('File holding the token.'),
-    pollInterval: dur('How often the file is checked. Default 5s.'),
-  }, { required: ['type'], oneOf: [{ required: ['token'] }, { required: ['file'] }] }),
+  }, { required: ['type', 'subjectToken'], allOf: authRules(false) }),
 };
 
 const source: Schema = {

@@ -7,12 +7,16 @@ import { readTokenEndpoints } from './token-endpoints.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
-  ClientAuthMethod, Config, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig, RedisConfig,
+  ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig, RedisConfig,
   RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, SubjectTokenConfig, TokenEndpointConfig,
 } from './types.js';
 
-const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static', 'token_exchange'] as const;
-const AUTH_METHODS: readonly ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static', 'metadata', 'gcp_impersonation', 'token_exchange'] as const;
+const METADATA_DEFAULT_ENDPOINT = { gcp: 'http://metadata.google.internal', azure: 'http://169.254.169.254' } as const;
+const TOKEN_TYPE = /^urn:[A-Za-z0-9:._-]+$/;
+const AUTH_METHODS: readonly ClientAuthMethod[] = [
+  'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion', 'tls_client_auth', 'self_signed_tls_client_auth', 'none',
+];
 const ALGORITHMS: readonly JwtAlgorithm[] = ['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
@@ -217,59 +221,94 @@ function readClaims(r: Reader): Record<string, unknown> {
   return walk(raw, path) as Record<string, unknown>;
 }
 
-function readEndpoint(r: Reader, type: 'client_credentials' | 'refresh_token' | 'jwt_bearer' | 'token_exchange'): TokenEndpointConfig | undefined {
-  const tokenUrl = r.str('tokenUrl', { required: true });
+/** A URL the token layer may send credentials to: https, or plain http to loopback / with the opt-in. */
+function checkEndpointUrl(r: Reader, key: string, value: string, allowPlainHttp: boolean): URL | undefined {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    r.problem(key, 'is not a valid URL');
+    return undefined;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') r.problem(key, 'must be an https URL');
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+    if (allowPlainHttp) r.warn('allowPlainHttp', 'plain http to a non-loopback host sends client secrets in clear text');
+    else r.problem(key, 'must be https (plain http is allowed only to loopback addresses, or with allowPlainHttp: true)');
+  }
+  if (url.username || url.password) r.problem(key, 'must not carry credentials; use clientId/clientSecret');
+  return url;
+}
+
+type EndpointSourceType = 'client_credentials' | 'refresh_token' | 'jwt_bearer' | 'token_exchange';
+
+const TLS_AUTH_METHODS: readonly ClientAuthMethod[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
+
+function readEndpointTls(r: Reader): EndpointTlsConfig | undefined {
+  if (!r.has('tls')) return undefined;
+  const t = r.child('tls');
+  if (!t) return undefined;
+  const caFile = t.str('caFile');
+  const pinSha256 = t.str('pinSha256', { pattern: /^[A-Za-z0-9+/]{43}=$/, patternHint: 'expected base64 of a SHA-256 digest (44 characters)' });
+  const certFile = t.str('certFile');
+  const keyFile = t.str('keyFile');
+  if ((certFile === undefined) !== (keyFile === undefined)) t.problem(certFile === undefined ? 'certFile' : 'keyFile', 'certFile and keyFile go together (the client certificate and its key)');
+  t.done();
+  return { ...(caFile ? { caFile } : {}), ...(pinSha256 ? { pinSha256 } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}) };
+}
+
+function readEndpoint(r: Reader, type: EndpointSourceType): TokenEndpointConfig | undefined {
+  const tokenUrl = r.str('tokenUrl');
+  const issuer = r.str('issuer');
   const allowPlainHttp = r.bool('allowPlainHttp', false);
-  if (tokenUrl !== undefined) {
-    let url: URL | undefined;
-    try {
-      url = new URL(tokenUrl);
-    } catch {
-      r.problem('tokenUrl', 'is not a valid URL');
-    }
-    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') r.problem('tokenUrl', 'must be an https URL');
-    if (url && url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-      if (allowPlainHttp) r.warn('allowPlainHttp', 'plain http to a non-loopback host sends client secrets in clear text');
-      else r.problem('tokenUrl', 'must be https (plain http is allowed only to loopback addresses, or with allowPlainHttp: true)');
-    }
-    if (url && (url.username || url.password)) r.problem('tokenUrl', 'must not carry credentials; use clientId/clientSecret');
+  if (tokenUrl === undefined && issuer === undefined) r.problem('tokenUrl', 'is required (or issuer, to discover the token endpoint)');
+  if (tokenUrl !== undefined && issuer !== undefined) r.problem('issuer', 'tokenUrl and issuer are alternatives; set one');
+  if (tokenUrl !== undefined) checkEndpointUrl(r, 'tokenUrl', tokenUrl, allowPlainHttp);
+  if (issuer !== undefined) {
+    // Discovery documents are trusted for where credentials go: https only, unless loopback.
+    const url = checkEndpointUrl(r, 'issuer', issuer, false);
+    if (url && (url.search || url.hash)) r.problem('issuer', 'must not have a query or fragment (OpenID Connect Discovery)');
   }
   const clientId = r.str('clientId', { required: type === 'client_credentials' });
-  const authMethod = r.oneOf('authMethod', AUTH_METHODS, 'client_secret_basic');
+  const methods = type === 'client_credentials' ? AUTH_METHODS.filter((m) => m !== 'none') : AUTH_METHODS;
+  // An STS takes no client authentication: token_exchange defaults to none unless a secret is given.
+  const authMethod = r.oneOf('authMethod', methods, type === 'token_exchange' && !r.has('clientSecret') ? 'none' : 'client_secret_basic');
   const clientSecret = r.str('clientSecret', { secret: true });
   const privateKey = r.str('privateKey', { secret: true });
   const keyId = r.str('keyId');
   const assertionAlgorithm = r.oneOf('assertionAlgorithm', ALGORITHMS, 'RS256');
+  const clientAssertionFile = r.str('clientAssertionFile');
+  const assertionAudience = r.oneOf('assertionAudience', ['issuer', 'tokenUrl'] as const, 'issuer');
+  const tls = readEndpointTls(r);
   if (authMethod === 'private_key_jwt') {
     if (!privateKey && !r.has('privateKey')) r.problem('privateKey', 'is required with authMethod: private_key_jwt');
     if (privateKey && !assertionAlgorithm.startsWith('HS') && !privateKey.includes('-----BEGIN')) {
       r.problem('privateKey', 'expected a PEM private key');
     }
     if (!clientId) r.problem('clientId', 'is required with authMethod: private_key_jwt');
-  } else if (clientId && clientSecret === undefined && type === 'client_credentials' && !r.has('clientSecret')) {
+  } else if (authMethod === 'client_assertion') {
+    if (!clientAssertionFile) r.problem('clientAssertionFile', 'is required with authMethod: client_assertion');
+  } else if (TLS_AUTH_METHODS.includes(authMethod)) {
+    if (!tls?.certFile) r.problem('tls', `certFile and keyFile are required with authMethod: ${authMethod}`);
+    // RFC 8705 §2: the client identifies itself with client_id; the certificate authenticates it.
+    if (!clientId) r.problem('clientId', `is required with authMethod: ${authMethod}`);
+  } else if (authMethod !== 'none' && clientId && clientSecret === undefined && type === 'client_credentials' && !r.has('clientSecret')) {
     r.problem('clientSecret', `is required with authMethod: ${authMethod}`);
   }
+  if (clientAssertionFile && authMethod !== 'client_assertion') r.problem('clientAssertionFile', 'is used only with authMethod: client_assertion');
   const scope = r.str('scope');
   const audience = r.str('audience');
   const params = r.stringMap('params');
   const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
-  let tls: TokenEndpointConfig['tls'];
-  if (r.has('tls')) {
-    const t = r.child('tls');
-    if (t) {
-      const caFile = t.str('caFile');
-      const pinSha256 = t.str('pinSha256', { pattern: /^[A-Za-z0-9+/]{43}=$/, patternHint: 'expected base64 of a SHA-256 digest (44 characters)' });
-      t.done();
-      tls = { ...(caFile ? { caFile } : {}), ...(pinSha256 ? { pinSha256 } : {}) };
-    }
-  }
-  if (tokenUrl === undefined) return undefined;
+  if (tokenUrl === undefined && issuer === undefined) return undefined;
   return {
-    tokenUrl, authMethod, assertionAlgorithm, params, defaultTtl, allowPlainHttp,
+    authMethod, assertionAlgorithm, assertionAudience, params, defaultTtl, allowPlainHttp,
+    ...(tokenUrl !== undefined ? { tokenUrl } : {}),
+    ...(issuer !== undefined ? { issuer } : {}),
     ...(clientId ? { clientId } : {}),
     ...(clientSecret !== undefined ? { clientSecret } : {}),
     ...(privateKey ? { privateKey } : {}),
     ...(keyId ? { keyId } : {}),
+    ...(clientAssertionFile ? { clientAssertionFile } : {}),
     ...(scope ? { scope } : {}),
     ...(audience ? { audience } : {}),
     ...(tls ? { tls } : {}),
@@ -305,9 +344,6 @@ function readSource(r: Reader): SourceConfig | undefined {
       if (e && assertion) out = { type, assertion, ...e };
       break;
     }
-    case 'token_exchange':
-      out = readTokenExchange(r);
-      break;
     case 'static': {
       const token = r.str('token', { secret: true });
       const file = r.str('file');
@@ -317,11 +353,140 @@ function readSource(r: Reader): SourceConfig | undefined {
       out = { type, pollInterval, ...(token !== undefined ? { token } : {}), ...(file ? { file } : {}) };
       break;
     }
+    case 'metadata': {
+      const flavor = r.oneOf('flavor', ['gcp', 'azure'] as const, undefined, { required: true });
+      const endpoint = r.str('endpoint') ?? (flavor ? METADATA_DEFAULT_ENDPOINT[flavor] : '');
+      // Plain http to the link-local metadata address is the platform's design, so it is
+      // allowed here (and only here) without allowPlainHttp.
+      if (r.has('endpoint')) {
+        try {
+          const u = new URL(endpoint);
+          if (u.protocol !== 'http:' && u.protocol !== 'https:') r.problem('endpoint', 'must be an http(s) URL');
+          if (u.username || u.password || u.search) r.problem('endpoint', 'must be a base URL without credentials or query');
+        } catch {
+          r.problem('endpoint', 'is not a valid URL');
+        }
+      }
+      const serviceAccount = r.str('serviceAccount') ?? 'default';
+      const scopes = stringList(r, 'scopes');
+      const resource = r.str('resource');
+      const clientId = r.str('clientId');
+      const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
+      if (flavor === 'azure' && !resource) r.problem('resource', 'is required with flavor: azure (the resource the token is for)');
+      if (flavor === 'gcp' && (resource || clientId)) r.problem(resource ? 'resource' : 'clientId', 'is for flavor: azure');
+      if (flavor === 'azure' && (r.has('serviceAccount') || scopes.length)) r.problem(r.has('serviceAccount') ? 'serviceAccount' : 'scopes', 'is for flavor: gcp');
+      if (flavor) out = { type, flavor, endpoint, serviceAccount, scopes, defaultTtl, ...(resource ? { resource } : {}), ...(clientId ? { clientId } : {}) };
+      break;
+    }
+    case 'gcp_impersonation': {
+      const serviceAccount = r.str('serviceAccount', { required: true, pattern: /^[^/\s]+@[^/\s]+$/, patternHint: 'expected a service account email' });
+      const scopes = stringList(r, 'scopes');
+      if (!scopes.length && !r.has('scopes')) scopes.push('https://www.googleapis.com/auth/cloud-platform');
+      const lifetime = r.duration('lifetime', 3_600_000, { min: MIN_LIFETIME_MS, max: 12 * 3_600_000 });
+      const delegates = stringList(r, 'delegates');
+      const via = r.str('via', { required: true });
+      const endpoint = r.str('endpoint') ?? 'https://iamcredentials.googleapis.com';
+      if (r.has('endpoint')) checkEndpointUrl(r, 'endpoint', endpoint, false);
+      const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
+      const tls = readEndpointTls(r);
+      if (serviceAccount && via) out = { type, serviceAccount, scopes, lifetime, delegates, via, endpoint, defaultTtl, ...(tls ? { tls } : {}) };
+      break;
+    }
+    case 'token_exchange': {
+      // The caller's own token (`subjectToken.request`): a per-caller provider.
+      if (r.child('subjectToken')?.has('request')) {
+        out = readTokenExchange(r);
+        break;
+      }
+      const style = r.oneOf('style', ['rfc8693'] as const, 'rfc8693');
+      if (r.child('subjectToken')?.has('verify')) r.problem('subjectToken', 'verify is for per-caller tokens (subjectToken.request); a fixed subject is the operator\'s own');
+      const subjectToken = readTokenRef(r, 'subjectToken', true);
+      const actorToken = r.has('actorToken') ? readTokenRef(r, 'actorToken', false) : undefined;
+      const requestedTokenType = r.str('requestedTokenType', { pattern: TOKEN_TYPE, patternHint: 'expected a token type URI (urn:…)' });
+      const resource = r.str('resource');
+      const e = readEndpoint(r, type);
+      if (e && subjectToken) {
+        out = { type, style, subjectToken, ...(actorToken ? { actorToken } : {}), ...(requestedTokenType ? { requestedTokenType } : {}), ...(resource ? { resource } : {}), ...e };
+      }
+      break;
+    }
     case undefined:
       break;
   }
   if (type) r.done();
   return out;
+}
+
+function stringList(r: Reader, key: string): string[] {
+  const out: string[] = [];
+  for (const { value, path } of r.list(key)) {
+    if (typeof value !== 'string' || value === '') r.ctx.problems.push({ path, problem: 'expected a non-empty string' });
+    else out.push(value);
+  }
+  return out;
+}
+
+/** `{ file | env | provider, type }`: where a fixed subject or actor token comes from. */
+function readTokenRef(parent: Reader, key: string, required: boolean): FixedTokenRef | undefined {
+  if (!parent.has(key)) {
+    if (required) parent.problem(key, 'is required ({ file | env | provider, type })');
+    parent.value(key);
+    return undefined;
+  }
+  const r = parent.child(key);
+  if (!r) return undefined;
+  const file = r.str('file');
+  const env = r.str('env', { pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, patternHint: 'expected an environment variable name' });
+  const provider = r.str('provider');
+  const type = r.str('type', { required: true, pattern: TOKEN_TYPE, patternHint: 'expected a token type URI, e.g. urn:ietf:params:oauth:token-type:jwt' });
+  const set = [file, env, provider].filter((x) => x !== undefined).length;
+  if (set !== 1) r.problem(undefined, 'needs exactly one of file, env or provider');
+  let value: string | undefined;
+  if (env !== undefined) {
+    value = r.ctx.env[env];
+    if (!value) r.problem('env', `environment variable ${env} is not set`);
+  }
+  r.done();
+  if (set !== 1 || !type) return undefined;
+  return { type, ...(file ? { file } : {}), ...(env ? { env } : {}), ...(value ? { value } : {}), ...(provider ? { provider } : {}) };
+}
+
+/** The providers a source builds on: `via`, `subjectToken.provider`, `actorToken.provider`. */
+export function sourceLinks(source: SourceConfig): { key: string; provider: string }[] {
+  if (source.type === 'gcp_impersonation') return [{ key: 'via', provider: source.via }];
+  if (source.type !== 'token_exchange') return [];
+  const out: { key: string; provider: string }[] = [];
+  if (source.subjectToken.provider) out.push({ key: 'subjectToken.provider', provider: source.subjectToken.provider });
+  if (source.actorToken?.provider) out.push({ key: 'actorToken.provider', provider: source.actorToken.provider });
+  return out;
+}
+
+/** Every link names a provider that exists, and no chain comes back to where it started. */
+function checkChains(providers: ReadonlyMap<string, ProviderConfig>, path: string, problems: ConfigProblem[]): void {
+  for (const p of providers.values()) {
+    for (const l of sourceLinks(p.source)) {
+      if (!providers.has(l.provider)) problems.push({ path: `${join(join(path, p.name), 'source')}.${l.key}`, problem: `names no configured provider (${l.provider})` });
+    }
+  }
+  const state = new Map<string, 'visiting' | 'done'>();
+  const reported = new Set<string>();
+  const visit = (name: string, trail: string[]): void => {
+    if (state.get(name) === 'done') return;
+    if (state.get(name) === 'visiting') {
+      const cycle = [...trail.slice(trail.indexOf(name)), name];
+      const key = [...new Set(cycle)].sort().join(',');
+      if (!reported.has(key)) {
+        reported.add(key);
+        problems.push({ path: `${join(join(path, name), 'source')}`, problem: `providers form a cycle: ${cycle.join(' → ')}` });
+      }
+      return;
+    }
+    state.set(name, 'visiting');
+    const p = providers.get(name);
+    for (const l of p ? sourceLinks(p.source) : []) if (providers.has(l.provider)) visit(l.provider, [...trail, name]);
+    state.set(name, 'done');
+  };
+  for (const name of providers.keys()) visit(name, []);
 }
 
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -358,6 +523,7 @@ function httpsUrl(r: Reader, key: string, value: string | undefined): void {
 }
 
 function readSubjectToken(r: Reader, style: 'rfc8693' | 'entra_obo'): SubjectTokenConfig | undefined {
+  for (const k of ['file', 'env', 'provider']) if (r.has(k)) r.problem(k, 'is for a fixed subject; a per-caller subject comes from the request');
   const rq = r.has('request') ? r.child('request') : undefined;
   let request: SubjectTokenConfig['request'];
   if (rq) {
@@ -406,6 +572,7 @@ function readTokenExchange(r: Reader): SourceConfig | undefined {
   let actorToken: { provider: string; type: string } | undefined;
   const ar = r.has('actorToken') ? r.child('actorToken') : undefined;
   if (ar) {
+    for (const k of ['file', 'env']) if (ar.has(k)) ar.problem(k, 'per-caller providers take their actor token from a provider');
     const provider = ar.str('provider', { required: true });
     const type = ar.str('type') ?? ACCESS_TOKEN_TYPE;
     if (!TOKEN_TYPE_URI.test(type)) ar.problem('type', 'expected a token type URI');
@@ -596,12 +763,11 @@ function readRoutes(r: Reader, declared: ReadonlySet<string>): RouteConfig[] {
 /** `actorToken.provider` names a provider with one shared token (not itself, not a per-caller one). */
 function checkActorTokens(providers: ReadonlyMap<string, ProviderConfig>, ctx: ReadContext): void {
   for (const p of providers.values()) {
-    if (p.source.type !== 'token_exchange' || !p.source.actorToken) continue;
+    if (p.source.type !== 'token_exchange' || !p.source.actorToken?.provider) continue;
     const path = `providers.${p.name}.source.actorToken.provider`;
     const actor = providers.get(p.source.actorToken.provider);
-    if (!actor) ctx.problems.push({ path, problem: 'names no configured provider' });
-    else if (actor === p) ctx.problems.push({ path, problem: 'cannot name its own provider' });
-    else if (actor.cache) ctx.problems.push({ path, problem: `${actor.name} issues per-caller tokens; an actor token is the gateway's own` });
+    // An unknown or circular name is checkChains' to report.
+    if (actor && actor !== p && actor.cache) ctx.problems.push({ path, problem: `${actor.name} issues per-caller tokens; an actor token is the gateway's own` });
   }
 }
 
@@ -662,11 +828,12 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
       if (p) providers.set(name, p);
     }
   }
+  const routes = readRoutes(root, declared);
+  if (pr) checkChains(providers, pr.path, ctx.problems);
   checkActorTokens(providers, ctx);
   for (const p of providers.values()) {
     if (p.cache?.shared && store.type !== 'redis') ctx.problems.push({ path: `providers.${p.name}.cache.shared`, problem: 'needs store.type: redis (the shared store); with the memory store each replica keeps its own callers' });
   }
-  const routes = readRoutes(root, declared);
   const tokenEndpoints = readTokenEndpoints(root);
   root.done();
   if (ctx.problems.length) return undefined;

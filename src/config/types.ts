@@ -1,19 +1,30 @@
 // The validated, frozen configuration. Everything inward of config/ receives these types and
 // never re-reads the environment or re-checks a value. Durations are milliseconds.
 
-export type SourceType = 'client_credentials' | 'refresh_token' | 'jwt' | 'jwt_bearer' | 'static' | 'token_exchange';
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+export type SourceType = 'client_credentials' | 'refresh_token' | 'jwt' | 'jwt_bearer' | 'static' | 'metadata' | 'gcp_impersonation' | 'token_exchange';
+export type ClientAuthMethod =
+  | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
+  | 'client_assertion' | 'tls_client_auth' | 'self_signed_tls_client_auth' | 'none';
 export type JwtAlgorithm = 'HS256' | 'HS384' | 'HS512' | 'RS256' | 'ES256' | 'EdDSA';
 
 export interface EndpointTlsConfig {
   readonly caFile?: string;
   /** base64 SHA-256 of the server certificate's SubjectPublicKeyInfo. */
   readonly pinSha256?: string;
+  /** PEM client certificate (chain) and key for mTLS (tls_client_auth); re-read when they change. */
+  readonly certFile?: string;
+  readonly keyFile?: string;
 }
 
 /** What the HTTP-based sources share: where the token endpoint is and how to talk to it. */
 export interface TokenEndpointConfig {
-  readonly tokenUrl: string;
+  /** Exactly one of tokenUrl and issuer is set (issuer: the token endpoint comes from discovery). */
+  readonly tokenUrl?: string;
+  readonly issuer?: string;
+  /** `aud` of client assertions: the issuer when known (RFC 7523bis), or the token endpoint URL. */
+  readonly assertionAudience?: 'issuer' | 'tokenUrl';
+  /** A JWT read at each fetch (client_assertion): a projected service-account token. */
+  readonly clientAssertionFile?: string;
   readonly clientId?: string;
   readonly clientSecret?: string;
   readonly authMethod: ClientAuthMethod;
@@ -71,6 +82,47 @@ export interface StaticSource {
   readonly pollInterval: number;
 }
 
+/** The platform's own identity endpoint (GCP metadata server, Azure IMDS). */
+export interface MetadataSource {
+  readonly type: 'metadata';
+  readonly flavor: 'gcp' | 'azure';
+  /** Base URL: http://metadata.google.internal or http://169.254.169.254 by default. */
+  readonly endpoint: string;
+  /** gcp: service account, `default` unless named. */
+  readonly serviceAccount: string;
+  readonly scopes: readonly string[];
+  /** azure: the resource (audience) the token is for, and a user-assigned identity's client id. */
+  readonly resource?: string;
+  readonly clientId?: string;
+  readonly defaultTtl: number;
+}
+
+/** IAM Credentials generateAccessToken, authorised by another provider's token (`via`). */
+export interface GcpImpersonationSource {
+  readonly type: 'gcp_impersonation';
+  readonly serviceAccount: string;
+  readonly scopes: readonly string[];
+  /** Requested lifetime (ms); Google allows up to 1h (12h with the org policy). */
+  readonly lifetime: number;
+  readonly delegates: readonly string[];
+  readonly via: string;
+  /** Base URL, https://iamcredentials.googleapis.com by default. */
+  readonly endpoint: string;
+  readonly defaultTtl: number;
+  readonly tls?: EndpointTlsConfig;
+}
+
+/** Where a fixed (not per-caller) subject or actor token comes from. */
+export interface FixedTokenRef {
+  readonly file?: string;
+  readonly env?: string;
+  /** The value of `env`, read when the config was loaded. */
+  readonly value?: string;
+  readonly provider?: string;
+  /** RFC 8693 token type URI. */
+  readonly type: string;
+}
+
 /** `subjectToken.verify`: the caller's token is checked locally (jose) before any exchange. */
 export interface SubjectVerifyConfig {
   /** Expected `iss`; also where the JWKS is discovered when `jwksUri` is not given. */
@@ -94,25 +146,25 @@ export interface SubjectFromRequest {
   readonly maxBytes: number;
 }
 
-export interface SubjectTokenConfig {
+/** A fixed subject (file, env, provider), or the caller's own (`request`, per-caller tokens). */
+export interface SubjectTokenConfig extends FixedTokenRef {
   readonly request?: SubjectFromRequest;
-  /** subject_token_type; default urn:ietf:params:oauth:token-type:access_token. */
-  readonly type: string;
   readonly verify?: SubjectVerifyConfig;
 }
 
+/**
+ * RFC 8693 token exchange: with a fixed subject (workload identity federation, STS), or per
+ * caller (`subjectToken.request`; the provider then has `cache`). `style: entra_obo` is Entra
+ * ID's on-behalf-of variant (per caller).
+ */
 export interface TokenExchangeSource extends TokenEndpointConfig {
   readonly type: 'token_exchange';
-  /** rfc8693 (token-exchange grant) or entra_obo (Entra ID on-behalf-of, jwt-bearer grant). */
   readonly style: 'rfc8693' | 'entra_obo';
   readonly subjectToken: SubjectTokenConfig;
-  /** Delegation: another provider's token sent as actor_token. */
-  readonly actorToken?: { readonly provider: string; readonly type: string };
-  readonly resource?: readonly string[];
+  readonly actorToken?: FixedTokenRef;
   readonly requestedTokenType?: string;
+  readonly resource?: string | readonly string[];
 }
-
-export type SourceConfig = ClientCredentialsSource | RefreshTokenSource | JwtSource | JwtBearerSource | StaticSource | TokenExchangeSource;
 
 /** `cache`: the per-caller token cache of a token_exchange provider whose subject is the caller's. */
 export interface PerCallerCacheConfig {
@@ -125,6 +177,10 @@ export interface PerCallerCacheConfig {
   /** Also keep exchanged tokens in the shared store (Redis), encrypted, for every replica. */
   readonly shared: boolean;
 }
+
+export type SourceConfig =
+  | ClientCredentialsSource | RefreshTokenSource | JwtSource | JwtBearerSource | StaticSource
+  | MetadataSource | GcpImpersonationSource | TokenExchangeSource;
 
 export interface InjectConfig {
   readonly header: string;

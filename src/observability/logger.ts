@@ -13,6 +13,11 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   enabled(level: LogLevel): boolean;
+  /**
+   * An audit line (observability/audit.ts): written at level info whatever the threshold is.
+   * Optional so that a hand-made Logger still fits; `audit()` falls back to info().
+   */
+  audit?(msg: string, fields: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
   setLevel(level: LogLevel): void;
 }
@@ -21,8 +26,8 @@ export function createLogger(opts: { level?: LogLevel; sink?: LogSink; base?: Re
   const state = { level: ORDER[opts.level ?? 'info'] };
   const sink: LogSink = opts.sink ?? stdoutSink();
   const make = (base: Record<string, unknown>): Logger => {
-    const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => {
-      if (ORDER[level] < state.level) return;
+    const write = (level: LogLevel, msg: string, fields?: Record<string, unknown>, always = false) => {
+      if (ORDER[level] < state.level && !always) return;
       const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
       sink(JSON.stringify(redact(record)));
     };
@@ -32,6 +37,7 @@ export function createLogger(opts: { level?: LogLevel; sink?: LogSink; base?: Re
       warn: (m, f) => write('warn', m, f),
       error: (m, f) => write('error', m, f),
       enabled: (level) => ORDER[level] >= state.level,
+      audit: (m, f) => write('info', m, f, true),
       child: (fields) => make({ ...base, ...fields }),
       setLevel: (level) => {
         state.level = ORDER[level];

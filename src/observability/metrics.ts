@@ -6,6 +6,16 @@ import { RuntimeMetrics, type BuildInfo } from './runtime-metrics.js';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 const FETCH_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** From one store round trip (an uncontended lock) to a lock TTL or more (a holder that died). */
+const LOCK_WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * What became of one attempt to take a provider's refresh lock on the shared store:
+ * acquired (this replica refreshes), contended (another replica held it), lost (a renewal found
+ * it gone while this replica was still refreshing), expired (it had lapsed by the time this
+ * replica released it: the refresh outlived the lock's TTL).
+ */
+export type RefreshLockOutcome = 'acquired' | 'contended' | 'lost' | 'expired';
 
 export interface GaugeSources {
   /** [provider, seconds until hard expiry] for each provider holding a token. */
@@ -34,6 +44,10 @@ export class Metrics {
   readonly exchangeCacheMisses = this.registry.add(new Counter('tokengate_exchange_cache_misses_total', 'Checks of a per-caller provider that found no cached token for their caller.', ['provider']));
   readonly exchangeCacheEvictions = this.registry.add(new Counter('tokengate_exchange_cache_evictions_total', 'Callers evicted from a per-caller cache (least recently used, entries or bytes bound).', ['provider']));
   readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, shared (another replica\'s exchange, from the store), rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
+  // Replica coordination on the shared store (docs/operations.md, "Coordination metrics").
+  readonly refreshLocks = this.registry.add(new Counter('tokengate_refresh_lock_total', 'Attempts to take a provider\'s refresh lock on the shared store, and locks lost or expired while held: acquired, contended (another replica held it), lost (a renewal found it gone), expired (lapsed before release).', ['provider', 'outcome']));
+  readonly refreshLockWait = this.registry.add(new Histogram('tokengate_refresh_lock_wait_seconds', 'Time a refresh spent on the shared store before it held the lock or adopted the token another replica published.', LOCK_WAIT_BUCKETS, ['provider']));
+  readonly fencedWrites = this.registry.add(new Counter('tokengate_store_fenced_writes_total', 'Writes the shared store refused because it already held a newer token (a stale writer, e.g. a paused former lock holder).', ['provider']));
 
   readonly endpointThrottled = this.registry.add(new Counter('tokengate_token_endpoint_throttled_total', 'Answers from a token endpoint origin that asked us to slow down (429 or Retry-After).', ['origin']));
 
@@ -79,6 +93,9 @@ export class Metrics {
     this.exchangeCacheMisses.drop(match);
     this.exchangeCacheEvictions.drop(match);
     this.exchanges.drop(match);
+    this.refreshLocks.drop(match);
+    this.refreshLockWait.drop(match);
+    this.fencedWrites.drop(match);
   }
 
   render(): string {

@@ -8,14 +8,28 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { TokenEndpointBudgetConfig } from '../config/types.js';
 import { DEFAULT_TOKEN_ENDPOINT_BUDGET, MIN_TOKEN_ENDPOINT_RATE, originOf } from '../config/token-endpoints.js';
 import { PriorityQueue, type QueueEntry } from './priority-queue.js';
+import { RefreshPlanner } from './refresh-planner.js';
 
-/** A token bucket shared by replicas (the Redis store implements it). */
+/** A shared budget's limits, requests a second (mirrors the store's RateQuery). */
+export interface SharedRateQuery {
+  readonly maxRate: number;
+  readonly ceiling: number;
+  readonly burst: number;
+  readonly minRate: number;
+}
+
+/**
+ * A token bucket and 429 state shared by replicas (the Redis store implements it): a 429 seen by
+ * one replica halves the rate every replica refills at, and its Retry-After holds all of them.
+ * Every method rejects when the shared store cannot be asked.
+ */
 export interface SharedRateBucket {
-  /**
-   * Takes one request from `origin`'s bucket: resolves 0 when granted, else the milliseconds
-   * until one is available. Rejects when the shared store cannot be asked.
-   */
-  takeRate(origin: string, ratePerSec: number, burst: number): Promise<number>;
+  /** Takes one request from `origin`'s bucket: `wait` 0 when granted, else ms until one is available. */
+  takeRate(origin: string, q: SharedRateQuery): Promise<{ readonly wait: number; readonly rate: number; readonly episode: boolean }>;
+  /** A 429 or Retry-After: halves the shared rate once per episode; resolves the shared rate now. */
+  throttleRate(origin: string, q: SharedRateQuery, retryAfterMs: number | undefined): Promise<number>;
+  /** A success: the shared episode is over. */
+  endRateEpisode(origin: string): Promise<void>;
   /** The shared store is connected: false means "use the fallback share". */
   healthy(): boolean;
 }
@@ -74,6 +88,8 @@ export interface BudgetStatus {
   /** Whether the shared bucket is in use right now (false: this replica's fallback share, or no shared store). */
   readonly shared: boolean;
   readonly queued: number;
+  /** Early background refreshes planned (spread) from now on, not queued yet. */
+  readonly planned: number;
   readonly inFlight: number;
   readonly throttled: number;
   /** Seconds until Retry-After lets requests through again (0: not blocked). */
@@ -119,6 +135,8 @@ export class OriginBudget {
   private timerAt = Number.POSITIVE_INFINITY;
   private closed = false;
   throttled = 0;
+  /** Where early background refreshes go in time (see refresh-planner.ts). */
+  private readonly planner: RefreshPlanner;
 
   constructor(
     readonly origin: string,
@@ -128,6 +146,30 @@ export class OriginBudget {
   ) {
     this.level = config.burst;
     this.levelAt = deps.clock.now();
+    this.planner = new RefreshPlanner(config.maxRate);
+  }
+
+  /** A reload's limits. */
+  reconfigure(config: TokenEndpointBudgetConfig, configured: boolean): void {
+    this.config = config;
+    this.configured = configured;
+    this.planner.setRate(config.maxRate);
+  }
+
+  /**
+   * When an early background refresh due at `refreshAt` for a token expiring at `expiresAt`
+   * should start: spread over the first half of what is left between the two (the second half
+   * stays for retries), so refreshes that come due together reach the queue a few at a time.
+   */
+  planRefresh(refreshAt: number, expiresAt: number): number {
+    const now = this.deps.clock.now();
+    const from = Math.max(refreshAt, now);
+    return this.planner.plan(from, from + Math.max(0, expiresAt - from) / 2, now);
+  }
+
+  /** A planned refresh that will not run (its token was replaced before it). */
+  unplan(at: number): void {
+    this.planner.cancel(at);
   }
 
   /** Requests a second allowed at `now`: maxRate, or less during and after a 429 episode. */
@@ -187,14 +229,22 @@ export class OriginBudget {
     }
   }
 
-  /** One request from the local bucket: 0 when taken, else ms until one is there. */
-  private takeLocal(now: number): number {
-    // Without a shared store this replica has the whole rate; with one that is unreachable, its share.
+  /**
+   * Brings the local bucket up to `now`; returns its rate. Without a shared store this replica
+   * has the whole rate; with one that is unreachable, its share.
+   */
+  private refillLocal(now: number): number {
     const share = this.deps.shared ? this.config.fallbackShare : 1;
     const rate = Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now) * share);
     const cap = Math.max(1, this.config.burst * share);
     this.level = Math.min(cap, this.level + ((now - this.levelAt) / 1000) * rate);
     this.levelAt = now;
+    return rate;
+  }
+
+  /** One request from the local bucket: 0 when taken, else ms until one is there. */
+  private takeLocal(now: number): number {
+    const rate = this.refillLocal(now);
     if (this.level >= 1) {
       this.level -= 1;
       return 0;
@@ -202,13 +252,34 @@ export class OriginBudget {
     return Math.max(1, Math.ceil(((1 - this.level) / rate) * 1000));
   }
 
+  private query(now: number): SharedRateQuery {
+    return { maxRate: this.config.maxRate, ceiling: Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now)), burst: this.config.burst, minRate: MIN_TOKEN_ENDPOINT_RATE };
+  }
+
+  /**
+   * Another replica's 429 lowered the shared rate: take it over (and its recovery from here), so
+   * this replica's status, metrics and fallback share follow it too.
+   */
+  private adoptShared(rate: number, episode: boolean): void {
+    const now = this.deps.clock.now();
+    if (rate < this.effectiveRate(now) - 1e-6) {
+      this.floorRate = Math.max(MIN_TOKEN_ENDPOINT_RATE, rate);
+      this.last429At = now;
+    }
+    if (episode) this.episode = true;
+  }
+
   private takeShared(now: number): void {
     this.taking = true;
-    const rate = Math.max(MIN_TOKEN_ENDPOINT_RATE, this.effectiveRate(now));
-    this.deps.shared!.takeRate(this.origin, rate, this.config.burst).then(
-      (wait) => {
+    this.deps.shared!.takeRate(this.origin, this.query(now)).then(
+      ({ wait, rate, episode }) => {
         this.taking = false;
+        this.adoptShared(rate, episode);
         if (wait > 0) return this.wake(wait);
+        // A shared grant is spent from the fallback share too (down to empty, no debt): a replica
+        // that was busy when Redis went away has no saved-up burst to add to what others sent.
+        this.refillLocal(this.deps.clock.now());
+        this.level = Math.max(0, this.level - 1);
         if (this.queue.size > 0 && !this.closed) this.grant();
         this.pump();
       },
@@ -243,13 +314,24 @@ export class OriginBudget {
 
   private settle(failure: { readonly status?: number | undefined; readonly retryAfterMs?: number | undefined } | undefined): void {
     const now = this.deps.clock.now();
+    const shared = this.usingShared(now) ? this.deps.shared : undefined;
     if (failure === undefined) {
+      // Tell the other replicas the episode is over (once: only while this one knows it is open).
+      if (this.episode && shared) shared.endRateEpisode(this.origin).catch(() => undefined);
       this.episode = false;
       return;
     }
     if (!isThrottle(failure)) return;
     this.throttled++;
     this.deps.onThrottled?.(this.origin);
+    if (shared) {
+      // The shared halving is the one that counts: every replica refills at it. The local one
+      // below holds until the answer comes (and stays if Redis cannot be asked).
+      shared.throttleRate(this.origin, this.query(now), failure.retryAfterMs).then(
+        (rate) => this.adoptShared(rate, true),
+        () => undefined,
+      );
+    }
     const current = this.effectiveRate(now);
     // Once per episode: the 429s of requests already in flight must not halve it again.
     this.floorRate = this.episode ? current : Math.max(MIN_TOKEN_ENDPOINT_RATE, current / 2);
@@ -278,7 +360,7 @@ export class OriginBudget {
       maxRate: c.maxRate, burst: c.burst, maxConcurrent: c.maxConcurrent, fallbackShare: c.fallbackShare,
       effectiveRate: Math.round(this.effectiveRate(now) * 1000) / 1000,
       shared: this.usingShared(now),
-      queued: this.queue.size, inFlight: this.inFlight, throttled: this.throttled,
+      queued: this.queue.size, planned: this.planner.planned(now), inFlight: this.inFlight, throttled: this.throttled,
       blockedFor: Math.max(0, Math.ceil((this.blockedUntil - now) / 1000)),
     };
   }
@@ -326,8 +408,7 @@ export class TokenEndpointBudgets {
     this.configs = configs ?? new Map();
     for (const b of this.budgets.values()) {
       const c = this.configs.get(b.origin);
-      b.config = c ?? DEFAULT_TOKEN_ENDPOINT_BUDGET;
-      b.configured = c !== undefined;
+      b.reconfigure(c ?? DEFAULT_TOKEN_ENDPOINT_BUDGET, c !== undefined);
     }
     for (const origin of this.configs.keys()) this.forOrigin(origin);
   }
@@ -339,7 +420,7 @@ export class TokenEndpointBudgets {
     const list = [...this.budgets.values()].map((b) => b.status(now));
     list.push({
       origin: '*', configured: false, maxRate: d.maxRate, burst: d.burst, maxConcurrent: d.maxConcurrent, fallbackShare: d.fallbackShare,
-      effectiveRate: d.maxRate, shared: false, queued: 0, inFlight: 0, throttled: 0, blockedFor: 0,
+      effectiveRate: d.maxRate, shared: false, queued: 0, planned: 0, inFlight: 0, throttled: 0, blockedFor: 0,
     });
     return list;
   }

@@ -130,7 +130,7 @@ export class AccessLogService {
     // Only the current token is dropped, once: later entries for it (Envoy batches, several
     // in-flight requests) find a different or no token and do nothing.
     if (provider.peek()?.tokenId !== tokenId) return;
-    if (manager.invalidate(name, tokenId)) {
+    if (manager.invalidate(name, tokenId, 'access_log', status)) {
       logger.info('upstream rejected the current token; refreshing', { provider: name, token_id: tokenId, status });
     }
   }

@@ -6,6 +6,7 @@ import type { BudgetStatus } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
 import type { PerCallerStatus } from '../tokens/per-caller/per-caller-provider.js';
 import { isTokenError } from '../tokens/errors.js';
+import { audit } from '../observability/audit.js';
 import { redact } from '../observability/redact.js';
 
 export type AdminErrorCode = 'unauthenticated' | 'disabled' | 'not_found' | 'invalid' | 'failed';
@@ -49,11 +50,15 @@ export class AdminApi {
    */
   authorize(header: string | undefined): void {
     const expected = this.host.adminToken();
-    if (!expected) throw new AdminError('disabled', 'admin mutations are disabled: set admin.token in the config to enable them');
+    if (!expected) {
+      audit(this.logger, 'admin.denied', { reason: 'disabled' });
+      throw new AdminError('disabled', 'admin mutations are disabled: set admin.token in the config to enable them');
+    }
     // RFC 6750 §2.1: the scheme, one space, the token. Nothing is trimmed: a value with spaces
     // around or inside the token is not the configured token.
     const m = /^Bearer ([\x21-\x7e]+)$/i.exec(header ?? '');
     if (!m || !timingSafeEqual(digest(m[1]!), digest(expected))) {
+      audit(this.logger, 'admin.denied', { reason: header === undefined ? 'no_credentials' : 'bad_credentials' });
       throw new AdminError('unauthenticated', 'a valid admin bearer token is required');
     }
   }
@@ -73,6 +78,10 @@ export class AdminApi {
     if (!this.host.manager.handle(provider)) throw new AdminError('not_found', 'no such provider', { provider: provider.slice(0, 128) });
   }
 
+  private get logger() {
+    return this.host.manager.logger;
+  }
+
   invalidate(provider: string): { provider: string; invalidated: boolean } {
     // A per-caller provider: every caller's token is dropped (each caller's next Check exchanges again).
     const perCaller = provider ? this.host.manager.perCaller(provider) : undefined;
@@ -81,20 +90,28 @@ export class AdminApi {
       return { provider, invalidated: true };
     }
     this.known(provider);
-    return { provider, invalidated: this.host.manager.invalidate(provider) };
+    const tokenId = this.host.manager.handle(provider)?.peek()?.tokenId;
+    const invalidated = this.host.manager.invalidate(provider, undefined, 'admin');
+    audit(this.logger, 'admin.invalidate', { provider, invalidated, token_id: invalidated ? tokenId : undefined });
+    return { provider, invalidated };
   }
 
   async refresh(provider: string): Promise<ProviderStatus> {
     this.known(provider);
     try {
-      return safeStatus(await this.host.manager.refresh(provider));
+      const status = await this.host.manager.refresh(provider);
+      audit(this.logger, 'admin.refresh', { provider, outcome: 'ok', token_id: status.tokenId });
+      return safeStatus(status);
     } catch (err) {
+      audit(this.logger, 'admin.refresh', { provider, outcome: isTokenError(err) ? err.code : 'ERR_INTERNAL' });
       if (isTokenError(err)) throw new AdminError('failed', 'refresh failed', { provider, cause: redact(err.toJSON()) });
       throw err;
     }
   }
 
-  reload(): Promise<ReloadOutcome> {
-    return this.host.reload();
+  async reload(): Promise<ReloadOutcome> {
+    const outcome = await this.host.reload();
+    audit(this.logger, 'admin.reload', { ok: outcome.ok, problems: outcome.problems?.length ?? 0 });
+    return outcome;
   }
 }

@@ -7,6 +7,7 @@ import type { Config, ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { CounterCell } from '../observability/prometheus.js';
+import { spanAttributes, traceCheck, tracingEnabled } from '../observability/tracing.js';
 import { RouteTable, type HttpRequestView } from '../routing/route-table.js';
 import type { CachedToken, TokenServeSource } from '../tokens/cached-token.js';
 import { TokenError } from '../tokens/errors.js';
@@ -108,6 +109,8 @@ export class AuthzService {
   private readonly unknownCell;
   private inflight = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Reads a waiting Check's `traceparent` from its raw bytes; made when tracing is first needed. */
+  private traceReader: CheckRequestReader | undefined;
 
   constructor(private readonly deps: AuthzServiceDeps, config: Config) {
     const base = authorizationServiceDefinition();
@@ -189,7 +192,7 @@ export class AuthzService {
         callback(null, lane.answer(hit, lane.provider.hotSource));
         return;
       }
-      this.slow(lane, callback);
+      this.slow(lane, callback, req.raw);
     } catch (err) {
       this.deps.logger.error('Check failed unexpectedly', { provider: name, error: err });
       callback(null, deniedInternal());
@@ -282,10 +285,11 @@ export class AuthzService {
     return okWithoutToken();
   }
 
-  private slow(lane: Lane, callback: Callback): void {
+  private slow(lane: Lane, callback: Callback, raw: Buffer): void {
     const started = performance.now();
     this.inflight++;
-    lane.provider.acquire().then(
+    const acquired = tracingEnabled() ? this.tracedAcquire(lane, raw) : lane.provider.acquire();
+    acquired.then(
       (got) => {
         if (got.entry) return callback(null, lane.answer(got.entry, got.source));
         if (this.defaults.onTokenUnavailable === 'allow') {
@@ -306,6 +310,19 @@ export class AuthzService {
       this.deps.metrics.checkDuration.observe((performance.now() - started) / 1000);
       if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
+  }
+
+  /** acquire() inside a Check span, the child of the caller's `traceparent` when it sent one. */
+  private tracedAcquire(lane: Lane, raw: Buffer): ReturnType<TokenHandle['acquire']> {
+    let traceparent: string | undefined;
+    try {
+      this.traceReader ??= new CheckRequestReader(this.defaults.providerKey, ['traceparent']);
+      traceparent = this.traceReader.readHttp(raw)?.headers?.traceparent;
+    } catch { /* no parent then: the request itself was read fine a moment ago */ }
+    return traceCheck(traceparent, { 'tokengate.provider': lane.provider.name }, () => lane.provider.acquire().then((got) => {
+      spanAttributes({ 'tokengate.source': got.source ?? 'none', 'error.type': got.error?.code });
+      return got;
+    }));
   }
 
   private retryAfterSeconds(lane: Lane, err: TokenError): number {

@@ -63,7 +63,9 @@ export class MemoryStore implements TokenStore {
         return true;
       },
       release: async () => {
-        if (this.locks.get(key)?.owner === owner) this.locks.delete(key);
+        if (this.locks.get(key)?.owner !== owner) return false;
+        this.locks.delete(key);
+        return true;
       },
     };
   }

@@ -11,7 +11,8 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { StoreDeps } from './store-deps.js';
 import { RecordCipher, RecordCryptoError, type OpenedRecord } from './crypto.js';
-import { NEVER_EXPIRES, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
+import { NEVER_EXPIRES, type RateQuery, type RateTake, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from './store.js';
+import { END_EPISODE, TAKE_RATE, THROTTLE_RATE } from './redis-rate-bucket.js';
 
 type Client = Redis | Cluster;
 
@@ -78,26 +79,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
-/**
- * The token-endpoint budget's shared token bucket (one hash, one slot per origin), on Redis's
- * clock so replicas whose clocks differ still share one rate. ARGV: rate per ms, burst. Returns
- * 0 when a request was taken, else the ms until one is available.
- */
-const TAKE_RATE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local h = redis.call('HMGET', KEYS[1], 'level', 'at')
-local level = tonumber(h[1])
-local at = tonumber(h[2])
-if level == nil or at == nil then level = burst; at = now end
-if now > at then level = math.min(burst, level + (now - at) * rate) end
-local wait = 0
-if level >= 1 then level = level - 1 else wait = math.ceil((1 - level) / rate) end
-redis.call('HSET', KEYS[1], 'level', tostring(level), 'at', tostring(math.max(now, at)))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 60000)
-return wait`;
 
 class Script {
   readonly sha: string;
@@ -124,6 +105,8 @@ const SCRIPTS = {
   extend: new Script(EXTEND),
   release: new Script(RELEASE),
   takeRate: new Script(TAKE_RATE),
+  throttleRate: new Script(THROTTLE_RATE),
+  endRateEpisode: new Script(END_EPISODE),
 };
 
 /** CRC16/XMODEM, as Redis Cluster computes key slots. */
@@ -279,9 +262,25 @@ export class RedisStore implements TokenStore {
     this.keyPrefix = keyPrefix;
   }
 
-  async takeRate(origin: string, ratePerSec: number, burst: number): Promise<number> {
-    const key = `${this.keyPrefix}{budget:${origin}}:bucket`;
-    return Number(await SCRIPTS.takeRate.run(this.commands, key, [String(ratePerSec / 1000), String(burst)]));
+  private rateKey(origin: string): string {
+    return `${this.keyPrefix}{budget:${origin}}:bucket`;
+  }
+
+  private static rateArgs(q: RateQuery): string[] {
+    return [String(q.maxRate), String(q.ceiling), String(q.burst), String(q.minRate)];
+  }
+
+  async takeRate(origin: string, q: RateQuery): Promise<RateTake> {
+    const [wait, rate, episode] = (await SCRIPTS.takeRate.run(this.commands, this.rateKey(origin), RedisStore.rateArgs(q))) as [number, string, number];
+    return { wait: Number(wait), rate: Number(rate), episode: Number(episode) === 1 };
+  }
+
+  async throttleRate(origin: string, q: RateQuery, retryAfterMs: number | undefined): Promise<number> {
+    return Number(await SCRIPTS.throttleRate.run(this.commands, this.rateKey(origin), [...RedisStore.rateArgs(q), String(retryAfterMs ?? -1)]));
+  }
+
+  async endRateEpisode(origin: string): Promise<void> {
+    await SCRIPTS.endRateEpisode.run(this.commands, this.rateKey(origin), []);
   }
 
   /**
@@ -483,9 +482,7 @@ export class RedisStore implements TokenStore {
     if (ok !== 'OK') return undefined;
     return {
       extend: async (ms) => (await SCRIPTS.extend.run(this.commands, key, [owner, Math.max(1, Math.round(ms))])) === 1,
-      release: async () => {
-        await SCRIPTS.release.run(this.commands, key, [owner]);
-      },
+      release: async () => (await SCRIPTS.release.run(this.commands, key, [owner])) === 1,
     };
   }
 

@@ -44,8 +44,28 @@ export interface StoreEvent {
 export interface StoreLock {
   /** Pushes the lock's expiry out; false when the lock was lost. */
   extend(ttlMs: number): Promise<boolean>;
-  /** Compare-and-delete: only removes the lock if we still own it. */
-  release(): Promise<void>;
+  /** Compare-and-delete: only removes the lock if we still own it. False: it had lapsed already. */
+  release(): Promise<boolean>;
+}
+
+/** A shared token-endpoint budget's limits, requests a second. */
+export interface RateQuery {
+  /** The configured maxRate (recovery after a 429 is a tenth of it a second). */
+  readonly maxRate: number;
+  /** The caller's own effective rate: the shared bucket refills no faster. */
+  readonly ceiling: number;
+  readonly burst: number;
+  readonly minRate: number;
+}
+
+/** One take from a shared bucket. */
+export interface RateTake {
+  /** 0: granted; else ms until a request is available (or Retry-After ends). */
+  readonly wait: number;
+  /** The origin's shared effective rate (after 429 halving, before any ceiling). */
+  readonly rate: number;
+  /** A 429 episode is open (the next success ends it). */
+  readonly episode: boolean;
 }
 
 export interface TokenStore {
@@ -77,10 +97,15 @@ export interface TokenStore {
   releaseRefreshClaim?(key: string, owner: string): Promise<void>;
   /**
    * Token-endpoint budgets shared by replicas: takes one request from `origin`'s token bucket
-   * (capacity `burst`, refilled at `ratePerSec`); resolves 0 when granted, else the ms until one
-   * is available. Optional: a store without it (memory) leaves each process its own budget.
+   * (capacity `burst`, refilled at the origin's shared effective rate); `wait` 0 when granted,
+   * else the ms until one is available. Optional: a store without it (memory) leaves each
+   * process its own budget. The three methods come together.
    */
-  takeRate?(origin: string, ratePerSec: number, burst: number): Promise<number>;
+  takeRate?(origin: string, q: RateQuery): Promise<RateTake>;
+  /** A 429 or Retry-After from `origin`: halves the shared rate once per episode; resolves the rate now. */
+  throttleRate?(origin: string, q: RateQuery, retryAfterMs: number | undefined): Promise<number>;
+  /** A success from `origin`: its 429 episode is over. */
+  endRateEpisode?(origin: string): Promise<void>;
   publish(event: StoreEvent): Promise<void>;
   subscribe(listener: (event: StoreEvent) => void): () => void;
   /** Lets the store report whether it is reachable right now (metrics, status). */

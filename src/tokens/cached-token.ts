@@ -1,4 +1,4 @@
-// What L1 holds per provider: the record plus everything a Check needs, computed once per
+// What a token slot holds: the record plus everything a Check needs, computed once per
 // token rather than once per request.
 import type { InjectConfig } from '../config/types.js';
 import type { TokenRecord } from '../store/store.js';

@@ -5,12 +5,14 @@
 import type { Clock } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { auditMinted } from '../observability/audit.js';
 import type { Metrics } from '../observability/metrics.js';
+import { inSpan, SpanKind, spanAttributes, spanEvent } from '../observability/tracing.js';
 import { Breaker, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
 import { withRetries } from '../resilience/retry.js';
 import type { BudgetHint, TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
-import type { TokenRecord } from '../store/store.js';
+import { NEVER_EXPIRES, type TokenRecord } from '../store/store.js';
 import { acceptFetched } from './acceptance.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from './errors.js';
 import { recordFor } from './expiry.js';
@@ -51,11 +53,13 @@ export class Fetcher {
    */
   private breakerInstance: Breaker | undefined;
   /**
-   * The fetch in progress (the provider's single flight means one at a time), so close() can
-   * cut its requests and retry waits. Per fetch rather than one per provider: an AbortSignal
-   * that has had listeners keeps hidden classes of its own, ~200 B for every idle provider.
+   * The fetches in progress, so close() can cut their requests and retry waits. One at a time
+   * for a provider's own slot (its single flight), more when several slots share this fetcher
+   * (and its breaker). Per fetch rather than one per provider, and the set only while one runs:
+   * an AbortSignal that has had listeners keeps hidden classes of its own, ~200 B for every idle
+   * provider.
    */
-  private inFlight: AbortController | undefined;
+  private inFlight: Set<AbortController> | undefined;
   private closed = false;
 
   constructor(
@@ -81,6 +85,7 @@ export class Fetcher {
     this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, {
       onStateChange: (state) => {
         this.deps.logger.warn('breaker state changed', { provider: this.config.name, breaker: state });
+        spanEvent('breaker.state', { state }); // on the fetch whose failure tripped it, if any
         if (state === 'half_open') this.listener?.breakerHalfOpen();
       },
       provesUp: provesEndpointUp,
@@ -89,7 +94,11 @@ export class Fetcher {
   }
 
   /** One fetch through retries and (for a token endpoint) the breaker: the record, or a TokenError. */
-  async fetch(request: FetchRequest): Promise<TokenRecord> {
+  fetch(request: FetchRequest): Promise<TokenRecord> {
+    return inSpan('tokengate.token.fetch', { 'tokengate.provider': this.config.name, 'tokengate.source_type': request.source.type, 'tokengate.breaker': this.breakerState }, () => this.fetchOnce(request), { kind: SpanKind.CLIENT });
+  }
+
+  private async fetchOnce(request: FetchRequest): Promise<TokenRecord> {
     const { clock, gate, metrics } = this.deps;
     const { source, refreshToken, presentedSince } = request;
     const config = this.config;
@@ -98,7 +107,7 @@ export class Fetcher {
     const r = config.resilience;
     const sentAt = clock.now();
     const controller = new AbortController();
-    this.inFlight = controller;
+    (this.inFlight ??= new Set()).add(controller);
     // A rotating refresh token is presented again only when the IdP cannot have seen it (nothing
     // was sent), or inside the reuse interval it declared, counted from its first presentation.
     const reuseUntil = (presentedSince ?? sentAt) + (config.source.type === 'refresh_token' ? config.source.reuseInterval : 0);
@@ -127,21 +136,29 @@ export class Fetcher {
           },
           { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max, ...(mayRetry ? { mayRetry } : {}) },
           { clock, gate, failures: TOKEN_FAILURES, ...(source.endpoint ? { endpoint: source.endpoint } : {}), signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
-          { onRetry: (n, err, delay) => this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() }) },
+          { onRetry: (n, err, delay) => {
+            spanEvent('retry', { attempt: n, delay_ms: delay, 'error.type': err.code });
+            this.deps.logger.info('retrying token request', { provider: name, attempt: n, delayMs: delay, error: err.toJSON() });
+          } },
         );
       const fetched = source.endpoint ? await this.breaker().run(attempt) : await attempt();
       const rec = recordFor(fetched, attemptAt, source.defaultTtlMs, config.refresh);
       metrics.fetches.inc({ provider: name, outcome: 'success' });
       metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
       this.deps.logger.info('token fetched', { provider: name, token_id: rec.tokenId, expires_in_s: Math.round((rec.expiresAt - clock.now()) / 1000), source_type: source.type });
+      auditMinted(this.deps.logger, { provider: name, tokenId: rec.tokenId, sourceType: source.type, expiresInS: rec.expiresAt >= NEVER_EXPIRES ? null : Math.round((rec.expiresAt - clock.now()) / 1000) });
+      spanAttributes({ 'tokengate.token_id': rec.tokenId });
       return rec;
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', name);
+      // The breaker's decision: it refused the fetch without a request.
+      if (err.code === 'ERR_BREAKER_OPEN') spanEvent('breaker.rejected', { state: this.breakerState });
       metrics.fetches.inc({ provider: name, outcome: err.code });
       if (err.code !== 'ERR_BREAKER_OPEN') metrics.fetchDuration.observe((clock.now() - sentAt) / 1000, name);
       throw err;
     } finally {
-      if (this.inFlight === controller) this.inFlight = undefined;
+      this.inFlight?.delete(controller);
+      if (this.inFlight?.size === 0) this.inFlight = undefined;
       if (this.budgetHint) this.budgetHint.cold = false; // the Checks that waited have their answer
     }
   }
@@ -149,7 +166,8 @@ export class Fetcher {
   /** Aborts requests and retry waits in progress and stops the breaker's timers. */
   close(): void {
     this.closed = true;
-    this.inFlight?.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name }));
+    const reason = new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.config.name });
+    for (const c of this.inFlight ?? []) c.abort(reason);
     this.breakerInstance?.shutdown();
   }
 }

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import type { ProviderConfig, SourceConfig } from '../config/types.js';
+import { auditInvalidated, type InvalidatedBy } from '../observability/audit.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { RetryAfterGate } from '../resilience/retry-after-gate.js';
@@ -15,6 +16,7 @@ import { SourceConfigError, TokenError, isTokenError } from './errors.js';
 import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
+import { ProviderLinks } from './linked-tokens.js';
 import { createSource } from './sources/index.js';
 import { PerCallerProvider, type PerCallerStatus } from './per-caller/per-caller-provider.js';
 import { SharedCallers } from './per-caller/shared-callers.js';
@@ -76,15 +78,20 @@ export class TokenManager {
   private closed = false;
   /** Providers a reload replaced whose refresh in flight has not ended yet. */
   private readonly retiring = new Map<Provider, Promise<void>>();
+  /** Chains (`via`, `subjectToken.provider`) reach the current provider of a name through this. */
+  private readonly links: ProviderLinks;
 
   constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
     this.clock = opts.clock ?? systemClock;
     this.store = opts.store ?? new MemoryStore(() => this.clock.now());
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics ?? new Metrics();
+    this.links = new ProviderLinks((name) => this.providers.get(name), this.clock);
     this.budgets = new TokenEndpointBudgets(opts.tokenEndpoints, {
       clock: this.clock,
-      shared: this.store.takeRate ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'healthy'>>) : undefined,
+      shared: this.store.takeRate && this.store.throttleRate && this.store.endRateEpisode
+        ? (this.store as Required<Pick<TokenStore, 'takeRate' | 'throttleRate' | 'endRateEpisode' | 'healthy'>>)
+        : undefined,
       onThrottled: (origin) => this.metrics.endpointThrottled.inc({ origin }),
     });
     const list = [...providers];
@@ -121,7 +128,7 @@ export class TokenManager {
         continue;
       }
       try {
-        const source = createSource(config.source, this.opts.transport);
+        const source = createSource(config.source, this.opts.transport, this.links);
         out.set(config.name, new Provider(config, source, {
           clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
           replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash), budgets: this.budgets,
@@ -249,7 +256,7 @@ export class TokenManager {
     return p;
   }
 
-  /** A usable token (waiting at most the provider's waitBudget), or a TokenError. */
+  /** The library's `acquire`: a usable token (waiting at most the provider's waitBudget, then the fallback ladder), or a TokenError. */
   async getToken(name: string): Promise<IssuedToken> {
     const got = await this.require(name).acquire();
     if (got.error) throw got.error;
@@ -257,9 +264,18 @@ export class TokenManager {
     return { value: r.accessToken, tokenType: r.tokenType, tokenId: got.entry.tokenId, expiresAt: got.entry.expiresAt, headerValue: got.entry.headerValue, source: got.source };
   }
 
-  /** Drops the provider's token everywhere (only if it is still `tokenId`, when given). */
-  invalidate(name: string, tokenId?: string): boolean {
-    return this.require(name).invalidate(tokenId);
+  /**
+   * Invalidates the provider's token (only if it is still `tokenId`, when given): dropped here
+   * and in every replica, removed from the store, and a refresh starts. False when the slot did
+   * not hold it. `by` names who asked, for the audit line (`upstreamStatus`: the status that
+   * proved it dead).
+   */
+  invalidate(name: string, tokenId?: string, by: InvalidatedBy = 'admin', upstreamStatus?: number): boolean {
+    const p = this.require(name);
+    const target = tokenId ?? p.peek()?.tokenId;
+    const dropped = p.invalidate(tokenId);
+    if (dropped && target !== undefined) auditInvalidated(this.logger, { provider: name, tokenId: target, by, ...(upstreamStatus !== undefined ? { status: upstreamStatus } : {}) });
+    return dropped;
   }
 
   /** Forces a refresh now and waits for it. */
@@ -291,7 +307,7 @@ export class TokenManager {
       (old ? changed : added).push(name);
       // Same source (only inject/refresh/resilience settings changed): keep the token, and the
       // refresh in flight (handed over, never aborted).
-      if (old && old.storeKey === p.storeKey) p.inherit(old);
+      if (old && old.storeKey === p.storeKey) p.takeOver(old);
       else {
         fresh.push(p);
         // The same grant under a new key (scope, params… changed): go on from its newest refresh
@@ -303,6 +319,12 @@ export class TokenManager {
     await Promise.all(fresh.map((p) => p.warmedUp));
     const removed = [...this.providers.keys()].filter((n) => !next.has(n));
     const retired = [...this.providers.entries()].filter(([n, p]) => next.get(n) !== p).map(([, p]) => p);
+    // A token whose provider went away or changed its source is dropped with it (an inheriting
+    // successor on the same store key keeps it).
+    for (const p of retired) {
+      const id = p.peek()?.tokenId;
+      if (id !== undefined && next.get(p.name)?.peek()?.tokenId !== id) auditInvalidated(this.logger, { provider: p.name, tokenId: id, by: 'reload' });
+    }
     this.providers = next;
     for (const [name, p] of nextPerCaller) {
       const old = this.perCallers.get(name);

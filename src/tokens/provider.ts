@@ -8,9 +8,10 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { ProviderConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { traceRefresh } from '../observability/tracing.js';
 import { BREAKER_STATE_VALUE, type BreakerState } from '../resilience/breaker.js';
 import type { RetryAfterGate } from '../resilience/retry-after-gate.js';
-import { BudgetHint, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
+import { BudgetHint, type OriginBudget, type TokenEndpointBudgets } from '../resilience/token-endpoint-budget.js';
 import { NEVER_EXPIRES, type StoreEvent, type TokenRecord, type TokenStore } from '../store/store.js';
 import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
@@ -65,6 +66,13 @@ export class Provider implements SlotObserver, BreakerListener {
   readonly name: string;
   /** This provider's place in its token endpoint's budget queue (priority, deadline). */
   readonly budgetHint = new BudgetHint();
+  /**
+   * When the current token's background refresh starts: its refresh moment, or later in its
+   * window when the origin's budget spreads refreshes that came due together.
+   */
+  private refreshDueAt = 0;
+  /** The slot booked in the origin's refresh plan for it (0: none), given back if it will not run. */
+  private plannedAt = 0;
   /** The token this provider serves; the refresh path ends in its `adopt`. */
   private readonly slot: TokenSlot;
   private lastServed: TokenServeSource | null = null;
@@ -125,8 +133,9 @@ export class Provider implements SlotObserver, BreakerListener {
     return this.fetcher.breakerState;
   }
 
+  /** The store key of this provider's slot (a reload keeps the token when it is unchanged). */
   get storeKey(): string {
-    return this.deps.storeKey;
+    return this.slot.key.storeKey;
   }
 
   // ---- the request path ------------------------------------------------------------------
@@ -138,7 +147,7 @@ export class Provider implements SlotObserver, BreakerListener {
   lookup(now: number): CachedToken | undefined {
     const c = this.slot.peek();
     if (c === undefined || now >= c.expiresAt) return undefined;
-    if (now >= c.refreshAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
+    if (now >= this.refreshDueAt && this.inflight === undefined && !this.closing && !this.attention && this.breakerState !== 'open') {
       this.refreshInBackground('near_expiry');
     }
     return c;
@@ -240,7 +249,7 @@ export class Provider implements SlotObserver, BreakerListener {
 
   /** Runs `work` as the single refresh in flight, recording its outcome. */
   private track(work: () => Promise<CachedToken>, reason: string): Promise<CachedToken> {
-    const p = this.runRefresh(work, reason).finally(() => {
+    const p = this.runRefresh(() => traceRefresh(this.name, reason, work), reason).finally(() => {
       if (this.inflight === p) this.inflight = undefined;
     });
     this.inflight = p;
@@ -301,7 +310,29 @@ export class Provider implements SlotObserver, BreakerListener {
   /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */
   adopted(entry: CachedToken, how: Adoption): void {
     if (how !== 'fetched') this.deps.logger.debug('token adopted from store', { provider: this.name, token_id: entry.tokenId, how });
-    this.schedule(entry.refreshAt - this.deps.clock.now(), 'scheduled');
+    this.schedule(this.planRefresh(entry) - this.deps.clock.now(), 'scheduled');
+  }
+
+  /** The background refresh moment for a newly adopted token, spread by its origin's budget. */
+  private planRefresh(entry: CachedToken): number {
+    this.unplanRefresh();
+    const budget = this.budget();
+    if (budget && entry.expiresAt < NEVER_EXPIRES / 2) {
+      this.refreshDueAt = this.plannedAt = budget.planRefresh(entry.refreshAt, entry.expiresAt);
+    } else {
+      this.refreshDueAt = entry.refreshAt;
+    }
+    return this.refreshDueAt;
+  }
+
+  /** Gives back a planned refresh that has not come due (the token was replaced, or we are closing). */
+  private unplanRefresh(): void {
+    if (this.plannedAt > this.deps.clock.now()) this.budget()?.unplan(this.plannedAt);
+    this.plannedAt = 0;
+  }
+
+  private budget(): OriginBudget | undefined {
+    return this.source.endpoint && this.deps.budgets ? this.deps.budgets.forUrl(this.source.endpoint) : undefined;
   }
 
   private schedule(delayMs: number, reason: string): void {
@@ -389,7 +420,7 @@ export class Provider implements SlotObserver, BreakerListener {
     if (this.attention) state = 'needs_attention';
     else if (!c) state = this.inflight ? 'refreshing' : 'missing';
     else if (now >= c.expiresAt) state = 'expired';
-    else if (now >= c.refreshAt) state = this.lastError ? 'stale' : 'refreshing';
+    else if (now >= this.refreshDueAt) state = this.lastError ? 'stale' : 'refreshing';
     else state = 'valid';
     return {
       name: this.name,
@@ -416,10 +447,10 @@ export class Provider implements SlotObserver, BreakerListener {
    * it knows of spent refresh tokens, its attention state, and its refresh in flight, which is
    * never cut off (a rotation it started would be lost) but awaited and adopted.
    */
-  inherit(from: Provider): void {
+  takeOver(from: Provider): void {
     const c = from.slot.peek();
     if (c) this.slot.adopt(c.record, 'store');
-    from.replica.handOver(this.replica);
+    this.replica.takeOver(from.replica);
     this.attention = from.attention;
     this.lastError = from.lastError;
     const pending = from.inflight;
@@ -442,7 +473,7 @@ export class Provider implements SlotObserver, BreakerListener {
     const pending = from.inflight;
     this.track(async () => {
       await pending?.catch(() => undefined);
-      await this.replica.continueFrom(from.replica);
+      await this.replica.continueGrant(from.replica);
       return this.replica.coordinate();
     }, 'warm_up').catch(() => undefined);
   }
@@ -467,6 +498,7 @@ export class Provider implements SlotObserver, BreakerListener {
   /** No new refresh starts from now on; a hit is still served. First step of shutdown. */
   quiesce(): void {
     this.closing = true;
+    this.unplanRefresh();
     this.replica.quiesce();
     this.timer?.cancel();
     this.timer = undefined;

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RecordCryptoError } from '../store/crypto.js';
 import { lockKeyFor, type StoreEvent, type StoreLock, type TokenRecord, type TokenStore } from '../store/store.js';
 import type { CachedToken } from './cached-token.js';
+import { fencedWrite, lockOutcome, lockWaited, storeEvent } from './coordination-telemetry.js';
 import { TokenError } from './errors.js';
 import { refreshDueAt } from './expiry.js';
 import type { Fetcher } from './fetcher.js';
@@ -84,12 +85,14 @@ export class ReplicaCoordinator {
    * store write that failed, and the reload that hands the grant to a new provider.
    */
   private readonly spent = new Map<string, number>();
-  /** After a reload: the coordinator of the provider that took this grant over. */
+  /** After a reload: the coordinator that took this grant over (`takeOver`). */
   private heir: ReplicaCoordinator | undefined;
   /** A newer refresh token of this grant carried over from another store key (source reload). */
   private inherited: TokenRecord | undefined;
   /** No new store work starts (a rotated record's retries stop): shutdown or retirement. */
   private quiesced = false;
+  /** When the refresh that found the lock held began (tokengate_refresh_lock_wait_seconds). */
+  private contendedSince: number | undefined;
 
   constructor(
     readonly slot: TokenSlot,
@@ -134,12 +137,14 @@ export class ReplicaCoordinator {
     const startId = this.slot.peek()?.tokenId;
     const deadline = this.deps.clock.now() + 3 * this.lockTtlMs;
     let glitches = 0;
+    const since = this.deps.clock.now();
+    this.contendedSince = undefined;
     for (;;) {
       const arrived = this.arrivedSince(startId);
-      if (arrived) return arrived;
+      if (arrived) return this.endWait(arrived);
       const stored = await this.storeOp('read', () => store.read(this.storeKey));
       if (stored.ok && stored.value) {
-        if (this.isBetter(stored.value)) return this.adopt(stored.value, 'store');
+        if (this.isBetter(stored.value)) return this.endWait(this.adopt(stored.value, 'store'));
         // Nothing usable here (cold start, or ours expired) but one there: serve it meanwhile.
         if (this.usableNow(stored.value)) this.adopt(stored.value, 'store');
       }
@@ -154,7 +159,14 @@ export class ReplicaCoordinator {
         }
         return this.fetchWithoutStore(lock.error);
       }
-      if (lock.value) return this.leadRefresh(lock.value, startId);
+      if (lock.value) {
+        lockOutcome(this.deps.metrics, this.name, 'acquired');
+        lockWaited(this.deps.metrics, this.name, this.deps.clock.now() - since, 'acquired');
+        this.contendedSince = undefined;
+        return this.leadRefresh(lock.value, startId);
+      }
+      lockOutcome(this.deps.metrics, this.name, 'contended');
+      this.contendedSince ??= since;
       // Another replica holds the lock: it will publish. Wait for its event (or poll), bounded.
       if (this.deps.clock.now() >= deadline) {
         throw new TokenError('ERR_STORE_UNAVAILABLE', 'another replica holds the refresh lock and published no token', { provider: this.name });
@@ -163,7 +175,7 @@ export class ReplicaCoordinator {
     }
   }
 
-  /** The store is unreachable: serve L1, and refresh on our own unless that is unsafe. */
+  /** The store is unreachable: the slot keeps serving, and we refresh on our own unless that is unsafe. */
   private async fetchWithoutStore(cause?: unknown): Promise<CachedToken> {
     if (this.grant.source.rotates) {
       if (cause instanceof RecordCryptoError) throw this.unreadableRecord(cause);
@@ -182,8 +194,14 @@ export class ReplicaCoordinator {
 
   private async leadRefresh(lock: StoreLock, startId: string | undefined): Promise<CachedToken> {
     const store = this.deps.store;
+    let lost = false;
     const renew = setInterval(() => {
-      lock.extend(this.lockTtlMs).catch(() => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
+      lock.extend(this.lockTtlMs).then((held) => {
+        // Gone while we still refresh: another replica may take it and refresh too.
+        if (held || lost) return;
+        lost = true;
+        lockOutcome(this.deps.metrics, this.name, 'lost');
+      }, () => this.deps.metrics.storeErrors.inc({ op: 'lock' }));
     }, Math.max(100, Math.floor(this.lockTtlMs / 3)));
     renew.unref();
     let claimed = false;
@@ -226,14 +244,16 @@ export class ReplicaCoordinator {
       return this.adopt(rec, 'fetched');
     } finally {
       clearInterval(renew);
-      await this.storeOp('unlock', () => lock.release());
+      const released = await this.storeOp('unlock', () => lock.release());
+      // It lapsed before we were done (renewals late or failing), unless already counted lost.
+      if (released.ok && released.value === false && !lost) lockOutcome(this.deps.metrics, this.name, 'expired');
     }
   }
 
   /**
    * The stored record does not open with any configured key (store.encryptionKey rotated without
    * listing the old key in previousEncryptionKeys). Its refresh token may be the only unspent one:
-   * the configured one is spent, so it is not presented; L1 keeps serving.
+   * the configured one is spent, so it is not presented; the slot keeps serving.
    */
   private unreadableRecord(cause: RecordCryptoError): TokenError {
     return new TokenError('ERR_REFRESH_UNSAFE', `${cause.message}; the refresh token it may hold is the newest one, so the configured refresh token is not presented (list the key in store.previousEncryptionKeys; see docs/redis.md)`, { provider: this.name, cause });
@@ -348,17 +368,17 @@ export class ReplicaCoordinator {
   // ---- reloads -----------------------------------------------------------------------------
 
   /**
-   * A reload replaced this provider with one on the same store key: what only this process
-   * knows (spent tokens, a rotated record the store has not taken) goes to the new one, now and
-   * when this provider's refresh in flight ends.
+   * A reload replaced `from`'s provider with this one on the same store key: what only that
+   * coordinator knows (spent tokens, a rotated record the store has not taken) comes here, now
+   * and when its refresh in flight ends.
    */
-  handOver(to: ReplicaCoordinator): void {
-    this.heir = to;
-    for (const [id, at] of this.spent) to.rememberSpent(id, at);
-    if (this.unsaved) {
-      const rec = this.unsaved;
-      this.unsaved = undefined;
-      to.persistLater(rec);
+  takeOver(from: ReplicaCoordinator): void {
+    from.heir = this;
+    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    if (from.unsaved) {
+      const rec = from.unsaved;
+      from.unsaved = undefined;
+      this.persistLater(rec);
     }
   }
 
@@ -367,7 +387,7 @@ export class ReplicaCoordinator {
    * provider continues from the newest refresh token the old key knew, never the configured one
    * the old provider may already have rotated away.
    */
-  async continueFrom(from: ReplicaCoordinator): Promise<void> {
+  async continueGrant(from: ReplicaCoordinator): Promise<void> {
     const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
     const newest = from.newestRecord(stored.value);
     if (newest) this.inherited = { ...newest, expiresAt: 0 };
@@ -392,6 +412,7 @@ export class ReplicaCoordinator {
         return;
       }
       if (this.unsaved !== rec) return;
+      if (!replaced) fencedWrite(this.deps.metrics, this.name);
       this.unsaved = undefined;
       this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced });
       if (replaced) await this.publishUpdate(rec);
@@ -427,10 +448,21 @@ export class ReplicaCoordinator {
 
   // ---- the shared store --------------------------------------------------------------------
 
+  /** A follower's wait for the lock ended with another replica's token. */
+  private endWait(entry: CachedToken): CachedToken {
+    if (this.contendedSince !== undefined) lockWaited(this.deps.metrics, this.name, this.deps.clock.now() - this.contendedSince, 'adopted');
+    this.contendedSince = undefined;
+    return entry;
+  }
+
   private async storeOp<T>(op: string, fn: () => Promise<T>): Promise<StoreResult<T>> {
     try {
-      return { ok: true, value: await fn() };
+      const value = await fn();
+      storeEvent(op, true);
+      if (op === 'write' && value === false) fencedWrite(this.deps.metrics, this.name);
+      return { ok: true, value };
     } catch (err) {
+      storeEvent(op, false);
       if (err instanceof RecordCryptoError) {
         // Redis answered: the record is there, sealed with a key this replica does not hold.
         this.deps.metrics.storeErrors.inc({ op: 'unseal' });

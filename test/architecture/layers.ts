@@ -55,7 +55,7 @@ export const LAYER_RULES: readonly LayerRule[] = [
     name: 'callers-use-the-token-facade',
     why: 'the server, app and CLI get tokens through TokenManager and its TokenHandle, not the slot machinery',
     from: /^(server\/|(app|cli|index|server-entry)\.ts$)/,
-    to: /^tokens\/(provider|replica-coordinator|fetcher)\.ts$/,
+    to: /^tokens\/(provider|replica-coordinator|fetcher|token-slot)\.ts$/,
   },
   {
     name: 'product-stays-in-src',

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 
 const CLI = path.resolve('dist/cli.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-cli-'));
@@ -84,7 +85,7 @@ describe('tokengate CLI', () => {
   });
 
   it('token: fetches once and prints a redacted summary with the JWT claims', async () => {
-    const file = write('idp.yaml', `providers: { idp: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: "\${env:SECRET}" } } }`);
+    const file = write('idp.yaml', `providers: { idp: { source: ${ccSource(idp, { clientSecret: '${env:SECRET}' })} } }`);
     const r = await run(['token', 'idp', '--config', file], { SECRET: 'demo-secret' });
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -96,7 +97,7 @@ describe('tokengate CLI', () => {
   });
 
   it("token: exits non-zero with the IdP's error text", async () => {
-    const file = write('idp-bad.yaml', `providers: { idp: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: "\${env:SECRET}" } } }`);
+    const file = write('idp-bad.yaml', `providers: { idp: { source: ${ccSource(idp, { clientSecret: '${env:SECRET}' })} } }`);
     const r = await run(['token', 'idp', '--config', file], { SECRET: 'wrong-secret' });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('token fetch failed: ERR_IDP_REJECTED');

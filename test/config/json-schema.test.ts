@@ -87,8 +87,14 @@ providers:
     source: { type: jwt_bearer, tokenUrl: "https://idp/t", assertion: { key: "0123456789abcdef0123456789abcdef" } }
   static:
     source: { type: static, token: t }
+  metadata:
+    source: { type: metadata, flavor: gcp }
+  gcp_impersonation:
+    source: { type: gcp_impersonation, serviceAccount: a@p.iam.gserviceaccount.com, via: metadata, tls: { caFile: ca } }
   token_exchange:
-    source: { type: token_exchange, tokenUrl: "https://idp/t", subjectToken: { request: { header: authorization }, verify: { issuer: "https://idp" } }, actorToken: { provider: static } }
+    source: { type: token_exchange, issuer: "https://idp", subjectToken: { file: /t, type: "urn:ietf:params:oauth:token-type:jwt" }, actorToken: { provider: metadata, type: "urn:ietf:params:oauth:token-type:access_token" } }
+  token_exchange_per_caller:
+    source: { type: token_exchange, tokenUrl: "https://idp/t", subjectToken: { request: { header: authorization }, verify: { issuer: "https://idp" } }, actorToken: { provider: static }, style: rfc8693, resource: ["https://r"] }
     cache: { maxEntries: 10 }
 routes:
   - { provider: jwt, match: { authority: a.example } }
@@ -270,6 +276,15 @@ const BAD: [string, string][] = [
   ['inject format without {token}', `providers: { p: { source: { type: static, token: t }, inject: { format: Bearer } } }`],
   ['purge status out of range', `providers: { p: { source: { type: static, token: t }, purgeOnUpstreamStatus: [700] } }`],
   ['pinSha256 not a digest', 'providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: a, clientSecret: b, tls: { pinSha256: abc } } } }'],
+  ['tokenUrl and issuer', 'providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", issuer: "https://i", clientId: a, clientSecret: b } } }'],
+  ['client_assertion without clientAssertionFile', 'providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: a, authMethod: client_assertion } } }'],
+  ['tls_client_auth without a certificate', 'providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: a, authMethod: tls_client_auth } } }'],
+  ['tls certFile without keyFile', 'providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: a, authMethod: tls_client_auth, tls: { certFile: c } } } }'],
+  ['metadata without flavor', 'providers: { p: { source: { type: metadata } } }'],
+  ['azure metadata without resource', 'providers: { p: { source: { type: metadata, flavor: azure } } }'],
+  ['gcp_impersonation without via', 'providers: { p: { source: { type: gcp_impersonation, serviceAccount: a@p.iam.gserviceaccount.com } } }'],
+  ['token_exchange subject with file and env', 'providers: { p: { source: { type: token_exchange, tokenUrl: "https://i/t", subjectToken: { file: /t, env: T, type: "urn:ietf:params:oauth:token-type:jwt" } } } }'],
+  ['token_exchange subject without type', 'providers: { p: { source: { type: token_exchange, tokenUrl: "https://i/t", subjectToken: { file: /t } } } }'],
 ];
 
 /** [what, YAML]: valid for both; each sits next to a BAD case and shows the line is where it should be. */
@@ -285,6 +300,11 @@ const GOOD: [string, string][] = [
   ['redis cluster', `store: { type: redis, redis: { cluster: [a:1] }, encryptionKey: ${KEY} }`],
   ['private_key_jwt with a key', `providers: { p: { source: { type: client_credentials, tokenUrl: "https://i/t", clientId: a, authMethod: private_key_jwt, privateKey: "\${env:SA_PEM}" } } }`],
   ['refresh_token without clientId (public client)', 'providers: { p: { source: { type: refresh_token, tokenUrl: "https://i/t", refreshToken: r } } }'],
+  ['issuer instead of tokenUrl', 'providers: { p: { source: { type: client_credentials, issuer: "https://i", clientId: a, clientSecret: b } } }'],
+  ['client_assertion with a file', 'providers: { p: { source: { type: client_credentials, issuer: "https://i", clientId: a, authMethod: client_assertion, clientAssertionFile: /var/run/secrets/tokens/idp } } }'],
+  ['tls_client_auth with a certificate', 'providers: { p: { source: { type: client_credentials, issuer: "https://i", clientId: a, authMethod: tls_client_auth, tls: { certFile: c, keyFile: k } } } }'],
+  ['metadata azure with resource', 'providers: { p: { source: { type: metadata, flavor: azure, resource: "https://vault.azure.net" } } }'],
+  ['the GCP chain', 'providers: { k: { source: { type: static, file: /t } }, s: { source: { type: token_exchange, tokenUrl: "https://sts.googleapis.com/v1/token", subjectToken: { provider: k, type: "urn:ietf:params:oauth:token-type:jwt" } } }, g: { source: { type: gcp_impersonation, serviceAccount: a@p.iam.gserviceaccount.com, via: s } } }'],
   ['unix socket and admin off', 'listen: { grpc: "unix:/run/tokengate.sock", admin: "off" }'],
   ['route matching everything', `providers: { ${MIN_PROVIDER} }\nroutes: [{ provider: p, match: { authority: "*" } }, { provider: p }]`],
 ];

@@ -47,7 +47,7 @@ requestedTokenType: urn:ietf:params:oauth:token-type:access_token`, '    cache: 
   it.each([
     ['entra_obo with RFC 8693 parameters', base('style: entra_obo\nsubjectToken: { request: {} }\naudience: a\nscope: s'), 'providers.x.source.audience: is an RFC 8693 parameter'],
     ['entra_obo without scope', base('style: entra_obo\nsubjectToken: { request: {} }'), 'providers.x.source.scope: is required with style entra_obo'],
-    ['no subject request', base('subjectToken: { type: urn:ietf:params:oauth:token-type:jwt }'), 'providers.x.source.subjectToken.request: is required'],
+    ['no subject at all', base('subjectToken: { type: urn:ietf:params:oauth:token-type:jwt }'), 'providers.x.source.subjectToken: needs exactly one of file, env or provider'],
     ['alg none allowed', base('subjectToken: { request: {}, verify: { issuer: https://idp.example, algorithms: [none] } }'), 'providers.x.source.subjectToken.verify.algorithms: none is not allowed'],
     ['plain http jwks', base('subjectToken: { request: {}, verify: { issuer: https://idp.example, jwksUri: "http://keys.example/jwks" } }'), 'providers.x.source.subjectToken.verify.jwksUri: must be https'],
     ['unknown actor', base('subjectToken: { request: {} }\nactorToken: { provider: nope }'), 'providers.x.source.actorToken.provider: names no configured provider'],

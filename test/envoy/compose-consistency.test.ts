@@ -161,7 +161,7 @@ describe('the mounted tokengate config ↔ docker-compose.yml', () => {
     const source = cfg.providers.get('demo-oauth')!.source;
     expect(source.type).toBe('client_credentials');
     if (source.type !== 'client_credentials') return;
-    const url = new URL(source.tokenUrl);
+    const url = new URL(source.tokenUrl ?? '');
     expect(url.pathname).toBe('/oauth2/token');
     expect(Object.keys(services)).toContain(url.hostname);
     expect(listeningPorts(url.hostname)).toContain(Number(url.port || 80));

@@ -1,66 +1,60 @@
 // Upstream-rejection feedback: Envoy's gRPC access log tells tokengate that an upstream refused
 // the token it injected; tokengate drops that token once and fetches a new one.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../demo/token-server.js';
 import { ACCESSLOG_PROTO } from '../../src/server/protos.js';
-import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, metadata } from '../support/envoy-request.js';
 import { loadEnvoyRoot } from '../support/envoy-validator.js';
+import { startWorld, until, type World } from '../support/world.js';
 import type { Type } from 'protobufjs';
-import { AccessLogSender, accessLogMessages, httpLogEntry, until } from './helpers.js';
+import { AccessLogSender, accessLogMessages, httpLogEntry } from './helpers.js';
 
 describe('access-log feedback (envoy.service.accesslog.v3.AccessLogService)', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   let envoy: AccessLogSender;
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({ yaml: ({ cc }) => `
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
   other:
     source: { type: jwt, key: "an-hs256-secret-that-is-long-enough-0123", claims: { iss: x }, ttl: 30m }
     purgeOnUpstreamStatus: [401, 403]
 routes:
   - match: { authority: api.example.com }
     provider: cc
-`);
-    envoy = new AccessLogSender(t.app.grpcAddress);
+` });
+    envoy = new AccessLogSender(w.app.grpcAddress);
   });
   afterAll(async () => {
     envoy?.close();
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   /** The token_id Envoy saw in the ext_authz metadata of a request it proxied. */
   async function currentTokenId(): Promise<string> {
-    const res = await t.client.check(envoyRequest({ authority: 'api.example.com' }));
+    const res = await w.client.check(envoyRequest({ authority: 'api.example.com' }));
     const id = metadata(res).token_id;
     expect(id).toBeTruthy();
     return id!;
   }
 
-  const rejections = (status = '401') => t.app.metrics.upstreamRejections.get({ provider: 'cc', status });
+  const rejections = (status = '401') => w.app.metrics.upstreamRejections.get({ provider: 'cc', status });
 
   beforeEach(async () => {
     // Every test starts from a settled provider holding a token.
-    await until(() => t.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'a valid cc token');
+    await until(() => w.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'a valid cc token');
   });
 
   it('a 401 via_upstream for the current token_id causes exactly one new token request; a repeat causes none', async () => {
     const tokenId = await currentTokenId();
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const counted = rejections();
     // Envoy batches: the same rejected token shows up in several entries of one flush.
     const entry = httpLogEntry({ status: 401, provider: 'cc', tokenId });
     await envoy.send(accessLogMessages([[entry, entry], [entry]]));
-    await idp.waitForRequests(before + 1);
-    await until(() => t.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'the new token');
+    await w.idp.waitForRequests(before + 1);
+    await until(() => w.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'the new token');
     const fresh = await currentTokenId();
     expect(fresh).not.toBe(tokenId);
     expect(rejections() - counted).toBe(3);
@@ -68,29 +62,29 @@ routes:
     // The same old token_id again, later (a slow request that was already in flight).
     await envoy.send(accessLogMessages([[entry]]));
     await new Promise((r) => setTimeout(r, 150));
-    expect(idp.tokenRequestCount).toBe(before + 1);
+    expect(w.idp.tokenRequestCount).toBe(before + 1);
     expect(rejections() - counted).toBe(4);
     expect(await currentTokenId()).toBe(fresh);
-    expect(t.logs.filter((l) => l.includes('upstream rejected the current token'))).toHaveLength(1);
+    expect(w.logs.filter((l) => l.includes('upstream rejected the current token'))).toHaveLength(1);
   });
 
   it('a 401 that Envoy generated itself (not via_upstream) causes no token request', async () => {
     const tokenId = await currentTokenId();
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const counted = rejections();
     await envoy.send(accessLogMessages([[
       httpLogEntry({ status: 401, details: 'ext_authz_denied', provider: 'cc', tokenId }),
       httpLogEntry({ status: 401, details: 'upstream_reset_before_response_started{connection_termination}', provider: 'cc', tokenId }),
     ]]));
     await new Promise((r) => setTimeout(r, 150));
-    expect(idp.tokenRequestCount).toBe(before);
+    expect(w.idp.tokenRequestCount).toBe(before);
     expect(rejections()).toBe(counted);
     expect(await currentTokenId()).toBe(tokenId);
   });
 
   it('ignores other statuses, entries without tokengate metadata, unknown providers and TCP logs', async () => {
     const tokenId = await currentTokenId();
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     await envoy.send([
       ...accessLogMessages([[
         httpLogEntry({ status: 200, provider: 'cc', tokenId }),
@@ -103,10 +97,10 @@ routes:
       {},
     ]);
     await new Promise((r) => setTimeout(r, 150));
-    expect(idp.tokenRequestCount).toBe(before);
+    expect(w.idp.tokenRequestCount).toBe(before);
     expect(await currentTokenId()).toBe(tokenId);
-    expect(t.app.metrics.upstreamRejections.get({ provider: 'cc', status: '403' })).toBe(0);
-    expect(t.app.metrics.render()).not.toContain('provider="nope"');
+    expect(w.app.metrics.upstreamRejections.get({ provider: 'cc', status: '403' })).toBe(0);
+    expect(w.app.metrics.render()).not.toContain('provider="nope"');
   });
 
   it('decodes entries encoded straight from Envoy\'s .proto files (Struct string_value → stringValue)', async () => {
@@ -115,7 +109,7 @@ routes:
     const root = loadEnvoyRoot([ACCESSLOG_PROTO]);
     const type = root.lookupType('envoy.service.accesslog.v3.StreamAccessLogsMessage');
     const tokenId = await currentTokenId();
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const bytes = encodeSnake(type, {
       identifier: { node: { id: 'envoy-raw' }, log_name: 'tokengate_feedback' },
       http_logs: {
@@ -126,19 +120,19 @@ routes:
       },
     });
     await envoy.sendRaw([bytes]);
-    await idp.waitForRequests(before + 1);
-    await until(() => t.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'the new token');
+    await w.idp.waitForRequests(before + 1);
+    await until(() => w.app.manager.provider('cc')?.status().state === 'valid', 5_000, 'the new token');
     expect(await currentTokenId()).not.toBe(tokenId);
   });
 
   it('a broken stream is logged and tokengate keeps serving', async () => {
-    const sender = new AccessLogSender(t.app.grpcAddress);
+    const sender = new AccessLogSender(w.app.grpcAddress);
     const call = sender.open();
     call.write(accessLogMessages([[httpLogEntry({ status: 200 })]])[0]);
     await new Promise((r) => setTimeout(r, 50));
     call.cancel();
     sender.close();
-    await until(() => t.logs.some((l) => l.includes('access-log stream cancelled')), 2_000, 'the cancelled-stream log line');
+    await until(() => w.logs.some((l) => l.includes('access-log stream cancelled')), 2_000, 'the cancelled-stream log line');
     expect(await currentTokenId()).toBeTruthy();
     // And a new stream works as before.
     await envoy.send(accessLogMessages([[httpLogEntry({ status: 200 })]]));

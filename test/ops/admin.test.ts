@@ -2,9 +2,7 @@
 // Both are thin edges over one AdminApi, so they must agree field for field.
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
-import { admin, AdminGrpcClient, until } from './helpers.js';
+import { startWorld, until, type World } from '../support/world.js';
 
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
 const STATUS_FIELDS = ['name', 'state', 'expiresIn', 'tokenId', 'source', 'breaker', 'lastError'].sort();
@@ -20,46 +18,36 @@ interface HttpStatus {
 }
 
 describe('admin API with admin.token', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
-  let rpc: AdminGrpcClient;
-  let addr: string;
+  let w: World;
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+    w = await startWorld({ admin: true, yaml: ({ cc }) => `
 admin: { token: "${ADMIN_TOKEN}" }
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
   bad:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: not-the-secret }
-`);
-    addr = t.app.adminAddress!;
-    rpc = new AdminGrpcClient(t.app.grpcAddress);
+    source: ${cc({ clientSecret: 'not-the-secret' })}
+` });
   });
   afterAll(async () => {
-    rpc?.close();
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('GET /healthz, /readyz and /metrics', async () => {
-    const health = await admin(addr, 'GET', '/healthz');
+    const health = await w.admin.http('GET', '/healthz');
     expect(health.status).toBe(200);
     expect(health.json()).toEqual({ status: 'ok' });
-    const ready = await admin(addr, 'GET', '/readyz');
+    const ready = await w.admin.http('GET', '/readyz');
     expect(ready.status).toBe(200);
-    const metrics = await admin(addr, 'GET', '/metrics');
+    const metrics = await w.admin.http('GET', '/metrics');
     expect(metrics.status).toBe(200);
     expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(metrics.text).toContain('# TYPE tokengate_checks_total counter');
   });
 
   it('GET /v1/tokens: the DESIGN fields per provider, never a token', async () => {
-    const res = await admin(addr, 'GET', '/v1/tokens');
+    const res = await w.admin.http('GET', '/v1/tokens');
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
     const { providers } = res.json<{ providers: HttpStatus[] }>();
@@ -71,67 +59,67 @@ providers:
     expect(cc.expiresIn).toBeGreaterThan(250);
     expect(cc.expiresIn).toBeLessThanOrEqual(300);
     expect(bad).toMatchObject({ state: 'missing', tokenId: null, expiresIn: null, lastError: { code: 'ERR_IDP_REJECTED', error: 'invalid_client' } });
-    for (const token of idp.issuedAccessTokens) expect(res.text).not.toContain(token);
+    for (const token of w.idp.issuedAccessTokens) expect(res.text).not.toContain(token);
   });
 
   it('POST endpoints need the admin bearer token (401 otherwise, constant-time compared)', async () => {
-    const none = await admin(addr, 'POST', '/v1/tokens/cc/invalidate');
+    const none = await w.admin.http('POST', '/v1/tokens/cc/invalidate');
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toBe('Bearer');
     expect(none.json()).toMatchObject({ error: 'unauthenticated' });
-    const wrong = await admin(addr, 'POST', '/v1/tokens/cc/refresh', `${ADMIN_TOKEN}x`);
+    const wrong = await w.admin.http('POST', '/v1/tokens/cc/refresh', `${ADMIN_TOKEN}x`);
     expect(wrong.status).toBe(401);
-    expect((await admin(addr, 'POST', '/v1/reload', 'short')).status).toBe(401);
-    expect(t.app.manager.provider('cc')?.status().state).toBe('valid');
+    expect((await w.admin.http('POST', '/v1/reload', 'short')).status).toBe(401);
+    expect(w.app.manager.provider('cc')?.status().state).toBe('valid');
   });
 
   it('POST invalidate drops the token and a new one is fetched; refresh answers the new status', async () => {
-    const before = t.app.manager.provider('cc')!.status().tokenId;
-    const requests = idp.tokenRequestCount;
-    const inv = await admin(addr, 'POST', '/v1/tokens/cc/invalidate', ADMIN_TOKEN);
+    const before = w.app.manager.provider('cc')!.status().tokenId;
+    const requests = w.idp.tokenRequestCount;
+    const inv = await w.admin.http('POST', '/v1/tokens/cc/invalidate', ADMIN_TOKEN);
     expect(inv.status).toBe(200);
     expect(inv.json()).toEqual({ provider: 'cc', invalidated: true });
-    await idp.waitForRequests(requests + 1);
-    await until(() => t.app.manager.provider('cc')?.status().state === 'valid');
-    const afterInvalidate = t.app.manager.provider('cc')!.status().tokenId;
+    await w.idp.waitForRequests(requests + 1);
+    await until(() => w.app.manager.provider('cc')?.status().state === 'valid');
+    const afterInvalidate = w.app.manager.provider('cc')!.status().tokenId;
     expect(afterInvalidate).not.toBe(before);
 
-    const ref = await admin(addr, 'POST', '/v1/tokens/cc/refresh', ADMIN_TOKEN);
+    const ref = await w.admin.http('POST', '/v1/tokens/cc/refresh', ADMIN_TOKEN);
     expect(ref.status).toBe(200);
     const status = ref.json<HttpStatus>();
     expect(Object.keys(status).sort()).toEqual(STATUS_FIELDS);
     expect(status.tokenId).not.toBe(afterInvalidate);
     expect(status.state).toBe('valid');
-    for (const token of idp.issuedAccessTokens) expect(ref.text).not.toContain(token);
+    for (const token of w.idp.issuedAccessTokens) expect(ref.text).not.toContain(token);
   });
 
   it('POST answers 404 for an unknown provider or path, 502 with the IdP error for a failed refresh', async () => {
-    const unknown = await admin(addr, 'POST', '/v1/tokens/nope/invalidate', ADMIN_TOKEN);
+    const unknown = await w.admin.http('POST', '/v1/tokens/nope/invalidate', ADMIN_TOKEN);
     expect(unknown.status).toBe(404);
     expect(unknown.json()).toMatchObject({ error: 'not_found', provider: 'nope' });
-    expect((await admin(addr, 'POST', '/v1/nothing', ADMIN_TOKEN)).status).toBe(404);
-    const failed = await admin(addr, 'POST', '/v1/tokens/bad/refresh', ADMIN_TOKEN);
+    expect((await w.admin.http('POST', '/v1/nothing', ADMIN_TOKEN)).status).toBe(404);
+    const failed = await w.admin.http('POST', '/v1/tokens/bad/refresh', ADMIN_TOKEN);
     expect(failed.status).toBe(502);
     expect(failed.json()).toMatchObject({ error: 'failed', provider: 'bad', cause: { code: 'ERR_IDP_REJECTED', error: 'invalid_client' } });
     expect(failed.text).not.toContain('not-the-secret');
   });
 
   it('POST /v1/reload without a config file is refused with a problem line', async () => {
-    const res = await admin(addr, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await w.admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(400);
     expect(res.json()).toMatchObject({ ok: false, problems: [expect.stringMatching(/^\(file\): /)] });
   });
 
   it('gRPC TokenAdmin: UNAUTHENTICATED without or with a wrong bearer', async () => {
-    expect((await rpc.error('ListTokens', {}))?.code).toBe(grpc.status.UNAUTHENTICATED);
-    expect((await rpc.error('Invalidate', { provider: 'cc' }, 'wrong-token-0123456789'))?.code).toBe(grpc.status.UNAUTHENTICATED);
-    expect((await rpc.error('Refresh', { provider: 'cc' }, ''))?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await w.admin.error('ListTokens', {}))?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await w.admin.error('Invalidate', { provider: 'cc' }, 'wrong-token-0123456789'))?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await w.admin.error('Refresh', { provider: 'cc' }, ''))?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
   it('gRPC ListTokens answers what GET /v1/tokens answers (one implementation, two edges)', async () => {
     const [viaGrpc, viaHttp] = await Promise.all([
-      rpc.call<{ providers: Record<string, unknown>[] }>('ListTokens', {}, ADMIN_TOKEN),
-      admin(addr, 'GET', '/v1/tokens').then((r) => r.json<{ providers: HttpStatus[] }>().providers),
+      w.admin.call<{ providers: Record<string, unknown>[] }>('ListTokens', {}, ADMIN_TOKEN),
+      w.admin.http('GET', '/v1/tokens').then((r) => r.json<{ providers: HttpStatus[] }>().providers),
     ]);
     expect(viaGrpc.providers).toHaveLength(viaHttp.length);
     viaHttp.forEach((h, i) => {
@@ -146,68 +134,62 @@ providers:
   });
 
   it('gRPC Invalidate and Refresh: NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE, and success', async () => {
-    expect((await rpc.error('Invalidate', { provider: 'nope' }, ADMIN_TOKEN))?.code).toBe(grpc.status.NOT_FOUND);
-    expect((await rpc.error('Refresh', {}, ADMIN_TOKEN))?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    const failed = await rpc.error('Refresh', { provider: 'bad' }, ADMIN_TOKEN);
+    expect((await w.admin.error('Invalidate', { provider: 'nope' }, ADMIN_TOKEN))?.code).toBe(grpc.status.NOT_FOUND);
+    expect((await w.admin.error('Refresh', {}, ADMIN_TOKEN))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const failed = await w.admin.error('Refresh', { provider: 'bad' }, ADMIN_TOKEN);
     expect(failed?.code).toBe(grpc.status.UNAVAILABLE);
     expect(failed?.details).toMatch(/^refresh failed: ERR_IDP_REJECTED/);
 
-    const before = t.app.manager.provider('cc')!.status().tokenId;
-    const requests = idp.tokenRequestCount;
-    expect(await rpc.call('Invalidate', { provider: 'cc' }, ADMIN_TOKEN)).toEqual({ provider: 'cc', invalidated: true });
-    await idp.waitForRequests(requests + 1);
-    const refreshed = await rpc.call<Record<string, unknown>>('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
+    const before = w.app.manager.provider('cc')!.status().tokenId;
+    const requests = w.idp.tokenRequestCount;
+    expect(await w.admin.call('Invalidate', { provider: 'cc' }, ADMIN_TOKEN)).toEqual({ provider: 'cc', invalidated: true });
+    await w.idp.waitForRequests(requests + 1);
+    const refreshed = await w.admin.call<Record<string, unknown>>('Refresh', { provider: 'cc' }, ADMIN_TOKEN);
     expect(refreshed).toMatchObject({ name: 'cc', state: 'valid', breaker: 'closed', last_error: '' });
     expect(refreshed.token_id).not.toBe(before);
-    expect(refreshed.token_id).toBe(t.app.manager.provider('cc')!.status().tokenId);
-    for (const token of idp.issuedAccessTokens) expect(JSON.stringify(refreshed)).not.toContain(token);
+    expect(refreshed.token_id).toBe(w.app.manager.provider('cc')!.status().tokenId);
+    for (const token of w.idp.issuedAccessTokens) expect(JSON.stringify(refreshed)).not.toContain(token);
   });
 });
 
 describe('admin API without admin.token', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
-  let rpc: AdminGrpcClient;
+  let w: World;
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    // A slow first fetch, so readiness can be seen switching.
-    idp.setBehaviourSequence([{ kind: 'delay', ms: 400 }]);
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+    w = await startWorld({
+      admin: true,
+      // A slow first fetch, so readiness can be seen switching.
+      beforeApp: (idp) => idp.setBehaviourSequence([{ kind: 'delay', ms: 400 }]),
+      yaml: ({ cc }) => `
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
-`, { waitReady: false });
-    rpc = new AdminGrpcClient(t.app.grpcAddress);
+    source: ${cc()}
+`,
+      waitReady: false,
+    });
   });
   afterAll(async () => {
-    rpc?.close();
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('/readyz is 503 until every provider had its first fetch attempt, /healthz is 200 throughout', async () => {
-    const addr = t.app.adminAddress!;
-    expect((await admin(addr, 'GET', '/readyz')).status).toBe(503);
-    expect((await admin(addr, 'GET', '/healthz')).status).toBe(200);
-    await t.app.ready;
-    expect((await admin(addr, 'GET', '/readyz')).status).toBe(200);
+    expect((await w.admin.http('GET', '/readyz')).status).toBe(503);
+    expect((await w.admin.http('GET', '/healthz')).status).toBe(200);
+    await w.app.ready;
+    expect((await w.admin.http('GET', '/readyz')).status).toBe(200);
   });
 
   it('mutating HTTP endpoints answer 403 and say why; reads still work', async () => {
-    const addr = t.app.adminAddress!;
     for (const path of ['/v1/tokens/cc/invalidate', '/v1/tokens/cc/refresh', '/v1/reload']) {
-      const res = await admin(addr, 'POST', path, 'anything-at-all-0123456789');
+      const res = await w.admin.http('POST', path, 'anything-at-all-0123456789');
       expect(res.status).toBe(403);
       expect(res.json()).toMatchObject({ error: 'disabled', message: expect.stringContaining('admin.token') });
     }
-    expect((await admin(addr, 'GET', '/v1/tokens')).status).toBe(200);
+    expect((await w.admin.http('GET', '/v1/tokens')).status).toBe(200);
   });
 
   it('gRPC calls answer PERMISSION_DENIED and say why', async () => {
-    const err = await rpc.error('ListTokens', {}, 'anything-at-all-0123456789');
+    const err = await w.admin.error('ListTokens', {}, 'anything-at-all-0123456789');
     expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(err?.details).toContain('admin.token');
   });

@@ -1,27 +1,8 @@
-// Clients for tokengate's operating surface, as an operator, Envoy and a control plane reach
-// it: admin HTTP (fetch), Envoy's access-log stream (Envoy's own protos) and the gRPC admin API.
+// Envoy's access-log stream (Envoy's own protos), a loose /metrics reader and a leak scan for the
+// operating-surface tests. The admin client is test/support/admin-client.ts.
 import * as grpc from '@grpc/grpc-js';
-import { tokenAdminClient } from '../../src/server/admin-grpc.js';
 import { EXT_AUTHZ_NAMESPACE } from '../../src/server/accesslog-service.js';
 import { accessLogClient } from '../../src/server/protos.js';
-
-// --- admin HTTP -------------------------------------------------------------------------------
-
-export interface AdminResponse {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-  json<T = Record<string, unknown>>(): T;
-}
-
-export async function admin(address: string, method: 'GET' | 'POST', path: string, bearer?: string): Promise<AdminResponse> {
-  const res = await fetch(`http://${address}${path}`, {
-    method,
-    headers: bearer === undefined ? {} : { authorization: `Bearer ${bearer}` },
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, text, json: <T>() => JSON.parse(text) as T };
-}
 
 // --- Envoy's gRPC access log ------------------------------------------------------------------
 
@@ -105,41 +86,6 @@ export class AccessLogSender {
   }
 }
 
-// --- gRPC admin API ---------------------------------------------------------------------------
-
-type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
-
-export class AdminGrpcClient {
-  private readonly client: grpc.Client & Record<'ListTokens' | 'Invalidate' | 'Refresh', Unary>;
-
-  constructor(address: string) {
-    const Ctor = tokenAdminClient();
-    this.client = new Ctor(address, grpc.credentials.createInsecure()) as unknown as AdminGrpcClient['client'];
-  }
-
-  call<T = Record<string, unknown>>(method: 'ListTokens' | 'Invalidate' | 'Refresh', req: unknown, bearer?: string): Promise<T> {
-    const md = new grpc.Metadata();
-    if (bearer !== undefined) md.set('authorization', `Bearer ${bearer}`);
-    return new Promise((resolve, reject) => {
-      this.client[method](req, md, { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res as T)));
-    });
-  }
-
-  /** The call's failure, or undefined when it succeeded. */
-  async error(method: 'ListTokens' | 'Invalidate' | 'Refresh', req: unknown, bearer?: string): Promise<grpc.ServiceError | undefined> {
-    try {
-      await this.call(method, req, bearer);
-      return undefined;
-    } catch (err) {
-      return err as grpc.ServiceError;
-    }
-  }
-
-  close(): void {
-    this.client.close();
-  }
-}
-
 // --- Prometheus text --------------------------------------------------------------------------
 
 export interface Sample {
@@ -191,12 +137,4 @@ export function leaks(secrets: readonly Secret[], places: readonly { where: stri
     }
   }
   return out;
-}
-
-export async function until(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

@@ -1,10 +1,8 @@
 // The operator's log contract: one line per token fetch outcome, one per breaker transition,
 // no request-level lines unless asked for.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest } from '../support/envoy-request.js';
-import { until } from './helpers.js';
+import { startWorld, until, type World } from '../support/world.js';
 
 interface Line {
   level: string;
@@ -14,33 +12,30 @@ interface Line {
 }
 
 describe('logs: token fetch outcomes and breaker transitions', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
-  const lines = () => t.logs.map((l) => JSON.parse(l) as Line);
+  let w: World;
+  const lines = () => w.logs.map((l) => JSON.parse(l) as Line);
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    // Down for the warm-up and one cold fetch: the breaker opens; its probe then succeeds.
-    idp.setBehaviourSequence([{ kind: 'status', status: 503 }, { kind: 'status', status: 503 }]);
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({
+      // Down for the warm-up and one cold fetch: the breaker opens; its probe then succeeds.
+      beforeApp: (idp) => idp.setBehaviourSequence([{ kind: 'status', status: 503 }, { kind: 'status', status: 503 }]),
+      yaml: ({ cc }) => `
 log: { level: debug }
 providers:
   flaky:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     resilience:
       retries: 0
       breaker: { window: 10s, volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeout: 300ms }
-`);
+`,
+    });
     // The cold Check fails the second fetch: the breaker opens.
-    await t.client.check(envoyRequest({ contextExtensions: { provider: 'flaky' } }));
-    await until(() => t.app.manager.provider('flaky')?.status().state === 'valid', 5_000, 'the probe to succeed');
-    for (let i = 0; i < 5; i++) await t.client.check(envoyRequest({ contextExtensions: { provider: 'flaky' } }));
+    await w.client.check(envoyRequest({ contextExtensions: { provider: 'flaky' } }));
+    await until(() => w.app.manager.provider('flaky')?.status().state === 'valid', 5_000, 'the probe to succeed');
+    for (let i = 0; i < 5; i++) await w.client.check(envoyRequest({ contextExtensions: { provider: 'flaky' } }));
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('one line per breaker transition: open, half_open, closed', () => {
@@ -56,12 +51,12 @@ providers:
     const all = lines().filter((l) => l.provider === 'flaky');
     const fetched = all.filter((l) => l.msg === 'token fetched');
     const failed = all.filter((l) => l.msg === 'token refresh failed');
-    const m = t.app.metrics.fetches;
+    const m = w.app.metrics.fetches;
     expect(fetched).toHaveLength(m.get({ provider: 'flaky', outcome: 'success' }));
     expect(fetched).toHaveLength(1);
     expect(failed).toHaveLength(m.get({ provider: 'flaky', outcome: 'ERR_IDP_UNAVAILABLE' }));
     expect(failed).toHaveLength(2);
-    expect(idp.tokenRequestCount).toBe(3);
+    expect(w.idp.tokenRequestCount).toBe(3);
   });
 
   it('no request-level lines without log.requests, even at debug', () => {

@@ -3,54 +3,48 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
 import { repoPath } from '../support/demo-files.js';
 import { envoyRequest, metadata } from '../support/envoy-request.js';
-import { AccessLogSender, accessLogMessages, admin, find, httpLogEntry, parseMetrics, until, value, type Sample } from './helpers.js';
+import { startWorld, until, type World } from '../support/world.js';
+import { AccessLogSender, accessLogMessages, find, httpLogEntry, parseMetrics, value, type Sample } from './helpers.js';
 
 describe('GET /metrics after traffic', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   let text: string;
   let samples: Sample[];
   let types: Map<string, string>;
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+    w = await startWorld({ admin: true, yaml: ({ cc }) => `
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
   bad:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: wrong-secret }
+    source: ${cc({ clientSecret: 'wrong-secret' })}
 routes:
   - match: { authority: api.example.com }
     provider: cc
-`);
-    const check = (init: Parameters<typeof envoyRequest>[0]) => t.client.check(envoyRequest(init));
+` });
+    const check = w.check;
     for (let i = 0; i < 5; i++) await check({ authority: 'api.example.com' });
     for (let i = 0; i < 2; i++) await check({ contextExtensions: { provider: 'bad' } });
     await check({ authority: 'unrouted.example.org' });
     await check({ contextExtensions: { provider: 'not-configured' } });
     // The upstream rejects cc's token once: purged, refreshed, then one more Check.
     const tokenId = metadata(await check({ authority: 'api.example.com' })).token_id!;
-    const envoy = new AccessLogSender(t.app.grpcAddress);
+    const envoy = new AccessLogSender(w.app.grpcAddress);
     await envoy.send(accessLogMessages([[httpLogEntry({ status: 401, provider: 'cc', tokenId })]]));
     envoy.close();
-    await until(() => t.app.manager.provider('cc')?.status().state === 'valid' && t.app.manager.provider('cc')?.status().tokenId !== tokenId);
+    await until(() => w.app.manager.provider('cc')?.status().state === 'valid' && w.app.manager.provider('cc')?.status().tokenId !== tokenId);
     await check({ authority: 'api.example.com' });
 
-    const res = await admin(t.app.adminAddress!, 'GET', '/metrics');
+    const res = await w.admin.http('GET', '/metrics');
     expect(res.status).toBe(200);
     text = res.text;
     ({ samples, types } = parseMetrics(text));
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('declares every DESIGN metric with its type', () => {
@@ -67,6 +61,17 @@ routes:
       tokengate_breaker_state: 'gauge',
       tokengate_grant_needs_attention: 'gauge',
       tokengate_build_info: 'gauge',
+      tokengate_refresh_lock_total: 'counter',
+      tokengate_refresh_lock_wait_seconds: 'histogram',
+      tokengate_store_fenced_writes_total: 'counter',
+      tokengate_token_endpoint_queue: 'gauge',
+      tokengate_token_endpoint_rate: 'gauge',
+      tokengate_token_endpoint_throttled_total: 'counter',
+      tokengate_exchange_cache_entries: 'gauge',
+      tokengate_exchange_cache_hits_total: 'counter',
+      tokengate_exchange_cache_misses_total: 'counter',
+      tokengate_exchange_cache_evictions_total: 'counter',
+      tokengate_exchanges_total: 'counter',
     });
   });
 
@@ -107,8 +112,8 @@ routes:
   });
 
   it('no token appears in the scrape', () => {
-    expect(idp.issuedAccessTokens.length).toBeGreaterThanOrEqual(2);
-    for (const token of idp.issuedAccessTokens) expect(text).not.toContain(token);
+    expect(w.idp.issuedAccessTokens.length).toBeGreaterThanOrEqual(2);
+    for (const token of w.idp.issuedAccessTokens) expect(text).not.toContain(token);
   });
 
   it('every metric the alert rules and the Grafana dashboard use exists in the scrape', () => {
@@ -119,7 +124,7 @@ routes:
     const rules = (YAML.parse(alerts) as { groups: { name: string; rules: { alert: string; expr: string; for?: string }[] }[] }).groups.flatMap((g) => g.rules);
     expect(rules.map((r) => r.alert)).toEqual(expect.arrayContaining([
       'TokengateTokenFetchesFailing', 'TokengateBreakerOpen', 'TokengateTokenExpiringWhileRefreshFails',
-      'TokengateUpstreamRejectingTokens', 'TokengateStoreErrors',
+      'TokengateUpstreamRejectingTokens', 'TokengateStoreErrors', 'TokengateRefreshLockContention', 'TokengateRefreshLockLost',
     ]));
     for (const r of rules) {
       expect(r.expr, r.alert).toMatch(/tokengate_/);

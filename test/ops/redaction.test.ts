@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportPKCS8, generateKeyPair } from 'jose';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { createNodeTransport, type HttpTransport } from '../../src/tokens/http/transport.js';
-import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
-import { AccessLogSender, accessLogMessages, admin, AdminGrpcClient, httpLogEntry, leaks, until, type Secret } from './helpers.js';
+import { startWorld, until, type World } from '../support/world.js';
+import { AccessLogSender, accessLogMessages, httpLogEntry, leaks, type Secret } from './helpers.js';
 
 const ADMIN_TOKEN = 'redaction-admin-token-6c1f0e2d9b';
 const CC_SECRET = 'cc-secret-4f9a1c2e7d3b8a6f';
@@ -19,10 +19,8 @@ const SELF_KEY = 'self-signed-hs256-key-fedcba9876543210';
 const PROVIDERS = ['cc', 'rt', 'pkj', 'jb', 'self', 'err'] as const;
 
 describe('no credential leaves tokengate (log capture over a full scenario)', () => {
-  let idp: DemoTokenServer;
+  let w: World;
   let idpErr: DemoTokenServer;
-  let t: TestApp;
-  let rpc: AdminGrpcClient;
   let node: ReturnType<typeof createNodeTransport>;
   let privateKeyPem: string;
   const wire: Secret[] = []; // credentials seen on the wire to the IdPs
@@ -32,20 +30,20 @@ describe('no credential leaves tokengate (log capture over a full scenario)', ()
 
   async function check(provider: string): Promise<void> {
     checks++;
-    const res = await t.client.check(envoyRequest({ contextExtensions: { provider }, path: '/v1/things?access_token=from-the-client' }));
+    const res = await w.client.check(envoyRequest({ contextExtensions: { provider }, path: '/v1/things?access_token=from-the-client' }));
     const value = injected(res)?.header?.value;
     if (value) injectedTokens.push({ what: `${provider} injected token`, value: value.replace(/^Bearer /, '') });
   }
 
   async function adminHttp(method: 'GET' | 'POST', path: string, bearer?: string) {
-    const res = await admin(t.app.adminAddress!, method, path, bearer);
+    const res = await w.admin.http(method, path, bearer);
     said.push({ where: `admin HTTP ${method} ${path} → ${res.status}`, text: res.text });
     return res;
   }
 
   async function adminGrpc(method: 'ListTokens' | 'Invalidate' | 'Refresh', req: unknown, bearer?: string) {
     try {
-      const res = await rpc.call(method, req, bearer);
+      const res = await w.admin.call(method, req, bearer);
       said.push({ where: `admin gRPC ${method}`, text: JSON.stringify(res) });
       return res;
     } catch (err) {
@@ -57,13 +55,8 @@ describe('no credential leaves tokengate (log capture over a full scenario)', ()
   beforeAll(async () => {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
     privateKeyPem = await exportPKCS8(privateKey);
-    idp = new DemoTokenServer({
-      clients: { 'cc-client': { secret: CC_SECRET }, 'rt-client': { secret: RT_SECRET }, 'pkj-client': { publicKey } },
-      refreshTokens: [RT_INITIAL],
-      jwtBearerKeys: { 'svc-issuer': new TextEncoder().encode(JB_KEY) },
-    });
     idpErr = new DemoTokenServer({ clients: { 'err-client': { secret: ERR_SECRET } } });
-    await Promise.all([idp.start(), idpErr.start()]);
+    await idpErr.start();
     // An IdP that echoes the credential in its error_description (some do).
     idpErr.setBehaviour({ kind: 'oauth_error', error: 'invalid_client', description: `client_secret=${ERR_SECRET} has expired`, status: 401 });
 
@@ -85,15 +78,22 @@ describe('no credential leaves tokengate (log capture over a full scenario)', ()
     };
 
     const pem = JSON.stringify(privateKeyPem);
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+    w = await startWorld({
+      idp: {
+        clients: { 'cc-client': { secret: CC_SECRET }, 'rt-client': { secret: RT_SECRET }, 'pkj-client': { publicKey } },
+        refreshTokens: [RT_INITIAL],
+        jwtBearerKeys: { 'svc-issuer': new TextEncoder().encode(JB_KEY) },
+      },
+      admin: true,
+      transport,
+      yaml: ({ idp, cc, rt }) => `
 admin: { token: "${ADMIN_TOKEN}" }
 log: { level: debug, requests: true }
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: cc-client, clientSecret: "${CC_SECRET}" }
+    source: ${cc({ clientId: 'cc-client', clientSecret: CC_SECRET })}
   rt:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: rt-client, clientSecret: "${RT_SECRET}", authMethod: client_secret_post, refreshToken: "${RT_INITIAL}" }
+    source: ${rt(RT_INITIAL, { clientId: 'rt-client', clientSecret: RT_SECRET, extra: { authMethod: 'client_secret_post' } })}
   pkj:
     source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: pkj-client, authMethod: private_key_jwt, assertionAlgorithm: ES256, privateKey: ${pem} }
   jb:
@@ -105,8 +105,8 @@ providers:
     source: { type: jwt, key: "${SELF_KEY}", claims: { iss: access-key }, ttl: 30m }
   err:
     source: { type: client_credentials, tokenUrl: "${idpErr.tokenUrl}", clientId: err-client, clientSecret: "${ERR_SECRET}", authMethod: client_secret_post }
-`, { transport });
-    rpc = new AdminGrpcClient(t.app.grpcAddress);
+`,
+    });
 
     // Traffic, with the query string carrying a credential as some clients do.
     for (const p of PROVIDERS) await check(p);
@@ -126,22 +126,21 @@ providers:
     await adminGrpc('ListTokens', {}, 'not-the-admin-token-123');
 
     // The upstream rejects rt's token: purge through the access log, another rotation follows.
-    const rtTokenId = t.app.manager.provider('rt')!.status().tokenId!;
-    const envoy = new AccessLogSender(t.app.grpcAddress);
+    const rtTokenId = w.app.manager.provider('rt')!.status().tokenId!;
+    const envoy = new AccessLogSender(w.app.grpcAddress);
     await envoy.send(accessLogMessages([[httpLogEntry({ status: 401, provider: 'rt', tokenId: rtTokenId })]]));
     envoy.close();
-    await until(() => PROVIDERS.filter((p) => p !== 'err').every((p) => t.app.manager.provider(p)?.status().state === 'valid')
-      && t.app.manager.provider('rt')!.status().tokenId !== rtTokenId, 5_000, 'every provider settled again');
+    await until(() => PROVIDERS.filter((p) => p !== 'err').every((p) => w.app.manager.provider(p)?.status().state === 'valid')
+      && w.app.manager.provider('rt')!.status().tokenId !== rtTokenId, 5_000, 'every provider settled again');
     for (const p of PROVIDERS) await check(p);
     await adminHttp('GET', '/v1/tokens');
     await adminGrpc('ListTokens', {}, ADMIN_TOKEN);
     await adminHttp('GET', '/metrics');
   });
   afterAll(async () => {
-    rpc?.close();
-    await t?.close();
+    await w?.close();
     node?.close();
-    await Promise.all([idp?.stop(), idpErr?.stop()]);
+    await idpErr?.stop();
   });
 
   it('the scenario exercised every kind of credential', () => {
@@ -151,34 +150,34 @@ providers:
       expect(kinds, k).toContain(k);
     }
     // Three rotations: warm-up, the admin refresh, the access-log purge.
-    expect(idp.issuedRefreshTokens.length).toBe(3);
-    expect(idp.refreshTokenState(RT_INITIAL)).toBe('spent');
-    expect(idp.refreshTokenState(idp.issuedRefreshTokens.at(-1)!)).toBe('valid');
+    expect(w.idp.issuedRefreshTokens.length).toBe(3);
+    expect(w.idp.refreshTokenState(RT_INITIAL)).toBe('spent');
+    expect(w.idp.refreshTokenState(w.idp.issuedRefreshTokens.at(-1)!)).toBe('valid');
     expect(injectedTokens.some((s) => s.what.startsWith('self'))).toBe(true);
     // And the logs say what happened, so the scan below is not vacuous.
-    const msgs = t.logs.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const msgs = w.logs.map((l) => (JSON.parse(l) as { msg: string }).msg);
     expect(msgs.filter((m) => m === 'token fetched').length).toBeGreaterThanOrEqual(8);
     expect(msgs).toContain('token refresh failed');
     expect(msgs).toContain('token invalidated');
     expect(msgs).toContain('upstream rejected the current token; refreshing');
-    expect(t.logs.some((l) => l.includes('client_secret=[redacted] has expired'))).toBe(true);
+    expect(w.logs.some((l) => l.includes('client_secret=[redacted] has expired'))).toBe(true);
   });
 
   it('log.requests: one debug line per Check, without the query string', () => {
-    const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'check');
+    const lines = w.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'check');
     expect(lines).toHaveLength(checks);
     expect(lines[0]).toMatchObject({ level: 'debug', result: 'ok', path: '/v1/things', method: 'GET' });
     expect(lines.find((l) => l.provider === 'err')).toMatchObject({ result: 'denied', reason: 'token_unavailable' });
     expect(lines.filter((l) => l.result === 'ok').every((l) => typeof l.token_id === 'string')).toBe(true);
-    expect(t.logs.join('\n')).not.toContain('from-the-client');
+    expect(w.logs.join('\n')).not.toContain('from-the-client');
   });
 
   it('no issued token, refresh token, client secret or assertion appears in any log line, admin answer or metric', () => {
     const secrets: Secret[] = [
       ...wire,
       ...injectedTokens,
-      ...idp.issuedAccessTokens.map((value) => ({ what: 'issued access token', value })),
-      ...idp.issuedRefreshTokens.map((value) => ({ what: 'issued refresh token', value })),
+      ...w.idp.issuedAccessTokens.map((value) => ({ what: 'issued access token', value })),
+      ...w.idp.issuedRefreshTokens.map((value) => ({ what: 'issued refresh token', value })),
       { what: 'initial refresh token', value: RT_INITIAL },
       ...[CC_SECRET, RT_SECRET, ERR_SECRET].map((value) => ({ what: 'client secret', value })),
       { what: 'jwt_bearer signing key', value: JB_KEY },
@@ -186,12 +185,12 @@ providers:
       { what: 'private key', value: privateKeyPem.split('\n')[1]! },
       { what: 'admin token', value: ADMIN_TOKEN },
     ];
-    const places = [...t.logs.map((text, i) => ({ where: `log line ${i} (${(JSON.parse(text) as { msg: string }).msg})`, text })), ...said];
+    const places = [...w.logs.map((text, i) => ({ where: `log line ${i} (${(JSON.parse(text) as { msg: string }).msg})`, text })), ...said];
     expect(places.length).toBeGreaterThan(40);
     expect(leaks(secrets, places)).toEqual([]);
     // The scan can find things: the Check answers do carry the tokens.
     expect(injectedTokens.length).toBe(2 * (PROVIDERS.length - 1));
-    expect(idp.issuedAccessTokens).toContain(injectedTokens[0]!.value);
+    expect(w.idp.issuedAccessTokens).toContain(injectedTokens[0]!.value);
   });
 
   it('admin answers show the IdP error, redacted', () => {

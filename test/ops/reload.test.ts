@@ -5,9 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { ccSource, startWorld, type World } from '../support/world.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
-import { admin } from './helpers.js';
 
 const ADMIN_TOKEN = 'reload-admin-token-0123456789';
 
@@ -17,47 +16,52 @@ listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
 admin: { token: "${ADMIN_TOKEN}" }
 providers:
   a:
-    source: { type: client_credentials, tokenUrl: "${opts.aUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: opts.aUrl })}
   b:
-    source: { type: client_credentials, tokenUrl: "${opts.bUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: opts.bUrl })}
 ${opts.extra ?? ''}`;
 }
 
 describe('reload', () => {
-  let idp1: DemoTokenServer;
+  let w: World;
+  /** A second IdP, for a reload that moves provider b to another token endpoint. */
   let idp2: DemoTokenServer;
-  let t: TestApp;
   let dir: string;
   let file: string;
 
   const checkProvider = async (provider: string) => {
-    const res = await t.client.check(envoyRequest({ contextExtensions: { provider } }));
+    const res = await w.client.check(envoyRequest({ contextExtensions: { provider } }));
     return { code: res.status?.code ?? 0, tokenId: metadata(res).token_id, header: injected(res)?.header?.value };
   };
 
   beforeAll(async () => {
-    idp1 = new DemoTokenServer();
     idp2 = new DemoTokenServer();
-    await Promise.all([idp1.start(), idp2.start()]);
+    await idp2.start();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-reload-'));
     file = path.join(dir, 'tokengate.yaml');
-    const yaml = configYaml({ aUrl: idp1.tokenUrl, bUrl: idp1.tokenUrl });
-    fs.writeFileSync(file, yaml);
-    t = await startTestApp(yaml, { configPath: file });
+    w = await startWorld({
+      configPath: file,
+      // The app starts from the file it will re-read.
+      yaml: ({ idp }) => {
+        const yaml = configYaml({ aUrl: idp.tokenUrl, bUrl: idp.tokenUrl });
+        fs.writeFileSync(file, yaml);
+        return yaml;
+      },
+    });
   });
   afterAll(async () => {
-    await t?.close();
-    await Promise.all([idp1?.stop(), idp2?.stop()]);
+    await w?.close();
+    await idp2?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('a broken file is refused with path: problem lines and the running config keeps serving', async () => {
     const a = await checkProvider('a');
     const b = await checkProvider('b');
-    const requests = idp1.tokenRequestCount;
-    fs.writeFileSync(file, configYaml({ aUrl: idp1.tokenUrl, bUrl: 'ftp://nowhere', extra: '  c:\n    source: { type: jwt, key: short, ttl: soon }\n' }));
+    const requests = w.idp.tokenRequestCount;
+    fs.writeFileSync(file, configYaml({ aUrl: w.idp.tokenUrl, bUrl: 'ftp://nowhere', extra: '  c:\n    source: { type: jwt, key: short, ttl: soon }\n' }));
 
-    const res = await admin(t.app.adminAddress!, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await w.admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(400);
     const body = res.json<{ ok: boolean; problems: string[] }>();
     expect(body.ok).toBe(false);
@@ -65,32 +69,32 @@ describe('reload', () => {
     for (const line of body.problems) expect(line).toMatch(/^providers\.[a-z]\.[A-Za-z.]+: \S/);
     expect(body.problems.some((l) => l.startsWith('providers.b.source.tokenUrl: '))).toBe(true);
     expect(body.problems.some((l) => l.startsWith('providers.c.source.ttl: '))).toBe(true);
-    expect(t.logs.some((l) => l.includes('config reload refused'))).toBe(true);
+    expect(w.logs.some((l) => l.includes('config reload refused'))).toBe(true);
 
     expect(await checkProvider('a')).toEqual(a);
     expect(await checkProvider('b')).toEqual(b);
     expect((await checkProvider('c')).code).not.toBe(0); // still unknown
-    expect(t.app.currentConfig.providers.get('b')?.source).toMatchObject({ tokenUrl: idp1.tokenUrl });
-    expect(idp1.tokenRequestCount).toBe(requests);
+    expect(w.app.currentConfig.providers.get('b')?.source).toMatchObject({ tokenUrl: w.idp.tokenUrl });
+    expect(w.idp.tokenRequestCount).toBe(requests);
   });
 
   it('a valid file swaps the changed provider (new token from the new source) and keeps the unchanged one', async () => {
     const a = await checkProvider('a');
     const b = await checkProvider('b');
-    const requests1 = idp1.tokenRequestCount;
+    const requests1 = w.idp.tokenRequestCount;
     fs.writeFileSync(file, configYaml({
-      aUrl: idp1.tokenUrl,
+      aUrl: w.idp.tokenUrl,
       bUrl: idp2.tokenUrl,
       extra: '  c:\n    source: { type: jwt, key: "an-hs256-secret-that-is-long-enough-0123", claims: { iss: x }, ttl: 30m }\n',
     }));
 
-    const res = await admin(t.app.adminAddress!, 'POST', '/v1/reload', ADMIN_TOKEN);
+    const res = await w.admin.http('POST', '/v1/reload', ADMIN_TOKEN);
     expect(res.status).toBe(200);
     expect(res.json()).toEqual({ ok: true, added: ['c'], changed: ['b'], removed: [] });
 
     // Unchanged: same token, and not one more request to its IdP.
     expect(await checkProvider('a')).toEqual(a);
-    expect(idp1.tokenRequestCount).toBe(requests1);
+    expect(w.idp.tokenRequestCount).toBe(requests1);
     // Changed: its new source's token, ready before the swap (the reload waited for it).
     const b2 = await checkProvider('b');
     expect(b2.code).toBe(0);
@@ -99,6 +103,6 @@ describe('reload', () => {
     expect(b2.header).toBe(`Bearer ${idp2.issuedAccessTokens[0]}`);
     // Added.
     expect((await checkProvider('c')).code).toBe(0);
-    expect(t.logs.some((l) => l.includes('"msg":"config reloaded"'))).toBe(true);
+    expect(w.logs.some((l) => l.includes('"msg":"config reloaded"'))).toBe(true);
   });
 });

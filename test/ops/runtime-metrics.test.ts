@@ -5,11 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageVersion } from '../../src/observability/build-info.js';
 import { Registry } from '../../src/observability/prometheus.js';
 import { RuntimeMetrics } from '../../src/observability/runtime-metrics.js';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
-import { envoyRequest } from '../support/envoy-request.js';
 import { parsePrometheusText, type PromFamily } from '../support/prom-text.js';
-import { admin, until } from './helpers.js';
+import { startWorld, until, type World } from '../support/world.js';
 
 /** Allocates enough short-lived garbage for V8 to run at least one scavenge. */
 function churn(): number {
@@ -37,29 +34,24 @@ const RUNTIME_FAMILIES: Record<string, PromFamily['type']> = {
 };
 
 describe('GET /metrics: runtime series', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   let families: Map<string, PromFamily>;
-  const scrape = async () => parsePrometheusText((await admin(t.app.adminAddress!, 'GET', '/metrics')).text);
+  const scrape = async () => parsePrometheusText((await w.admin.http('GET', '/metrics')).text);
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+    w = await startWorld({ admin: true, yaml: ({ cc }) => `
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
-`);
-    await t.client.check(envoyRequest({ contextExtensions: { provider: 'cc' } }));
+    source: ${cc()}
+` });
+    await w.check({ contextExtensions: { provider: 'cc' } });
     churn();
     // GC entries reach the observer asynchronously.
-    await until(() => (t.app.metrics.render().match(/^nodejs_gc_duration_seconds_count\{.*\} [1-9]/m)) !== null, 5_000, 'a GC observation');
+    await until(() => (w.app.metrics.render().match(/^nodejs_gc_duration_seconds_count\{.*\} [1-9]/m)) !== null, 5_000, 'a GC observation');
     families = await scrape();
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('the whole exposition parses strictly: one HELP and one TYPE per family, contiguous, valid histograms', () => {

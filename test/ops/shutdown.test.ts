@@ -8,9 +8,11 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource, rtSource } from '../support/world.js';
 import { repoPath } from '../support/demo-files.js';
 import { CheckClient, envoyRequest, injected } from '../support/envoy-request.js';
-import { admin, until } from './helpers.js';
+import { AdminClient } from '../support/admin-client.js';
+import { until } from '../support/until.js';
 
 const ADMIN_TOKEN = 'shutdown-admin-token-0123456789';
 const RT_INITIAL = 'rt_shutdown_initial_0123456789abcdef';
@@ -36,9 +38,9 @@ admin: { token: "${ADMIN_TOKEN}" }
 shutdown: { deadline: ${DEADLINE_MS / 1000}s }
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource(idp)}
   rt:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: "${RT_INITIAL}" }
+    source: ${rtSource(idp, RT_INITIAL)}
 ${extra}`;
 
   const logged = (msg: string) => lines.find((l) => l.msg === msg);
@@ -96,6 +98,7 @@ ${extra}`;
 
   it('SIGTERM under a steady stream of Checks: every answer is right, the rotation in flight completes, exit 0 within the deadline', async () => {
     const { grpc: grpcAddress, admin: adminAddress } = addresses();
+    const admin = new AdminClient({ http: adminAddress });
     const client = new CheckClient(grpcAddress);
     const expected = injected(await client.check(envoyRequest({ contextExtensions: { provider: 'cc' } })))?.header?.value;
     expect(expected).toMatch(/^Bearer /);
@@ -122,14 +125,14 @@ ${extra}`;
     const rtBefore = idp.issuedRefreshTokens.at(-1)!;
     const requests = idp.tokenRequestCount;
     idp.setBehaviourSequence([{ kind: 'delay', ms: 1_500 }]);
-    const refresh = admin(adminAddress, 'POST', '/v1/tokens/rt/refresh', ADMIN_TOKEN);
+    const refresh = admin.http('POST', '/v1/tokens/rt/refresh', ADMIN_TOKEN);
     await idp.waitForRequests(requests + 1);
 
     const termAt = Date.now();
     child.kill('SIGTERM');
     // Readiness drops first (the admin listener stays up until the drain is over).
     await new Promise((r) => setTimeout(r, 100));
-    const ready = await admin(adminAddress, 'GET', '/readyz');
+    const ready = await admin.http('GET', '/readyz');
     expect(ready.status).toBe(503);
 
     const exit = await exited;

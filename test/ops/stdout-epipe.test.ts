@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoPath } from '../support/demo-files.js';
 import { CheckClient, envoyRequest, injected } from '../support/envoy-request.js';
-import { until } from './helpers.js';
+import { until } from '../support/until.js';
 
 describe('tokengate serve keeps serving when stdout goes away', () => {
   let child: ChildProcess | undefined;

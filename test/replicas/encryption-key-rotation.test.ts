@@ -14,6 +14,7 @@ import { TokenManager } from '../../src/tokens/manager.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys } from '../support/replicas.js';
 import { connect } from '../store/helpers.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 
@@ -39,7 +40,7 @@ describe.skipIf(!(await redisAvailable()))('finding 3: store encryption key rota
     const config = parseConfig(`
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${INITIAL} }
+    source: ${rtSource(idp, INITIAL)}
     resilience: { timeout: 2s, retries: 0 }
 `);
     const storeConfig: StoreConfig = {

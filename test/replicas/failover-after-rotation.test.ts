@@ -18,6 +18,7 @@ import { storeKey, type TokenStore } from '../../src/store/store.js';
 import { redisAvailable } from '../support/redis.js';
 import { freePort, RedisServer } from '../support/redis-server.js';
 import { removeTmpDir, tmpDir } from '../support/replicas.js';
+import { until } from '../support/until.js';
 import { connect, record } from '../store/helpers.js';
 
 const MASTER_NAME = 'tgfail';
@@ -150,12 +151,8 @@ async function redisCli(port: number, ...args: string[]): Promise<string> {
 }
 
 async function waitForReplica(replica: RedisServer, key: string): Promise<void> {
-  const end = Date.now() + 10_000;
   // A replica still (re)syncing may drop a connection: ask again.
-  while ((await redisCli(replica.port, 'EXISTS', key).catch(() => '')).trim() !== '1') {
-    if (Date.now() > end) throw new Error('replica never synced');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await until(async () => (await redisCli(replica.port, 'EXISTS', key).catch(() => '')).trim() === '1', 10_000, `the replica on ${replica.port} to sync ${key}`);
 }
 
 async function isMaster(server: RedisServer): Promise<boolean> {

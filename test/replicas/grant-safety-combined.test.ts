@@ -10,7 +10,9 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { AdminClient, type AdminResponse } from '../support/admin-client.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { rtSource } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, sleep, tmpDir, type LogLine } from '../support/replicas.js';
 
@@ -44,7 +46,7 @@ log: { level: info }
 shutdown: { deadline: 5s }
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${s.refreshToken} }
+    source: ${rtSource(idp, s.refreshToken)}
     inject: { header: ${s.header} }
     refresh: { waitBudget: 3s }
     resilience: { timeout: ${s.timeout}, retries: 2, backoff: { base: 50ms, max: 100ms } }
@@ -63,13 +65,13 @@ routes:
     return String(r.logs.find((l) => l.msg === 'tokengate listening')!.admin);
   }
 
-  async function admin(r: Replica, path: string, method = 'POST'): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`http://${adminAddress(r)}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}` } });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  /** An authorised admin HTTP call to one replica. */
+  function admin(r: Replica, path: string, method = 'POST'): Promise<AdminResponse> {
+    return new AdminClient({ http: adminAddress(r) }).http(method, path, ADMIN);
   }
 
   async function state(r: Replica): Promise<string> {
-    const list = (await admin(r, '/v1/tokens', 'GET')).body['providers'] as { state: string }[];
+    const list = (await admin(r, '/v1/tokens', 'GET')).json<{ providers: { state: string }[] }>().providers;
     return list[0]!.state;
   }
 

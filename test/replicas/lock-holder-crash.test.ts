@@ -3,6 +3,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
@@ -23,7 +24,7 @@ describe.skipIf(!(await redisAvailable()))('lock holder crash', () => {
     await idp.start();
     const yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
-      source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
+      source: ccSource(idp),
       resilience: '{ timeout: 2s, retries: 1, backoff: { base: 100ms, max: 500ms } }',
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));

@@ -4,6 +4,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 import { RecordCipher } from '../../src/store/crypto.js';
 import { redisAvailable } from '../support/redis.js';
 import { RedisServer } from '../support/redis-server.js';
@@ -24,7 +25,7 @@ describe.skipIf(!(await redisAvailable()))('Redis outage under load', () => {
     await idp.start();
     const yaml = replicaYaml({
       redisUrl: redis.url, keyPrefix, encryptionKey,
-      source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
+      source: ccSource(idp),
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { rtSource } from '../support/world.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, tmpDir } from '../support/replicas.js';
 
 const CLIENT_SECRET = 'demo-secret-for-the-dump-test';
@@ -28,7 +29,7 @@ describe.skipIf(!(await redisAvailable()))('what Redis holds', () => {
     await idp.start();
     yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
-      source: `{ type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: "${CLIENT_SECRET}", refreshToken: "${INITIAL_REFRESH_TOKEN}" }`,
+      source: rtSource(idp, INITIAL_REFRESH_TOKEN, { clientSecret: CLIENT_SECRET }),
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

@@ -10,7 +10,9 @@ import { TokenManager } from '../../src/tokens/manager.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { RedisServer } from '../support/redis-server.js';
 import { deleteKeys } from '../support/replicas.js';
-import { connect, storeConfig, until } from '../store/helpers.js';
+import { connect, storeConfig } from '../store/helpers.js';
+import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 
@@ -36,7 +38,7 @@ describe.skipIf(!(await redisAvailable()))('rotating refresh tokens: never prese
     const config = parseConfig(`
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${INITIAL} }
+    source: ${rtSource(idp, INITIAL)}
     resilience: { timeout: 2s, retries: 0 }
 `);
     const store = await connect(storeConfig(opts.url ?? REDIS_URL, prefix, key));
@@ -51,9 +53,9 @@ providers:
     expect(idp.tokenRequestCount).toBe(1);
     const first = await a.getToken('p');
     expect(a.invalidate('p', first.tokenId)).toBe(true);
-    expect(await until(() => idp.tokenRequestCount === 2)).toBe(true);
+    await until(() => idp.tokenRequestCount === 2);
     for (const m of [a, b, c]) {
-      expect(await until(() => m.provider('p')!.peek()?.record.accessToken === idp.issuedAccessTokens[1])).toBe(true);
+      await until(() => m.provider('p')!.peek()?.record.accessToken === idp.issuedAccessTokens[1]);
     }
     expect(idp.invalidGrantCount).toBe(0);
     expect(idp.tokenRequestCount).toBe(2);
@@ -103,7 +105,7 @@ providers:
     expect(idp.tokenRequestCount).toBe(2);
     failWrites = false;
     // a offers its record again until the store takes it; b learns of it from the channel.
-    expect(await until(() => b.provider('p')!.peek()?.record.accessToken === idp.issuedAccessTokens[1], 3_000)).toBe(true);
+    await until(() => b.provider('p')!.peek()?.record.accessToken === idp.issuedAccessTokens[1], 3_000);
     await b.refresh('p');
     expect(idp.tokenRequestCount).toBe(3);
     expect(idp.invalidGrantCount).toBe(0);
@@ -118,7 +120,7 @@ providers:
       expect((await a.getToken('p')).value).toBe(idp.issuedAccessTokens[0]);
       expect(idp.tokenRequestCount).toBe(1);
       await own.start(); // empty: the newest refresh token is the one this replica holds
-      expect(await until(() => a.store.healthy(), 3_000)).toBe(true);
+      await until(() => a.store.healthy(), 3_000);
       await a.refresh('p');
       expect(idp.tokenRequestCount).toBe(2);
       expect(idp.invalidGrantCount).toBe(0);

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { rtSource } from '../support/world.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
 const CYCLES = 20;
@@ -20,7 +21,7 @@ describe.skipIf(!(await redisAvailable()))('refresh-token rotation across replic
     await idp.start();
     const yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
-      source: `{ type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial-grant }`,
+      source: rtSource(idp, 'rt-initial-grant'),
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

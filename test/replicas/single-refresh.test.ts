@@ -2,6 +2,7 @@
 // per expiry after that, whatever the load on each replica.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { burst, deleteKeys, merge, newEncryptionKey, newKeyPrefix, removeTmpDir, Replica, replicaYaml, sleep, tmpDir, type BurstResult } from '../support/replicas.js';
 
@@ -34,7 +35,7 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
   it('cold start: 300 concurrent Checks on each of three replicas → exactly one token request', async () => {
     const yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
-      source: `{ type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }`,
+      source: ccSource(idp),
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     // Listening, but the token is still being fetched: every Check waits for the one refresh.

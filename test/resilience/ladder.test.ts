@@ -2,8 +2,7 @@
 // emergency token → onTokenUnavailable. Time is a ManualClock: minutes pass in milliseconds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { startWorld, type World, type YamlContext } from '../support/world.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 
 /** Moves the manual clock in steps, letting real I/O (the IdP) and promise chains settle. */
@@ -16,40 +15,40 @@ async function advance(clock: ManualClock, ms: number, stepMs = 1_000): Promise<
 
 describe('fallback ladder after hard expiry', () => {
   const clock = new ManualClock();
-  let idp: DemoTokenServer;
-  let t: TestApp;
-  const provider = (name: string, resilience: string) => `
+  let w: World;
+  const provider = (cc: YamlContext['cc'], name: string, resilience: string) => `
   ${name}:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     refresh: { waitBudget: 50ms, jitter: 0% }
     resilience: { retries: 0, breaker: { volumeThreshold: 1, errorThresholdPercentage: 10, resetTimeout: 1h }${resilience} }`;
 
   beforeAll(async () => {
     // 60 s tokens: skew 3 s → hard expiry 57 s after the fetch; refresh due at 27 s.
-    idp = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({
+      idp: { tokenTtlSeconds: 60, now: () => clock.now() },
+      clock,
+      env: { EMERGENCY: 'break-glass-token' },
+      yaml: ({ cc }) => `
 defaults: { onTokenUnavailable: deny }
-providers:${provider('plain', '')}${provider('grace', ', serveExpiredFor: 5m')}${provider('emergency', ', emergencyToken: "${env:EMERGENCY}"')}
+providers:${provider(cc, 'plain', '')}${provider(cc, 'grace', ', serveExpiredFor: 5m')}${provider(cc, 'emergency', ', emergencyToken: "${env:EMERGENCY}"')}
   open:
     source: { type: static, token: unused }
-`, { clock, env: { EMERGENCY: 'break-glass-token' } });
+`,
+    });
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
-  const check = (provider: string) => t.client.check(envoyRequest({ contextExtensions: { provider } }));
+  const check = (provider: string) => w.client.check(envoyRequest({ contextExtensions: { provider } }));
 
   it('serves every provider from the cache while the IdP is up', async () => {
     for (const p of ['plain', 'grace', 'emergency']) expect(metadata(await check(p)).source).toBe('cache');
-    expect(idp.tokenRequestCount).toBe(3);
+    expect(w.idp.tokenRequestCount).toBe(3);
   });
 
   it('keeps serving the cached (stale) token until hard expiry when the IdP goes down', async () => {
-    idp.setBehaviour({ kind: 'status', status: 500 });
+    w.idp.setBehaviour({ kind: 'status', status: 500 });
     await advance(clock, 40_000);
     for (const p of ['plain', 'grace', 'emergency']) {
       const res = await check(p);
@@ -57,8 +56,8 @@ providers:${provider('plain', '')}${provider('grace', ', serveExpiredFor: 5m')}$
       expect(injected(res)?.header?.value).toMatch(/^Bearer /);
     }
     // Each provider's scheduled refresh failed once and opened its breaker: no more calls.
-    expect(idp.tokenRequestCount).toBe(6);
-    expect(t.app.manager.stats().filter((s) => s.name !== 'open').map((s) => s.breaker)).toEqual(['open', 'open', 'open']);
+    expect(w.idp.tokenRequestCount).toBe(6);
+    expect(w.app.manager.stats().filter((s) => s.name !== 'open').map((s) => s.breaker)).toEqual(['open', 'open', 'open']);
   });
 
   it('after hard expiry: 503 token_unavailable with retry-after; serveExpiredFor serves the expired token; emergencyToken serves the emergency token', async () => {
@@ -72,13 +71,13 @@ providers:${provider('plain', '')}${provider('grace', ', serveExpiredFor: 5m')}$
 
     const grace = await check('grace');
     expect(metadata(grace).source).toBe('expired_grace');
-    expect(injected(grace)?.header?.value).toBe(`Bearer ${idp.issuedAccessTokens[1]}`);
+    expect(injected(grace)?.header?.value).toBe(`Bearer ${w.idp.issuedAccessTokens[1]}`);
 
     const emergency = await check('emergency');
     expect(metadata(emergency).source).toBe('emergency');
     expect(injected(emergency)?.header?.value).toBe('Bearer break-glass-token');
-    expect(t.app.manager.stats().map((s) => s.state)).toEqual(['expired', 'expired', 'expired', 'valid']);
-    expect(idp.tokenRequestCount).toBe(6);
+    expect(w.app.manager.stats().map((s) => s.state)).toEqual(['expired', 'expired', 'expired', 'valid']);
+    expect(w.idp.tokenRequestCount).toBe(6);
   });
 
   it('ends the grace after serveExpiredFor', async () => {
@@ -90,26 +89,24 @@ providers:${provider('plain', '')}${provider('grace', ', serveExpiredFor: 5m')}$
 
 describe('onTokenUnavailable: allow', () => {
   it('answers OK without a credential when no token can be had', async () => {
-    const idp = new DemoTokenServer();
-    await idp.start();
-    idp.setBehaviour({ kind: 'status', status: 502 });
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const w = await startWorld({
+      beforeApp: (idp) => idp.setBehaviour({ kind: 'status', status: 502 }),
+      yaml: ({ cc }) => `
 defaults: { onTokenUnavailable: allow }
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     refresh: { waitBudget: 50ms }
     resilience: { retries: 0 }
-`);
+`,
+    });
     try {
-      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
+      const res = await w.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
       expect(res.status?.code ?? 0).toBe(0);
       expect(res.ok_response?.headers ?? []).toEqual([]);
       expect(metadata(res)).toEqual({ provider: 'p', source: 'none' });
     } finally {
-      await t.close();
-      await idp.stop();
+      await w.close();
     }
   });
 });

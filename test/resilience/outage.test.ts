@@ -2,25 +2,17 @@
 // valid, and the IdP sees exactly the requests the retry and breaker settings allow.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DemoTokenServer, type Behaviour } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { ccSource, startWorld, type World } from '../support/world.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
+import { until } from '../support/until.js';
 
 const RETRIES = 2;
 
-async function until(cond: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 function yaml(idp: DemoTokenServer): string {
   return `
-listen: { grpc: 127.0.0.1:0, admin: "off" }
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource(idp)}
     refresh: { jitter: 0%, waitBudget: 100ms }
     resilience:
       timeout: 300ms
@@ -33,17 +25,13 @@ providers:
 }
 
 describe('outage while the cached token is valid', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   beforeEach(async () => {
     // 3 s tokens: hard expiry at 2.85 s (skew 150 ms), refresh due at 1.35 s (lead 1.5 s).
-    idp = new DemoTokenServer({ tokenTtlSeconds: 3 });
-    await idp.start();
-    t = await startTestApp(yaml(idp));
+    w = await startWorld({ idp: { tokenTtlSeconds: 3 }, yaml: ({ idp }) => yaml(idp) });
   });
   afterEach(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   // [name, behaviour, error code, IdP requests during the outage, breaker at the end]
@@ -57,26 +45,26 @@ describe('outage while the cached token is valid', () => {
   ];
 
   it.each(cases)('%s: Checks keep the cached token; the IdP sees exactly the requests retries and breaker allow', async (_name, behaviour, code, outageRequests, breaker) => {
-    expect(idp.tokenRequestCount).toBe(1);
-    const first = `Bearer ${idp.issuedAccessTokens[0]}`;
-    idp.setBehaviour(behaviour);
+    expect(w.idp.tokenRequestCount).toBe(1);
+    const first = `Bearer ${w.idp.issuedAccessTokens[0]}`;
+    w.idp.setBehaviour(behaviour);
     const started = Date.now();
     const answers: { value?: string; source?: string; code: number }[] = [];
     // Until just before hard expiry (2.85 s after the fetch).
     while (Date.now() - started < 2_500) {
-      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
+      const res = await w.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
       answers.push({ value: injected(res)?.header?.value, source: metadata(res).source, code: res.status?.code ?? 0 });
       await new Promise((r) => setTimeout(r, 25));
     }
     expect(answers.every((a) => a.code === 0 && a.value === first)).toBe(true);
     expect(answers[0]!.source).toBe('cache');
-    expect(idp.tokenRequestCount).toBe(1 + outageRequests);
-    const status = t.app.manager.stats()[0]!;
+    expect(w.idp.tokenRequestCount).toBe(1 + outageRequests);
+    const status = w.app.manager.stats()[0]!;
     expect(status.breaker).toBe(breaker);
     if (code) {
       expect(answers.at(-1)!.source).toBe('stale');
       expect(status).toMatchObject({ state: 'stale', lastError: { code } });
-      expect(t.app.metrics.fetches.get({ provider: 'p', outcome: code })).toBe(1);
+      expect(w.app.metrics.fetches.get({ provider: 'p', outcome: code })).toBe(1);
     } else {
       expect(status.state).toBe('refreshing');
     }
@@ -85,32 +73,31 @@ describe('outage while the cached token is valid', () => {
 
 describe('429 with Retry-After', () => {
   it('no token request reaches the IdP before the advertised time, from any caller of that endpoint', async () => {
-    const idp = new DemoTokenServer({ tokenTtlSeconds: 300 });
-    await idp.start();
-    idp.setBehaviourSequence([{ kind: 'rate_limited', retryAfter: '2' }]);
-    const provider = (name: string) => `
-  ${name}:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    const w = await startWorld({
+      idp: { tokenTtlSeconds: 300 },
+      beforeApp: (idp) => idp.setBehaviourSequence([{ kind: 'rate_limited', retryAfter: '2' }]),
+      yaml: ({ cc }) => `
+providers:
+  a:
+    source: ${cc()}
     refresh: { waitBudget: 50ms }
-    resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } }`;
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
-providers:${provider('a')}
-`, { waitReady: false });
+    resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } }
+`,
+      waitReady: false,
+    });
     try {
-      await idp.waitForRequests(1);
-      const limitedAt = idp.requests[0]!.at;
-      expect(idp.requests[0]!.status).toBe(429);
+      await w.idp.waitForRequests(1);
+      const limitedAt = w.idp.requests[0]!.at;
+      expect(w.idp.requests[0]!.status).toBe(429);
       // Meanwhile Checks are answered from the ladder (no token yet: 503 with Retry-After).
-      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'a' } }));
+      const res = await w.client.check(envoyRequest({ contextExtensions: { provider: 'a' } }));
       expect(res.denied_response?.status?.code).toBe('ServiceUnavailable');
-      await t.app.ready;
-      expect(idp.tokenRequestCount).toBe(2);
-      expect(idp.requests[1]!.at - limitedAt).toBeGreaterThanOrEqual(1_990);
-      expect(idp.requests[1]!.status).toBe(200);
+      await w.app.ready;
+      expect(w.idp.tokenRequestCount).toBe(2);
+      expect(w.idp.requests[1]!.at - limitedAt).toBeGreaterThanOrEqual(1_990);
+      expect(w.idp.requests[1]!.status).toBe(200);
     } finally {
-      await t.close();
-      await idp.stop();
+      await w.close();
     }
   });
 
@@ -121,8 +108,8 @@ providers:${provider('a')}
     const { parseConfig } = await import('../../src/config/load.js');
     const cfg = parseConfig(`
 providers:
-  a: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }, resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } } }
-  b: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }, resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } } }
+  a: { source: ${ccSource(idp)}, resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } } }
+  b: { source: ${ccSource(idp)}, resilience: { retries: 1, backoff: { base: 10ms, max: 10ms } } }
 `);
     const m = new TokenManager(cfg.providers.values());
     try {
@@ -145,70 +132,64 @@ providers:
 
 describe('permanent rejections', () => {
   it('invalid_client is not retried, does not trip the breaker, and does not wait for its window', async () => {
-    const idp = new DemoTokenServer();
-    await idp.start();
-    idp.setBehaviour({ kind: 'oauth_error', error: 'invalid_client', description: 'client authentication failed', status: 401 });
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const w = await startWorld({
+      beforeApp: (idp) => idp.setBehaviour({ kind: 'oauth_error', error: 'invalid_client', description: 'client authentication failed', status: 401 }),
+      yaml: ({ cc }) => `
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     resilience: { retries: 3, breaker: { volumeThreshold: 1, resetTimeout: 60s } }
-`);
+`,
+    });
     try {
-      expect(idp.tokenRequestCount).toBe(1);
-      const status = t.app.manager.stats()[0]!;
+      expect(w.idp.tokenRequestCount).toBe(1);
+      const status = w.app.manager.stats()[0]!;
       expect(status).toMatchObject({ breaker: 'closed', lastError: { code: 'ERR_IDP_REJECTED', error: 'invalid_client', error_description: 'client authentication failed' } });
       // Loud: logged at error level with the IdP's words.
-      expect(t.logs.some((l) => l.includes('"level":"error"') && l.includes('invalid_client'))).toBe(true);
+      expect(w.logs.some((l) => l.includes('"level":"error"') && l.includes('invalid_client'))).toBe(true);
       // Cold Checks do not hammer the IdP with a refused credential: they answer from the ladder.
-      const answers = await Promise.all(Array.from({ length: 20 }, () => t.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }))));
+      const answers = await Promise.all(Array.from({ length: 20 }, () => w.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }))));
       expect(answers.every((a) => a.denied_response?.status?.code === 'ServiceUnavailable')).toBe(true);
-      expect(idp.tokenRequestCount).toBe(1);
+      expect(w.idp.tokenRequestCount).toBe(1);
       // Fixed credentials are picked up at once: the breaker never stood in the way.
-      idp.setBehaviour({ kind: 'ok' });
-      await t.app.manager.refresh('p');
-      expect(idp.tokenRequestCount).toBe(2);
-      expect(t.app.manager.stats()[0]!.state).toBe('valid');
+      w.idp.setBehaviour({ kind: 'ok' });
+      await w.app.manager.refresh('p');
+      expect(w.idp.tokenRequestCount).toBe(2);
+      expect(w.app.manager.stats()[0]!.state).toBe('valid');
     } finally {
-      await t.close();
-      await idp.stop();
+      await w.close();
     }
   });
 });
 
 describe('recovery', () => {
   it('the breaker half-opens, one probe succeeds, and Checks get the fresh token', async () => {
-    const idp = new DemoTokenServer({ tokenTtlSeconds: 3 });
-    await idp.start();
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const w = await startWorld({ idp: { tokenTtlSeconds: 3 }, yaml: ({ cc }) => `
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     refresh: { jitter: 0% }
     resilience: { retries: 0, breaker: { volumeThreshold: 1, errorThresholdPercentage: 25, resetTimeout: 600ms } }
-`);
+` });
     try {
-      const first = `Bearer ${idp.issuedAccessTokens[0]}`;
-      idp.setBehaviour({ kind: 'status', status: 503 });
+      const first = `Bearer ${w.idp.issuedAccessTokens[0]}`;
+      w.idp.setBehaviour({ kind: 'status', status: 503 });
       // The scheduled refresh (~1.35 s) fails and opens the breaker.
-      await idp.waitForRequests(2, 3_000);
-      await until(() => t.app.manager.stats()[0]!.breaker === 'open');
-      const check = async () => t.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
+      await w.idp.waitForRequests(2, 3_000);
+      await until(() => w.app.manager.stats()[0]!.breaker === 'open');
+      const check = async () => w.client.check(envoyRequest({ contextExtensions: { provider: 'p' } }));
       expect(injected(await check())?.header?.value).toBe(first);
-      idp.setBehaviour({ kind: 'ok' });
+      w.idp.setBehaviour({ kind: 'ok' });
       // Half-open after 600 ms: the probe is tokengate's own refresh.
-      await idp.waitForRequests(3, 3_000);
+      await w.idp.waitForRequests(3, 3_000);
       await new Promise((r) => setTimeout(r, 50));
       const res = await check();
-      expect(injected(res)?.header?.value).toBe(`Bearer ${idp.issuedAccessTokens[1]}`);
+      expect(injected(res)?.header?.value).toBe(`Bearer ${w.idp.issuedAccessTokens[1]}`);
       expect(metadata(res).source).toBe('cache');
-      expect(t.app.manager.stats()[0]).toMatchObject({ breaker: 'closed', state: 'valid', lastError: null });
-      expect(idp.tokenRequestCount).toBe(3);
+      expect(w.app.manager.stats()[0]).toMatchObject({ breaker: 'closed', state: 'valid', lastError: null });
+      expect(w.idp.tokenRequestCount).toBe(3);
     } finally {
-      await t.close();
-      await idp.stop();
+      await w.close();
     }
   });
 });

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/load.js';
 import { TokenManager } from '../../src/tokens/manager.js';
+import { BudgetHint, OriginBudget } from '../../src/resilience/token-endpoint-budget.js';
 
 /**
  * An IdP that enforces its own limit as a token bucket on the test's clock (capacity `burst`,
@@ -75,9 +76,15 @@ class LimitedIdp {
 
 /** Lets the loopback requests started by the last clock step finish (real I/O, no clock movement). */
 async function settle(idp: LimitedIdp): Promise<void> {
-  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
-  for (let i = 0; i < 200 && idp.pending > 0; i++) await new Promise((r) => setTimeout(r, 1));
-  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+  // Until nothing is pending and no request arrived for a few ms: a request the last step let
+  // through reaches the IdP at that step's time, not a later one.
+  for (let i = 0, quiet = 0, seen = -1; i < 300 && quiet < 3; i++) {
+    for (let k = 0; k < 3; k++) await new Promise((r) => setImmediate(r));
+    if (idp.pending === 0 && idp.requests.length === seen) quiet++;
+    else quiet = 0;
+    seen = idp.requests.length;
+    if (quiet < 3) await new Promise((r) => setTimeout(r, 1));
+  }
 }
 
 async function run(clock: ManualClock, idp: LimitedIdp, ms: number, step = 100, each?: () => void): Promise<void> {
@@ -144,6 +151,69 @@ describe('token-endpoint budgets', () => {
     expect(expiredWhileWaiting).toBe(0);
     expect(manager.budgetStatus().find((b) => b.origin === idp.url)).toMatchObject({ maxRate: 5, burst: 5, configured: true });
   }, 120_000);
+
+  it('spreads refreshes that come due together over their window: the second round is flat, not the warm-up spike again', async () => {
+    // 500 providers warmed at once with the same 300 s lifetime, a 50/s budget on a roomy IdP.
+    const { clock, idp, manager } = await setup(500, '{ maxRate: 50/s, burst: 50, maxConcurrent: 50 }', { rate: 1_000, burst: 1_000, expiresIn: 300 });
+    const t0 = clock.now();
+    void manager.warmUp();
+    let expired = 0;
+    let steps = 0;
+    const watch = () => {
+      if (++steps % 8) return;
+      for (const s of manager.stats()) if (s.state === 'expired' || s.state === 'missing') expired++;
+    };
+    await run(clock, idp, 30_000, 250);
+    const warmUp = idp.requests.length;
+    expect(warmUp).toBe(500);
+    const perSecond = (from: number, to: number) => {
+      const h = new Map<number, number>();
+      for (const r of idp.requests) {
+        const s = Math.floor((r.at - t0) / 1000);
+        if (r.at - t0 >= from && r.at - t0 < to) h.set(s, (h.get(s) ?? 0) + 1);
+      }
+      return [...h.values()];
+    };
+    // The warm-up itself goes out as fast as the budget allows: 50/s.
+    expect(Math.max(...perSecond(0, 30_000))).toBeGreaterThanOrEqual(45);
+    // Refresh moments: 300 s − 15 s skew − 150 s lead − 7.5 s jitter ≈ 127.5 s after each fetch,
+    // all within the ~10 s of warm-up. Run through two refresh rounds.
+    await run(clock, idp, 170_000, 250, watch);
+    const round1 = perSecond(30_000, 200_000);
+    expect(round1.reduce((a, b) => a + b, 0)).toBe(500);
+    expect(Math.max(...round1)).toBeLessThanOrEqual(25);
+    expect(manager.budgetStatus().find((b) => b.origin === idp.url)!.planned).toBeGreaterThan(0); // round 2 is planned
+    await run(clock, idp, 150_000, 250, watch);
+    const round2 = perSecond(200_000, 350_000);
+    expect(round2.reduce((a, b) => a + b, 0)).toBe(500);
+    for (const round of [round1, round2]) {
+      // Flat: at most half the budget (25) in any second, over at least 20 seconds, where the
+      // warm-up sent 50 a second for 10.
+      expect(Math.max(...round)).toBeLessThanOrEqual(25);
+      expect(round.length).toBeGreaterThanOrEqual(20);
+    }
+    expect(idp.rejected).toBe(0);
+    expect(expired).toBe(0);
+    expect(manager.stats().every((s) => s.state === 'valid')).toBe(true);
+  }, 120_000);
+
+  it('a refresh whose token would otherwise expire goes ahead of early background refreshes', async () => {
+    const clock = new ManualClock();
+    const budget = new OriginBudget('https://idp.example', { maxRate: 1, burst: 1, maxConcurrent: 10, fallbackShare: 1 }, true, { clock });
+    const hint = (deadlineIn: number) => Object.assign(new BudgetHint(), { deadline: clock.now() + deadlineIn });
+    const order: string[] = [];
+    const ask = (name: string, h: BudgetHint) => budget.admit(h).then((lease) => { order.push(name); lease.done(); });
+    const all = [ask('first', hint(3_600_000)), ask('early-1', hint(3_600_000)), ask('early-2', hint(3_500_000))];
+    await Promise.resolve();
+    all.push(ask('urgent', hint(2_000)));
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setImmediate(r));
+      clock.advance(1_000);
+    }
+    await Promise.all(all);
+    expect(order).toEqual(['first', 'urgent', 'early-2', 'early-1']);
+    budget.close(new Error('done'));
+  });
 
   it('serves a cold Check before the queued background refreshes', async () => {
     const { clock, idp, manager } = await setup(20, '{ maxRate: 1/s, burst: 1 }', { rate: 100, burst: 100, extra: ', refresh: { waitBudget: 30s }' });

@@ -11,6 +11,7 @@ import { AdminApi } from '../../src/server/admin-api.js';
 import { AdminHttpServer } from '../../src/server/admin-http.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
+import { AdminClient } from '../support/admin-client.js';
 
 const ADMIN_TOKEN = 'edge-admin-token-0123456789abcdef';
 
@@ -35,13 +36,12 @@ describe('admin HTTP edges', () => {
     await manager.close(0);
   });
 
-  const post = (path: string, authorization: string) =>
-    fetch(`http://${address}${path}`, { method: 'POST', headers: { authorization } });
+  const post = (path: string, authorization: string) => new AdminClient({ http: address }).http('POST', path, { authorization });
 
   it('a malformed percent-escape in an admin path answers 500 and logs an error', async () => {
     const res = await post('/v1/tokens/%E0%A4%A/refresh', `Bearer ${ADMIN_TOKEN}`);
     expect(res.status).toBe(400);
-    expect(await res.json()).toMatchObject({ error: 'invalid' });
+    expect(res.json()).toMatchObject({ error: 'invalid' });
     expect(logs.filter((l) => l.includes('"level":"error"'))).toEqual([]);
   });
 

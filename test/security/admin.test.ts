@@ -4,9 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
-import { tokenAdminClient } from '../../src/server/admin-grpc.js';
-import { DemoTokenServer } from '../../demo/token-server.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import type { AdminRpc } from '../support/admin-client.js';
+import { startWorld, type TestApp, type World, type YamlContext } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 
 const CLIENT_SECRET = 'admin-test-client-secret-5f6e';
@@ -19,40 +18,34 @@ interface Answer {
   body: string;
 }
 
-type AdminMethod = 'ListTokens' | 'Invalidate' | 'Refresh';
-
-/** One TokenAdmin call on the gRPC listener: the answer or the error, as text for the scans. */
-function grpcCall(t: TestApp, method: AdminMethod, authorization?: string): Promise<{ code: number; text: string }> {
-  const Ctor = tokenAdminClient();
-  const client = new Ctor(t.app.grpcAddress, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<AdminMethod, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
-  const md = new grpc.Metadata();
-  if (authorization !== undefined) md.set('authorization', authorization);
-  return new Promise((resolve) => {
-    client[method]({ provider: 'cc' }, md, (err, res) => {
-      client.close();
-      resolve(err ? { code: err.code, text: `${err.details} ${JSON.stringify(err.metadata.getMap())}` } : { code: 0, text: JSON.stringify(res) });
-    });
-  });
+/** One TokenAdmin call on the gRPC listener, `authorization` sent as it is: the answer or the error, as text for the scans. */
+async function grpcCall(t: TestApp, method: AdminRpc, authorization?: string): Promise<{ code: number; text: string }> {
+  try {
+    const res = await t.admin.call(method, { provider: 'cc' }, authorization === undefined ? undefined : { authorization });
+    return { code: 0, text: JSON.stringify(res) };
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    return { code: e.code, text: `${e.details} ${JSON.stringify(e.metadata.getMap())}` };
+  }
 }
 
-async function call(t: TestApp, method: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`http://${t.app.adminAddress}${path}`, { method, headers });
-  return { status: res.status, headers: Object.fromEntries(res.headers), body: await res.text() };
+async function call(t: TestApp, method: string, path: string, headers: { authorization?: string } = {}): Promise<Answer> {
+  const res = await t.admin.http(method, path, headers.authorization === undefined ? undefined : { authorization: headers.authorization });
+  return { status: res.status, headers: Object.fromEntries(res.headers), body: res.text };
 }
 
-function config(idp: DemoTokenServer, withToken: boolean): string {
+function config({ cc }: YamlContext, withToken: boolean): string {
   return `
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
 ${withToken ? 'admin: { token: "${env:ADMIN_TOKEN}" }' : ''}
 providers:
   cc:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: "\${env:CLIENT_SECRET}" }
+    source: ${cc({ clientSecret: '${env:CLIENT_SECRET}' })}
     resilience: { retries: 0 }
 `;
 }
 
 describe('admin API', () => {
-  let idp: DemoTokenServer;
+  let w: World;
   let open: TestApp;
   let guarded: TestApp;
   /** Every admin answer seen by any test, scanned for token material at the end. */
@@ -60,15 +53,12 @@ describe('admin API', () => {
   const env = { CLIENT_SECRET, ADMIN_TOKEN };
 
   beforeAll(async () => {
-    idp = new DemoTokenServer({ clients: { 'demo-client': { secret: CLIENT_SECRET } } });
-    await idp.start();
-    open = await startTestApp(config(idp, false), { env });
-    guarded = await startTestApp(config(idp, true), { env });
+    w = await startWorld({ idp: { clients: { 'demo-client': { secret: CLIENT_SECRET } } }, admin: true, env, yaml: (ctx) => config(ctx, false) });
+    open = w;
+    guarded = await w.startApp((ctx) => config(ctx, true), { admin: true, env });
   });
   afterAll(async () => {
-    await open?.close();
-    await guarded?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   const record = async (p: Promise<Answer>) => {
@@ -83,7 +73,7 @@ describe('admin API', () => {
   });
 
   it('without admin.token, every mutating endpoint answers 403 with a reason, and does nothing', async () => {
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     for (const path of MUTATIONS) {
       for (const headers of [{}, { authorization: `Bearer ${ADMIN_TOKEN}` }] as Record<string, string>[]) {
         const a = await record(call(open, 'POST', path, headers));
@@ -91,13 +81,13 @@ describe('admin API', () => {
         expect(JSON.parse(a.body)).toMatchObject({ error: 'disabled', message: expect.stringMatching(/admin\.token/) });
       }
     }
-    expect(idp.tokenRequestCount).toBe(before);
+    expect(w.idp.tokenRequestCount).toBe(before);
     // Read-only endpoints stay available.
     expect((await record(call(open, 'GET', '/v1/tokens'))).status).toBe(200);
   });
 
   it('with admin.token: a missing, malformed or wrong bearer gets 401 (WWW-Authenticate: Bearer)', async () => {
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const wrong: Record<string, string>[] = [
       {},
       { authorization: '' },
@@ -118,15 +108,15 @@ describe('admin API', () => {
         expect(JSON.parse(a.body)).toMatchObject({ error: 'unauthenticated' });
       }
     }
-    expect(idp.tokenRequestCount).toBe(before);
+    expect(w.idp.tokenRequestCount).toBe(before);
   });
 
   it('with the right bearer, refresh and invalidate work (scheme is case-insensitive)', async () => {
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const a = await record(call(guarded, 'POST', '/v1/tokens/cc/refresh', { authorization: `Bearer ${ADMIN_TOKEN}` }));
     expect(a.status).toBe(200);
     expect(JSON.parse(a.body)).toMatchObject({ name: 'cc', state: 'valid' });
-    expect(idp.tokenRequestCount).toBe(before + 1);
+    expect(w.idp.tokenRequestCount).toBe(before + 1);
     const b = await record(call(guarded, 'POST', '/v1/tokens/cc/invalidate', { authorization: `bearer ${ADMIN_TOKEN}` }));
     expect(b.status).toBe(200);
     expect(JSON.parse(b.body)).toEqual({ provider: 'cc', invalidated: true });
@@ -138,7 +128,7 @@ describe('admin API', () => {
   });
 
   it('a failed refresh reports the IdP error without echoing credentials', async () => {
-    idp.setBehaviour({ kind: 'oauth_error', status: 401, error: 'invalid_client', description: `bad client secret ${CLIENT_SECRET}` });
+    w.idp.setBehaviour({ kind: 'oauth_error', status: 401, error: 'invalid_client', description: `bad client secret ${CLIENT_SECRET}` });
     try {
       const a = await record(call(guarded, 'POST', '/v1/tokens/cc/refresh', { authorization: `Bearer ${ADMIN_TOKEN}` }));
       expect(a.status).toBe(502);
@@ -147,12 +137,12 @@ describe('admin API', () => {
       expect(JSON.stringify(body)).toMatch(/invalid_client/);
       expect(a.body).not.toContain(CLIENT_SECRET);
     } finally {
-      idp.setBehaviour({ kind: 'ok' });
+      w.idp.setBehaviour({ kind: 'ok' });
     }
   });
 
   it('gRPC TokenAdmin: mutations are off without admin.token (PERMISSION_DENIED), UNAUTHENTICATED without the right bearer', async () => {
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     for (const m of ['Invalidate', 'Refresh'] as const) {
       for (const auth of [undefined, `Bearer ${ADMIN_TOKEN}`]) {
         const a = await grpcCall(open, m, auth);
@@ -167,13 +157,13 @@ describe('admin API', () => {
         expect(a.code, `${m} with ${String(auth).slice(0, 12)}`).toBe(grpc.status.UNAUTHENTICATED);
       }
     }
-    expect(idp.tokenRequestCount).toBe(before);
+    expect(w.idp.tokenRequestCount).toBe(before);
     for (const m of ['ListTokens', 'Refresh'] as const) {
       const a = await grpcCall(guarded, m, `Bearer ${ADMIN_TOKEN}`);
       seen.push({ status: a.code, headers: {}, body: a.text });
       expect(a.code, m).toBe(0);
     }
-    expect(idp.tokenRequestCount).toBe(before + 1);
+    expect(w.idp.tokenRequestCount).toBe(before + 1);
   });
 
   it('no response of any endpoint holds token material', async () => {
@@ -189,8 +179,8 @@ describe('admin API', () => {
       await record(call(open, method, path));
     }
     await record(call(guarded, 'POST', '/v1/reload', { authorization: `Bearer ${ADMIN_TOKEN}` }));
-    const secrets = [...idp.issuedAccessTokens, headerValue!, CLIENT_SECRET, ADMIN_TOKEN, Buffer.from(`demo-client:${CLIENT_SECRET}`).toString('base64')];
-    expect(idp.issuedAccessTokens.length).toBeGreaterThan(0);
+    const secrets = [...w.idp.issuedAccessTokens, headerValue!, CLIENT_SECRET, ADMIN_TOKEN, Buffer.from(`demo-client:${CLIENT_SECRET}`).toString('base64')];
+    expect(w.idp.issuedAccessTokens.length).toBeGreaterThan(0);
     expect(seen.length).toBeGreaterThan(60);
     for (const a of seen) {
       const text = `${JSON.stringify(a.headers)}\n${a.body}`;

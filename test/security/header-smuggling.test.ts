@@ -2,8 +2,8 @@
 // `authorization` (or the provider's own header), the answer is OVERWRITE with tokengate's value
 // only — and with no credential to give, the client's value is removed, not passed on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { startWorld, type World } from '../support/world.js';
 import { envoyRequest, type CheckResponse } from '../support/envoy-request.js';
 
 const API_KEY = 'static-api-key-for-smuggling-tests';
@@ -41,18 +41,14 @@ function expectOnlyOurs(res: CheckResponse, header: string, value: string): void
 }
 
 describe('injected headers cannot be smuggled', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   let bearer: string;
 
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({ env: { CS: 'demo-secret', API_KEY }, yaml: ({ cc }) => `
 providers:
   oauth:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: "\${env:CS}" }
+    source: ${cc({ clientSecret: '${env:CS}' })}
   keyed:
     source: { type: static, token: "\${env:API_KEY}" }
     inject: { header: x-api-key, format: "{token}" }
@@ -61,18 +57,17 @@ routes:
     provider: oauth
   - match: { authority: keys.example.com }
     provider: keyed
-`, { env: { CS: 'demo-secret', API_KEY } });
-    bearer = `Bearer ${idp.issuedAccessTokens[0]}`;
+` });
+    bearer = `Bearer ${w.idp.issuedAccessTokens[0]}`;
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('a client-sent authorization, in every form, yields OVERWRITE with tokengate\'s value only (route table)', async () => {
     const answers = new Set<string>();
     for (const extra of smugglingVariants('authorization')) {
-      const res = await t.client.check(withHeaders('api.example.com', extra));
+      const res = await w.client.check(withHeaders('api.example.com', extra));
       expectOnlyOurs(res, 'authorization', bearer);
       answers.add(JSON.stringify(res));
     }
@@ -82,14 +77,14 @@ routes:
 
   it('the same on a route that names the provider in context_extensions', async () => {
     for (const extra of smugglingVariants('authorization')) {
-      expectOnlyOurs(await t.client.check(withHeaders('anything.example.net', extra, { provider: 'oauth' })), 'authorization', bearer);
+      expectOnlyOurs(await w.client.check(withHeaders('anything.example.net', extra, { provider: 'oauth' })), 'authorization', bearer);
     }
   });
 
   it('a provider that injects x-api-key handles a client-sent x-api-key the same way', async () => {
     const answers = new Set<string>();
     for (const extra of smugglingVariants('x-api-key')) {
-      const res = await t.client.check(withHeaders('keys.example.com', extra));
+      const res = await w.client.check(withHeaders('keys.example.com', extra));
       expectOnlyOurs(res, 'x-api-key', API_KEY);
       answers.add(JSON.stringify(res));
     }
@@ -98,7 +93,7 @@ routes:
 
   it('a client cannot choose the provider or the header through its own headers', async () => {
     // A header named like the providerKey or a pseudo-header smuggled as a regular header.
-    const res = await t.client.check(withHeaders('keys.example.com', { provider: 'oauth', ':authority': 'api.example.com', 'x-provider': 'oauth' }));
+    const res = await w.client.check(withHeaders('keys.example.com', { provider: 'oauth', ':authority': 'api.example.com', 'x-provider': 'oauth' }));
     expectOnlyOurs(res, 'x-api-key', API_KEY);
   });
 });

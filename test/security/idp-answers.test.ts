@@ -9,8 +9,8 @@ import { ManualClock } from '../../src/clock.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Behaviour } from '../../demo/behaviour.js';
-import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { ccSource, startIdp, type IdpWorld } from '../support/world.js';
 import { deniedBody, envoyRequest, injected, metadata } from '../support/envoy-request.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys, newEncryptionKey, newKeyPrefix } from '../support/replicas.js';
@@ -47,16 +47,15 @@ if (hasRedis) {
 
 describe.each(stores)('what an IdP answers cannot make tokengate hammer it ($name store)', (storeCase) => {
   const clock = new ManualClock();
-  let idp: DemoTokenServer;
+  let w: IdpWorld;
   const apps: TestApp[] = [];
   const prefixes: string[] = [];
 
   const start = async (storeYaml: string, extra = '') => {
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const t = await w.startApp(({ cc }) => `
 ${storeYaml}providers:
   api:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     refresh: { waitBudget: 50ms, jitter: 0%${extra} }
     # The breaker keeps real time (opossum): kept shut here, so the bound comes from the backoff alone.
     resilience: { retries: 0, emergencyToken: break-glass-token, breaker: { volumeThreshold: 1000 } }
@@ -72,33 +71,32 @@ ${storeYaml}providers:
 
   beforeAll(async () => {
     // 60 s tokens: skew 3 s → hard expiry 57 s after the fetch; refresh due at 27 s.
-    idp = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    await idp.start();
+    w = await startIdp({ tokenTtlSeconds: 60, now: () => clock.now() });
   });
   afterEach(async () => {
     for (const t of apps.splice(0)) await t.close();
-    idp.setBehaviour({ kind: 'ok' });
+    w.idp.setBehaviour({ kind: 'ok' });
   });
   afterAll(async () => {
-    await idp?.stop();
+    await w?.close();
     for (const p of prefixes) await deleteKeys(REDIS_URL, p);
   });
 
   it('expires_in: 0 is refused as an IdP fault: no refresh loop, the cached token then the ladder serve, and the refresh schedule survives', async () => {
     const t = await start(newStore());
-    const good = idp.issuedAccessTokens.at(-1)!;
+    const good = w.idp.issuedAccessTokens.at(-1)!;
     const check = () => t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(metadata(await check()).source).toBe('cache');
 
-    idp.setBehaviour(answer({ access_token: 'zero-lifetime-token', token_type: 'Bearer', expires_in: 0 }));
-    const before = idp.tokenRequestCount;
+    w.idp.setBehaviour(answer({ access_token: 'zero-lifetime-token', token_type: 'Bearer', expires_in: 0 }));
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 50_000); // past the refresh moment (27 s), before hard expiry (57 s)
     const stale = await check();
     expect(metadata(stale).source).toBe('stale');
     expect(injected(stale)?.header?.value).toBe(`Bearer ${good}`);
     await advance(clock, 70_000); // 120 s of a zero-lifetime IdP, no traffic
     // Refresh due at 27 s, then the retry backoff: 1, 2, 4, 8, 16, 30, 30 s.
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
     const [status] = t.app.manager.stats();
     expect(status?.lastError?.code).toBe('ERR_IDP_BAD_RESPONSE');
     expect(String(status?.lastError?.message)).toMatch(/lifetime/);
@@ -108,7 +106,7 @@ ${storeYaml}providers:
     expect(t.logs.some((l) => l.includes('zero-lifetime-token'))).toBe(false);
 
     // The IdP recovers: the schedule alone (no Check) gets a fresh token.
-    idp.setBehaviour({ kind: 'ok' });
+    w.idp.setBehaviour({ kind: 'ok' });
     await advance(clock, 60_000);
     const recovered = t.app.manager.stats()[0];
     expect(recovered?.state).toBe('valid');
@@ -117,28 +115,26 @@ ${storeYaml}providers:
   });
 
   it('a tiny expires_in (2 s, below the 3 s floor) is refused the same way', async () => {
-    idp.setBehaviour(answer({ access_token: 'tiny-lifetime-token', token_type: 'Bearer', expires_in: 2 }));
+    w.idp.setBehaviour(answer({ access_token: 'tiny-lifetime-token', token_type: 'Bearer', expires_in: 2 }));
     const t = await start(newStore());
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 60_000);
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(10);
     expect(t.app.manager.stats()[0]?.lastError?.code).toBe('ERR_IDP_BAD_RESPONSE');
     const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(metadata(res).source).toBe('emergency');
   });
 
   it('expires_in: 0 on a rotating refresh_token grant keeps the rotated refresh token (lifetime raised to the 3 s floor): no reuse, a bounded rate', async () => {
-    const rotating = new DemoTokenServer({ refreshTokens: ['rt-initial'], tokenTtlSeconds: 0, now: () => clock.now() });
-    await rotating.start();
+    const rotatingWorld = await startIdp({ refreshTokens: ['rt-initial'], tokenTtlSeconds: 0, now: () => clock.now() });
+    const rotating = rotatingWorld.idp;
     try {
-      const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+      const t = await rotatingWorld.startApp(({ rt }) => `
 ${newStore()}providers:
   r:
-    source: { type: refresh_token, tokenUrl: "${rotating.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-initial }
+    source: ${rt('rt-initial')}
     refresh: { jitter: 0% }
 `, { clock });
-      apps.push(t);
       await advance(clock, 20_000);
       expect(rotating.invalidGrantCount).toBe(0);
       expect(rotating.reuseDetectedCount).toBe(0);
@@ -148,13 +144,12 @@ ${newStore()}providers:
       const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'r' } }));
       expect(injected(res)?.header?.value).toBe(`Bearer ${rotating.issuedAccessTokens.at(-1)}`);
     } finally {
-      for (const t of apps.splice(0)) await t.close();
-      await rotating.stop();
+      await rotatingWorld.close();
     }
   });
 
   it.each([1e12, 1e308])('expires_in: %d is clamped to 365 days, stored, and shared', async (expiresIn) => {
-    idp.setBehaviour(answer({ access_token: `long-lived-${expiresIn}`, token_type: 'Bearer', expires_in: expiresIn }));
+    w.idp.setBehaviour(answer({ access_token: `long-lived-${expiresIn}`, token_type: 'Bearer', expires_in: expiresIn }));
     const storeYaml = newStore();
     const a = await start(storeYaml);
     const [status] = a.app.manager.stats();
@@ -162,30 +157,30 @@ ${newStore()}providers:
     expect(status?.expiresIn).toBeGreaterThan(364 * DAY_S);
     expect(status?.expiresIn).toBeLessThanOrEqual(365 * DAY_S);
     // A second replica on the same store adopts the stored record instead of fetching.
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     const b = await start(storeYaml);
     const res = await b.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }));
     expect(injected(res)?.header?.value).toBe(`Bearer long-lived-${expiresIn}`);
-    if (storeCase.name === 'redis') expect(idp.tokenRequestCount).toBe(before);
+    if (storeCase.name === 'redis') expect(w.idp.tokenRequestCount).toBe(before);
   });
 
   it('refresh.before longer than the lifetime cannot make a provider refresh more than once a second', async () => {
     const t = await start(newStore(), ', before: 5m');
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     await advance(clock, 20_000);
-    expect(idp.tokenRequestCount - before).toBeGreaterThan(0);
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(21);
+    expect(w.idp.tokenRequestCount - before).toBeGreaterThan(0);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(21);
     expect(metadata(await t.client.check(envoyRequest({ contextExtensions: { provider: 'api' } }))).source).not.toBe('emergency');
   });
 
   it('a burst of invalidations (upstream 401s) at one instant refreshes the provider at most twice', async () => {
     const t = await start(newStore());
-    const before = idp.tokenRequestCount;
+    const before = w.idp.tokenRequestCount;
     for (let i = 0; i < 20; i++) {
       t.app.manager.invalidate('api');
       await new Promise((r) => setTimeout(r, 10));
     }
-    expect(idp.tokenRequestCount - before).toBeLessThanOrEqual(2);
+    expect(w.idp.tokenRequestCount - before).toBeLessThanOrEqual(2);
     await advance(clock, 2_000);
     expect(t.app.manager.stats()[0]?.state).toBe('valid');
   });
@@ -193,12 +188,18 @@ ${newStore()}providers:
 
 describe('token bytes an IdP sends never reach the header unless they are a valid header value', () => {
   const clock = new ManualClock();
-  const servers: DemoTokenServer[] = [];
+  /** IdPs (each closing the apps started against it) and apps that need no IdP. */
+  const worlds: IdpWorld[] = [];
   const apps: TestApp[] = [];
   afterEach(async () => {
     for (const t of apps.splice(0)) await t.close();
-    for (const s of servers.splice(0)) await s.stop();
+    for (const w of worlds.splice(0)) await w.close();
   });
+  const idp = async () => {
+    const w = await startIdp({ tokenTtlSeconds: 60, now: () => clock.now() });
+    worlds.push(w);
+    return w;
+  };
 
   const hostile: Array<[string, Record<string, unknown>, RegExp]> = [
     ['CRLF header injection', { access_token: 'abc\r\nx-injected: evil', token_type: 'Bearer', expires_in: 300 }, /[\r\n]|x-injected/],
@@ -212,23 +213,19 @@ describe('token bytes an IdP sends never reach the header unless they are a vali
   ];
 
   it.each(hostile)('%s: refused with ERR_IDP_BAD_RESPONSE; the cached token keeps serving, a cold provider falls to the ladder', async (_label, body, bad) => {
-    const warm = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    const cold = new DemoTokenServer({ tokenTtlSeconds: 60, now: () => clock.now() });
-    servers.push(warm, cold);
-    await warm.start();
-    await cold.start();
+    const warmWorld = await idp();
+    const cold = (await idp()).idp;
+    const warm = warmWorld.idp;
     cold.setBehaviour(answer(body));
     const provider = (name: string, url: string, resilience: string) => `
   ${name}:
-    source: { type: client_credentials, tokenUrl: "${url}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource({ tokenUrl: url })}
     inject: { format: "{token_type} {token}" }
     refresh: { waitBudget: 50ms, jitter: 0% }
     resilience: { retries: 0${resilience} }`;
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const t = await warmWorld.startApp(`
 providers:${provider('warm', warm.tokenUrl, '')}${provider('cold', cold.tokenUrl, '')}${provider('coldEmergency', cold.tokenUrl, ', emergencyToken: break-glass-token')}
 `, { clock });
-    apps.push(t);
     const good = warm.issuedAccessTokens[0]!;
     warm.setBehaviour(answer(body));
     await advance(clock, 30_000); // the warm provider's refresh (due at 27 s) gets the hostile answer

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { removeTmpDir, Replica, sleep, tmpDir } from '../support/replicas.js';
 import { encodeCheckRequest } from './support/raw-check.js';
@@ -55,7 +56,7 @@ listen:
 log: { level: info }
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource(idp)}
 routes:
   - match: { authority: api.example.com }
     provider: p

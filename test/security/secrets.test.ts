@@ -222,7 +222,7 @@ providers:
     // execFile rejects on a non-zero exit: getting here means exit 0.
     const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'dist/cli.js'), 'check-config', '--config', file], { env: { PATH: process.env.PATH ?? '' } });
     const out = stdout + stderr;
-    expect(stdout).toMatch(/^config ok/);
+    expect(stdout).toMatch(/^config ok/m); // the verdict line, after the per-origin budget lines
     for (const p of [
       'providers.x.source.clientSecret', 'admin.token', 'store.encryptionKey', 'store.redis.password', 'providers.j.source.key',
       'providers.r.source.refreshToken', 'providers.s.source.token', 'providers.x.resilience.emergencyToken',
@@ -246,7 +246,7 @@ providers:
     const { stdout, stderr } = await run(process.execPath, [path.join(REPO_ROOT, 'dist/cli.js'), 'check-config', '--config', file], {
       env: { PATH: process.env.PATH ?? '', JWT_KEY: 'env-provided-hs256-key-long-enough-012345' },
     });
-    expect(stdout).toMatch(/^config ok/);
+    expect(stdout).toMatch(/^config ok/m); // the verdict line, after the per-origin budget lines
     expect(stderr).not.toMatch(/literal secret/);
     expect(stdout + stderr).not.toContain('from-a-file-secret');
     expect(stdout + stderr).not.toContain('env-provided-hs256-key');

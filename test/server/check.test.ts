@@ -2,6 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { startTestApp, type TestApp } from '../support/app.js';
+import { ccSource, startIdp, startWorld, type IdpWorld, type World } from '../support/world.js';
 import { parseConfig } from '../../src/config/load.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
 import { encodeCheckRequest } from '../security/support/raw-check.js';
@@ -9,18 +10,14 @@ import { encodeCheckRequest } from '../security/support/raw-check.js';
 function ccProvider(name: string, idp: DemoTokenServer, extra = ''): string {
   return `
   ${name}:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${ccSource(idp)}
 ${extra}`;
 }
 
 describe('Check: the injected credential', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   beforeAll(async () => {
-    idp = new DemoTokenServer({ tokenTtlSeconds: 3600 });
-    await idp.start();
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({ idp: { tokenTtlSeconds: 3600 }, yaml: ({ idp }) => `
 providers:${ccProvider('cc', idp, `    inject: { removeHeaders: [x-client-credential, cookie] }`)}
   apikey:
     source: { type: static, token: "static-key-1234" }
@@ -28,73 +25,70 @@ providers:${ccProvider('cc', idp, `    inject: { removeHeaders: [x-client-creden
 routes:
   - match: { authority: api.example.com }
     provider: cc
-`);
+` });
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   it('answers an Envoy-shaped request with OK, the header set to overwrite, and the metadata', async () => {
-    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', headers: { 'x-request-id': 'abc' } }));
+    const res = await w.client.check(envoyRequest({ authority: 'api.example.com', headers: { 'x-request-id': 'abc' } }));
     expect(res.status?.code ?? 0).toBe(0);
     expect(res.denied_response).toBeUndefined();
     const h = injected(res)!;
-    expect(h.header).toEqual({ key: 'authorization', value: `Bearer ${idp.issuedAccessTokens[0]}` });
+    expect(h.header).toEqual({ key: 'authorization', value: `Bearer ${w.idp.issuedAccessTokens[0]}` });
     expect(h.append).toEqual({ value: false });
     expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
     expect(res.ok_response?.headers).toHaveLength(1);
     expect(res.ok_response?.headers_to_remove).toEqual(['x-client-credential', 'cookie']);
     const md = metadata(res);
     expect(md).toEqual({ provider: 'cc', token_id: expect.stringMatching(/^[A-Za-z0-9_-]{12}$/), source: 'cache' });
-    expect(md.token_id).not.toContain(idp.issuedAccessTokens[0]!.slice(0, 8));
+    expect(md.token_id).not.toContain(w.idp.issuedAccessTokens[0]!.slice(0, 8));
   });
 
   it('replaces a client-supplied credential instead of appending to it', async () => {
-    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', headers: { authorization: 'Bearer client-forged' } }));
+    const res = await w.client.check(envoyRequest({ authority: 'api.example.com', headers: { authorization: 'Bearer client-forged' } }));
     const headers = res.ok_response?.headers ?? [];
     expect(headers.filter((x) => x.header?.key === 'authorization')).toHaveLength(1);
-    expect(injected(res)?.header?.value).toBe(`Bearer ${idp.issuedAccessTokens[0]}`);
+    expect(injected(res)?.header?.value).toBe(`Bearer ${w.idp.issuedAccessTokens[0]}`);
     expect(injected(res)?.append?.value).toBe(false);
   });
 
   it('uses the provider named in context_extensions over the routes, with its own header and format', async () => {
-    const res = await t.client.check(envoyRequest({ authority: 'api.example.com', contextExtensions: { provider: 'apikey' } }));
+    const res = await w.client.check(envoyRequest({ authority: 'api.example.com', contextExtensions: { provider: 'apikey' } }));
     expect(injected(res, 'x-api-key')?.header?.value).toBe('static-key-1234');
     expect(injected(res)).toBeUndefined();
     expect(metadata(res).provider).toBe('apikey');
   });
 
   it('fetched the token once for all of the above', () => {
-    expect(idp.tokenRequestCount).toBe(1);
+    expect(w.idp.tokenRequestCount).toBe(1);
   });
 });
 
 describe('Check: single flight and background refresh', () => {
-  let idp: DemoTokenServer;
+  let w: IdpWorld;
   let t: TestApp | undefined;
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
+    w = await startIdp();
   });
   afterEach(async () => {
     await t?.close();
     t = undefined;
-    idp.setBehaviour({ kind: 'ok' });
-    idp.reset();
+    w.idp.setBehaviour({ kind: 'ok' });
+    w.idp.reset();
   });
-  afterAll(async () => idp?.stop());
+  afterAll(async () => w?.close());
 
   it('500 concurrent Checks on a cold provider cause exactly one token request', async () => {
-    idp.setBehaviour({ kind: 'delay', ms: 100 });
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w.idp.setBehaviour({ kind: 'delay', ms: 100 });
+    t = await w.startApp(({ idp }) => `
 providers:${ccProvider('cold', idp, '    refresh: { waitBudget: 2s }')}
 `, { waitReady: false });
     const results = await Promise.all(Array.from({ length: 500 }, () => t!.client.check(envoyRequest({ contextExtensions: { provider: 'cold' } }))));
-    expect(idp.tokenRequestCount).toBe(1);
+    expect(w.idp.tokenRequestCount).toBe(1);
     const values = new Set(results.map((r) => injected(r)?.header?.value));
-    expect(values).toEqual(new Set([`Bearer ${idp.issuedAccessTokens[0]}`]));
+    expect(values).toEqual(new Set([`Bearer ${w.idp.issuedAccessTokens[0]}`]));
     expect(results.every((r) => (r.status?.code ?? 0) === 0)).toBe(true);
     // Those that waited for the fetch say so; later arrivals were plain cache hits.
     const sources = results.map((r) => metadata(r).source);
@@ -104,14 +98,13 @@ providers:${ccProvider('cold', idp, '    refresh: { waitBudget: 2s }')}
 
   it('refreshes in the background before expiry, and no Check waits on it', async () => {
     // 3 s tokens: skew 150 ms, refresh lead 1.5 s → refresh at ~1.35 s, hard expiry at 2.85 s.
-    idp.setTokenTtl(3);
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w.idp.setTokenTtl(3);
+    t = await w.startApp(({ idp }) => `
 providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
 `);
-    expect(idp.tokenRequestCount).toBe(1);
+    expect(w.idp.tokenRequestCount).toBe(1);
     // The refresh is slow; Checks during it must still be answered at once from the cache.
-    idp.setBehaviour({ kind: 'delay', ms: 600 });
+    w.idp.setBehaviour({ kind: 'delay', ms: 600 });
     const seen: { value?: string; source?: string }[] = [];
     const start = Date.now();
     while (Date.now() - start < 2_600) {
@@ -119,8 +112,8 @@ providers:${ccProvider('short', idp, '    refresh: { jitter: 0% }')}
       seen.push({ value: injected(res)?.header?.value, source: metadata(res).source });
       await new Promise((r) => setTimeout(r, 20));
     }
-    expect(idp.tokenRequestCount).toBe(2);
-    const [first, second] = idp.issuedAccessTokens;
+    expect(w.idp.tokenRequestCount).toBe(2);
+    const [first, second] = w.idp.issuedAccessTokens;
     expect(seen[0]!.value).toBe(`Bearer ${first}`);
     expect(seen.at(-1)!.value).toBe(`Bearer ${second}`);
     // Every answer came from the cache (the synchronous hit path): nobody waited for the fetch.
@@ -215,39 +208,33 @@ routes:
 });
 
 describe('Check: bad input gets a deliberate answer and the server keeps serving', () => {
-  let idp: DemoTokenServer;
-  let t: TestApp;
+  let w: World;
   beforeAll(async () => {
-    idp = new DemoTokenServer();
-    await idp.start();
-    idp.setBehaviour({ kind: 'html' });
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    w = await startWorld({ beforeApp: (idp) => idp.setBehaviour({ kind: 'html' }), yaml: ({ cc }) => `
 defaults: { unmatched: allow, onTokenUnavailable: deny }
 providers:
   good: { source: { type: static, token: good-token } }
   html:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret }
+    source: ${cc()}
     resilience: { retries: 0 }
     refresh: { waitBudget: 500ms }
 routes:
   - match: { authority: good.example.com }
     provider: good
-`);
+` });
   });
   afterAll(async () => {
-    await t?.close();
-    await idp?.stop();
+    await w?.close();
   });
 
   const stillServing = async () => {
-    const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'good' } }));
+    const res = await w.client.check(envoyRequest({ contextExtensions: { provider: 'good' } }));
     expect(injected(res)?.header?.value).toBe('Bearer good-token');
   };
 
   it('a request with no attributes, or no http request, is unmatched (allowed without credential)', async () => {
     for (const req of [{}, { attributes: {} }, { attributes: { request: {} } }]) {
-      const res = await t.client.check(req);
+      const res = await w.client.check(req);
       expect(res.status?.code ?? 0).toBe(0);
       expect(res.ok_response?.headers ?? []).toEqual([]);
     }
@@ -257,20 +244,20 @@ routes:
   it('odd header casing and a 1 MB header map are answered', async () => {
     const big: Record<string, string> = {};
     for (let i = 0; i < 1024; i++) big[`x-filler-${i}`] = 'v'.repeat(1000);
-    const res = await t.client.check(envoyRequest({ authority: 'GOOD.Example.COM', headers: big }));
+    const res = await w.client.check(envoyRequest({ authority: 'GOOD.Example.COM', headers: big }));
     expect(injected(res)?.header?.value).toBe('Bearer good-token');
     await stillServing();
   });
 
   it('an IdP answering HTML, or 200 without access_token, gives a 503 token_unavailable deny', async () => {
     for (const [kind, code] of [['html', 'ERR_IDP_BAD_RESPONSE'], ['no_access_token', 'ERR_IDP_BAD_RESPONSE']] as const) {
-      idp.setBehaviour({ kind });
-      const res = await t.client.check(envoyRequest({ contextExtensions: { provider: 'html' } }));
+      w.idp.setBehaviour({ kind });
+      const res = await w.client.check(envoyRequest({ contextExtensions: { provider: 'html' } }));
       expect(res.status?.code).toBe(14);
       expect(res.denied_response?.status?.code).toBe('ServiceUnavailable');
       expect(deniedBody(res)).toMatchObject({ error: 'token_unavailable', provider: 'html' });
       expect(Number(deniedHeader(res, 'retry-after'))).toBeGreaterThanOrEqual(1);
-      const status = t.app.manager.stats().find((s) => s.name === 'html')!;
+      const status = w.app.manager.stats().find((s) => s.name === 'html')!;
       expect(status.lastError).toMatchObject({ code });
     }
     await stillServing();

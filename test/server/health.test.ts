@@ -2,9 +2,9 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
-import { DemoTokenServer } from '../../demo/token-server.js';
 import { HEALTH_PROTO } from '../../src/server/protos.js';
 import { startTestApp } from '../support/app.js';
+import { startWorld } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 
 type HealthClient = grpc.Client & { Check(req: { service: string }, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void };
@@ -20,15 +20,15 @@ const status = (c: HealthClient, service: string) =>
 
 describe('health', () => {
   it('is NOT_SERVING during warm-up and SERVING after it, even when a provider failed its first fetch', async () => {
-    const idp = new DemoTokenServer();
-    await idp.start();
-    idp.setBehaviour({ kind: 'delay', ms: 400 });
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off" }
+    const t = await startWorld({
+      beforeApp: (idp) => idp.setBehaviour({ kind: 'delay', ms: 400 }),
+      yaml: ({ idp, cc }) => `
 providers:
-  slow: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret } }
-  failing: { source: { type: client_credentials, tokenUrl: "${idp.url}/no-such-endpoint", clientId: demo-client, clientSecret: demo-secret }, resilience: { retries: 0 } }
-`, { waitReady: false });
+  slow: { source: ${cc()} }
+  failing: { source: ${cc({ tokenUrl: `${idp.url}/no-such-endpoint` })}, resilience: { retries: 0 } }
+`,
+      waitReady: false,
+    });
     const c = healthClient(t.app.grpcAddress);
     try {
       expect(await status(c, '')).toBe('NOT_SERVING');
@@ -42,7 +42,6 @@ providers:
     } finally {
       c.close();
       await t.close();
-      await idp.stop();
     }
   });
 

@@ -21,9 +21,3 @@ export function record(over: Partial<TokenRecord> = {}): TokenRecord {
   const accessToken = over.accessToken ?? `at-${randomBytes(12).toString('hex')}`;
   return { accessToken, tokenType: 'Bearer', tokenId: `tid-${++n}`, obtainedAt: now, expiresAt: now + 60_000, lifetimeMs: 60_000, ...over };
 }
-
-export async function until(cond: () => boolean, ms = 2_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-  return cond();
-}

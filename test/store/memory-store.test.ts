@@ -4,7 +4,9 @@ import { parseConfig } from '../../src/config/load.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
-import { record, until } from './helpers.js';
+import { record } from './helpers.js';
+import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 describe('MemoryStore', () => {
   let idp: DemoTokenServer | undefined;
@@ -39,13 +41,13 @@ describe('MemoryStore', () => {
   it('regression: invalidating a rotating token does not present the configured (spent) refresh token', async () => {
     idp = new DemoTokenServer({ refreshTokens: ['rt-configured'] });
     await idp.start();
-    const config = parseConfig(`providers: { p: { source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: rt-configured } } }`);
+    const config = parseConfig(`providers: { p: { source: ${rtSource(idp, 'rt-configured')} } }`);
     const tokens = new TokenManager(config.providers.values());
     try {
       const first = await tokens.getToken('p');
       expect(tokens.invalidate('p', first.tokenId)).toBe(true);
-      expect(await until(() => idp!.tokenRequestCount === 2)).toBe(true);
-      expect(await until(() => tokens.provider('p')!.peek() !== undefined)).toBe(true);
+      await until(() => idp!.tokenRequestCount === 2);
+      await until(() => tokens.provider('p')!.peek() !== undefined);
       expect(idp.invalidGrantCount).toBe(0);
       expect((await tokens.getToken('p')).value).toBe(idp.issuedAccessTokens[1]);
     } finally {

@@ -7,7 +7,8 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { storeKey, type StoreEvent, type TokenStore } from '../../src/store/store.js';
 import { redisAvailable } from '../support/redis.js';
 import { freePort, RedisServer } from '../support/redis-server.js';
-import { connect, record, storeConfig, until } from './helpers.js';
+import { connect, record, storeConfig } from './helpers.js';
+import { until } from '../support/until.js';
 
 const COMMAND_TIMEOUT = 50;
 const CONNECT_TIMEOUT = 300;
@@ -60,7 +61,7 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
     try {
       expect(store.healthy()).toBe(true);
       await redis.stop('SIGKILL');
-      expect(await until(() => !store.healthy())).toBe(true);
+      await until(() => !store.healthy());
       for (const r of await Promise.all(everyOp(store, key).map(timed))) {
         expect(r.rejected).toBe(true);
         expect(r.ms).toBeLessThan(FAST_MS);
@@ -69,7 +70,7 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
 
       await redis.start();
       // Reconnect backoff is capped at 1 s.
-      expect(await until(() => store.healthy() && listener.healthy(), 3_000)).toBe(true);
+      await until(() => store.healthy() && listener.healthy(), 3_000);
       const rec = record();
       expect(await store.write(key, rec)).toBe(true);
       expect((await store.read(key))?.tokenId).toBe(rec.tokenId);
@@ -77,10 +78,10 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
       const got: StoreEvent[] = [];
       listener.subscribe((e) => got.push(e));
       const event: StoreEvent = { provider: 'p', key, token_id: rec.tokenId, kind: 'updated', origin: 'me' };
-      expect(await until(() => {
+      await until(() => {
         void store.publish(event).catch(() => undefined);
         return got.length > 0;
-      }, 3_000)).toBe(true);
+      }, 3_000);
       expect(got[0]).toEqual(event);
     } finally {
       await store.close();
@@ -115,7 +116,7 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
       redis.pause();
       await expect(store.tryLock(lockKey, 30_000)).rejects.toThrow(/timed out/);
       redis.resume(); // Redis now runs the SET it had buffered, then our compare-and-delete
-      expect(await until(() => store.healthy(), 2_000)).toBe(true);
+      await until(() => store.healthy(), 2_000);
       await new Promise((r) => setTimeout(r, 100));
       const lock = await store.tryLock(lockKey, 1_000);
       expect(lock).toBeDefined();
@@ -145,15 +146,15 @@ describe.skipIf(!(await redisAvailable()))('RedisStore when Redis is in trouble'
         expect(r.ms).toBeLessThan(FAST_MS);
       }
       late = await RedisServer.start(port);
-      expect(await until(() => store.healthy(), 3_000)).toBe(true);
+      await until(() => store.healthy(), 3_000);
       expect(await store.write(key, record())).toBe(true);
       // The subscription that could not be made at startup is made on `ready`.
       const got: StoreEvent[] = [];
       store.subscribe((e) => got.push(e));
-      expect(await until(() => {
+      await until(() => {
         void store.publish({ provider: 'p', key, token_id: 't', kind: 'updated', origin: 'x' }).catch(() => undefined);
         return got.length > 0;
-      }, 3_000)).toBe(true);
+      }, 3_000);
     } finally {
       await store.close();
       await late?.stop();

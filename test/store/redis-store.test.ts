@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEvent, REFRESH_RETENTION_MS } from '../../src/store/redis-store.js';
 import { lockKeyFor, storeKey, type StoreEvent, type TokenStore } from '../../src/store/store.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
-import { connect, record, storeConfig, until } from './helpers.js';
+import { connect, record, storeConfig } from './helpers.js';
+import { until } from '../support/until.js';
 
 describe.skipIf(!(await redisAvailable()))('RedisStore', () => {
   const prefix = `tgtest-store-${randomBytes(4).toString('hex')}:`;
@@ -187,7 +188,7 @@ describe.skipIf(!(await redisAvailable()))('RedisStore', () => {
     await raw.publish(`${prefix}events`, JSON.stringify({ provider: 'prov', key, token_id: 't', kind: 'exploded', origin: 'x' }));
     const event: StoreEvent = { provider: 'prov', key, token_id: 'tid-x', kind: 'updated', origin: 'replica-a' };
     await a.publish(event);
-    expect(await until(() => got.length > 0)).toBe(true);
+    await until(() => got.length > 0);
     await new Promise((r) => setTimeout(r, 50));
     expect(got).toEqual([event]);
     off();

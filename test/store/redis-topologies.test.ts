@@ -11,7 +11,8 @@ import { lockKeyFor, storeKey, type StoreEvent, type TokenStore } from '../../sr
 import { redisAvailable } from '../support/redis.js';
 import { freePort, RedisServer } from '../support/redis-server.js';
 import { removeTmpDir, tmpDir } from '../support/replicas.js';
-import { connect, record, until } from './helpers.js';
+import { connect, record } from './helpers.js';
+import { until } from '../support/until.js';
 
 const run = promisify(execFile);
 const encryptionKey = randomBytes(32);
@@ -53,7 +54,7 @@ async function exercise(a: TokenStore, b: TokenStore, prefix: string): Promise<v
     expect((await b.read(key))?.expiresAt).toBe(0);
     await a.publish({ provider, key, token_id: rec.tokenId, kind: 'updated', origin: 'a' });
   }
-  expect(await until(() => got.length === 5, 3_000)).toBe(true);
+  await until(() => got.length === 5, 3_000);
   off();
 }
 
@@ -93,13 +94,10 @@ describe.skipIf(!(await redisAvailable()))('Redis topologies', () => {
         nodes.push(await RedisServer.start(port, { args: ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`], cwd: dir }));
       }
       await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
-      const end = Date.now() + 10_000;
-      for (;;) {
+      await until(async () => {
         const infos = await Promise.all(ports.map((p) => run('redis-cli', ['-p', String(p), 'cluster', 'info']).then((r) => r.stdout)));
-        if (infos.every((i) => i.includes('cluster_state:ok'))) break;
-        if (Date.now() > end) throw new Error('cluster did not become ok');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        return infos.every((i) => i.includes('cluster_state:ok'));
+      }, 10_000, 'every cluster node to say cluster_state:ok');
     }, 30_000);
 
     afterAll(async () => {

@@ -1,34 +1,50 @@
-// Start a real tokengate (gRPC on port 0, admin off unless asked) from YAML text.
+// Start a real tokengate in-process (gRPC on port 0, admin off unless asked) from YAML text.
+// Most tests want it together with an IdP: see world.ts.
 import { startTokengate, type StartOptions, type Tokengate } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
-import { CheckClient } from './envoy-request.js';
+import { AdminClient } from './admin-client.js';
+import { CheckClient, envoyRequest, type CheckResponse, type EnvoyRequestInit } from './envoy-request.js';
 
 export interface TestApp {
   readonly app: Tokengate;
   readonly client: CheckClient;
+  /** Admin HTTP (when listen.admin is on) and gRPC TokenAdmin of this app. */
+  readonly admin: AdminClient;
   /** Every log line the app wrote (for redaction scans and assertions). */
   readonly logs: string[];
+  /** One Envoy-shaped Check through `client`. */
+  check(init?: EnvoyRequestInit): Promise<CheckResponse>;
   close(): Promise<void>;
 }
+
+export type TestAppOptions = StartOptions & { waitReady?: boolean };
 
 export function captureLogger(lines: string[], level: 'debug' | 'info' = 'debug'): Logger {
   return createLogger({ level, sink: (l) => lines.push(l) });
 }
 
-export async function startTestApp(yaml: string, opts: StartOptions & { waitReady?: boolean } = {}): Promise<TestApp> {
+export async function startTestApp(yaml: string, opts: TestAppOptions = {}): Promise<TestApp> {
   const config = parseConfig(yaml, { env: opts.env ?? {} });
   const logs: string[] = [];
   const app = await startTokengate(config, { logger: captureLogger(logs), ...opts });
   if (opts.waitReady !== false) await app.ready;
   const client = new CheckClient(app.grpcAddress);
+  const admin = new AdminClient({ http: app.adminAddress, grpc: app.grpcAddress });
+  let closed: Promise<void> | undefined;
   return {
     app,
     client,
+    admin,
     logs,
-    async close() {
-      client.close();
-      await app.close(2_000);
+    check: (init) => client.check(envoyRequest(init)),
+    close() {
+      closed ??= (async () => {
+        client.close();
+        admin.close();
+        await app.close(2_000);
+      })();
+      return closed;
     },
   };
 }

@@ -16,6 +16,7 @@ import { TokenManager } from '../../src/tokens/manager.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys } from '../support/replicas.js';
 import { connect, storeConfig } from '../store/helpers.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 const withRedis = await redisAvailable();
@@ -46,11 +47,10 @@ describe.each(kinds)('ambiguous refresh_token grants (%s store)', (kind) => {
   });
 
   function yaml(opts: { refreshToken?: string; reuseInterval?: string; timeout?: string; retries?: number; tokenUrl?: string; backoff?: string } = {}): string {
-    const reuse = opts.reuseInterval ? `, reuseInterval: ${opts.reuseInterval}` : '';
     return `
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${opts.tokenUrl ?? idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${opts.refreshToken ?? INITIAL}${reuse} }
+    source: ${rtSource(idp, opts.refreshToken ?? INITIAL, { tokenUrl: opts.tokenUrl, extra: opts.reuseInterval ? { reuseInterval: opts.reuseInterval } : {} })}
     resilience: { timeout: ${opts.timeout ?? '300ms'}, retries: ${opts.retries ?? 2}, backoff: ${opts.backoff ?? '{ base: 10ms, max: 20ms }'} }
 `;
   }

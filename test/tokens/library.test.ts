@@ -2,12 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, TokenError, TokenManager } from '../../src/index.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
+import { ccSource } from '../support/world.js';
 
 describe('TokenManager as a library', () => {
   it('getToken, invalidate, stats', async () => {
     const idp = new DemoTokenServer();
     await idp.start();
-    const config = parseConfig(`providers: { api: { source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret } } }`);
+    const config = parseConfig(`providers: { api: { source: ${ccSource(idp)} } }`);
     const tokens = new TokenManager(config.providers.values());
     try {
       const a = await tokens.getToken('api');

@@ -11,7 +11,9 @@ import type { TokenStore } from '../../src/store/store.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { deleteKeys } from '../support/replicas.js';
-import { connect, storeConfig, until } from '../store/helpers.js';
+import { connect, storeConfig } from '../store/helpers.js';
+import { until } from '../support/until.js';
+import { rtSource } from '../support/world.js';
 
 const INITIAL = 'rt-configured-initial';
 const withRedis = await redisAvailable();
@@ -36,11 +38,10 @@ describe.each(kinds)('reloads while a rotation is in flight (%s store)', (kind) 
   });
 
   function yaml(opts: { header?: string; scope?: string } = {}): string {
-    const scope = opts.scope ? `, scope: ${opts.scope}` : '';
     return `
 providers:
   p:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: ${INITIAL}${scope} }
+    source: ${rtSource(idp, INITIAL, { extra: opts.scope ? { scope: opts.scope } : {} })}
     inject: { header: ${opts.header ?? 'authorization'} }
     resilience: { timeout: 5s, retries: 0 }
 `;
@@ -73,7 +74,7 @@ providers:
     expect(now).not.toBe(old);
     await inFlight;
     // The rotation finished and its result (access token and rotated refresh token) is the new provider's.
-    expect(await until(() => now.peek()?.record.accessToken === idp.issuedAccessTokens[1], 3_000)).toBe(true);
+    await until(() => now.peek()?.record.accessToken === idp.issuedAccessTokens[1], 3_000);
     expect(now.peek()!.headerValue).toBe(`Bearer ${idp.issuedAccessTokens[1]}`);
     expect(idp.tokenRequestCount).toBe(2);
     // The next refresh presents the rotated refresh token.
@@ -99,7 +100,7 @@ providers:
     await m.reload(parseConfig(yaml({ scope: 'read' })).providers.values());
     expect(await inFlight).not.toBeInstanceOf(Error);
     // The old grant's rotated refresh token is in the store under its key, not lost in an abort.
-    expect(await until(() => idp.requests[1]?.status === 200, 3_000)).toBe(true);
+    await until(() => idp.requests[1]?.status === 200, 3_000);
     const rec = await m.store.read(oldKey);
     expect(rec?.refreshToken).toBe(idp.issuedRefreshTokens[1]);
     // Same configured refresh token (only scope changed): the new provider went on from the

@@ -8,6 +8,8 @@ import { parseConfig } from '../../src/config/load.js';
 import { DemoTokenServer } from '../../demo/token-server.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { ecPair, edPair, pemBlock, rsaPair } from '../support/keys.js';
+import { until } from '../support/until.js';
+import { ccSource, rtSource } from '../support/world.js';
 
 function manager(yaml: string, env: Record<string, string> = {}): TokenManager {
   return new TokenManager(parseConfig(yaml, { env }).providers.values());
@@ -85,7 +87,7 @@ providers:
     const m = manager(`
 providers:
   p:
-    source: { type: client_credentials, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: wrong }
+    source: ${ccSource(idp, { clientSecret: 'wrong' })}
     resilience: { retries: 3 }
 `);
     try {
@@ -104,7 +106,7 @@ describe('refresh_token with rotation', () => {
     const m = manager(`
 providers:
   r:
-    source: { type: refresh_token, tokenUrl: "${idp.tokenUrl}", clientId: demo-client, clientSecret: demo-secret, refreshToken: "\${env:RT}" }
+    source: ${rtSource(idp, '${env:RT}')}
 `, { RT: 'rt-initial' });
     try {
       await m.getToken('r');
@@ -224,13 +226,8 @@ describe('static', () => {
       // Kubernetes swaps the file underneath; a rename is what it looks like.
       fs.writeFileSync(`${file}.new`, 'second-key\n');
       fs.renameSync(`${file}.new`, file);
-      const deadline = Date.now() + 3_000;
-      let value = '';
-      while (Date.now() < deadline && value !== 'second-key') {
-        await new Promise((r) => setTimeout(r, 50));
-        value = (await m.getToken('f')).value;
-      }
-      expect(value).toBe('second-key');
+      await until(async () => (await m.getToken('f')).value === 'second-key', 3_000, 'the swapped file to be served');
+      expect((await m.getToken('f')).value).toBe('second-key');
     } finally {
       await m.close(0);
       fs.rmSync(dir, { recursive: true, force: true });

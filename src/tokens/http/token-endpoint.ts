@@ -2,11 +2,14 @@
 // and the checked interpretation of the answer. Shared by client_credentials, refresh_token
 // and jwt_bearer.
 import fs from 'node:fs';
-import type { TokenEndpointConfig } from '../../config/types.js';
+import type { EndpointTlsConfig, TokenEndpointConfig } from '../../config/types.js';
 import { TokenError } from '../errors.js';
 import { JwtSigner } from '../signer.js';
+import { readClientAssertion } from './client-assertion-file.js';
+import { FileClientCertificate } from './client-certificate.js';
+import { sharedDiscovery, type Discovery, type IssuerMetadata } from './discovery.js';
 import { interpretTokenResponse, type TokenResponse } from './token-response.js';
-import { classifyNetworkError, createNodeTransport, type HttpTransport } from './transport.js';
+import { classifyNetworkError, createNodeTransport, type HttpResponse, type HttpTransport } from './transport.js';
 
 const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** Client assertions are single-use and short-lived. */
@@ -46,33 +49,66 @@ function markIfCarriedOut(err: TokenError): TokenError {
   return carriedOut ? err.asAmbiguous() : err;
 }
 
+export interface TokenEndpointOptions {
+  /** false: a new connection per request (rotating refresh tokens). */
+  readonly keepAlive?: boolean;
+  /** Where `issuer:` metadata comes from (shared by every provider by default). */
+  readonly discovery?: Discovery;
+}
+
+const MTLS_METHODS: ReadonlySet<string> = new Set(['tls_client_auth', 'self_signed_tls_client_auth']);
+
+/** Builds the node transport for an endpoint's TLS settings (CA, pin, client certificate). */
+export function transportFor(tls: EndpointTlsConfig | undefined, keepAlive?: boolean): HttpTransport & { close(): void } {
+  let ca: Buffer | undefined;
+  if (tls?.caFile) {
+    try {
+      ca = fs.readFileSync(tls.caFile);
+    } catch (err) {
+      throw new TokenError('ERR_SOURCE_CONFIG', `cannot read tls.caFile ${tls.caFile}`, { cause: err });
+    }
+  }
+  return createNodeTransport({
+    ...(ca ? { ca } : {}), ...(tls?.pinSha256 ? { pinSha256: tls.pinSha256 } : {}),
+    ...(keepAlive !== undefined ? { keepAlive } : {}),
+    ...(tls?.certFile && tls.keyFile ? { clientCertificate: new FileClientCertificate(tls.certFile, tls.keyFile) } : {}),
+  });
+}
+
 export class TokenEndpoint {
-  readonly url: URL;
+  /** The configured token URL, or the issuer's until discovery has run. */
+  readonly endpointId: string;
   private readonly transport: HttpTransport & { close?(): void };
   private readonly assertionSigner: JwtSigner | undefined;
+  private readonly discovery: Discovery;
 
-  /** `keepAlive: false`: a new connection per request (rotating refresh tokens). */
-  constructor(private readonly config: TokenEndpointConfig, transport?: HttpTransport, opts: { keepAlive?: boolean } = {}) {
-    this.url = new URL(config.tokenUrl);
-    if (transport) {
-      this.transport = transport;
-    } else {
-      let ca: Buffer | undefined;
-      if (config.tls?.caFile) {
-        try {
-          ca = fs.readFileSync(config.tls.caFile);
-        } catch (err) {
-          throw new TokenError('ERR_SOURCE_CONFIG', `cannot read tls.caFile ${config.tls.caFile}`, { cause: err });
-        }
-      }
-      this.transport = createNodeTransport({
-        ...(ca ? { ca } : {}), ...(config.tls?.pinSha256 ? { pinSha256: config.tls.pinSha256 } : {}),
-        ...(opts.keepAlive !== undefined ? { keepAlive: opts.keepAlive } : {}),
-      });
-    }
+  constructor(private readonly config: TokenEndpointConfig, transport?: HttpTransport, opts: TokenEndpointOptions = {}) {
+    this.endpointId = config.tokenUrl ?? config.issuer!;
+    this.discovery = opts.discovery ?? sharedDiscovery;
+    this.transport = transport ?? transportFor(config.tls, opts.keepAlive);
     this.assertionSigner = config.authMethod === 'private_key_jwt' && config.privateKey
       ? new JwtSigner({ algorithm: config.assertionAlgorithm, key: config.privateKey, ...(config.keyId ? { keyId: config.keyId } : {}) })
       : undefined;
+  }
+
+  /** Where this request goes: the configured URL, or the discovered (mTLS alias) endpoint. */
+  private async resolve(signal: AbortSignal): Promise<{ url: URL; metadata?: IssuerMetadata }> {
+    const c = this.config;
+    if (c.tokenUrl) return { url: new URL(c.tokenUrl) };
+    const metadata = await this.discovery.get(c.issuer!, this.transport, signal);
+    const mtls = MTLS_METHODS.has(c.authMethod) && metadata.mtlsTokenEndpoint;
+    return { url: new URL(mtls || metadata.tokenEndpoint), metadata };
+  }
+
+  /**
+   * `aud` for an assertion the source signs itself (jwt_bearer): the configured token URL, else
+   * the issuer (RFC 7523bis), or the discovered token endpoint with `assertionAudience: tokenUrl`.
+   */
+  async assertionAudience(signal: AbortSignal): Promise<string> {
+    const c = this.config;
+    if (c.tokenUrl) return c.tokenUrl;
+    if (c.assertionAudience !== 'tokenUrl') return c.issuer!;
+    return (await this.resolve(signal)).url.href;
   }
 
   /**
@@ -81,6 +117,26 @@ export class TokenEndpoint {
    * (RFC 8693 audience/resource).
    */
   async request(grant: Readonly<Record<string, string | readonly string[]>>, ctx: EndpointRequestContext): Promise<TokenResponse> {
+    let target = await this.resolve(ctx.signal);
+    let res = await this.send(grant, ctx, target);
+    // A 404 from a discovered endpoint: the IdP may have moved it. Ask discovery again, once;
+    // a 404 is a refusal before processing, so sending again spends nothing.
+    if (res.response.status === 404 && target.metadata) {
+      this.discovery.forget(this.config.issuer!, target.metadata);
+      const again = await this.resolve(ctx.signal);
+      if (again.url.href !== target.url.href) {
+        target = again;
+        res = await this.send(grant, ctx, target);
+      }
+    }
+    try {
+      return interpretTokenResponse(res.response, ctx.now, res.sent);
+    } catch (err) {
+      throw err instanceof TokenError ? markIfCarriedOut(err) : err;
+    }
+  }
+
+  private async send(grant: Readonly<Record<string, string | readonly string[]>>, ctx: EndpointRequestContext, target: { url: URL; metadata?: IssuerMetadata }): Promise<{ response: HttpResponse; sent: string[] }> {
     const c = this.config;
     const form = new URLSearchParams();
     for (const [k, v] of Object.entries(c.params)) form.set(k, v);
@@ -99,24 +155,32 @@ export class TokenEndpoint {
       accept: 'application/json',
       'user-agent': 'tokengate',
     };
+    // RFC 7523bis: the issuer identifier is the audience a strict server accepts.
+    const aud = c.assertionAudience !== 'tokenUrl' && target.metadata ? target.metadata.issuer : target.url.href;
     if (c.authMethod === 'private_key_jwt' && this.assertionSigner && c.clientId) {
       const { jwt } = await this.assertionSigner.sign({
-        claims: { iss: c.clientId, sub: c.clientId, aud: c.tokenUrl },
+        claims: { iss: c.clientId, sub: c.clientId, aud: c.tokenUrl ?? aud },
         nowMs: ctx.now,
         ttlMs: ASSERTION_TTL_MS,
       });
       form.set('client_id', c.clientId);
       form.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
       form.set('client_assertion', jwt);
+    } else if (c.authMethod === 'client_assertion') {
+      const { jwt } = await readClientAssertion(c.clientAssertionFile!, ctx.now);
+      if (c.clientId) form.set('client_id', c.clientId);
+      form.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
+      form.set('client_assertion', jwt);
     } else if (c.clientId && c.clientSecret !== undefined && c.authMethod === 'client_secret_basic') {
       headers.authorization = basicAuth(c.clientId, c.clientSecret);
     } else if (c.clientId) {
+      // client_secret_post, the RFC 8705 methods (the certificate is the credential) and none.
       form.set('client_id', c.clientId);
-      if (c.clientSecret !== undefined) form.set('client_secret', c.clientSecret);
+      if (c.clientSecret !== undefined && (c.authMethod === 'client_secret_post' || c.authMethod === 'client_secret_basic')) form.set('client_secret', c.clientSecret);
     }
-    let res;
+    let response: HttpResponse;
     try {
-      res = await this.transport({ url: this.url, headers, body: form.toString(), signal: ctx.signal });
+      response = await this.transport({ url: target.url, headers, body: form.toString(), signal: ctx.signal });
     } catch (err) {
       throw markIfCarriedOut(classifyNetworkError(err, ctx.signal));
     }
@@ -124,11 +188,7 @@ export class TokenEndpoint {
     for (const k of CREDENTIAL_PARAMS) for (const v of form.getAll(k)) sent.push(...wireForms(v));
     if (c.clientSecret !== undefined) sent.push(...wireForms(c.clientSecret));
     if (headers.authorization) sent.push(headers.authorization, headers.authorization.slice('Basic '.length));
-    try {
-      return interpretTokenResponse(res, ctx.now, sent);
-    } catch (err) {
-      throw err instanceof TokenError ? markIfCarriedOut(err) : err;
-    }
+    return { response, sent };
   }
 
   close(): void {

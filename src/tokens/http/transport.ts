@@ -6,8 +6,11 @@ import { createHash, X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { checkServerIdentity } from 'node:tls';
 import { TokenError } from '../errors.js';
+import type { ClientCertificateSource } from './client-certificate.js';
 
 export interface HttpRequest {
+  /** POST unless said (discovery and metadata servers are read with GET). */
+  readonly method?: 'GET' | 'POST';
   readonly url: URL;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: string;
@@ -34,6 +37,8 @@ export interface TransportOptions {
    * the server closed as we wrote to it would make the request's fate unknowable (ambiguous).
    */
   readonly keepAlive?: boolean;
+  /** mTLS client certificate (RFC 8705), checked before each request and re-read when it changed. */
+  readonly clientCertificate?: ClientCertificateSource;
 }
 
 const TLS_ERROR = /^(CERT_|ERR_TLS_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO_|ERR_SSL_|HOSTNAME_MISMATCH)/;
@@ -62,24 +67,41 @@ function pinCheck(pin: string) {
 export function createNodeTransport(opts: TransportOptions = {}): HttpTransport & { close(): void } {
   const maxBytes = opts.maxResponseBytes ?? 64 * 1024;
   const keepAlive = opts.keepAlive ?? true;
-  const httpsAgent = new https.Agent({
+  const newHttpsAgent = (client?: { cert: Buffer; key: Buffer }) => new https.Agent({
     keepAlive,
     maxSockets: 4,
     minVersion: 'TLSv1.2',
     ...(opts.ca ? { ca: opts.ca } : {}),
     ...(opts.pinSha256 ? { checkServerIdentity: pinCheck(opts.pinSha256) } : {}),
+    ...(client ? { cert: client.cert, key: client.key } : {}),
   });
+  let httpsAgent = opts.clientCertificate ? undefined : newHttpsAgent();
+  let agentVersion: string | undefined;
   const httpAgent = new http.Agent({ keepAlive, maxSockets: 4 });
 
-  const transport = (req: HttpRequest): Promise<HttpResponse> =>
-    new Promise<HttpResponse>((resolve, reject) => {
-      const isHttps = req.url.protocol === 'https:';
+  /** A rotated client certificate gets a new agent: kept-alive connections carry the old one. */
+  const agentFor = async (): Promise<https.Agent> => {
+    if (!opts.clientCertificate) return httpsAgent!;
+    const pair = await opts.clientCertificate.current();
+    if (!httpsAgent || agentVersion !== pair.version) {
+      httpsAgent?.destroy();
+      httpsAgent = newHttpsAgent(pair);
+      agentVersion = pair.version;
+    }
+    return httpsAgent;
+  };
+
+  const transport = async (req: HttpRequest): Promise<HttpResponse> => {
+    const isHttps = req.url.protocol === 'https:';
+    const agent = isHttps ? await agentFor() : httpAgent;
+    return new Promise<HttpResponse>((resolve, reject) => {
       const mod = isHttps ? https : http;
-      const body = Buffer.from(req.body);
+      const method = req.method ?? 'POST';
+      const body = Buffer.from(method === 'GET' ? '' : req.body);
       const outgoing = mod.request(req.url, {
-        method: 'POST',
-        agent: isHttps ? httpsAgent : httpAgent,
-        headers: { ...req.headers, 'content-length': String(body.length) },
+        method,
+        agent,
+        headers: method === 'GET' ? { ...req.headers } : { ...req.headers, 'content-length': String(body.length) },
         signal: req.signal,
       });
       // Whether the request may have reached the server: from the moment the connection (and TLS
@@ -116,9 +138,10 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
       outgoing.on('error', fail);
       outgoing.end(body);
     });
+  };
   return Object.assign(transport, {
     close() {
-      httpsAgent.destroy();
+      httpsAgent?.destroy();
       httpAgent.destroy();
     },
   });

@@ -118,6 +118,11 @@ export class PerCallerProvider {
     this.random = deps.random ?? Math.random;
   }
 
+  /** The token endpoint (or, with `issuer`, the issuer): what budgets and Retry-After are kept by. */
+  private get endpointUrl(): string {
+    return this.source.tokenUrl ?? this.source.issuer ?? '';
+  }
+
   get breakerState(): BreakerState {
     return this.breakerInstance?.state ?? 'closed';
   }
@@ -365,7 +370,7 @@ export class PerCallerProvider {
       const r = this.config.resilience;
       // A caller waiting on a cold cache goes first in the origin's budget; a refresh ahead is
       // due by the current token's hard expiry.
-      const budget = this.deps.budgets?.forUrl(this.source.tokenUrl);
+      const budget = this.deps.budgets?.forUrl(this.endpointUrl);
       const hint = new BudgetHint();
       if (previous) hint.deadline = previous.expiresAt;
       else hint.cold = true;
@@ -376,7 +381,7 @@ export class PerCallerProvider {
           return exchangeToken(this.endpoint, request, { signal, now: attemptAt });
         },
         { timeoutMs: r.timeout, retries: r.retries, baseMs: r.backoff.base, maxMs: r.backoff.max },
-        { clock, gate: this.deps.gate, failures: TOKEN_FAILURES, endpoint: this.source.tokenUrl, signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
+        { clock, gate: this.deps.gate, failures: TOKEN_FAILURES, endpoint: this.endpointUrl, signal: controller.signal, random: this.random, ...(admit ? { admit } : {}) },
       );
       const fetched = await this.breaker().run(attempt);
       const inject = this.config.inject;
@@ -389,7 +394,7 @@ export class PerCallerProvider {
       this.cache.set(entry);
       metrics.exchanges.inc({ provider: this.name, outcome: 'issued' });
       logger.info('token exchanged', {
-        provider: this.name, subject: subject ?? null, audience: this.source.audience ?? this.source.resource?.join(' ') ?? this.source.scope ?? null,
+        provider: this.name, subject: subject ?? null, audience: this.source.audience ?? (typeof this.source.resource === 'string' ? this.source.resource : this.source.resource?.join(' ')) ?? this.source.scope ?? null,
         actor: this.source.actorToken?.provider ?? null, token_id: record.tokenId, expires_in_s: Math.round((expiresAt - clock.now()) / 1000),
         ...(previous ? { refresh: true } : {}),
       });

@@ -13,7 +13,7 @@ export class ClientCredentials implements TokenSource {
 
   constructor(config: ClientCredentialsSource, transport?: HttpTransport) {
     this.client = new TokenEndpoint(config, transport);
-    this.endpoint = config.tokenUrl;
+    this.endpoint = this.client.endpointId;
     this.defaultTtlMs = config.defaultTtl;
   }
 

@@ -19,12 +19,12 @@ export class JwtBearer implements TokenSource {
     this.client = new TokenEndpoint(config, transport);
     const a = config.assertion;
     this.signer = new JwtSigner({ algorithm: a.algorithm, key: a.key, ...(a.keyId ? { keyId: a.keyId } : {}) });
-    this.endpoint = config.tokenUrl;
+    this.endpoint = this.client.endpointId;
     this.defaultTtlMs = config.defaultTtl;
   }
 
   async fetch(ctx: FetchContext): Promise<FetchedToken> {
-    const claims = { aud: this.config.tokenUrl, ...this.config.assertion.claims };
+    const claims = { aud: await this.client.assertionAudience(ctx.signal), ...this.config.assertion.claims };
     const { jwt } = await this.signer.sign({ claims, nowMs: ctx.now, ttlMs: this.config.assertion.ttl });
     return this.client.request({ grant_type: GRANT_TYPE, assertion: jwt }, ctx);
   }

@@ -17,7 +17,7 @@ export class RefreshToken implements TokenSource {
     // A fresh connection per grant (refreshes are rare): a reset on an idle keep-alive socket the
     // IdP had closed would leave unknown whether the grant ran, and spend the refresh token.
     this.client = new TokenEndpoint(config, transport, { keepAlive: false });
-    this.endpoint = config.tokenUrl;
+    this.endpoint = this.client.endpointId;
     this.defaultTtlMs = config.defaultTtl;
   }
 

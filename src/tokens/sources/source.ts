@@ -36,3 +36,19 @@ export interface TokenSource {
   fetch(ctx: FetchContext): Promise<FetchedToken>;
   close?(): void;
 }
+
+/** Another provider's current token, for sources that build on it (a chain of providers). */
+export interface LinkedToken {
+  readonly accessToken: string;
+  readonly tokenType: string;
+  /** Its hard expiry (epoch ms); a token derived from it is refreshed no later than this. */
+  readonly expiresAt: number;
+}
+
+/**
+ * How a source reaches another provider's token (`via`, `subjectToken.provider`): waits for a
+ * refresh when the link is missing or due one, bounded by `signal`. A failure names the link.
+ */
+export interface LinkedTokens {
+  get(provider: string, signal: AbortSignal): Promise<LinkedToken>;
+}
