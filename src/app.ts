@@ -209,6 +209,7 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
     ...(opts.random ? { random: opts.random } : {}),
     ...(config.store.redis?.keyPrefix ? { keyPrefix: config.store.redis.keyPrefix } : {}),
     ...(config.tokenEndpoints ? { tokenEndpoints: config.tokenEndpoints } : {}),
+    ...(config.store.encryptionKey ? { subjectKeySecret: config.store.encryptionKey } : {}),
   });
   const authz = new AuthzService({ manager, clock, logger, metrics }, config);
   const health = new Health();

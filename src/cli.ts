@@ -19,6 +19,7 @@ const USAGE = `usage:
   tokengate serve --config FILE          run the ext_authz gRPC service
   tokengate check-config --config FILE   validate a config (exit 1 with "path: problem" lines)
   tokengate token PROVIDER --config FILE fetch one token and print a redacted summary
+      [--subject-token-file F]           for a per-caller token_exchange provider: exchange the token in F
   tokengate schema                       print the config's JSON Schema (for editors and linters)
   tokengate --version`;
 
@@ -26,18 +27,22 @@ interface Args {
   readonly command: string | undefined;
   readonly positional: string[];
   readonly config: string | undefined;
+  readonly subjectTokenFile: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
   const positional: string[] = [];
   let config: string | undefined;
+  let subjectTokenFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--config' || a === '-c') config = argv[++i];
+    else if (a === '--subject-token-file') subjectTokenFile = argv[++i];
+    else if (a.startsWith('--subject-token-file=')) subjectTokenFile = a.slice('--subject-token-file='.length);
     else if (a.startsWith('--config=')) config = a.slice('--config='.length);
     else positional.push(a);
   }
-  return { command: positional.shift(), positional, config };
+  return { command: positional.shift(), positional, config, subjectTokenFile };
 }
 
 function loadOrExit(file: string | undefined): Config {
@@ -88,6 +93,73 @@ async function checkConfig(file: string | undefined): Promise<number> {
   return 0;
 }
 
+/** The JWT header and claims of a token, for a summary (never the token itself), or null. */
+function jwtSummary(token: string): unknown {
+  try {
+    return { header: decodeProtectedHeader(token), claims: decodeJwt(token) };
+  } catch {
+    return null;
+  }
+}
+
+/** `token PROVIDER --subject-token-file F` for a per-caller token_exchange provider: one exchange. */
+async function exchangeOnce(config: Config, provider: string, subjectFile: string | undefined): Promise<number> {
+  const pc = config.providers.get(provider)!;
+  if (!subjectFile) {
+    process.stderr.write(`${provider} exchanges each caller's token: give one with --subject-token-file F\n`);
+    return 2;
+  }
+  let subject: string;
+  try {
+    subject = readFileSync(subjectFile, 'utf8').trim();
+  } catch (err) {
+    process.stderr.write(`cannot read ${subjectFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})\n`);
+    return 1;
+  }
+  const configs = withLinks(config, provider);
+  let manager: TokenManager;
+  try {
+    manager = new TokenManager(configs);
+  } catch (err) {
+    const problems = configProblems(err);
+    if (problems) {
+      process.stderr.write(`${formatProblems(problems)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  try {
+    const p = manager.perCaller(provider)!;
+    const scheme = pc.source.type === 'token_exchange' ? pc.source.subjectToken.request?.scheme ?? '' : '';
+    const got = await p.acquire(scheme ? `${scheme} ${subject}` : subject, { waitMs: pc.resilience.timeout * (pc.resilience.retries + 1) + 30_000 });
+    switch (got.kind) {
+      case 'token': {
+        const r = got.entry.token.record;
+        process.stdout.write(`${JSON.stringify({
+          provider, type: 'token_exchange', token_type: r.tokenType, token_id: got.entry.token.tokenId,
+          expires_in: `${Math.round((got.entry.expiresAt - Date.now()) / 1000)}s`, subject: got.entry.subject ?? null,
+          ...(r.scope ? { scope: r.scope } : {}), jwt: jwtSummary(r.accessToken),
+        }, null, 2)}\n`);
+        return 0;
+      }
+      case 'invalid_subject':
+        process.stderr.write(`invalid_subject_token: ${got.reason} (no exchange was attempted)\n`);
+        return 1;
+      case 'rejected':
+        process.stderr.write(`exchange_rejected: the IdP refused the subject (${got.idpError})\n`);
+        return 1;
+      case 'unavailable': {
+        const e = got.error.toJSON();
+        process.stderr.write(`token exchange failed: ${got.error.code}: ${redactText(got.error.message)}\n`);
+        if (e.error) process.stderr.write(`IdP error: ${String(e.error)}${e.error_description ? ` (${String(e.error_description)})` : ''}\n`);
+        return 1;
+      }
+    }
+  } finally {
+    await manager.close(0);
+  }
+}
+
 /** The provider and every provider its chain builds on (via, subjectToken.provider, …). */
 function withLinks(config: Config, name: string): ProviderConfig[] {
   const out = new Map<string, ProviderConfig>();
@@ -101,7 +173,7 @@ function withLinks(config: Config, name: string): ProviderConfig[] {
   return [...out.values()];
 }
 
-async function token(provider: string | undefined, file: string | undefined): Promise<number> {
+async function token(provider: string | undefined, file: string | undefined, subjectFile?: string): Promise<number> {
   if (!provider) {
     process.stderr.write(`token needs a PROVIDER\n${USAGE}\n`);
     return 2;
@@ -112,6 +184,7 @@ async function token(provider: string | undefined, file: string | undefined): Pr
     process.stderr.write(`no provider named ${JSON.stringify(provider)} (configured: ${[...config.providers.keys()].join(', ') || 'none'})\n`);
     return 1;
   }
+  if (pc.cache) return exchangeOnce(config, provider, subjectFile);
   let manager: TokenManager;
   try {
     manager = new TokenManager(withLinks(config, provider));
@@ -222,7 +295,7 @@ async function main(argv: readonly string[]): Promise<number | undefined> {
     case 'check-config':
       return checkConfig(args.config);
     case 'token':
-      return token(args.positional[0], args.config);
+      return token(args.positional[0], args.config, args.subjectTokenFile);
     case 'schema':
       process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return 0;

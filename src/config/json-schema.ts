@@ -254,11 +254,34 @@ const sources: Record<string, Schema> = {
     defaultTtl: dur('Fallback lifetime. Default 1h.'),
     tls: endpointTls,
   }, { required: ['type', 'serviceAccount', 'via'] }),
-  token_exchange: sourceOf('token_exchange', 'RFC 8693 token exchange with a fixed subject (file, env or another provider).', {
-    subjectToken: tokenRef('The subject token: { file | env | provider, type }.'),
-    actorToken: tokenRef('An actor token (delegation): { file | env | provider, type }.'),
+  token_exchange: sourceOf('token_exchange', 'RFC 8693 token exchange (or Entra ID on-behalf-of) with a fixed subject (file, env or another provider), or per caller (subjectToken.request: the caller\'s own token, cached per caller).', {
+    style: oneOf(['rfc8693', 'entra_obo'], 'rfc8693 (token-exchange grant) or entra_obo (jwt-bearer grant, requested_token_use=on_behalf_of; per caller only). Default rfc8693.'),
+    subjectToken: obj('The subject token: { file | env | provider, type } (a fixed subject), or { request, type?, verify? } (the caller\'s own token: per-caller tokens).', {
+      file: str('File holding the token (re-read at each fetch).'),
+      env: str('Environment variable holding the token.', { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }),
+      provider: str('Another provider whose current token is used (a chain).'),
+      type: str('subject_token_type (a token type URI); required with file, env or provider, default urn:ietf:params:oauth:token-type:access_token with request.'),
+      request: obj('The caller\'s token, from a request header. Envoy must not list the header in disallowed_headers.', {
+        header: str('Header holding the caller\'s token. Default authorization.', { pattern: "^[!#$%&'*+.^_`|~0-9a-zA-Z-]+$" }),
+        scheme: str('Auth scheme before the token, case-insensitive; "" for a bare token. Default Bearer for authorization.'),
+        maxBytes: num('Longest subject token accepted; longer ones are answered 401. Default 16384.', { minimum: 64, maximum: 65536, integer: true }),
+      }),
+      verify: obj('Check the caller\'s token locally before any exchange (jose).', {
+        issuer: str('Expected iss; the JWKS is discovered from it unless jwksUri is set.'),
+        audience: { description: 'Expected aud (one or a list).', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
+        jwksUri: str('JWKS URL (https; http only to loopback).'),
+        algorithms: list({ enum: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] }, 'Allowed signature algorithms. Default [RS256, PS256, ES256, EdDSA].'),
+        leeway: dur('Tolerance on exp/nbf (≤5m). Default 0s.'),
+      }, { required: ['issuer'] }),
+    }, { oneOf: [{ required: ['file', 'type'] }, { required: ['env', 'type'] }, { required: ['provider', 'type'] }, { required: ['request'] }] }),
+    actorToken: (() => {
+      // Per caller, `type` defaults to access_token; a fixed subject's actor needs it (the validator says so).
+      const ref = tokenRef('An actor token (delegation): { file | env | provider, type }; per caller: { provider, type? }.');
+      delete ref.required;
+      return ref;
+    })(),
     requestedTokenType: str('requested_token_type; the answer must carry the same issued_token_type.', { pattern: TOKEN_TYPE }),
-    resource: str('resource parameter.'),
+    resource: { description: 'resource parameter(s): absolute URIs.', anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, PLACEHOLDER] },
     ...endpoint,
   }, { required: ['type', 'subjectToken'], allOf: authRules(false) }),
 };
@@ -299,6 +322,12 @@ const provider = obj('One upstream credential.', {
     emergencyToken: secret('Last-resort token when nothing else is available.'),
   }),
   purgeOnUpstreamStatus: list({ anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, PLACEHOLDER] }, 'Upstream statuses (from Envoy\'s access log) that purge the token. Default [401].'),
+  cache: section('Per-caller cache (token_exchange with subjectToken.request only).', {
+    maxEntries: num('Callers kept; the least recently used is evicted first. Default 10000.', { minimum: 1, maximum: 10000000, integer: true }),
+    maxBytes: num('Approximate bytes the cache may hold. Default 64 MiB.', { minimum: 65536, maximum: 17179869184, integer: true }),
+    negativeTtl: dur('How long a refused subject is answered from memory (≤1d). Default 30s.'),
+    shared: bool('Also keep exchanged tokens in the Redis store (encrypted, keyed by an HMAC of the subject). Default false.'),
+  }),
 }, { required: ['source'] });
 
 const route = obj('Picks a provider for requests Envoy sends without a provider context extension.', {

@@ -7,8 +7,8 @@ import { readTokenEndpoints } from './token-endpoints.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
-  CheckServer, ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, ProviderConfig, RedisConfig,
-  RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, TokenEndpointConfig,
+  CheckServer, ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig, RedisConfig,
+  RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, SubjectTokenConfig, TokenEndpointConfig,
 } from './types.js';
 
 const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static', 'metadata', 'gcp_impersonation', 'token_exchange'] as const;
@@ -398,13 +398,20 @@ function readSource(r: Reader): SourceConfig | undefined {
       break;
     }
     case 'token_exchange': {
+      // The caller's own token (`subjectToken.request`): a per-caller provider.
+      if (r.child('subjectToken')?.has('request')) {
+        out = readTokenExchange(r);
+        break;
+      }
+      const style = r.oneOf('style', ['rfc8693'] as const, 'rfc8693');
+      if (r.child('subjectToken')?.has('verify')) r.problem('subjectToken', 'verify is for per-caller tokens (subjectToken.request); a fixed subject is the operator\'s own');
       const subjectToken = readTokenRef(r, 'subjectToken', true);
       const actorToken = r.has('actorToken') ? readTokenRef(r, 'actorToken', false) : undefined;
       const requestedTokenType = r.str('requestedTokenType', { pattern: TOKEN_TYPE, patternHint: 'expected a token type URI (urn:…)' });
       const resource = r.str('resource');
       const e = readEndpoint(r, type);
       if (e && subjectToken) {
-        out = { type, subjectToken, ...(actorToken ? { actorToken } : {}), ...(requestedTokenType ? { requestedTokenType } : {}), ...(resource ? { resource } : {}), ...e };
+        out = { type, style, subjectToken, ...(actorToken ? { actorToken } : {}), ...(requestedTokenType ? { requestedTokenType } : {}), ...(resource ? { resource } : {}), ...e };
       }
       break;
     }
@@ -485,6 +492,129 @@ function checkChains(providers: ReadonlyMap<string, ProviderConfig>, path: strin
     state.set(name, 'done');
   };
   for (const name of providers.keys()) visit(name, []);
+}
+
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const TOKEN_TYPE_URI = /^(urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+|https?:\/\/\S+)$/;
+/** Asymmetric JWS algorithms a subject token may be signed with (HS* would need a shared secret; `none` never). */
+const VERIFY_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
+/** A string or a list of strings (RFC 8693 audience and resource may repeat). */
+function strList(r: Reader, key: string): string[] {
+  if (!r.has(key)) return [];
+  const v = r.value(key);
+  if (!Array.isArray(v)) {
+    const one = r.str(key);
+    return one ? [one] : [];
+  }
+  const out: string[] = [];
+  for (const { value, path } of r.list(key)) {
+    if (typeof value === 'string' && value) out.push(value);
+    else r.ctx.problems.push({ path, problem: 'expected a non-empty string' });
+  }
+  return out;
+}
+
+function httpsUrl(r: Reader, key: string, value: string | undefined): void {
+  if (value === undefined) return;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    r.problem(key, 'is not a valid URL');
+    return;
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) r.problem(key, 'must be https (plain http only to loopback addresses)');
+}
+
+function readSubjectToken(r: Reader, style: 'rfc8693' | 'entra_obo'): SubjectTokenConfig | undefined {
+  for (const k of ['file', 'env', 'provider']) if (r.has(k)) r.problem(k, 'is for a fixed subject; a per-caller subject comes from the request');
+  const rq = r.has('request') ? r.child('request') : undefined;
+  let request: SubjectTokenConfig['request'];
+  if (rq) {
+    const header = (rq.str('header') ?? 'authorization').toLowerCase();
+    if (!HEADER_NAME.test(header) || header.startsWith(':')) rq.problem('header', 'expected an HTTP header name');
+    const scheme = rq.str('scheme') ?? (header === 'authorization' ? 'Bearer' : '');
+    if (scheme !== '' && !/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}$/.test(scheme)) rq.problem('scheme', 'expected an auth scheme such as Bearer, or "" for a bare token');
+    const maxBytes = rq.num('maxBytes', 16_384, { min: 64, max: 65_536, integer: true });
+    rq.done();
+    request = { header, scheme, maxBytes };
+  } else {
+    r.problem('request', 'is required: the subject token comes from the caller\'s request (file, env and provider subjects are another source form)');
+  }
+  const type = r.str('type') ?? ACCESS_TOKEN_TYPE;
+  if (!TOKEN_TYPE_URI.test(type)) r.problem('type', 'expected a token type URI such as urn:ietf:params:oauth:token-type:access_token');
+  if (style === 'entra_obo' && r.has('type')) r.problem('type', 'is an RFC 8693 parameter; style entra_obo sends the caller\'s token as an assertion');
+  let verify: SubjectTokenConfig['verify'];
+  const v = r.has('verify') ? r.child('verify') : undefined;
+  if (v) {
+    const issuer = v.str('issuer', { required: true });
+    const audience = strList(v, 'audience');
+    const jwksUri = v.str('jwksUri');
+    httpsUrl(v, 'jwksUri', jwksUri);
+    if (!jwksUri) httpsUrl(v, 'issuer', issuer);
+    const algorithms = strList(v, 'algorithms');
+    for (const a of algorithms) if (!VERIFY_ALGORITHMS.includes(a)) v.problem('algorithms', `${a} is not allowed (one of ${VERIFY_ALGORITHMS.join(', ')})`);
+    const leeway = v.duration('leeway', 0, { min: 0, max: 300_000 });
+    v.done();
+    if (issuer) {
+      verify = {
+        issuer, leeway, algorithms: algorithms.length ? algorithms : ['RS256', 'PS256', 'ES256', 'EdDSA'],
+        ...(audience.length ? { audience } : {}), ...(jwksUri ? { jwksUri } : {}),
+      };
+    }
+  }
+  r.done();
+  if (!request) return undefined;
+  return { request, type, ...(verify ? { verify } : {}) };
+}
+
+function readTokenExchange(r: Reader): SourceConfig | undefined {
+  const style = r.oneOf('style', ['rfc8693', 'entra_obo'] as const, 'rfc8693');
+  const sr = r.child('subjectToken');
+  if (!r.has('subjectToken')) r.problem('subjectToken', 'is required');
+  const subjectToken = sr ? readSubjectToken(sr, style) : undefined;
+  let actorToken: { provider: string; type: string } | undefined;
+  const ar = r.has('actorToken') ? r.child('actorToken') : undefined;
+  if (ar) {
+    for (const k of ['file', 'env']) if (ar.has(k)) ar.problem(k, 'per-caller providers take their actor token from a provider');
+    const provider = ar.str('provider', { required: true });
+    const type = ar.str('type') ?? ACCESS_TOKEN_TYPE;
+    if (!TOKEN_TYPE_URI.test(type)) ar.problem('type', 'expected a token type URI');
+    ar.done();
+    if (style === 'entra_obo') r.problem('actorToken', 'is an RFC 8693 parameter; style entra_obo has no actor token');
+    if (provider) actorToken = { provider, type };
+  }
+  const resource = strList(r, 'resource');
+  for (const res of resource) if (!/^[a-z][a-z0-9+.-]*:/i.test(res) || res.includes('#')) r.problem('resource', 'expected absolute URIs without a fragment (RFC 8707)');
+  const requestedTokenType = r.str('requestedTokenType');
+  if (requestedTokenType !== undefined && !TOKEN_TYPE_URI.test(requestedTokenType)) r.problem('requestedTokenType', 'expected a token type URI');
+  if (style === 'entra_obo') {
+    if (resource.length) r.problem('resource', 'is an RFC 8693 parameter; style entra_obo takes scope only');
+    if (requestedTokenType !== undefined) r.problem('requestedTokenType', 'is an RFC 8693 parameter; style entra_obo takes scope only');
+    if (r.has('audience')) r.problem('audience', 'is an RFC 8693 parameter; style entra_obo takes scope only');
+    if (!r.has('scope')) r.problem('scope', 'is required with style entra_obo (e.g. api://<app-id>/.default)');
+  }
+  const e = readEndpoint(r, 'token_exchange');
+  if (!e || !subjectToken) return undefined;
+  return {
+    type: 'token_exchange', style, subjectToken, ...e,
+    ...(actorToken ? { actorToken } : {}),
+    ...(resource.length ? { resource } : {}),
+    ...(requestedTokenType ? { requestedTokenType } : {}),
+  };
+}
+
+/** `cache:` of a per-caller token_exchange provider. */
+function readPerCallerCache(r: Reader | undefined): PerCallerCacheConfig {
+  const out: PerCallerCacheConfig = {
+    maxEntries: r?.num('maxEntries', 10_000, { min: 1, max: 10_000_000, integer: true }) ?? 10_000,
+    maxBytes: r?.num('maxBytes', 64 * 1024 * 1024, { min: 64 * 1024, max: 16 * 1024 * 1024 * 1024, integer: true }) ?? 64 * 1024 * 1024,
+    negativeTtl: r?.duration('negativeTtl', 30_000, { min: 0, max: DAY_MS }) ?? 30_000,
+    shared: r?.bool('shared', false) ?? false,
+  };
+  r?.done();
+  return out;
 }
 
 function readInject(r: Reader | undefined): InjectConfig {
@@ -578,6 +708,16 @@ function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig
   const inject = readInject(r.has('inject') ? r.child('inject') : undefined);
   const refresh = readRefresh(r.has('refresh') ? r.child('refresh') : undefined);
   const resilience = readResilience(r.has('resilience') ? r.child('resilience') : undefined);
+  const perCaller = source?.type === 'token_exchange' && source.subjectToken.request !== undefined;
+  let cache: PerCallerCacheConfig | undefined;
+  if (perCaller) cache = readPerCallerCache(r.has('cache') ? r.child('cache') : undefined);
+  else if (r.has('cache')) r.problem('cache', 'is for token_exchange providers whose subjectToken comes from the request (per-caller tokens)');
+  if (perCaller && r.has('resilience')) {
+    // A per-caller token is served stale only before its hard expiry: no grace, no emergency token.
+    const rr = r.child('resilience');
+    if (rr?.has('serveExpiredFor')) rr.problem('serveExpiredFor', 'does not apply to per-caller tokens (a caller\'s token is never served past its expiry)');
+    if (rr?.has('emergencyToken')) rr.problem('emergencyToken', 'does not apply to per-caller tokens (one shared token would erase the caller\'s identity)');
+  }
   const purge = r.list('purgeOnUpstreamStatus');
   const purgeOnUpstreamStatus = purge.length || r.has('purgeOnUpstreamStatus') ? [] as number[] : [401];
   for (const e of purge) {
@@ -589,7 +729,10 @@ function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig
   if (!source) return undefined;
   checkConfiguredTokens(r, source, inject, resilience);
   // Ten thousand providers with default settings share one copy of each (config is frozen).
-  return { name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus) };
+  return {
+    name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus),
+    ...(cache ? { cache } : {}),
+  };
 }
 
 function readRoutes(r: Reader, declared: ReadonlySet<string>): RouteConfig[] {
@@ -620,6 +763,17 @@ function readRoutes(r: Reader, declared: ReadonlySet<string>): RouteConfig[] {
     });
   }
   return routes;
+}
+
+/** `actorToken.provider` names a provider with one shared token (not itself, not a per-caller one). */
+function checkActorTokens(providers: ReadonlyMap<string, ProviderConfig>, ctx: ReadContext): void {
+  for (const p of providers.values()) {
+    if (p.source.type !== 'token_exchange' || !p.source.actorToken?.provider) continue;
+    const path = `providers.${p.name}.source.actorToken.provider`;
+    const actor = providers.get(p.source.actorToken.provider);
+    // An unknown or circular name is checkChains' to report.
+    if (actor && actor !== p && actor.cache) ctx.problems.push({ path, problem: `${actor.name} issues per-caller tokens; an actor token is the gateway's own` });
+  }
 }
 
 function deepFreeze<T>(value: T): T {
@@ -681,6 +835,10 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   }
   const routes = readRoutes(root, declared);
   if (pr) checkChains(providers, pr.path, ctx.problems);
+  checkActorTokens(providers, ctx);
+  for (const p of providers.values()) {
+    if (p.cache?.shared && store.type !== 'redis') ctx.problems.push({ path: `providers.${p.name}.cache.shared`, problem: 'needs store.type: redis (the shared store); with the memory store each replica keeps its own callers' });
+  }
   const tokenEndpoints = readTokenEndpoints(root);
   root.done();
   if (ctx.problems.length) return undefined;

@@ -123,13 +123,59 @@ export interface FixedTokenRef {
   readonly type: string;
 }
 
-/** RFC 8693 token exchange with a fixed subject (workload identity federation, STS). */
+/** `subjectToken.verify`: the caller's token is checked locally (jose) before any exchange. */
+export interface SubjectVerifyConfig {
+  /** Expected `iss`; also where the JWKS is discovered when `jwksUri` is not given. */
+  readonly issuer: string;
+  /** Expected `aud` (any of them). */
+  readonly audience?: readonly string[];
+  readonly jwksUri?: string;
+  /** Allowed signature algorithms (never `none`). */
+  readonly algorithms: readonly string[];
+  /** Tolerance (ms) on `exp`/`nbf` at request time. */
+  readonly leeway: number;
+}
+
+/** `subjectToken.request`: the caller's token from a request header (per-caller exchange). */
+export interface SubjectFromRequest {
+  /** Lower-case header name. */
+  readonly header: string;
+  /** Auth scheme before the token ("Bearer"), compared case-insensitively; "" when the header is the bare token. */
+  readonly scheme: string;
+  /** Longest subject token accepted (bytes); longer ones are answered 401 without hashing. */
+  readonly maxBytes: number;
+}
+
+/** A fixed subject (file, env, provider), or the caller's own (`request`, per-caller tokens). */
+export interface SubjectTokenConfig extends FixedTokenRef {
+  readonly request?: SubjectFromRequest;
+  readonly verify?: SubjectVerifyConfig;
+}
+
+/**
+ * RFC 8693 token exchange: with a fixed subject (workload identity federation, STS), or per
+ * caller (`subjectToken.request`; the provider then has `cache`). `style: entra_obo` is Entra
+ * ID's on-behalf-of variant (per caller).
+ */
 export interface TokenExchangeSource extends TokenEndpointConfig {
   readonly type: 'token_exchange';
-  readonly subjectToken: FixedTokenRef;
+  readonly style: 'rfc8693' | 'entra_obo';
+  readonly subjectToken: SubjectTokenConfig;
   readonly actorToken?: FixedTokenRef;
   readonly requestedTokenType?: string;
-  readonly resource?: string;
+  readonly resource?: string | readonly string[];
+}
+
+/** `cache`: the per-caller token cache of a token_exchange provider whose subject is the caller's. */
+export interface PerCallerCacheConfig {
+  /** Callers kept at once; the least recently used is evicted first. */
+  readonly maxEntries: number;
+  /** Approximate bytes the cache may hold (tokens, answers, bookkeeping). */
+  readonly maxBytes: number;
+  /** How long a subject the IdP refused (or that failed verify) is answered from memory. */
+  readonly negativeTtl: number;
+  /** Also keep exchanged tokens in the shared store (Redis), encrypted, for every replica. */
+  readonly shared: boolean;
 }
 
 export type SourceConfig =
@@ -175,6 +221,8 @@ export interface ProviderConfig {
   readonly refresh: RefreshConfig;
   readonly resilience: ResilienceConfig;
   readonly purgeOnUpstreamStatus: readonly number[];
+  /** Per-caller cache; set only for token_exchange providers whose subject comes from the request. */
+  readonly cache?: PerCallerCacheConfig;
 }
 
 export interface RouteMatch {

@@ -24,6 +24,8 @@ export interface GaugeSources {
   breakerStates(): Iterable<[string, number]>;
   /** [provider, 1 when its refresh_token grant needs an operator (needs_attention), else 0]. */
   needsAttention?(): Iterable<[string, number]>;
+  /** [provider, callers cached] for each per-caller (token_exchange) provider. */
+  exchangeCacheEntries?(): Iterable<[string, number]>;
   /** [origin, requests queued for its token-endpoint budget, effective rate per second]. */
   tokenEndpoints?(): Iterable<[string, number, number]>;
 }
@@ -38,6 +40,10 @@ export class Metrics {
   readonly grantAmbiguous = this.registry.add(new Counter('tokengate_grant_ambiguous_total', 'refresh_token grants whose outcome was unknown (timeout, reset or garbled answer after sending): the refresh token is spent (needs an operator unless inside source.reuseInterval).', ['provider']));
   readonly storeRecordOpens = this.registry.add(new Counter('tokengate_store_record_opens_total', 'Stored records read, by the encryption key that opened them: current, previous (sealed again on the next write), none (no configured key opens it).', ['key']));
   readonly upstreamRejections = this.registry.add(new Counter('tokengate_upstream_rejections_total', 'Upstream responses that rejected an injected token.', ['provider', 'status']));
+  readonly exchangeCacheHits = this.registry.add(new Counter('tokengate_exchange_cache_hits_total', 'Checks of a per-caller provider answered from its cache.', ['provider']));
+  readonly exchangeCacheMisses = this.registry.add(new Counter('tokengate_exchange_cache_misses_total', 'Checks of a per-caller provider that found no cached token for their caller.', ['provider']));
+  readonly exchangeCacheEvictions = this.registry.add(new Counter('tokengate_exchange_cache_evictions_total', 'Callers evicted from a per-caller cache (least recently used, entries or bytes bound).', ['provider']));
+  readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, shared (another replica\'s exchange, from the store), rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
   // Replica coordination on the shared store (docs/operations.md, "Coordination metrics").
   readonly refreshLocks = this.registry.add(new Counter('tokengate_refresh_lock_total', 'Attempts to take a provider\'s refresh lock on the shared store, and locks lost or expired while held: acquired, contended (another replica held it), lost (a renewal found it gone), expired (lapsed before release).', ['provider', 'outcome']));
   readonly refreshLockWait = this.registry.add(new Histogram('tokengate_refresh_lock_wait_seconds', 'Time a refresh spent on the shared store before it held the lock or adopted the token another replica published.', LOCK_WAIT_BUCKETS, ['provider']));
@@ -50,6 +56,7 @@ export class Metrics {
   constructor() {
     this.registry.add(new CollectedGauge('tokengate_token_expires_in_seconds', 'Seconds until the cached token reaches hard expiry.', ['provider'], () => mapValues(this.gauges.expiresIn())));
     this.registry.add(new CollectedGauge('tokengate_breaker_state', 'Circuit breaker state: 0 closed, 1 half-open, 2 open.', ['provider'], () => mapValues(this.gauges.breakerStates())));
+    this.registry.add(new CollectedGauge('tokengate_exchange_cache_entries', 'Callers held in a per-caller provider\'s cache.', ['provider'], () => mapValues(this.gauges.exchangeCacheEntries?.() ?? [])));
     this.registry.add(new CollectedGauge('tokengate_token_endpoint_queue', 'Token requests waiting for their origin\'s budget.', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 1)));
     this.registry.add(new CollectedGauge('tokengate_token_endpoint_rate', 'Token requests a second the origin\'s budget allows now (maxRate, less after a 429).', ['origin'], () => pick(this.gauges.tokenEndpoints?.() ?? [], 2)));
     this.registry.add(new CollectedGauge('tokengate_grant_needs_attention', '1 while a refresh_token grant waits for an operator: its refresh token is spent (an ambiguous grant), the cached token is served.', ['provider'], () => mapValues(this.gauges.needsAttention?.() ?? [])));
@@ -82,6 +89,10 @@ export class Metrics {
     this.fetchDuration.drop(match);
     this.upstreamRejections.drop(match);
     this.grantAmbiguous.drop(match);
+    this.exchangeCacheHits.drop(match);
+    this.exchangeCacheMisses.drop(match);
+    this.exchangeCacheEvictions.drop(match);
+    this.exchanges.drop(match);
     this.refreshLocks.drop(match);
     this.refreshLockWait.drop(match);
     this.fencedWrites.drop(match);

@@ -4,6 +4,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type { TokenManager } from '../tokens/manager.js';
 import type { BudgetStatus } from '../tokens/manager.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
+import type { PerCallerStatus } from '../tokens/per-caller/per-caller-provider.js';
 import { isTokenError } from '../tokens/errors.js';
 import { audit } from '../observability/audit.js';
 import { redact } from '../observability/redact.js';
@@ -62,9 +63,14 @@ export class AdminApi {
     }
   }
 
-  /** Providers, and each token-endpoint origin's budget (`*`: the default for origins without an entry). */
-  listTokens(): { providers: ProviderStatus[]; tokenEndpoints: BudgetStatus[] } {
-    return { providers: this.host.manager.stats().map(safeStatus), tokenEndpoints: this.host.manager.budgetStatus() };
+  /**
+   * Providers, and each token-endpoint origin's budget (`*`: the default for origins without an
+   * entry). `perCaller`: the token_exchange providers whose tokens are per caller, with their
+   * cache size, hit ratio and last error; never a token or a subject. Present only when there are some.
+   */
+  listTokens(): { providers: ProviderStatus[]; tokenEndpoints: BudgetStatus[]; perCaller?: PerCallerStatus[] } {
+    const perCaller = this.host.manager.perCallerStats().map((s) => (s.lastError ? { ...s, lastError: redact(s.lastError) as Record<string, unknown> } : s));
+    return { providers: this.host.manager.stats().map(safeStatus), tokenEndpoints: this.host.manager.budgetStatus(), ...(perCaller.length ? { perCaller } : {}) };
   }
 
   private known(provider: string): void {
@@ -77,6 +83,12 @@ export class AdminApi {
   }
 
   invalidate(provider: string): { provider: string; invalidated: boolean } {
+    // A per-caller provider: every caller's token is dropped (each caller's next Check exchanges again).
+    const perCaller = provider ? this.host.manager.perCaller(provider) : undefined;
+    if (perCaller) {
+      perCaller.invalidateAll();
+      return { provider, invalidated: true };
+    }
     this.known(provider);
     const tokenId = this.host.manager.handle(provider)?.peek()?.tokenId;
     const invalidated = this.host.manager.invalidate(provider, undefined, 'admin');

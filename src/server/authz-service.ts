@@ -19,6 +19,7 @@ import {
 } from './check-response.js';
 import { CheckRequestReader, type CheckRequestFields } from './check-request-reader.js';
 import { authorizationServiceDefinition } from './protos.js';
+import { CallerLane } from './caller-lane.js';
 
 /**
  * On a route whose header tokengate injects, a client's own value of that header never reaches
@@ -94,6 +95,8 @@ export interface AuthzServiceDeps {
 
 export class AuthzService {
   private lanes = new Map<string, Lane>();
+  /** Per-caller providers (token_exchange with the caller's subject) that have seen a Check. */
+  private callerLanes = new Map<string, CallerLane>();
   private routes = new RouteTable([]);
   private defaults!: Config['defaults'];
   private logRequests = false;
@@ -146,6 +149,9 @@ export class AuthzService {
     const lanes = new Map<string, Lane>();
     for (const [name, lane] of this.lanes) if (this.deps.manager.handle(name) === lane.provider) lanes.set(name, lane);
     this.lanes = lanes;
+    const callerLanes = new Map<string, CallerLane>();
+    for (const [name, lane] of this.callerLanes) if (this.deps.manager.perCaller(name) === lane.provider) callerLanes.set(name, lane);
+    this.callerLanes = callerLanes;
     const routes = new RouteTable(config.routes);
     this.routes = routes;
     this.defaults = config.defaults;
@@ -170,6 +176,14 @@ export class AuthzService {
       }
       const lane = this.lanes.get(name) ?? this.newLane(name);
       if (lane === undefined) {
+        const caller = this.callerLanes.get(name) ?? this.newCallerLane(name);
+        if (caller !== undefined) {
+          const header = caller.subjectHeader(req.raw);
+          const buf = caller.hit(header, this.deps.clock.now());
+          if (buf !== undefined) callback(null, buf);
+          else this.slowCaller(caller, header, callback);
+          return;
+        }
         this.unknownCell.value++;
         this.deps.logger.error('Check names a provider that is not configured', { provider: name.slice(0, 128) });
         callback(null, deniedUnknownProvider(name));
@@ -227,6 +241,41 @@ export class AuthzService {
     const lane = new Lane(p, p.config, this.deps.metrics, this.encode);
     this.lanes.set(name, lane);
     return lane;
+  }
+
+  private newCallerLane(name: string): CallerLane | undefined {
+    const p = this.deps.manager.perCaller(name);
+    if (p === undefined) return undefined;
+    const lane = new CallerLane(p, this.deps.metrics, this.encode);
+    this.callerLanes.set(name, lane);
+    return lane;
+  }
+
+  /** A per-caller miss: the caller's exchange (or the refusal), answered per the contract. */
+  private slowCaller(lane: CallerLane, header: string | undefined, callback: Callback): void {
+    const started = performance.now();
+    this.inflight++;
+    lane.provider.acquire(header).then(
+      (a) => {
+        // onTokenUnavailable: allow lets the request go without a credential, but never with the caller's own.
+        if (a.kind === 'unavailable' && this.defaults.onTokenUnavailable === 'allow') {
+          this.deps.metrics.checks.cell(lane.provider.name, 'allowed_without_token', 'none').value++;
+          const remove = [...new Set([lane.config.inject.header, lane.provider.header, ...lane.config.inject.removeHeaders])];
+          return callback(null, { ...okWithoutToken(lane.provider.name), ok_response: { headers_to_remove: remove } });
+        }
+        callback(null, lane.answer(a, (u) => (u.error.retryAfterMs !== undefined ? u.error.retryAfterMs / 1000
+          : lane.provider.breakerState === 'open' ? lane.config.resilience.breaker.resetTimeout / 1000 : 1)));
+      },
+      (err: unknown) => {
+        this.deps.logger.error('Check failed unexpectedly', { provider: lane.provider.name, error: err });
+        callback(null, deniedInternal());
+      },
+    ).catch((err: unknown) => {
+      this.deps.logger.debug('Check callback failed', { error: err });
+    }).finally(() => {
+      this.deps.metrics.checkDuration.observe((performance.now() - started) / 1000);
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
   }
 
   private unmatched(): CheckResponseObject {

@@ -11,6 +11,7 @@ const RPC_OK = 0;
 const RPC_PERMISSION_DENIED = 7;
 const RPC_INTERNAL = 13;
 const RPC_UNAVAILABLE = 14;
+const RPC_UNAUTHENTICATED = 16;
 
 /** A CheckResponse as proto-loader encodes it (keepCase; Struct values camelCase). */
 export type CheckResponseObject = Record<string, unknown>;
@@ -19,7 +20,12 @@ function stringValue(v: string): { stringValue: string } {
   return { stringValue: v };
 }
 
-export function okWithToken(provider: string, entry: CachedToken, source: TokenServeSource, inject: InjectConfig): CheckResponseObject {
+/**
+ * `subject`: a per-caller token's verified `sub`, added to dynamic_metadata. `alsoRemove`: headers
+ * to strip besides `inject.removeHeaders` (a per-caller subject header the injection does not overwrite).
+ */
+export function okWithToken(provider: string, entry: CachedToken, source: TokenServeSource, inject: InjectConfig, subject?: string, alsoRemove: readonly string[] = []): CheckResponseObject {
+  const remove = alsoRemove.length ? [...new Set([...inject.removeHeaders, ...alsoRemove])] : inject.removeHeaders;
   return {
     status: { code: RPC_OK },
     ok_response: {
@@ -28,7 +34,7 @@ export function okWithToken(provider: string, entry: CachedToken, source: TokenS
         append: { value: false },
         append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
       }],
-      ...(inject.removeHeaders.length ? { headers_to_remove: [...inject.removeHeaders] } : {}),
+      ...(remove.length ? { headers_to_remove: [...remove] } : {}),
     },
     // Top-level fields: Envoy files them under envoy.filters.http.ext_authz itself.
     dynamic_metadata: {
@@ -36,6 +42,7 @@ export function okWithToken(provider: string, entry: CachedToken, source: TokenS
         provider: stringValue(provider),
         token_id: stringValue(entry.tokenId),
         source: stringValue(source),
+        ...(subject !== undefined ? { subject: stringValue(subject) } : {}),
       },
     },
   };
@@ -79,4 +86,14 @@ export function deniedTokenUnavailable(provider: string, error: TokenError, retr
 /** Something inside tokengate broke: still an answer, never a hung call. */
 export function deniedInternal(): CheckResponseObject {
   return denied(RPC_INTERNAL, 500, { error: 'internal_error' });
+}
+
+/** A per-caller provider's subject token is missing, malformed, expired or failed verify: no IdP call was made. */
+export function deniedInvalidSubject(provider: string): CheckResponseObject {
+  return denied(RPC_UNAUTHENTICATED, 401, { error: 'invalid_subject_token', provider }, [['www-authenticate', 'Bearer error="invalid_token"']]);
+}
+
+/** The IdP refused to exchange this caller's token (`idpError`: its OAuth error, e.g. invalid_grant). */
+export function deniedExchangeRejected(provider: string, idpError: string): CheckResponseObject {
+  return denied(RPC_PERMISSION_DENIED, 403, { error: 'exchange_rejected', provider, idp_error: idpError });
 }

@@ -18,6 +18,8 @@ import type { HttpTransport } from './http/transport.js';
 import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
 import { ProviderLinks } from './linked-tokens.js';
 import { createSource } from './sources/index.js';
+import { PerCallerProvider, type PerCallerStatus } from './per-caller/per-caller-provider.js';
+import { SharedCallers } from './per-caller/shared-callers.js';
 
 export type { BudgetStatus } from '../resilience/token-endpoint-budget.js';
 
@@ -30,6 +32,11 @@ export interface TokenManagerOptions {
   readonly transport?: HttpTransport;
   readonly random?: () => number;
   readonly keyPrefix?: string;
+  /**
+   * The store's encryption key: per-caller providers with `cache.shared` key their records by an
+   * HMAC of the subject token under a key derived from it.
+   */
+  readonly subjectKeySecret?: Buffer;
   /** Per-origin token-endpoint budgets (`tokenEndpoints`); origins not listed get the default. */
   readonly tokenEndpoints?: ReadonlyMap<string, TokenEndpointBudgetConfig>;
 }
@@ -57,6 +64,8 @@ export function sourceHash(source: SourceConfig): string {
 
 export class TokenManager {
   private providers = new Map<string, Provider>();
+  /** token_exchange providers whose subject is the caller's: one token per caller, no warm-up. */
+  private perCallers = new Map<string, PerCallerProvider>();
   readonly clock: Clock;
   readonly store: TokenStore;
   readonly logger: Logger;
@@ -85,7 +94,9 @@ export class TokenManager {
         : undefined,
       onThrottled: (origin) => this.metrics.endpointThrottled.inc({ origin }),
     });
-    this.providers = this.build(providers);
+    const list = [...providers];
+    this.providers = this.build(list.filter((c) => !c.cache));
+    this.perCallers = this.buildPerCaller(list.filter((c) => c.cache));
     this.unsubscribe = this.store.subscribe((event) => {
       void this.providers.get(event.provider)?.onStoreEvent(event).catch(() => undefined);
     });
@@ -94,6 +105,7 @@ export class TokenManager {
       breakerStates: () => [...this.providers.values()].map((p) => [p.name, p.breakerValue()] as [string, number]),
       tokenEndpoints: () => this.budgets.gauges(),
       needsAttention: () => [...this.providers.values()].filter((p) => p.source.rotates).map((p) => [p.name, p.needsAttention ? 1 : 0] as [string, number]),
+      exchangeCacheEntries: () => [...this.perCallers.values()].map((p) => [p.name, p.size] as [string, number]),
     });
   }
 
@@ -129,6 +141,47 @@ export class TokenManager {
     }
     if (problems.length) throw new SourceConfigError(problems);
     return out;
+  }
+
+  /** Per-caller providers; unchanged ones (same config) are kept with their callers' tokens. */
+  private buildPerCaller(configs: Iterable<ProviderConfig>, reuse?: Map<string, PerCallerProvider>): Map<string, PerCallerProvider> {
+    const out = new Map<string, PerCallerProvider>();
+    const problems: { path: string; problem: string }[] = [];
+    for (const config of configs) {
+      const old = reuse?.get(config.name);
+      if (old && JSON.stringify(old.config) === JSON.stringify(config)) {
+        out.set(config.name, old);
+        continue;
+      }
+      const actor = config.source.type === 'token_exchange' ? config.source.actorToken?.provider : undefined;
+      try {
+        out.set(config.name, new PerCallerProvider(config, {
+          clock: this.clock, gate: this.gate, logger: this.logger, metrics: this.metrics, budgets: this.budgets,
+          ...(config.cache?.shared && this.store.shared && this.opts.subjectKeySecret
+            ? { shared: new SharedCallers(this.store, this.clock, this.opts.keyPrefix ?? 'tokengate:', config.name, sourceHash(config.source), this.opts.subjectKeySecret) }
+            : {}),
+          ...(this.opts.transport ? { transport: this.opts.transport } : {}),
+          ...(this.opts.random ? { random: this.opts.random } : {}),
+          // The gateway's own token for delegation, from its (shared-token) provider.
+          ...(actor ? { actorToken: () => this.getToken(actor).then((t) => t.value) } : {}),
+        }));
+      } catch (err) {
+        if (!isTokenError(err)) throw err;
+        problems.push({ path: `providers.${config.name}.source`, problem: err.message });
+      }
+    }
+    if (problems.length) throw new SourceConfigError(problems);
+    return out;
+  }
+
+  /** The per-caller provider of this name (token_exchange with the caller's subject), if any. */
+  perCaller(name: string): PerCallerProvider | undefined {
+    return this.perCallers.get(name);
+  }
+
+  /** /v1/tokens' per-caller section: cache sizes, hit ratios, last errors; never a token. */
+  perCallerStats(): PerCallerStatus[] {
+    return [...this.perCallers.values()].map((p) => p.status());
   }
 
   private keyFor(name: string, hash: string): string {
@@ -194,7 +247,7 @@ export class TokenManager {
   }
 
   names(): string[] {
-    return [...this.providers.keys()];
+    return [...this.providers.keys(), ...this.perCallers.keys()];
   }
 
   private require(name: string): Provider {
@@ -241,8 +294,10 @@ export class TokenManager {
    * their tokens); changed ones start fresh and are warmed up before the swap completes.
    */
   async reload(configs: Iterable<ProviderConfig>): Promise<{ added: string[]; changed: string[]; removed: string[] }> {
-    const list = [...configs];
+    const all = [...configs];
+    const list = all.filter((c) => !c.cache);
     const next = this.build(list, this.providers);
+    const nextPerCaller = this.buildPerCaller(all.filter((c) => c.cache), this.perCallers);
     const added: string[] = [];
     const changed: string[] = [];
     const fresh: Provider[] = [];
@@ -271,6 +326,16 @@ export class TokenManager {
       if (id !== undefined && next.get(p.name)?.peek()?.tokenId !== id) auditInvalidated(this.logger, { provider: p.name, tokenId: id, by: 'reload' });
     }
     this.providers = next;
+    for (const [name, p] of nextPerCaller) {
+      const old = this.perCallers.get(name);
+      if (old !== p) (old ? changed : added).push(name);
+    }
+    for (const [name, p] of this.perCallers) {
+      if (nextPerCaller.get(name) === p) continue;
+      if (!nextPerCaller.has(name)) removed.push(name);
+      void p.close();
+    }
+    this.perCallers = nextPerCaller;
     for (const n of removed) this.metrics.forgetProvider(n);
     // A retired provider's refresh in flight runs to its end (its result is stored, and handed
     // to its successor) before it closes: a rotation is never cut in half. Shutdown waits too.
@@ -297,7 +362,7 @@ export class TokenManager {
   async close(deadlineMs = 5_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([...[...this.providers.values()].map((p) => p.close(deadlineMs)), this.settleRetiring(deadlineMs)]);
+    await Promise.all([...[...this.providers.values()].map((p) => p.close(deadlineMs)), ...[...this.perCallers.values()].map((p) => p.close()), this.settleRetiring(deadlineMs)]);
     this.unsubscribe();
     this.budgets.close(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down'));
     await this.store.close().catch(() => undefined);

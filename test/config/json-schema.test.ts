@@ -93,6 +93,9 @@ providers:
     source: { type: gcp_impersonation, serviceAccount: a@p.iam.gserviceaccount.com, via: metadata, tls: { caFile: ca } }
   token_exchange:
     source: { type: token_exchange, issuer: "https://idp", subjectToken: { file: /t, type: "urn:ietf:params:oauth:token-type:jwt" }, actorToken: { provider: metadata, type: "urn:ietf:params:oauth:token-type:access_token" } }
+  token_exchange_per_caller:
+    source: { type: token_exchange, tokenUrl: "https://idp/t", subjectToken: { request: { header: authorization }, verify: { issuer: "https://idp" } }, actorToken: { provider: static }, style: rfc8693, resource: ["https://r"] }
+    cache: { maxEntries: 10 }
 routes:
   - { provider: jwt, match: { authority: a.example } }
 `;

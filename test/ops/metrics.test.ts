@@ -67,6 +67,11 @@ routes:
       tokengate_token_endpoint_queue: 'gauge',
       tokengate_token_endpoint_rate: 'gauge',
       tokengate_token_endpoint_throttled_total: 'counter',
+      tokengate_exchange_cache_entries: 'gauge',
+      tokengate_exchange_cache_hits_total: 'counter',
+      tokengate_exchange_cache_misses_total: 'counter',
+      tokengate_exchange_cache_evictions_total: 'counter',
+      tokengate_exchanges_total: 'counter',
     });
   });
 

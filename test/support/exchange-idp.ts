@@ -49,6 +49,8 @@ export class ExchangeIdp {
   respond: ((info: IssuedInfo, token: string) => Record<string, unknown>) | undefined;
   expiresIn: number;
   jwksRequests = 0;
+  /** Token requests that arrived, counted before any delay or answer (by subject/assertion). */
+  readonly received: string[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private readonly privateKey: KeyObject;
   private readonly publicJwk: Promise<JWK>;
@@ -93,6 +95,7 @@ export class ExchangeIdp {
 
   reset(): void {
     this.exchanges.length = 0;
+    this.received.length = 0;
     this.issued.clear();
     this.refuse.clear();
     this.failWith = undefined;
@@ -138,6 +141,7 @@ export class ExchangeIdp {
       const all = params.getAll(k);
       form[k] = all.length === 1 ? all[0]! : all;
     }
+    this.received.push(params.get('subject_token') ?? params.get('assertion') ?? '');
     const client = this.authenticate(req, params);
     const record = (outcome: ExchangeRecord['outcome'], extra: { error?: string; sub?: string } = {}) => this.exchanges.push({ form, client, outcome, ...extra });
     if (this.delayMs) {

@@ -143,7 +143,7 @@ export function acceptExchanged(res: TokenResponse, req: ExchangeRequest, status
 const SUBJECT_REFUSALS = new Set(['invalid_grant', 'invalid_target', 'invalid_request', 'interaction_required', 'consent_required']);
 
 /** Whether `err` is the IdP refusing the subject (see SUBJECT_REFUSALS), not the client. */
-export function isSubjectRefusal(err: unknown): err is TokenError {
+export function isSubjectRefusal(err: unknown): boolean {
   return err instanceof TokenError && err.code === 'ERR_IDP_REJECTED' && err.oauthError !== undefined && SUBJECT_REFUSALS.has(err.oauthError);
 }
 

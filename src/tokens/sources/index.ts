@@ -1,4 +1,5 @@
 import type { SourceConfig } from '../../config/types.js';
+import { TokenError } from '../errors.js';
 import type { HttpTransport } from '../http/transport.js';
 import { ClientCredentials } from './client-credentials.js';
 import { GcpImpersonation } from './gcp-impersonation.js';

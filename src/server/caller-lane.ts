@@ -1,0 +1,75 @@
+// The Check path of a per-caller provider (token_exchange with the caller's subject token):
+// the caller's header is read from the raw CheckRequest, the provider's cache answers a hit
+// synchronously with an answer encoded once per caller token, and the slow path turns every
+// outcome into the contract's CheckResponse (401 / 403 / 503).
+import type { ProviderConfig } from '../config/types.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CounterCell } from '../observability/prometheus.js';
+import type { CallerEntry } from '../tokens/per-caller/caller-cache.js';
+import type { CallerAnswer, PerCallerProvider } from '../tokens/per-caller/per-caller-provider.js';
+import type { TokenServeSource } from '../tokens/cached-token.js';
+import {
+  deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
+} from './check-response.js';
+import { CheckRequestReader } from './check-request-reader.js';
+
+export class CallerLane {
+  private readonly reader: CheckRequestReader;
+  private readonly header: string;
+  /** The caller's header when the injection does not overwrite it: it never goes upstream. */
+  private readonly alsoRemove: readonly string[];
+  private readonly hitCell: CounterCell;
+
+  constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
+    this.header = provider.header;
+    this.reader = new CheckRequestReader('provider', [this.header]);
+    this.alsoRemove = provider.config.inject.header === this.header ? [] : [this.header];
+    this.hitCell = metrics.checks.cell(provider.name, 'ok', 'cache');
+  }
+
+  get config(): ProviderConfig {
+    return this.provider.config;
+  }
+
+  /** The caller's header value in this request (undefined when absent). */
+  subjectHeader(raw: Buffer): string | undefined {
+    return this.reader.readHttp(raw)?.headers?.[this.header];
+  }
+
+  /** A cache hit's encoded answer, or undefined for the slow path. */
+  hit(headerValue: string | undefined, now: number): Buffer | undefined {
+    const e = this.provider.lookup(headerValue, now);
+    if (e === undefined || e.stale) return undefined;
+    this.hitCell.value++;
+    let buf = e.answer;
+    if (buf === undefined) {
+      buf = this.encode(okWithToken(this.provider.name, e.token, 'cache', this.config.inject, e.subject, this.alsoRemove));
+      e.answer = buf;
+    }
+    return buf;
+  }
+
+  /** Every outcome of the slow path as the contract's answer. */
+  answer(a: CallerAnswer, retryAfterSeconds: (err: CallerAnswer & { kind: 'unavailable' }) => number): CheckResponseObject | Buffer {
+    const name = this.provider.name;
+    switch (a.kind) {
+      case 'token':
+        return this.ok(a.entry, a.source);
+      case 'invalid_subject':
+        this.metrics.checks.cell(name, 'denied_invalid_subject', 'none').value++;
+        return deniedInvalidSubject(name);
+      case 'rejected':
+        this.metrics.checks.cell(name, 'denied_exchange_rejected', 'none').value++;
+        return deniedExchangeRejected(name, a.idpError);
+      case 'unavailable':
+        this.metrics.checks.cell(name, 'denied', 'none').value++;
+        return deniedTokenUnavailable(name, a.error, retryAfterSeconds(a));
+    }
+  }
+
+  private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | Buffer {
+    this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
+    if (source === 'cache' && e.answer) return e.answer;
+    return okWithToken(this.provider.name, e.token, source, this.config.inject, e.subject, this.alsoRemove);
+  }
+}

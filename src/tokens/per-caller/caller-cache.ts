@@ -1,0 +1,170 @@
+// The per-caller cache of one provider: exchanged tokens by subject key (a SHA-256 of the exact
+// subject token), least recently used evicted first, bounded by entries and by approximate
+// bytes; and a negative cache of subjects refused recently. A Map's insertion order is the LRU
+// order: a hit moves its entry to the end unless it is already there.
+import type { CachedToken } from '../cached-token.js';
+
+/** One caller's exchanged token. */
+export class CallerEntry {
+  /** Set by the serving layer: the encoded answer for a plain cache hit, built once per token. */
+  answer: Buffer | undefined = undefined;
+  /** The last time a Check of this caller was served (refresh ahead is only for callers still calling). */
+  lastUsed: number;
+  /** A refresh ahead failed: hits are labelled stale until one succeeds. */
+  stale = false;
+  constructor(
+    readonly key: string,
+    readonly token: CachedToken,
+    /** The `sub` of a subject that passed verify; undefined without verify (never an unverified claim). */
+    readonly subject: string | undefined,
+    /** Where a refresh ahead starts; +Infinity when the subject's own exp bounds the entry. */
+    public refreshAt: number,
+    readonly bytes: number,
+    now: number,
+  ) {
+    this.lastUsed = now;
+  }
+
+  get expiresAt(): number {
+    return this.token.expiresAt;
+  }
+}
+
+/** Why a subject is answered from memory without an exchange. */
+export interface NegativeEntry {
+  readonly until: number;
+  readonly kind: 'invalid_subject' | 'rejected' | 'unavailable';
+  /** The IdP's OAuth error for `rejected`, the local reason for `invalid_subject`, the error code for `unavailable`. */
+  readonly reason: string;
+}
+
+/** Per-entry bookkeeping beyond the token bytes: Map slot, key, entry, CachedToken, record. */
+const ENTRY_OVERHEAD_BYTES = 640;
+const NEGATIVE_OVERHEAD_BYTES = 200;
+
+/**
+ * Approximate bytes an entry holds: the token (record), the header value and the encoded answer
+ * each carry a copy, plus bookkeeping. An estimate, deliberately on the high side.
+ */
+export function entryBytes(tokenLength: number, headerLength: number, subjectLength: number): number {
+  return tokenLength + headerLength + (headerLength + 256) + subjectLength * 2 + ENTRY_OVERHEAD_BYTES;
+}
+
+export interface CacheBounds {
+  readonly maxEntries: number;
+  readonly maxBytes: number;
+}
+
+export class CallerCache {
+  private readonly entries = new Map<string, CallerEntry>();
+  private readonly negatives = new Map<string, NegativeEntry>();
+  private newest: CallerEntry | undefined;
+  private bytes = 0;
+  hits = 0;
+  misses = 0;
+  evictions = 0;
+
+  constructor(private readonly bounds: CacheBounds, private readonly onEvict: (n: number) => void = () => undefined) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+  get negativeSize(): number {
+    return this.negatives.size;
+  }
+  get approximateBytes(): number {
+    return this.bytes;
+  }
+
+  /** The entry for `key` before its hard expiry, moved to most recently used. No allocation on a hit. */
+  get(key: string, now: number): CallerEntry | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined) return undefined;
+    if (now >= e.token.expiresAt) {
+      this.delete(e);
+      return undefined;
+    }
+    if (e !== this.newest) {
+      this.entries.delete(key);
+      this.entries.set(key, e);
+      this.newest = e;
+    }
+    e.lastUsed = now;
+    return e;
+  }
+
+  /** The entry even past hard expiry (status, tests); does not touch the LRU order. */
+  peek(key: string): CallerEntry | undefined {
+    return this.entries.get(key);
+  }
+
+  set(e: CallerEntry): void {
+    const old = this.entries.get(e.key);
+    if (old) this.delete(old);
+    this.negatives.delete(e.key);
+    this.entries.set(e.key, e);
+    this.newest = e;
+    this.bytes += e.bytes;
+    this.trim();
+  }
+
+  /** Drops `e` if it is still the entry for its key. */
+  remove(e: CallerEntry): void {
+    if (this.entries.get(e.key) === e) this.delete(e);
+  }
+
+  getNegative(key: string, now: number): NegativeEntry | undefined {
+    const n = this.negatives.get(key);
+    if (n === undefined) return undefined;
+    if (now >= n.until) {
+      this.negatives.delete(key);
+      this.bytes -= NEGATIVE_OVERHEAD_BYTES;
+      return undefined;
+    }
+    return n;
+  }
+
+  setNegative(key: string, n: NegativeEntry): void {
+    if (n.until <= 0) return;
+    if (!this.negatives.has(key)) this.bytes += NEGATIVE_OVERHEAD_BYTES;
+    else this.negatives.delete(key);
+    this.negatives.set(key, n);
+    this.trim();
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.negatives.clear();
+    this.newest = undefined;
+    this.bytes = 0;
+  }
+
+  private delete(e: CallerEntry): void {
+    this.entries.delete(e.key);
+    this.bytes -= e.bytes;
+    if (this.newest === e) this.newest = undefined;
+  }
+
+  /**
+   * Evicts until both bounds hold: refused subjects first (oldest first: a flood of garbage must
+   * not push out real callers), then the least recently used callers.
+   */
+  private trim(): void {
+    const { maxEntries, maxBytes } = this.bounds;
+    let evicted = 0;
+    while (this.negatives.size > maxEntries || (this.bytes > maxBytes && this.negatives.size > 0)) {
+      const oldest = this.negatives.keys().next().value as string;
+      this.negatives.delete(oldest);
+      this.bytes -= NEGATIVE_OVERHEAD_BYTES;
+    }
+    while (this.entries.size > maxEntries || (this.bytes > maxBytes && this.entries.size > 1)) {
+      const oldest = this.entries.values().next().value as CallerEntry;
+      this.delete(oldest);
+      evicted++;
+    }
+    if (evicted) {
+      this.evictions += evicted;
+      this.onEvict(evicted);
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// The per-caller cache at the token layer: LRU and byte bounds, refresh ahead only for callers
+// still calling, backoff after a failed exchange, and 100 000 distinct callers within bounds.
+// A transport function stands in for the network where the point is volume, not the wire.
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { ManualClock } from '../../../src/clock.js';
+import { parseConfig } from '../../../src/config/load.js';
+import { Metrics } from '../../../src/observability/metrics.js';
+import { silentLogger } from '../../../src/observability/logger.js';
+import { RetryAfterGate } from '../../../src/resilience/retry-after-gate.js';
+import type { HttpRequest, HttpResponse } from '../../../src/tokens/http/transport.js';
+import { PerCallerProvider } from '../../../src/tokens/per-caller/per-caller-provider.js';
+
+function provider(cache: string, opts: { clock?: ManualClock; refresh?: string; transport: (req: HttpRequest) => Promise<HttpResponse> }) {
+  const config = parseConfig(`
+providers:
+  p:
+    source:
+      type: token_exchange
+      tokenUrl: http://127.0.0.1:9/token
+      clientId: gw
+      clientSecret: s
+      audience: https://api.example
+      subjectToken: { request: { header: authorization } }
+    cache: { ${cache} }
+    refresh: { ${opts.refresh ?? 'waitBudget: 5s'} }
+    resilience: { retries: 0 }
+`, { env: {} }).providers.get('p')!;
+  const metrics = new Metrics();
+  const clock = opts.clock ?? new ManualClock(Date.now());
+  return { p: new PerCallerProvider(config, { clock, gate: new RetryAfterGate(), logger: silentLogger, metrics, transport: opts.transport }), metrics, clock };
+}
+
+/** An IdP answering at once: the exchanged token names the subject it was issued for. */
+function fastIdp(expiresIn = 3600, record = true) {
+  const seen: string[] = [];
+  let count = 0;
+  let fail: number | undefined;
+  const transport = async (req: HttpRequest): Promise<HttpResponse> => {
+    const subject = new URLSearchParams(req.body).get('subject_token')!;
+    count++;
+    if (record) seen.push(subject);
+    if (fail) return { status: fail, headers: {}, body: '{"error":"temporarily_unavailable"}' };
+    return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ access_token: `x.${subject}`, token_type: 'Bearer', expires_in: expiresIn, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }) };
+  };
+  return { transport, seen, count: () => count, setFail: (s: number | undefined) => (fail = s) };
+}
+
+const bearer = (s: string) => `Bearer ${s}`;
+
+/** A real collection before a heap reading, so the reading is what is retained. */
+function retainedHeap(): number {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+describe('per-caller cache', () => {
+  it('evicts the least recently used caller at maxEntries', async () => {
+    const idp = fastIdp();
+    const { p, metrics } = provider('maxEntries: 2', idp);
+    const now = () => Date.now();
+    for (const c of ['a1', 'b1']) expect((await p.acquire(bearer(c))).kind).toBe('token');
+    expect(p.lookup(bearer('a1'), now())).toBeDefined(); // a1 is now the most recent
+    await p.acquire(bearer('c1')); // evicts b1
+    expect(p.size).toBe(2);
+    expect(p.lookup(bearer('b1'), now())).toBeUndefined();
+    expect(p.lookup(bearer('a1'), now())).toBeDefined();
+    expect(p.lookup(bearer('c1'), now())).toBeDefined();
+    expect(metrics.exchangeCacheEvictions.get({ provider: 'p' })).toBe(1);
+    await p.close();
+  });
+
+  it('holds the byte bound whatever the token sizes', async () => {
+    const idp = fastIdp();
+    const { p } = provider('maxEntries: 100000, maxBytes: 65536', idp);
+    for (let i = 0; i < 200; i++) await p.acquire(bearer(`caller${i}${'A'.repeat(2000)}`));
+    const s = p.status();
+    expect(s.approximateBytes).toBeLessThanOrEqual(65536);
+    expect(s.entries).toBeGreaterThan(3);
+    expect(s.entries).toBeLessThan(200);
+    await p.close();
+  });
+
+  it('a forged, longer or shorter token never finds another caller\'s entry', async () => {
+    const idp = fastIdp();
+    const { p } = provider('maxEntries: 10', idp);
+    const got = await p.acquire(bearer('alicetoken'));
+    expect(got.kind === 'token' && got.entry.token.record.accessToken).toBe('x.alicetoken');
+    for (const other of ['alicetoke', 'alicetokenX', 'ALICETOKEN']) expect(p.lookup(bearer(other), Date.now())).toBeUndefined();
+    expect(p.lookup(`bearer alicetoken`, Date.now())?.token.record.accessToken).toBe('x.alicetoken'); // scheme is case-insensitive
+    await p.close();
+  });
+
+  it('refreshes ahead only for callers still calling', async () => {
+    const idp = fastIdp(1200);
+    const clock = new ManualClock(Date.now());
+    const { p } = provider('maxEntries: 10', { ...idp, clock, refresh: 'waitBudget: 5s, before: 5m, jitter: 0' });
+    await p.acquire(bearer('active'));
+    await p.acquire(bearer('idle'));
+    expect(idp.seen).toEqual(['active', 'idle']);
+    clock.advance(16 * 60_000); // inside the refresh window of both
+    expect(p.lookup(bearer('active'), clock.now())).toBeDefined(); // serves and starts one refresh
+    expect(p.lookup(bearer('active'), clock.now())).toBeDefined(); // no second one
+    await new Promise((r) => setTimeout(r, 50));
+    expect(idp.seen).toEqual(['active', 'idle', 'active']);
+    await p.close();
+  });
+
+  it('after a failed exchange the caller is answered 503 from memory for a moment, then tried again', async () => {
+    const idp = fastIdp();
+    const clock = new ManualClock(Date.now());
+    const { p } = provider('maxEntries: 10', { ...idp, clock });
+    idp.setFail(503);
+    expect((await p.acquire(bearer('x'))).kind).toBe('unavailable');
+    expect((await p.acquire(bearer('x'))).kind).toBe('unavailable');
+    expect(idp.seen).toHaveLength(1);
+    clock.advance(2_500);
+    idp.setFail(undefined);
+    expect((await p.acquire(bearer('x'))).kind).toBe('token');
+    expect(idp.seen).toHaveLength(2);
+    await p.close();
+  });
+
+  it('100 000 distinct callers: entries and bytes stay within the configured bound, the newest are served', async () => {
+    const idp = fastIdp(3600, false);
+    const { p, metrics } = provider('maxEntries: 20000, maxBytes: 8388608', idp);
+    const heapBefore = retainedHeap();
+    for (let i = 0; i < 100_000; i += 500) {
+      await Promise.all(Array.from({ length: 500 }, (_, j) => p.acquire(bearer(`caller-${i + j}-${'t'.repeat(300)}`))));
+    }
+    const s = p.status();
+    expect(s.entries).toBeLessThanOrEqual(20_000);
+    expect(s.approximateBytes).toBeLessThanOrEqual(8 * 1024 * 1024);
+    expect(s.evictions).toBe(100_000 - s.entries);
+    expect(metrics.exchanges.get({ provider: 'p', outcome: 'issued' })).toBe(100_000);
+    expect(idp.count()).toBe(100_000);
+    expect(p.lookup(bearer(`caller-99999-${'t'.repeat(300)}`), Date.now())).toBeDefined();
+    expect(p.lookup(bearer(`caller-0-${'t'.repeat(300)}`), Date.now())).toBeUndefined();
+    // What stays after a collection follows the bound, not the number of callers seen.
+    const retained = retainedHeap() - heapBefore;
+    expect(retained).toBeLessThan(3 * 8 * 1024 * 1024);
+    await p.close();
+  }, 120_000);
+});
