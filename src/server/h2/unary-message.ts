@@ -48,35 +48,20 @@ export class UnaryMessage {
 
   private gather(chunk: Buffer): FramingError | undefined {
     let off = 0;
-    if (this.buf === undefined) {
+    if (this.have < PREFIX) {
       // Until the prefix is known, keep at most its 5 bytes.
-      const prefix = (this.buf = Buffer.allocUnsafe(PREFIX));
-      const take = Math.min(PREFIX - this.have, chunk.length);
-      chunk.copy(prefix, this.have, 0, take);
-      this.have += take;
-      off = take;
-      if (this.have < PREFIX) {
-        this.buf = prefix;
-        return undefined;
-      }
+      const prefix = (this.buf ??= Buffer.allocUnsafe(PREFIX));
+      off = Math.min(PREFIX - this.have, chunk.length);
+      chunk.copy(prefix, this.have, 0, off);
+      this.have += off;
+      if (this.have < PREFIX) return undefined;
       const len = prefix.readUInt32BE(1);
       if (len > this.maxBytes) return this.tooLarge(len);
       const whole = Buffer.allocUnsafe(PREFIX + len);
       prefix.copy(whole);
       this.buf = whole;
-    } else if (this.have < PREFIX) {
-      const take = Math.min(PREFIX - this.have, chunk.length);
-      chunk.copy(this.buf, this.have, 0, take);
-      this.have += take;
-      off = take;
-      if (this.have < PREFIX) return undefined;
-      const len = this.buf.readUInt32BE(1);
-      if (len > this.maxBytes) return this.tooLarge(len);
-      const whole = Buffer.allocUnsafe(PREFIX + len);
-      this.buf.copy(whole, 0, 0, PREFIX);
-      this.buf = whole;
     }
-    const whole = this.buf;
+    const whole = this.buf!;
     const take = Math.min(whole.length - this.have, chunk.length - off);
     chunk.copy(whole, this.have, off, off + take);
     this.have += take;
