@@ -117,6 +117,19 @@ class Cursor {
   }
 
   /**
+   * Enters the length-delimited payload that starts here: the cursor is narrowed to it, and
+   * the end it had is returned. Read the payload to its end, then restore `end` to that value;
+   * `pos` is then just past the field.
+   */
+  enter(): number {
+    const at = this.len();
+    const outer = this.end;
+    this.end = this.pos;
+    this.pos = at;
+    return outer;
+  }
+
+  /**
    * Reads the rest of this message for the last occurrence of the length-delimited field
    * `tag` (a singular submessage: the last one wins), skipping every other field. Found: the
    * cursor is narrowed to that payload and true returned. Not found: false, cursor at the end.
@@ -208,6 +221,11 @@ export class CheckRequestReader {
   private readonly tHvKey: number;
   private readonly tHvValue: number;
   private readonly tHvRawValue: number;
+  /** The spans `entry` found (reads are synchronous, so one set per reader is enough). */
+  private ks = 0;
+  private ke = 0;
+  private vs = 0;
+  private ve = 0;
 
   /**
    * @param providerKey the context_extensions key that names a provider
@@ -273,10 +291,7 @@ export class CheckRequestReader {
     while (c.pos < end) {
       const t = c.tag(m);
       if (t === this.tContextExtensions) {
-        const at = c.len();
-        const next = c.pos;
-        c.pos = at;
-        c.end = next;
+        c.enter();
         const v = this.mapEntry(c, this.providerKey);
         c.end = end;
         if (v !== undefined) provider = v;
@@ -300,24 +315,28 @@ export class CheckRequestReader {
    * Leaves the cursor at c.end.
    */
   private mapEntry(c: Cursor, key: Buffer): string | undefined {
+    this.entry(c);
+    return bytesEqual(c.buf, this.ks, this.ke, key) ? c.buf.toString('utf8', this.vs, this.ve) : undefined;
+  }
+
+  /**
+   * The key and value spans of the map<string,string> entry in [c.pos, c.end), into
+   * ks/ke/vs/ve (an absent key or value is the empty span: ""). Leaves the cursor at c.end.
+   */
+  private entry(c: Cursor): void {
     const m = this.w.stringMapEntry;
-    const raw = c.buf;
     const start = c.pos;
-    let ks = start;
-    let ke = start; // absent key: ""
-    let vs = start;
-    let ve = start; // absent value: ""
+    this.ks = this.ke = this.vs = this.ve = start;
     while (c.pos < c.end) {
       const t = c.tag(m);
       if (t === this.tMapKey) {
-        ks = c.len();
-        ke = c.pos;
+        this.ks = c.len();
+        this.ke = c.pos;
       } else if (t === this.tMapValue) {
-        vs = c.len();
-        ve = c.pos;
+        this.vs = c.len();
+        this.ve = c.pos;
       } else c.skip(t);
     }
-    return bytesEqual(raw, ks, ke, key) ? raw.toString('utf8', vs, ve) : undefined;
   }
 
   private request(c: Cursor): HttpRequestView | undefined {
@@ -326,7 +345,6 @@ export class CheckRequestReader {
 
   private http(c: Cursor): HttpRequestView {
     const m = this.w.httpRequest;
-    const em = this.w.headersEntry;
     const raw = c.buf;
     const end = c.end;
     const wanted = this.wanted!;
@@ -340,25 +358,10 @@ export class CheckRequestReader {
       const t = c.tag(m);
       if (t === this.tHeaders) {
         // A headers entry: find its key among the wanted names without making a string of it.
-        const at = c.len();
-        const next = c.pos;
-        c.pos = at;
-        c.end = next;
-        let ks = at;
-        let ke = at;
-        let vs = at;
-        let ve = at;
-        while (c.pos < next) {
-          const u = c.tag(em);
-          if (u === this.tMapKey) {
-            ks = c.len();
-            ke = c.pos;
-          } else if (u === this.tMapValue) {
-            vs = c.len();
-            ve = c.pos;
-          } else c.skip(u);
-        }
+        c.enter();
+        this.entry(c);
         c.end = end;
+        const { ks, ke, vs, ve } = this;
         const list = wanted[ke - ks];
         if (list !== undefined) {
           for (const w of list) {
@@ -412,17 +415,15 @@ export class CheckRequestReader {
         c.skip(t);
         continue;
       }
-      const at = c.len();
-      const next = c.pos;
-      c.pos = at;
-      c.end = next;
+      c.enter();
+      const at = c.pos;
       let ks = at;
       let ke = at;
       let vs = -1;
       let ve = -1;
       let rs = -1;
       let re = -1;
-      while (c.pos < next) {
+      while (c.pos < c.end) {
         const u = c.tag(hv);
         if (u === this.tHvKey) { ks = c.len(); ke = c.pos; }
         else if (u === this.tHvValue) { vs = c.len(); ve = c.pos; }
