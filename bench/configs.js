@@ -34,9 +34,9 @@ function storeBlock(store) {
 /** The header rule of the size matrix: `api.example.com` with `x-tenant: blue` → p0 (after the n routes). */
 export const HEADER_ROUTE = { authority: 'api.example.com', header: ['x-tenant', 'blue'] };
 
-export function providersYaml(n, { store = 'memory', headerRoute = false } = {}) {
+export function providersYaml(n, { store = 'memory', headerRoute = false, checkServer } = {}) {
   const lines = [
-    'listen: { grpc: "127.0.0.1:0", admin: "off", limits: { maxConnectionAge: 1h } }',
+    `listen: { grpc: "127.0.0.1:0", admin: "off", ${checkServer ? `checkServer: ${checkServer}, ` : ''}limits: { maxConnectionAge: 1h } }`,
     'log: { level: warn }',
     storeBlock(store),
     'providers:',

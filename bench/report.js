@@ -19,7 +19,8 @@ const TARGET_LABEL = {
   'floor-grpc-js': 'grpc-js do-nothing floor (constant object)',
   'tokengate-route': 'tokengate, cache hit via routes[] header rule',
   'tokengate-twin': 'tokengate twin (A/A: identical to tokengate)',
-  'tokengate-h2': 'PROTOTYPE: tokengate, Check on node:http2 (context_extensions)',
+  'tokengate-h2': 'tokengate, Check on node:http2 (`listen.checkServer: http2`), context_extensions',
+  'tokengate-h2-route': 'tokengate, Check on node:http2, routes[] header rule',
   'floor-object': 'floor (constant object)',
   'floor-buffer': 'floor (constant pre-encoded Buffer)',
   tokengate: 'tokengate, cached token (memory store)',
@@ -64,13 +65,15 @@ export function evaluateTargets(r) {
     }
   }
   const sz = r.sizes;
+  // Which serving path and which way of naming the provider a sizes target measures.
+  const targetMode = (k) => `${k.startsWith('tokengate-h2') ? 'Check on node:http2' : 'Check on grpc-js'}, ${k.endsWith('route') ? 'routes[] header rule' : 'context_extensions'}`;
   if (sz) {
     for (const size of Object.keys(sz.closed)) {
-      for (const k of ['tokengate', 'tokengate-route']) {
+      for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
         const t = sz.closed[size][k];
         if (!t) continue;
         out.push({
-          target: `CPU per Check ≤ 1.3 × the node:http2 limit (${size}, ${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'}, saturating)`,
+          target: `CPU per Check ≤ 1.3 × the node:http2 limit (${size}, ${targetMode(k)}, saturating)`,
           measured: `${f2(t.cpuVsLimitMedian)} × median, ${f2(t.cpuVsLimitMin)} × lowest round (µs/Check ${f1(t.cpuPerCheckUs)} vs ${f1(sz.closed[size]['floor-h2'].cpuPerCheckUs)})`,
           yardstick: `A/A ${f2(ratio(sz.closed[size]['tokengate-twin']?.cpuPerCheckUs, sz.closed[size].tokengate?.cpuPerCheckUs))}`,
           pass: t.cpuVsLimitMedian <= 1.3,
@@ -81,12 +84,12 @@ export function evaluateTargets(r) {
     const lo = sizes[0];
     const hi = sizes.at(-1);
     if (lo !== hi) {
-      for (const k of ['tokengate', 'tokengate-route']) {
+      for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
         const pick = (size, key, f) => sz.closed[size]?.[key]?.[f];
         const calc = (f) => (pick(hi, k, f) - (pick(hi, 'floor-h2', f) - pick(lo, 'floor-h2', f))) / pick(lo, k, f);
         const x = calc('cpuPerCheckUs');
         out.push({
-          target: `cost independent of size: (${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
+          target: `cost independent of size: (${targetMode(k)} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
           measured: `${f2(x)} × medians, ${f2(calc('cpuPerCheckMinUs'))} × lowest rounds (limit grows ${f2(ratio(pick(hi, 'floor-h2', 'cpuPerCheckUs'), pick(lo, 'floor-h2', 'cpuPerCheckUs')))} ×)`,
           yardstick: `A/A twin: ${f2((pick(hi, 'tokengate-twin', 'cpuPerCheckUs') - (pick(hi, 'floor-h2', 'cpuPerCheckUs') - pick(lo, 'floor-h2', 'cpuPerCheckUs'))) / pick(lo, 'tokengate-twin', 'cpuPerCheckUs'))}`,
           pass: x <= 1.1,
@@ -96,10 +99,10 @@ export function evaluateTargets(r) {
     for (const size of sizes) {
       const at = sz.open[size]?.[5000];
       if (!at) continue;
-      for (const k of ['tokengate', 'tokengate-route']) {
+      for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
         if (!at[k]) continue;
         out.push({
-          target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${k === 'tokengate' ? 'context_extensions' : 'routes[] header rule'})`,
+          target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${targetMode(k)})`,
           measured: `${f2(at[k].p99VsLimitMedian)} × median of rounds, ${f2(at[k].p99VsLimitMin)} × lowest (p99 ${f3(at[k].p99MedianOfRounds)} vs ${f3(at['floor-h2'].p99MedianOfRounds)} ms)`,
           yardstick: `A/A twin ÷ limit: ${f2(at['tokengate-twin']?.p99VsLimitMedian)}; twin ÷ tokengate: ${f2(ratio(at['tokengate-twin']?.p99MedianOfRounds, at.tokengate?.p99MedianOfRounds))}`,
           pass: at[k].p99VsLimitMedian <= 1.2,
@@ -345,7 +348,7 @@ const METHOD = `## How this is measured
 
 - **Processes.** Each server under test runs in its own process (\`bench/target.js\`), the load generator in another (\`bench/loadgen.js\`), all started by \`bench/run.js\` with \`child_process.fork\` and killed when it exits. Only 127.0.0.1 is used.
 - **Floors.** Do-nothing ext_authz servers on tokengate's stack: the same \`@grpc/grpc-js\` server, the same \`GRPC_SERVER_OPTIONS\`, the same service definition (so grpc-js decodes every CheckRequest with the same proto-loader options as tokengate), answering the same CheckResponse. *floor (constant object)* returns one constant response object that grpc-js encodes on every call: "do nothing" in a plain grpc-js service, and the floor the targets are judged against. *floor (constant pre-encoded Buffer)* returns a constant pre-encoded Buffer through a pass-through serialiser: the least this stack can do per call, and what tokengate's cache hit does too.
-- **The limit** (*floor-h2*, section 1b) is no gRPC stack at all: a \`node:http2\` server that reads each request to its end and answers every stream with the same CheckResponse bytes, gRPC-framed once at startup, and a \`grpc-status: 0\` trailer. **PROTOTYPE** (*tokengate-h2*) is tokengate with Check served by \`bench/h2-check.js\` on \`node:http2\` (tokengate's own handler, no grpc-js call machinery); bench only, see FINDINGS.
+- **The limit** (*floor-h2*, section 1b) is no gRPC stack at all: a \`node:http2\` server that reads each request to its end and answers every stream with the same CheckResponse bytes, gRPC-framed once at startup, and a \`grpc-status: 0\` trailer. *tokengate-h2* is tokengate with \`listen.checkServer: http2\`: Check served on \`node:http2\` by \`src/server/h2/\` (tokengate's own handler, no grpc-js call machinery), every other service on grpc-js; see FINDINGS.
 - **tokengate** is \`startTokengate\` on a parsed YAML config: memory store, one self-signed JWT provider, a Check routed by \`context_extensions.provider\`; the token is cached, so every Check is a cache hit.
 - **Load generators.** *grpc-js*: \`@grpc/grpc-js\` clients, one channel per connection (\`grpc.use_local_subchannel_pool\` and a distinct channel option, so N channels are N HTTP/2 connections), the CheckRequest pre-encoded once, answers not decoded. On this machine it costs more CPU per call than the server it drives, so with one core left for it, it — not the server — is the bottleneck. *h2*: the same gRPC-over-HTTP/2 framing and bytes on \`node:http2\` without grpc-js's client call stack, with a \`grpc-timeout\` header as Envoy's gRPC client sends; it costs about half as much, so the server saturates first. Both are reported.
 - **Throughput** is closed loop at a fixed concurrency; the rate and **CPU per Check** (\`process.cpuUsage()\` delta ÷ Checks answered) are read inside the server process over a steady window after a ramp. At saturation CPU/Check mostly mirrors throughput; the CPU/Check that matters is the one at the **fixed offered rate** (open loop, the same rate for every target, below saturation), where latency is measured too: from each call's send to its answer, all calls after a warm-up. The open-loop schedule runs on 1 ms timers (a busy loop would steal the server's core), so calls leave in small bursts; the lag column shows how late.

@@ -285,14 +285,15 @@ async function hotPath(lg, results) {
  * CPU per Check and throughput (h2 load generator), then latency at fixed offered rates.
  */
 async function sizesPhase(lg, results) {
-  const tg = await startTokengate('tokengate-sizes', providersYaml(1, { headerRoute: true }));
+  // Both serving paths named explicitly, whatever the default is.
+  const tg = await startTokengate('tokengate-sizes', providersYaml(1, { headerRoute: true, checkServer: 'grpc-js' }));
   await lg.call('connect', { key: 'sizes-probe:grpc-js', address: tg.info.address, channels: 1, client: 'grpc-js' });
   const floorAnswer = floorAnswerOf(await lg.call('probe', { key: 'sizes-probe:grpc-js', init: HOT_INIT }));
   const limit = await startFloor('floor-h2', floorAnswer);
   const grpcFloor = await startFloor('floor-object', floorAnswer, [], 'floor-object-sizes');
   grpcFloor.key = 'floor-grpc-js';
-  const twin = await startTokengate('tokengate-twin', providersYaml(1, { headerRoute: true }));
-  const lean = await startTokengate('tokengate-h2', providersYaml(1, { headerRoute: true }), { role: 'tokengate-h2' });
+  const twin = await startTokengate('tokengate-twin', providersYaml(1, { headerRoute: true, checkServer: 'grpc-js' }));
+  const lean = await startTokengate('tokengate-h2', providersYaml(1, { headerRoute: true, checkServer: 'http2' }));
   const ctx = (size) => ({ size, contextExtensions: { provider: providerName(0) } });
   const routed = (size) => ({ size, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } });
   const targets = [
@@ -302,6 +303,7 @@ async function sizesPhase(lg, results) {
     { ...tg, key: 'tokengate-route', init: routed },
     { ...twin, key: 'tokengate-twin', init: ctx },
     { ...lean, key: 'tokengate-h2', init: ctx },
+    { ...lean, key: 'tokengate-h2-route', init: routed },
   ];
   // At fixed rates: everything but, above 2,000/s, the grpc-js floor (it saturates near there
   // with large requests, and an overloaded target's backlog only stretches the run); the twin
@@ -588,7 +590,7 @@ async function main() {
   await lg.ready;
   if (scenario === 'sizes') {
     const floorAnswer = await sizesPhase(lg, results);
-    await profilePhase(lg, floorAnswer, results);
+    if (process.env.BENCH_PROFILE !== '0') await profilePhase(lg, floorAnswer, results);
   } else {
     await fullRun(lg, results);
   }

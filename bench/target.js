@@ -1,5 +1,5 @@
 // A server under test, in its own process: `floor-h2`, `floor-object`, `floor-buffer`,
-// `tokengate`, or `tokengate-h2` (tokengate with Check on the node:http2 prototype, h2-check.js).
+// or `tokengate` (its config says which serving path Check runs on: `listen.checkServer`).
 //
 // The floors are do-nothing ext_authz servers on the same stack as tokengate: the same
 // @grpc/grpc-js server, the same server options, the same service definition (so the same
@@ -20,7 +20,6 @@ import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
 import { authorizationServiceDefinition } from '../dist/server/protos.js';
-import { serveCheckOverH2 } from './h2-check.js';
 import { announceFailure, announceReady, serveParent } from './procs.js';
 
 const role = process.argv[2];
@@ -144,7 +143,7 @@ function checksServed(metrics) {
   return n;
 }
 
-async function startTokengateTarget({ leanCheck = false } = {}) {
+async function startTokengateTarget() {
   const yaml = fs.readFileSync(process.env.BENCH_CONFIG, 'utf8');
   const t0 = performance.now();
   const config = parseConfig(yaml, { env: process.env });
@@ -155,15 +154,10 @@ async function startTokengateTarget({ leanCheck = false } = {}) {
   const startedMs = performance.now() - t0;
   await app.ready;
   const readyMs = performance.now() - t0;
-  // tokengate-h2: the same app, Checks served by the node:http2 prototype on a second port.
-  const lean = leanCheck ? await serveCheckOverH2(app.authz) : undefined;
   return {
-    address: lean?.address ?? app.grpcAddress,
+    address: app.grpcAddress,
     served: () => checksServed(app.metrics),
-    stop: async () => {
-      await lean?.close();
-      await app.close(2_000);
-    },
+    stop: () => app.close(2_000),
     extra: {
       adminAddress: app.adminAddress,
       providers: config.providers.size,
@@ -185,7 +179,7 @@ function tally(values) {
 }
 
 try {
-  const t = role === 'tokengate' || role === 'tokengate-h2' ? await startTokengateTarget({ leanCheck: role === 'tokengate-h2' }) : role === 'floor-h2' ? await startH2Floor() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
+  const t = role === 'tokengate' ? await startTokengateTarget() : role === 'floor-h2' ? await startH2Floor() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
     memory: () => {

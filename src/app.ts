@@ -17,6 +17,8 @@ import { AdminGrpcService } from './server/admin-grpc.js';
 import { AdminHttpServer } from './server/admin-http.js';
 import { AuthzService } from './server/authz-service.js';
 import { Health } from './server/health.js';
+import { createGrpcServer } from './server/grpc-server.js';
+import type { StreamDispatch } from './server/h2/stream-dispatch.js';
 import { bind, serverCredentials, type GrpcListener } from './server/listen.js';
 import { createStore } from './store/create-store.js';
 import type { TokenStore } from './store/store.js';
@@ -66,6 +68,8 @@ export class Tokengate {
   adminAddress: string | undefined;
   admin: AdminHttpServer | undefined;
   accessLog: AccessLogService | undefined;
+  /** With `listen.checkServer: http2`: the stream dispatch serving Check (tests read `taken`). */
+  checkDispatch: StreamDispatch | undefined;
   /** Resolves once every provider has had its first fetch attempt and health is SERVING. */
   ready: Promise<void> = Promise.resolve();
   private stopping = false;
@@ -209,19 +213,20 @@ export async function startTokengate(config: Config, opts: StartOptions = {}): P
   });
   const authz = new AuthzService({ manager, clock, logger, metrics }, config);
   const health = new Health();
-  const server = new grpc.Server(grpcServerOptions(config.listen.limits));
-  server.addService(authz.serviceDefinition, { Check: authz.check });
+  const { server, dispatch, afterBind } = createGrpcServer(grpcServerOptions(config.listen.limits), config.listen.checkServer, authz, config.listen.limits.maxMessageBytes);
   const accessLog = new AccessLogService({ manager, logger, metrics }, config);
   server.addService(accessLog.serviceDefinition, { StreamAccessLogs: accessLog.streamAccessLogs });
   health.addTo(server);
   const app = new Tokengate(config, manager, authz, health, server, logger, metrics, opts);
   app.accessLog = accessLog;
   app.tracing = tracing;
+  app.checkDispatch = dispatch;
   const adminGrpc = new AdminGrpcService(app.api, logger);
   server.addService(adminGrpc.serviceDefinition, adminGrpc.handlers);
   try {
     app.grpcListener = await bind(server, config.listen.grpc, serverCredentials(config.listen.tls), config.listen.limits.maxConnections);
     app.grpcAddress = app.grpcListener.address;
+    afterBind();
     if (config.listen.admin) {
       app.admin = new AdminHttpServer({ api: app.api, metrics, logger, live: () => true, ready: () => app.isReady });
       app.adminAddress = await app.admin.listen(config.listen.admin);

@@ -90,6 +90,7 @@ const listen = section('Where tokengate listens.', {
     keyFile: str('PEM private key.'),
     clientCaFile: str('Set: clients must present a certificate this CA signed (mTLS).'),
   }, { required: ['certFile', 'keyFile'] }),
+  checkServer: oneOf(['grpc-js', 'http2'], 'Who serves envoy.service.auth.v3.Authorization/Check on the gRPC listener: grpc-js, or node:http2 directly (less CPU per Check; every other service stays on grpc-js). Default http2.'),
   limits: obj('Bounds on what gRPC clients may hold (SECURITY.md, "Resource bounds").', {
     maxConnections: num('Open connections at once; more are closed on accept. Default 100.', { minimum: 1, maximum: 100000, integer: true }),
     maxConcurrentStreams: num('HTTP/2 streams in flight per connection. Default 100.', { minimum: 1, maximum: 100000, integer: true }),

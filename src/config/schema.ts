@@ -7,7 +7,7 @@ import { readTokenEndpoints } from './token-endpoints.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { substitute } from './substitute.js';
 import type {
-  ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig, RedisConfig,
+  CheckServer, ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, ListenLimits, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig, RedisConfig,
   RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, StoreConfig, SubjectTokenConfig, TokenEndpointConfig,
 } from './types.js';
 
@@ -56,9 +56,14 @@ function readListen(r: Reader): Config['listen'] {
     if (grpc.startsWith('unix:')) r.problem('tls', 'TLS is for TCP listeners; a unix socket is protected by its file permissions');
   }
   const limits = readLimits(r.has('limits') ? r.child('limits') : undefined);
+  const checkServer = r.oneOf('checkServer', CHECK_SERVERS, DEFAULT_CHECK_SERVER);
   r.done();
-  return { grpc, limits, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
+  return { grpc, checkServer, limits, ...(admin ? { admin } : {}), ...(tls ? { tls } : {}) };
 }
+
+const CHECK_SERVERS = ['grpc-js', 'http2'] as const;
+/** Chosen on the measurements in bench/FINDINGS.md ("A leaner serving path"). */
+export const DEFAULT_CHECK_SERVER: CheckServer = 'http2';
 
 export const DEFAULT_LISTEN_LIMITS: ListenLimits = Object.freeze({
   maxConnections: 100,
@@ -785,7 +790,7 @@ export function readConfig(raw: unknown, ctx: ReadContext): Config | undefined {
   const root = Reader.of(raw, '', ctx);
   if (!root) return undefined;
   const listenR = root.child('listen');
-  const listen = listenR ? readListen(listenR) : { grpc: '127.0.0.1:9191', limits: readLimits(undefined) };
+  const listen = listenR ? readListen(listenR) : { grpc: '127.0.0.1:9191', checkServer: DEFAULT_CHECK_SERVER, limits: readLimits(undefined) };
   const adminR = root.child('admin');
   const adminToken = adminR?.str('token', { secret: true });
   if (adminToken !== undefined && adminToken.length < 16) adminR?.problem('token', 'must be at least 16 characters');

@@ -302,9 +302,14 @@ export interface ListenLimits {
   readonly maxMessageBytes: number;
 }
 
+/** Who serves Check on the gRPC listener: grpc-js, or node:http2 directly (bench/FINDINGS.md). */
+export type CheckServer = 'grpc-js' | 'http2';
+
 export interface Config {
   readonly listen: {
     readonly grpc: string;
+    /** Check on grpc-js or on node:http2; every other service is grpc-js either way. */
+    readonly checkServer: CheckServer;
     /** Bounds on what gRPC clients may hold: memory and connections stay finite under any client. */
     readonly limits: ListenLimits;
     /** "host:port", or undefined when `off`. */

@@ -47,6 +47,8 @@ interface AnswerView {
   readonly dynamic_metadata?: { readonly fields?: Readonly<Record<string, { readonly stringValue?: string }>> };
 }
 type Callback = (err: grpc.ServiceError | null, value?: Answer) => void;
+/** What a Check reads of its call: the request (grpc-js's call, or the node:http2 path's). */
+export type CheckCall = Pick<grpc.ServerUnaryCall<CheckRequestFields, Answer>, 'request'>;
 
 /**
  * Per provider that has seen a Check: metric cells resolved once and the encoded answers for
@@ -158,8 +160,8 @@ export class AuthzService {
     this.logRequests = config.log.requests && config.log.level === 'debug';
   }
 
-  /** The grpc-js handler. Always answers; never lets a rejection escape. */
-  readonly check = (call: grpc.ServerUnaryCall<CheckRequestFields, Answer>, callback: Callback): void => {
+  /** The Check handler (grpc-js or node:http2). Always answers; never lets a rejection escape. */
+  readonly check = (call: CheckCall, callback: Callback): void => {
     let req = call.request;
     if (this.logRequests) callback = this.logged(req.raw, callback);
     let name: string | undefined;

@@ -116,6 +116,40 @@ class Cursor {
     return t;
   }
 
+  /**
+   * Enters the length-delimited payload that starts here: the cursor is narrowed to it, and
+   * the end it had is returned. Read the payload to its end, then restore `end` to that value;
+   * `pos` is then just past the field.
+   */
+  enter(): number {
+    const at = this.len();
+    const outer = this.end;
+    this.end = this.pos;
+    this.pos = at;
+    return outer;
+  }
+
+  /**
+   * Reads the rest of this message for the last occurrence of the length-delimited field
+   * `tag` (a singular submessage: the last one wins), skipping every other field. Found: the
+   * cursor is narrowed to that payload and true returned. Not found: false, cursor at the end.
+   */
+  narrowToLast(m: MessageWire<string>, tag: number): boolean {
+    let start = -1;
+    let end = -1;
+    while (this.pos < this.end) {
+      const t = this.tag(m);
+      if (t === tag) {
+        start = this.len();
+        end = this.pos;
+      } else this.skip(t);
+    }
+    if (start === -1) return false;
+    this.pos = start;
+    this.end = end;
+    return true;
+  }
+
   /** Skips one field's payload by its wire type; groups iteratively, with a depth bound. */
   skip(tag: number): void {
     switch (tag & 7) {
@@ -187,6 +221,11 @@ export class CheckRequestReader {
   private readonly tHvKey: number;
   private readonly tHvValue: number;
   private readonly tHvRawValue: number;
+  /** The spans `entry` found (reads are synchronous, so one set per reader is enough). */
+  private ks = 0;
+  private ke = 0;
+  private vs = 0;
+  private ve = 0;
 
   /**
    * @param providerKey the context_extensions key that names a provider
@@ -232,38 +271,14 @@ export class CheckRequestReader {
   readHttp(raw: Buffer): HttpRequestView | undefined {
     if (this.wanted === undefined) throw new Error('readHttp needs a reader with header names');
     const c = new Cursor(raw, 0, raw.length);
-    const m = this.w.checkRequest;
-    let attrs = -1;
-    let attrsEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tAttributes) {
-        attrs = c.len();
-        attrsEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (attrs === -1) return undefined;
-    c.pos = attrs;
-    c.end = attrsEnd;
+    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return undefined;
     return this.attributes(c, raw, true).http;
   }
 
   /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
   read(raw: Buffer): CheckRequestFields {
     const c = new Cursor(raw, 0, raw.length);
-    const m = this.w.checkRequest;
-    let attrs = -1;
-    let attrsEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tAttributes) {
-        attrs = c.len();
-        attrsEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (attrs === -1) return { raw, provider: undefined, http: undefined, reader: this };
-    c.pos = attrs;
-    c.end = attrsEnd;
+    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return { raw, provider: undefined, http: undefined, reader: this };
     return this.attributes(c, raw, false);
   }
 
@@ -276,10 +291,7 @@ export class CheckRequestReader {
     while (c.pos < end) {
       const t = c.tag(m);
       if (t === this.tContextExtensions) {
-        const at = c.len();
-        const next = c.pos;
-        c.pos = at;
-        c.end = next;
+        c.enter();
         const v = this.mapEntry(c, this.providerKey);
         c.end = end;
         if (v !== undefined) provider = v;
@@ -303,46 +315,36 @@ export class CheckRequestReader {
    * Leaves the cursor at c.end.
    */
   private mapEntry(c: Cursor, key: Buffer): string | undefined {
+    this.entry(c);
+    return bytesEqual(c.buf, this.ks, this.ke, key) ? c.buf.toString('utf8', this.vs, this.ve) : undefined;
+  }
+
+  /**
+   * The key and value spans of the map<string,string> entry in [c.pos, c.end), into
+   * ks/ke/vs/ve (an absent key or value is the empty span: ""). Leaves the cursor at c.end.
+   */
+  private entry(c: Cursor): void {
     const m = this.w.stringMapEntry;
-    const raw = c.buf;
     const start = c.pos;
-    let ks = start;
-    let ke = start; // absent key: ""
-    let vs = start;
-    let ve = start; // absent value: ""
+    this.ks = this.ke = this.vs = this.ve = start;
     while (c.pos < c.end) {
       const t = c.tag(m);
       if (t === this.tMapKey) {
-        ks = c.len();
-        ke = c.pos;
+        this.ks = c.len();
+        this.ke = c.pos;
       } else if (t === this.tMapValue) {
-        vs = c.len();
-        ve = c.pos;
+        this.vs = c.len();
+        this.ve = c.pos;
       } else c.skip(t);
     }
-    return bytesEqual(raw, ks, ke, key) ? raw.toString('utf8', vs, ve) : undefined;
   }
 
   private request(c: Cursor): HttpRequestView | undefined {
-    const m = this.w.request;
-    let http = -1;
-    let httpEnd = -1;
-    while (c.pos < c.end) {
-      const t = c.tag(m);
-      if (t === this.tHttp) {
-        http = c.len();
-        httpEnd = c.pos;
-      } else c.skip(t);
-    }
-    if (http === -1) return undefined;
-    c.pos = http;
-    c.end = httpEnd;
-    return this.http(c);
+    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c) : undefined;
   }
 
   private http(c: Cursor): HttpRequestView {
     const m = this.w.httpRequest;
-    const em = this.w.headersEntry;
     const raw = c.buf;
     const end = c.end;
     const wanted = this.wanted!;
@@ -356,25 +358,10 @@ export class CheckRequestReader {
       const t = c.tag(m);
       if (t === this.tHeaders) {
         // A headers entry: find its key among the wanted names without making a string of it.
-        const at = c.len();
-        const next = c.pos;
-        c.pos = at;
-        c.end = next;
-        let ks = at;
-        let ke = at;
-        let vs = at;
-        let ve = at;
-        while (c.pos < next) {
-          const u = c.tag(em);
-          if (u === this.tMapKey) {
-            ks = c.len();
-            ke = c.pos;
-          } else if (u === this.tMapValue) {
-            vs = c.len();
-            ve = c.pos;
-          } else c.skip(u);
-        }
+        c.enter();
+        this.entry(c);
         c.end = end;
+        const { ks, ke, vs, ve } = this;
         const list = wanted[ke - ks];
         if (list !== undefined) {
           for (const w of list) {
@@ -428,17 +415,15 @@ export class CheckRequestReader {
         c.skip(t);
         continue;
       }
-      const at = c.len();
-      const next = c.pos;
-      c.pos = at;
-      c.end = next;
+      c.enter();
+      const at = c.pos;
       let ks = at;
       let ke = at;
       let vs = -1;
       let ve = -1;
       let rs = -1;
       let re = -1;
-      while (c.pos < next) {
+      while (c.pos < c.end) {
         const u = c.tag(hv);
         if (u === this.tHvKey) { ks = c.len(); ke = c.pos; }
         else if (u === this.tHvValue) { vs = c.len(); ve = c.pos; }

@@ -31,7 +31,7 @@ describe('durations', () => {
 describe('config: defaults and shape', () => {
   it('fills the documented defaults', () => {
     const c = parseConfig(`providers: { p: { source: { ${CC} } } }`, { env: { S: 'x' } });
-    expect(c.listen).toEqual({ grpc: '127.0.0.1:9191', admin: '127.0.0.1:9192', limits: DEFAULT_LISTEN_LIMITS });
+    expect(c.listen).toEqual({ grpc: '127.0.0.1:9191', admin: '127.0.0.1:9192', checkServer: 'http2', limits: DEFAULT_LISTEN_LIMITS });
     expect(c.listen.limits).toMatchObject({ maxConnections: 100, maxConcurrentStreams: 100, maxSessionMemoryMb: 2 });
     expect(c.store.type).toBe('memory');
     expect(c.defaults).toEqual({ unmatched: 'allow', onTokenUnavailable: 'deny', providerKey: 'provider' });

@@ -12,6 +12,7 @@ import { ccSource } from '../support/world.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { removeTmpDir, Replica, sleep, tmpDir } from '../support/replicas.js';
 import { encodeCheckRequest } from './support/raw-check.js';
+import { checkServerYaml } from '../support/check-server.js';
 
 const MAX_CONNECTIONS = 12;
 const MAX_STREAMS = 40;
@@ -53,7 +54,7 @@ listen:
   grpc: "127.0.0.1:0"
   admin: "off"
   limits: { maxConnections: ${MAX_CONNECTIONS}, maxConcurrentStreams: ${MAX_STREAMS}, maxSessionMemoryMb: 1, maxConnectionIdle: 2s }
-log: { level: info }
+${checkServerYaml()}log: { level: info }
 providers:
   p:
     source: ${ccSource(idp)}

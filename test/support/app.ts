@@ -4,6 +4,7 @@ import { startTokengate, type StartOptions, type Tokengate } from '../../src/app
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { AdminClient } from './admin-client.js';
+import { checkServerUnderTest } from './check-server.js';
 import { CheckClient, envoyRequest, type CheckResponse, type EnvoyRequestInit } from './envoy-request.js';
 
 export interface TestApp {
@@ -25,7 +26,9 @@ export function captureLogger(lines: string[], level: 'debug' | 'info' = 'debug'
 }
 
 export async function startTestApp(yaml: string, opts: TestAppOptions = {}): Promise<TestApp> {
-  const config = parseConfig(yaml, { env: opts.env ?? {} });
+  const parsed = parseConfig(yaml, { env: opts.env ?? {} });
+  const checkServer = checkServerUnderTest();
+  const config = checkServer ? { ...parsed, listen: { ...parsed.listen, checkServer } } : parsed;
   const logs: string[] = [];
   const app = await startTokengate(config, { logger: captureLogger(logs), ...opts });
   if (opts.waitReady !== false) await app.ready;

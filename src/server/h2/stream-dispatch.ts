@@ -1,0 +1,81 @@
+// One listener, two serving paths: a grpc.Server whose HTTP/2 servers hand the streams of
+// chosen methods to node:http2 handlers of ours before grpc-js sees them. grpc-js keeps
+// everything at the session level (TLS and mTLS, SETTINGS such as max concurrent streams and
+// session memory, keepalive pings, max connection idle/age with GOAWAY, graceful shutdown) and
+// every other stream (health, access logs, admin, reflection, unknown methods).
+//
+// It relies on two grpc-js internals, checked when the server is built and again when a
+// listener is bound, so an upgrade that moves them fails at startup (ERR_STREAM_DISPATCH),
+// never silently: `createHttp2Server(credentials)` builds each HTTP/2 server and attaches
+// exactly one 'stream' listener to it, and `onStreamOpened(stream)` counts a stream for the
+// max-connection-idle timer.
+import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+
+/** Takes a stream (true) or leaves it to grpc-js (false), from its headers. */
+export type StreamTaker = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
+
+interface GrpcJsInternals {
+  createHttp2Server(credentials: grpc.ServerCredentials): Http2Server;
+  onStreamOpened(stream: ServerHttp2Stream): void;
+}
+
+export class StreamDispatchError extends Error {
+  readonly code = 'ERR_STREAM_DISPATCH';
+}
+
+type StreamListener = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
+
+const base = grpc.Server.prototype as unknown as Partial<GrpcJsInternals>;
+
+/**
+ * Installed on one grpc.Server before it binds: wraps the server's `createHttp2Server` (an
+ * own property shadowing grpc-js's method), so each HTTP/2 server it builds dispatches streams.
+ */
+export class StreamDispatch {
+  private readonly takers = new Map<string, StreamTaker>();
+  /** HTTP/2 servers grpc-js built and we re-wired (one per bound listener). */
+  private wired = 0;
+  /** Streams our takers served (tests read it to prove the dispatch is in place). */
+  taken = 0;
+
+  constructor(server: grpc.Server) {
+    const create = base.createHttp2Server;
+    const opened = base.onStreamOpened;
+    if (typeof create !== 'function' || typeof opened !== 'function') {
+      throw new StreamDispatchError('this @grpc/grpc-js has no createHttp2Server/onStreamOpened: listen.checkServer http2 cannot be used with it; use grpc-js');
+    }
+    const target = server as unknown as GrpcJsInternals;
+    target.createHttp2Server = (credentials) => this.wire(create.call(target, credentials), (s) => opened.call(target, s));
+  }
+
+  /** Streams for `path` go to `taker` first. */
+  take(path: string, taker: StreamTaker): void {
+    this.takers.set(path, taker);
+  }
+
+  /** Throws unless every listener bound so far was re-wired (call after binding). */
+  assertWired(expected: number): void {
+    if (this.wired !== expected) throw new StreamDispatchError(`grpc-js built ${this.wired} HTTP/2 servers for ${expected} listeners: its internals moved`);
+  }
+
+  private wire(h2: Http2Server, opened: (stream: ServerHttp2Stream) => void): Http2Server {
+    const listeners = h2.listeners('stream') as StreamListener[];
+    if (listeners.length !== 1) throw new StreamDispatchError(`grpc-js attached ${listeners.length} stream listeners, expected 1: its internals moved`);
+    const grpcJs = listeners[0]!;
+    h2.removeAllListeners('stream');
+    const takers = this.takers;
+    h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+      const taker = takers.get(headers[':path'] as string);
+      if (taker !== undefined && taker(stream, headers)) {
+        this.taken++;
+        // grpc-js's max-connection-idle timer counts open streams; ours count too.
+        opened(stream);
+        return;
+      }
+      grpcJs.call(h2, stream, headers, flags, rawHeaders);
+    });
+    this.wired++;
+    return h2;
+  }
+}
