@@ -71,8 +71,10 @@ describe('per-caller token exchange', () => {
     const again = await check(t, alice);
     expect(metadata(again)).toMatchObject({ source: 'cache', subject: 'alice' });
     expect(idp.exchangeCount).toBe(1);
-    const line = t.logs.find((l) => l.includes('"token exchanged"'))!;
-    expect(JSON.parse(line)).toMatchObject({ provider: 'orders', subject: 'alice', audience: AUD, token_id: metadata(res).token_id });
+    const lines = t.logs.filter((l) => l.includes('"token.exchanged"'));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ audit: 1, event: 'token.exchanged', provider: 'orders', subject: 'alice', audience: AUD, actor: null, token_id: metadata(res).token_id });
+    expect(t.logs.some((l) => l.includes('"token exchanged"'))).toBe(false);
     for (const l of t.logs) expect(l).not.toContain(alice);
   });
 

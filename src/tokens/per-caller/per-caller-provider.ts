@@ -5,7 +5,9 @@
 // (403), or unavailable (503). One exchange in flight per caller, however many Checks wait.
 import type { Clock, TimerHandle } from '../../clock.js';
 import type { ProviderConfig, TokenExchangeSource } from '../../config/types.js';
+import { auditExchanged } from '../../observability/audit.js';
 import type { Logger } from '../../observability/logger.js';
+import { traceExchange } from '../../observability/tracing.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { CounterCell } from '../../observability/prometheus.js';
 import { Breaker, type BreakerState } from '../../resilience/breaker.js';
@@ -25,6 +27,7 @@ import { isWellFormed, peekJwt, subjectKey, tokenFromHeader, type SubjectProblem
 import { SubjectVerifier } from './subject-verifier.js';
 import type { SharedCallers } from './shared-callers.js';
 import type { TokenRecord } from '../../store/store.js';
+import { tokenId } from '../token-id.js';
 
 /** What a Check of a per-caller provider gets when the cache cannot answer at once. */
 export type CallerAnswer =
@@ -257,7 +260,9 @@ export class PerCallerProvider {
   }
 
   private startExchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
-    const flight = this.exchange(key, token, claims, previous).finally(() => {
+    // A CLIENT span, the child of the Check that started it (a refresh ahead: of the hit's
+    // context, i.e. none). The caller is named by the subject token's id only.
+    const flight = traceExchange(this.name, tokenId(token), () => this.exchange(key, token, claims, previous)).finally(() => {
       if (this.inflight.get(key) === flight) this.inflight.delete(key);
     });
     this.inflight.set(key, flight);
@@ -393,10 +398,12 @@ export class PerCallerProvider {
       const expiresAt = entry.expiresAt;
       this.cache.set(entry);
       metrics.exchanges.inc({ provider: this.name, outcome: 'issued' });
-      logger.info('token exchanged', {
-        provider: this.name, subject: subject ?? null, audience: this.source.audience ?? (typeof this.source.resource === 'string' ? this.source.resource : this.source.resource?.join(' ')) ?? this.source.scope ?? null,
-        actor: this.source.actorToken?.provider ?? null, token_id: record.tokenId, expires_in_s: Math.round((expiresAt - clock.now()) / 1000),
-        ...(previous ? { refresh: true } : {}),
+      // One audit line per exchange (docs/operations.md, "Audit events"): the verified `sub`
+      // when verify is on, the subject token's id always, never the subject token.
+      auditExchanged(logger, {
+        provider: this.name, tokenId: record.tokenId, subjectId: tokenId(token), subject: subject ?? null,
+        audience: this.audience(), actor: this.source.actorToken?.provider ?? null,
+        expiresInS: Math.round((expiresAt - clock.now()) / 1000), ...(previous ? { refresh: true } : {}),
       });
       return { kind: 'token', entry, source: 'refreshed' };
     } catch (raw) {
@@ -425,6 +432,12 @@ export class PerCallerProvider {
       this.controllers.delete(controller);
       release();
     }
+  }
+
+  /** What the exchanged token is for, as the audit line names it: audience, else resource, else scope. */
+  private audience(): string | null {
+    const s = this.source;
+    return s.audience ?? (typeof s.resource === 'string' ? s.resource : s.resource?.join(' ')) ?? s.scope ?? null;
   }
 
   private request(subjectToken: string, actorToken: string | undefined): ExchangeRequest {
