@@ -85,6 +85,8 @@ const FAILED_EXCHANGE_BACKOFF_MS = 2_000;
 const REFRESH_RETRY_MS = 5_000;
 
 const REJECTED = new Map<string, CallerAnswer>();
+/** Token ids an upstream refused, remembered so a shared record carrying one is not adopted again. */
+const MAX_REFUSED_UPSTREAM = 1_024;
 
 export class PerCallerProvider {
   readonly name: string;
@@ -104,6 +106,8 @@ export class PerCallerProvider {
   private closed = false;
   private readonly controllers = new Set<AbortController>();
   private readonly timers = new Set<TimerHandle>();
+  /** Exchanged tokens an upstream refused (Envoy's access log), oldest first. */
+  private readonly refusedUpstream = new Set<string>();
 
   constructor(readonly config: ProviderConfig, private readonly deps: PerCallerDeps) {
     if (config.source.type !== 'token_exchange' || !config.source.subjectToken.request || !config.cache) {
@@ -202,6 +206,22 @@ export class PerCallerProvider {
       evictions: c.evictions, exchangesInFlight: this.inflight.size, breaker: this.breakerState,
       lastError: this.lastError ? this.lastError.toJSON() : null,
     };
+  }
+
+  /**
+   * Envoy's access log reports that an upstream refused the exchanged token with this id: the
+   * caller holding it is evicted here (their next Check exchanges afresh), and a shared record
+   * carrying it is never adopted again. Only that one entry: no other caller, and never a shared
+   * record (another replica may still hold a good token for its caller). False when no cached
+   * caller holds that token (already evicted: Envoy batches, requests in flight).
+   */
+  refusedByUpstream(tokenId: string): boolean {
+    if (this.refusedUpstream.size >= MAX_REFUSED_UPSTREAM) this.refusedUpstream.delete(this.refusedUpstream.values().next().value as string);
+    this.refusedUpstream.add(tokenId);
+    const e = this.cache.byToken(tokenId);
+    if (e === undefined) return false;
+    this.cache.remove(e);
+    return true;
   }
 
   /** Drops every cached caller (admin invalidate). */
@@ -311,7 +331,7 @@ export class PerCallerProvider {
     // Across replicas: a usable record another replica stored, else the per-subject lock; the
     // holder exchanges, the others wait for its record (bounded), then fall back to their own.
     const skey = shared.keyFor(token);
-    const usable = (r: TokenRecord) => !previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt);
+    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt));
     const stored = await shared.read(skey, usable);
     if (stored) return this.adopt(key, stored, subject, claims, 'store');
     const lockTtl = this.config.resilience.timeout * (this.config.resilience.retries + 1) + 2_000;
