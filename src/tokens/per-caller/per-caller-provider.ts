@@ -71,6 +71,23 @@ export interface PerCallerDeps {
   readonly actorToken?: () => Promise<string>;
 }
 
+/**
+ * One caller's exchange in flight: `verified` settles once the subject's local verification
+ * (when configured) has given its verdict, `answer` with the outcome.
+ */
+interface Flight {
+  readonly verified: Promise<void>;
+  readonly answer: Promise<CallerAnswer>;
+}
+
+/**
+ * How long a Check waits for the local verdict on its subject (a signature check, plus at most
+ * one JWKS fetch per cooldown) before the refresh wait budget starts. A verdict is what makes a
+ * garbage subject a deliberate 401: under a flood of distinct forgeries the signature checks
+ * queue up, and a Check must not turn into a 503 for want of its own verdict.
+ */
+const VERIFY_WAIT_MS = 10_000;
+
 /** Exchanges in flight at once per provider; more callers queue (each within its wait budget). */
 const MAX_CONCURRENT_EXCHANGES = 16;
 /** Callers queued for an exchange slot; beyond this a cold caller is answered 503 at once. */
@@ -93,7 +110,7 @@ export class PerCallerProvider {
   readonly source: TokenExchangeSource;
   readonly header: string;
   private readonly cache: CallerCache;
-  private readonly inflight = new Map<string, Promise<CallerAnswer>>();
+  private readonly inflight = new Map<string, Flight>();
   private readonly endpoint: TokenEndpoint;
   private readonly verifier: SubjectVerifier | undefined;
   private breakerInstance: Breaker | undefined;
@@ -185,6 +202,10 @@ export class PerCallerProvider {
     const leeway = this.source.subjectToken.verify?.leeway ?? 0;
     if (claims?.expMs !== undefined && claims.expMs + leeway <= now) return this.invalid('expired', key);
     if (claims?.nbfMs !== undefined && claims.nbfMs - leeway > now) return this.invalid('not_yet_valid');
+    // With verify on, what no signature could fix is refused before any signature check: not a
+    // JWT, an algorithm not allowed (none), another issuer or audience, no exp.
+    const structural = this.verifier?.precheck(claims);
+    if (structural !== undefined) return this.invalid(structural, key);
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.closed) return { kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }) };
@@ -234,7 +255,7 @@ export class PerCallerProvider {
     for (const c of this.controllers) c.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     for (const t of this.timers) t.cancel();
     for (const wake of this.queue.splice(0)) wake();
-    await Promise.allSettled([...this.inflight.values()]);
+    await Promise.allSettled([...this.inflight.values()].map((f) => f.answer));
     this.breakerInstance?.shutdown();
     this.endpoint.close();
     this.cache.clear();
@@ -260,31 +281,47 @@ export class PerCallerProvider {
     return this.breakerInstance;
   }
 
-  /** Waits for `flight` at most waitBudget; the exchange itself goes on for the callers after. */
-  private waitFor(flight: Promise<CallerAnswer>, budget: number, signal?: AbortSignal): Promise<CallerAnswer> {
+  /**
+   * Waits for `flight`: for its verify verdict (bounded by VERIFY_WAIT_MS), then at most
+   * `budget` for the exchange; the exchange itself goes on for the callers after.
+   */
+  private waitFor(flight: Flight, budget: number, signal?: AbortSignal): Promise<CallerAnswer> {
     return new Promise<CallerAnswer>((resolve) => {
-      const timer = this.deps.clock.setTimer(() => {
-        resolve({ kind: 'unavailable', error: new TokenError('ERR_WAIT_BUDGET', `no exchanged token within the wait budget (${budget}ms)`, { provider: this.name }) });
-      }, budget);
-      const onAbort = () => {
-        timer.cancel();
-        resolve({ kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'the Check was cancelled', { provider: this.name }) });
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      flight.then((answer) => {
-        timer.cancel();
+      let done = false;
+      let timer: TimerHandle | undefined;
+      const finish = (answer: CallerAnswer): void => {
+        if (done) return;
+        done = true;
+        timer?.cancel();
         signal?.removeEventListener('abort', onAbort);
         resolve(answer);
+      };
+      const arm = (ms: number): void => {
+        timer?.cancel();
+        timer = this.deps.clock.setTimer(() => finish({
+          kind: 'unavailable', error: new TokenError('ERR_WAIT_BUDGET', `no exchanged token within the wait budget (${budget}ms)`, { provider: this.name }),
+        }), ms);
+      };
+      const onAbort = (): void => finish({ kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'the Check was cancelled', { provider: this.name }) });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      arm(Math.max(budget, VERIFY_WAIT_MS));
+      flight.verified.then(() => {
+        if (!done) arm(budget);
       }, () => undefined);
+      flight.answer.then(finish, () => undefined);
     });
   }
 
-  private startExchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
+  private startExchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Flight {
+    let markVerified!: () => void;
+    const verified = new Promise<void>((resolve) => (markVerified = resolve));
     // A CLIENT span, the child of the Check that started it (a refresh ahead: of the hit's
     // context, i.e. none). The caller is named by the subject token's id only.
-    const flight = traceExchange(this.name, tokenId(token), () => this.exchange(key, token, claims, previous)).finally(() => {
+    const answer = traceExchange(this.name, tokenId(token), () => this.exchange(key, token, claims, previous, markVerified)).finally(() => {
+      markVerified();
       if (this.inflight.get(key) === flight) this.inflight.delete(key);
     });
+    const flight: Flight = { verified, answer };
     this.inflight.set(key, flight);
     return flight;
   }
@@ -308,11 +345,12 @@ export class PerCallerProvider {
     };
   }
 
-  private async exchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
+  private async exchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous: CallerEntry | undefined, verified: () => void): Promise<CallerAnswer> {
     const { clock, metrics } = this.deps;
     let subject: string | undefined;
     if (this.verifier && !previous) {
       const v = await this.verifier.verify(token);
+      verified();
       if (!v.ok) {
         if (v.reason === 'keys_unavailable') {
           const error = new TokenError('ERR_IDP_UNAVAILABLE', `${this.name}: the subject token's signing keys cannot be fetched`, { provider: this.name });
@@ -323,8 +361,9 @@ export class PerCallerProvider {
         return this.invalid(v.reason, key);
       }
       subject = v.sub;
-    } else if (previous) {
-      subject = previous.subject;
+    } else {
+      verified();
+      subject = previous?.subject;
     }
     const shared = this.deps.shared;
     if (!shared) return this.exchangeAtIdp(key, token, claims, subject, previous);
