@@ -133,17 +133,19 @@ for (const c of [SHARED, PC]) await lg.call('sweep', { key: 't', init: c.init, c
 log('A. per-caller ÷ shared, same request');
 const a = await alternate({ shared: SHARED, pc: PC, sharedAgain: SHARED });
 report.perCallerVsShared = { ...summary(a, 'pc', 'shared'), target: '<= 1.2', aa: summary(a, 'sharedAgain', 'shared').ratioMedianOfRounds };
+log(JSON.stringify(report.perCallerVsShared));
 
 log(`B. filling ${CALLERS} callers through gRPC`);
 const mem0 = await target.call('memory');
 const before = exchanges;
-const fill = await lg.call('sweep', { key: 't', init: PC.init, callers: CALLERS, concurrency: 128 });
+const fill = await lg.call('sweep', { key: 't', init: PC.init, callers: CALLERS, concurrency: 128 }, 1_800_000);
 const mem1 = await target.call('memory');
 report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, extraRssMB: Math.round((mem1.rss - mem0.rss) / 1e5) / 10, extraHeapMB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1e5) / 10, targetRssMB: 150 };
 log(JSON.stringify(report.fill));
 
 const b = await alternate({ few: { init: PC.init, callers: FEW }, many: { init: PC.init, callers: CALLERS }, fewAgain: { init: PC.init, callers: FEW } });
 report.manyVsFew = { ...summary(b, 'many', 'few'), target: '<= 1.10', aa: summary(b, 'fewAgain', 'few').ratioMedianOfRounds };
+log(JSON.stringify(report.manyVsFew));
 report.idpExchangesDuringMeasurement = exchanges - before - (report.fill.exchanges);
 
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
