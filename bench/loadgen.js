@@ -109,9 +109,63 @@ function probe({ key, init }) {
   return new Promise((resolve, reject) => call(client, requestFor(init), true, 5_000, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
-/** Closed loop: `concurrency` calls always in flight for `durationMs`. */
-function closed({ key, init, concurrency, durationMs }) {
+/**
+ * Per-caller benches: `callers` requests that differ only in the caller's own credential
+ * (`authorization: Bearer <callerToken(i)>`), encoded once each and kept for the process.
+ */
+const callerSets = new Map();
+function callerToken(i, length = 600) {
+  const head = `caller${i}.`;
+  return head + 'Q'.repeat(Math.max(0, length - head.length));
+}
+function callerRequests(init, callers) {
+  const key = `${JSON.stringify(init ?? {})}#${callers}`;
+  let bufs = callerSets.get(key);
+  if (!bufs) {
+    bufs = Array.from({ length: callers }, (_, i) => encodedRequest({ ...init, headers: { ...(init?.headers ?? {}), authorization: `Bearer ${callerToken(i)}` } }));
+    callerSets.set(key, bufs);
+  }
+  return bufs;
+}
+
+/** Every one of `callers` callers exactly once (at most `concurrency` at a time): fills a per-caller cache. */
+function sweep({ key, init, callers, concurrency = 64 }) {
   const clients = clientsFor(key);
+  const bufs = callerRequests(init, callers);
+  let next = 0;
+  let ok = 0;
+  let errors = 0;
+  let lastError;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let active = 0;
+    const issue = () => {
+      if (next >= bufs.length) {
+        if (active === 0) resolve({ ok, errors, lastError, ms: performance.now() - started });
+        return;
+      }
+      const i = next++;
+      active++;
+      call(clients[i % clients.length], bufs[i], false, 0, (err) => {
+        active--;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else ok++;
+        issue();
+      });
+    };
+    for (let c = 0; c < concurrency; c++) issue();
+  });
+}
+
+/**
+ * Closed loop: `concurrency` calls always in flight for `durationMs`. With `callers`, each call
+ * is the next caller's request in turn (per-caller benches); else the same request every time.
+ */
+function closed({ key, init, concurrency, durationMs, callers }) {
+  const clients = clientsFor(key);
+  if (callers) return closedRotating(clients, callerRequests(init, callers), concurrency, durationMs);
   const buf = requestFor(init);
   let ok = 0;
   let errors = 0;
@@ -123,6 +177,36 @@ function closed({ key, init, concurrency, durationMs }) {
     const finish = () => resolve({ ok, errors, lastError, elapsedMs: performance.now() - started, rate: ok / ((performance.now() - started) / 1000) });
     const issue = (i) => {
       active++;
+      call(clients[i % clients.length], buf, false, 0, (err) => {
+        active--;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else ok++;
+        if (!stopping) issue(i);
+        else if (active === 0) finish();
+      });
+    };
+    for (let i = 0; i < concurrency; i++) issue(i);
+    setTimeout(() => {
+      stopping = true;
+    }, durationMs);
+  });
+}
+
+function closedRotating(clients, bufs, concurrency, durationMs) {
+  let ok = 0;
+  let errors = 0;
+  let lastError;
+  let stopping = false;
+  let active = 0;
+  let n = 0;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const finish = () => resolve({ ok, errors, lastError, elapsedMs: performance.now() - started, rate: ok / ((performance.now() - started) / 1000) });
+    const issue = (i) => {
+      active++;
+      const buf = bufs[n++ % bufs.length];
       call(clients[i % clients.length], buf, false, 0, (err) => {
         active--;
         if (err) {
@@ -247,6 +331,7 @@ serveParent({
   closed,
   open,
   burst,
+  sweep,
   disconnect: ({ key }) => {
     for (const c of targets.get(key) ?? []) c.close();
     targets.delete(key);

@@ -184,7 +184,7 @@ process.stderr.write("3. garbage flood\n");
   }
   report.garbageFlood = {
     subjects: GARBAGE, idpTokenRequests: tokenRequests - before, target: 0,
-    // 401 invalid_subject_token; a 503 is a Check whose verify waited past the wait budget (all at once).
+    // Every answer should be 401 invalid_subject_token: a Check waits for its verify verdict, not the wait budget.
     answers: byStatus,
     cpuUsPerSubject: Math.round((c.user + c.system) / GARBAGE), wallMs: Date.now() - t0,
   };

@@ -41,13 +41,37 @@ export function auditMinted(logger: Logger, f: { provider: string; tokenId: stri
   else audit(logger, 'token.minted', { provider: f.provider, token_id: f.tokenId, source_type: f.sourceType, expires_in_s: f.expiresInS });
 }
 
+/** What a `token.exchanged` line carries (issue 14: provider, subject, audience, actor, token_id). */
+export interface ExchangedFields {
+  readonly provider: string;
+  readonly tokenId: string;
+  /** The tokenId of the subject token (a hash); per-caller exchanges only. */
+  readonly subjectId?: string;
+  /** The `sub` of a subject that passed local verify; null without verify (never an unverified claim). */
+  readonly subject?: string | null;
+  /** What the token was exchanged for: the audience (else resource, else scope). */
+  readonly audience?: string | null;
+  /** The provider whose token was the actor_token (delegation), else null. */
+  readonly actor?: string | null;
+  readonly expiresInS: number | null;
+  /** A refresh ahead of a caller's entry rather than a first exchange. */
+  readonly refresh?: true;
+}
+
 /**
  * An exchange (RFC 8693). A per-caller one names the caller by `subject_id`, the tokenId of the
  * subject token (a hash), never the subject token itself; a fixed subject (file, env, another
  * provider) has none.
  */
-export function auditExchanged(logger: Logger, f: { provider: string; tokenId: string; subjectId?: string; expiresInS: number | null }): void {
-  audit(logger, 'token.exchanged', { provider: f.provider, token_id: f.tokenId, source_type: 'token_exchange', subject_id: f.subjectId, expires_in_s: f.expiresInS });
+export function auditExchanged(logger: Logger, f: ExchangedFields): void {
+  audit(logger, 'token.exchanged', {
+    provider: f.provider, token_id: f.tokenId, source_type: 'token_exchange', subject_id: f.subjectId,
+    ...(f.subject !== undefined ? { subject: f.subject } : {}),
+    ...(f.audience !== undefined ? { audience: f.audience } : {}),
+    ...(f.actor !== undefined ? { actor: f.actor } : {}),
+    expires_in_s: f.expiresInS,
+    ...(f.refresh ? { refresh: true } : {}),
+  });
 }
 
 export function auditInvalidated(logger: Logger, f: { provider: string; tokenId: string; by: InvalidatedBy; status?: number }): void {

@@ -4,6 +4,7 @@
 // with it is logged and the call is ended, never the process.
 import type * as grpc from '@grpc/grpc-js';
 import type { Config } from '../config/types.js';
+import { auditInvalidated } from '../observability/audit.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TokenManager } from '../tokens/manager.js';
@@ -124,6 +125,10 @@ export class AccessLogService {
   private rejected(name: string, tokenId: string, status: number): void {
     const { manager, metrics, logger } = this.deps;
     const provider = manager.handle(name);
+    if (provider === undefined) {
+      this.callerRejected(name, tokenId, status);
+      return;
+    }
     // Unknown names and statuses outside the provider's list are ignored: labels stay bounded.
     if (!provider || !provider.config.purgeOnUpstreamStatus.includes(status)) return;
     metrics.upstreamRejections.inc({ provider: name, status: String(status) });
@@ -132,6 +137,20 @@ export class AccessLogService {
     if (provider.peek()?.tokenId !== tokenId) return;
     if (manager.invalidate(name, tokenId, 'access_log', status)) {
       logger.info('upstream rejected the current token; refreshing', { provider: name, token_id: tokenId, status });
+    }
+  }
+
+  /**
+   * A per-caller provider: the token id names one caller's exchanged token; that caller alone is
+   * evicted (locally: the shared record stays, and is not adopted again by this replica).
+   */
+  private callerRejected(name: string, tokenId: string, status: number): void {
+    const { manager, metrics, logger } = this.deps;
+    const provider = manager.perCaller(name);
+    if (!provider || !provider.config.purgeOnUpstreamStatus.includes(status)) return;
+    metrics.upstreamRejections.inc({ provider: name, status: String(status) });
+    if (provider.refusedByUpstream(tokenId)) {
+      auditInvalidated(logger, { provider: name, tokenId, by: 'access_log', status });
     }
   }
 }

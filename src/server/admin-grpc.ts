@@ -4,6 +4,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from '../observability/logger.js';
+import type { PerCallerStatus } from '../tokens/per-caller/per-caller-provider.js';
 import type { ProviderStatus } from '../tokens/token-handle.js';
 import { AdminApi, AdminError, type AdminErrorCode } from './admin-api.js';
 import { OWN_PROTO_DIR } from './protos.js';
@@ -76,6 +77,29 @@ export function toProviderStatusMessage(s: ProviderStatus): ProviderStatusMessag
   };
 }
 
+/** tokengate.admin.v1.PerCallerStatus, as proto-loader encodes it. */
+export interface PerCallerStatusMessage {
+  name: string;
+  entries: number;
+  refused: number;
+  approximate_bytes: number;
+  hits: number;
+  misses: number;
+  hit_ratio?: number;
+  evictions: number;
+  exchanges_in_flight: number;
+  breaker: string;
+  last_error: string;
+}
+
+export function toPerCallerStatusMessage(s: PerCallerStatus): PerCallerStatusMessage {
+  return {
+    name: s.name, entries: s.entries, refused: s.refused, approximate_bytes: s.approximateBytes,
+    hits: s.hits, misses: s.misses, ...(s.hitRatio !== null ? { hit_ratio: s.hitRatio } : {}),
+    evictions: s.evictions, exchanges_in_flight: s.exchangesInFlight, breaker: s.breaker, last_error: errorSummary(s.lastError),
+  };
+}
+
 function toServiceError(err: AdminError): Partial<grpc.StatusObject> {
   const detail = err.details?.cause as Record<string, unknown> | undefined;
   return { code: GRPC_STATUS[err.code], details: detail ? `${err.message}: ${errorSummary(detail)}` : err.message };
@@ -94,7 +118,10 @@ export class AdminGrpcService {
 
   get handlers(): grpc.UntypedServiceImplementation {
     return {
-      ListTokens: this.unary(() => ({ providers: this.api.listTokens().providers.map(toProviderStatusMessage) })),
+      ListTokens: this.unary(() => {
+        const all = this.api.listTokens();
+        return { providers: all.providers.map(toProviderStatusMessage), per_caller: (all.perCaller ?? []).map(toPerCallerStatusMessage) };
+      }),
       Invalidate: this.unary((req: ProviderRequest) => this.api.invalidate(req.provider ?? '')),
       Refresh: this.unary(async (req: ProviderRequest) => toProviderStatusMessage(await this.api.refresh(req.provider ?? ''))),
     };

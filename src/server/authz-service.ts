@@ -181,7 +181,7 @@ export class AuthzService {
           const header = caller.subjectHeader(req.raw);
           const buf = caller.hit(header, this.deps.clock.now());
           if (buf !== undefined) callback(null, buf);
-          else this.slowCaller(caller, header, callback);
+          else this.slowCaller(caller, header, callback, req.raw);
           return;
         }
         this.unknownCell.value++;
@@ -252,10 +252,16 @@ export class AuthzService {
   }
 
   /** A per-caller miss: the caller's exchange (or the refusal), answered per the contract. */
-  private slowCaller(lane: CallerLane, header: string | undefined, callback: Callback): void {
+  private slowCaller(lane: CallerLane, header: string | undefined, callback: Callback, raw: Buffer): void {
     const started = performance.now();
     this.inflight++;
-    lane.provider.acquire(header).then(
+    const acquired = tracingEnabled()
+      ? traceCheck(this.traceparent(raw), { 'tokengate.provider': lane.provider.name }, () => lane.provider.acquire(header).then((a) => {
+        spanAttributes({ 'tokengate.answer': a.kind, 'tokengate.source': a.kind === 'token' ? a.source : 'none', 'error.type': a.kind === 'unavailable' ? a.error.code : undefined });
+        return a;
+      }))
+      : lane.provider.acquire(header);
+    acquired.then(
       (a) => {
         // onTokenUnavailable: allow lets the request go without a credential, but never with the caller's own.
         if (a.kind === 'unavailable' && this.defaults.onTokenUnavailable === 'allow') {
@@ -316,15 +322,20 @@ export class AuthzService {
 
   /** acquire() inside a Check span, the child of the caller's `traceparent` when it sent one. */
   private tracedAcquire(lane: Lane, raw: Buffer): ReturnType<TokenHandle['acquire']> {
-    let traceparent: string | undefined;
-    try {
-      this.traceReader ??= new CheckRequestReader(this.defaults.providerKey, ['traceparent']);
-      traceparent = this.traceReader.readHttp(raw)?.headers?.traceparent;
-    } catch { /* no parent then: the request itself was read fine a moment ago */ }
-    return traceCheck(traceparent, { 'tokengate.provider': lane.provider.name }, () => lane.provider.acquire().then((got) => {
+    return traceCheck(this.traceparent(raw), { 'tokengate.provider': lane.provider.name }, () => lane.provider.acquire().then((got) => {
       spanAttributes({ 'tokengate.source': got.source ?? 'none', 'error.type': got.error?.code });
       return got;
     }));
+  }
+
+  /** A waiting Check's `traceparent`, read from its raw bytes (slow path only). */
+  private traceparent(raw: Buffer): string | undefined {
+    try {
+      this.traceReader ??= new CheckRequestReader(this.defaults.providerKey, ['traceparent']);
+      return this.traceReader.readHttp(raw)?.headers?.traceparent;
+    } catch {
+      return undefined; // no parent then: the request itself was read fine a moment ago
+    }
   }
 
   private retryAfterSeconds(lane: Lane, err: TokenError): number {

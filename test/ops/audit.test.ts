@@ -145,8 +145,11 @@ describe('audit lines without a running tokengate', () => {
     const { auditExchanged, auditMinted, audit } = await import('../../src/observability/audit.js');
     const lines: string[] = [];
     const logger = createLogger({ level: 'error', sink: (l) => lines.push(l) });
-    auditExchanged(logger, { provider: 'obo', tokenId: 'tid', subjectId: 'sid', expiresInS: 60 });
-    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 'info', audit: 1, event: 'token.exchanged', provider: 'obo', token_id: 'tid', subject_id: 'sid', expires_in_s: 60 });
+    auditExchanged(logger, { provider: 'obo', tokenId: 'tid', subjectId: 'sid', subject: 'alice', audience: 'https://orders.example', actor: 'gw', expiresInS: 60 });
+    expect(JSON.parse(lines[0]!)).toEqual({
+      level: 'info', time: expect.any(String), msg: 'token.exchanged', audit: 1, event: 'token.exchanged', provider: 'obo', token_id: 'tid',
+      source_type: 'token_exchange', subject_id: 'sid', subject: 'alice', audience: 'https://orders.example', actor: 'gw', expires_in_s: 60,
+    });
     // What the fetcher reports for a token_exchange source (a fixed subject: no subject_id).
     auditMinted(logger, { provider: 'sts', tokenId: 't2', sourceType: 'token_exchange', expiresInS: 300 });
     expect(JSON.parse(lines[1]!)).toEqual(expect.objectContaining({ event: 'token.exchanged', provider: 'sts', token_id: 't2', source_type: 'token_exchange' }));

@@ -10,10 +10,12 @@ import { startTestApp, type TestApp } from '../support/app.js';
 import { ExchangeIdp } from '../support/exchange-idp.js';
 
 const CLI = path.resolve('dist/cli.js');
+const ADMIN_TOKEN = 'per-caller-admin-token-0123456789abcdef';
 
 function config(idp: ExchangeIdp, admin = '127.0.0.1:0'): string {
   return `
 listen: { grpc: 127.0.0.1:0, admin: ${admin} }
+admin: { token: "${ADMIN_TOKEN}" }
 providers:
   orders:
     source:
@@ -51,13 +53,24 @@ describe('per-caller operations', () => {
     idp.refuse.add('mallory');
     await t.client.check(envoyRequest({ contextExtensions: { provider: 'orders' }, headers: { authorization: `Bearer ${await idp.subjectToken({ sub: 'mallory' })}` } }));
     const base = `http://${t.app.adminAddress!}`;
-    const body = await (await fetch(`${base}/v1/tokens`)).text();
+    const auth = { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
+    const body = await (await fetch(`${base}/v1/tokens`, auth)).text();
     const json = JSON.parse(body) as { perCaller: Record<string, unknown>[] };
     expect(json.perCaller).toHaveLength(1);
     expect(json.perCaller[0]).toMatchObject({ name: 'orders', perCaller: true, entries: 1, refused: 1, hits: 2, misses: 2, hitRatio: 0.5, breaker: 'closed' });
     expect(body).not.toContain(alice);
     for (const token of idp.issued.keys()) expect(body).not.toContain(token);
-    const metrics = await (await fetch(`${base}/metrics`)).text();
+    // gRPC TokenAdmin/ListTokens: the same per-caller figures (one implementation, two edges).
+    const viaGrpc = await t.admin.call<{ per_caller: Record<string, unknown>[] }>('ListTokens', {}, ADMIN_TOKEN);
+    const h = json.perCaller[0]!;
+    expect(viaGrpc.per_caller).toHaveLength(1);
+    // (proto-loader adds `_hit_ratio`, proto3 optional's synthetic oneof.)
+    expect(viaGrpc.per_caller[0]).toMatchObject({
+      name: 'orders', entries: h.entries, refused: h.refused, approximate_bytes: h.approximateBytes, hits: h.hits, misses: h.misses,
+      hit_ratio: h.hitRatio, evictions: h.evictions, exchanges_in_flight: h.exchangesInFlight, breaker: h.breaker, last_error: '',
+    });
+    expect(JSON.stringify(viaGrpc)).not.toContain(alice);
+    const metrics = await (await fetch(`${base}/metrics`, auth)).text();
     expect(metrics).toMatch(/tokengate_exchange_cache_entries\{provider="orders"\} 1/);
     expect(metrics).toMatch(/tokengate_exchange_cache_hits_total\{provider="orders"\} 2/);
     expect(metrics).toMatch(/tokengate_exchange_cache_misses_total\{provider="orders"\} 2/);

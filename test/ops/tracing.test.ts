@@ -10,7 +10,8 @@ import { trace } from '@opentelemetry/api';
 import { parseConfig } from '../../src/config/load.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { envoyRequest, injected } from '../support/envoy-request.js';
+import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
+import { ExchangeIdp } from '../support/exchange-idp.js';
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
@@ -176,6 +177,74 @@ describe('exchange spans (for the per-caller token_exchange source)', () => {
       expect(exchange.spanContext().traceId).toBe(CALLER_TRACE);
       expect(exchange.attributes).toEqual({ 'tokengate.provider': 'obo', 'tokengate.subject_id': 'subj-id-1' });
     } finally {
+      setTracer(undefined);
+      await provider.shutdown();
+      trace.disable();
+    }
+  });
+});
+
+describe('a per-caller exchange in a real tokengate', () => {
+  it('the waiting Check is the child of its traceparent, the exchange its CLIENT child; no subject token in any span; one audit line', async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    provider.register();
+    setTracer(provider.getTracer('tokengate'));
+    const idp = await new ExchangeIdp().start();
+    let t: TestApp | undefined;
+    try {
+      t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off" }
+providers:
+  orders:
+    source:
+      type: token_exchange
+      tokenUrl: ${idp.tokenUrl}
+      clientId: gateway
+      clientSecret: gateway-secret
+      audience: https://orders.example
+      subjectToken:
+        request: { header: authorization, scheme: Bearer }
+        verify: { issuer: ${idp.issuer}, audience: gateway, jwksUri: ${idp.jwksUri}, algorithms: [ES256] }
+    cache: { maxEntries: 100 }
+    refresh: { waitBudget: 5s }
+`);
+      const alice = await idp.subjectToken({ sub: 'alice' });
+      const check = (): ReturnType<TestApp['client']['check']> => t!.client.check(envoyRequest({
+        contextExtensions: { provider: 'orders' },
+        headers: { authorization: `Bearer ${alice}`, traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` },
+      }));
+      const res = await check();
+      expect(injected(res)?.header?.value).toMatch(/^Bearer /);
+      const spans = exporter.getFinishedSpans();
+      const checkSpan = spans.find((s) => s.name === 'tokengate.check')!;
+      const exchange = spans.find((s) => s.name === 'tokengate.token.exchange')!;
+      expect(checkSpan.kind).toBe(1); // SERVER
+      expect(checkSpan.spanContext().traceId).toBe(CALLER_TRACE);
+      expect(checkSpan.parentSpanContext?.spanId).toBe(CALLER_SPAN);
+      expect(checkSpan.attributes).toMatchObject({ 'tokengate.provider': 'orders', 'tokengate.answer': 'token', 'tokengate.source': 'refreshed' });
+      expect(exchange.kind).toBe(2); // CLIENT
+      expect(exchange.parentSpanContext?.spanId).toBe(checkSpan.spanContext().spanId);
+      expect(exchange.spanContext().traceId).toBe(CALLER_TRACE);
+      expect(Object.keys(exchange.attributes).sort()).toEqual(['tokengate.provider', 'tokengate.subject_id']);
+      const subjectId = exchange.attributes['tokengate.subject_id'];
+      expect(subjectId).toMatch(/^[A-Za-z0-9_-]{12}$/);
+      // Nothing of the caller's token, nor of the exchanged one, in any span.
+      const text = allStrings(spans);
+      expect(text).not.toContain(alice);
+      for (const part of alice.split('.')) expect(text).not.toContain(part);
+      for (const issued of idp.issued.keys()) expect(text).not.toContain(issued);
+      // One audit line for the one exchange, naming the same subject id; a hit adds no line and no span.
+      exporter.reset();
+      expect(metadata(await check()).source).toBe('cache');
+      expect(exporter.getFinishedSpans()).toHaveLength(0);
+      const audits = t.logs.filter((l) => l.includes('"token.exchanged"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(audits).toHaveLength(1);
+      expect(audits[0]).toMatchObject({ audit: 1, event: 'token.exchanged', provider: 'orders', subject_id: subjectId, subject: 'alice', audience: 'https://orders.example', actor: null, token_id: metadata(res).token_id });
+      expect(t.logs.join('\n')).not.toContain(alice);
+    } finally {
+      await t?.close();
+      await idp.stop();
       setTracer(undefined);
       await provider.shutdown();
       trace.disable();

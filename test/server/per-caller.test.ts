@@ -71,8 +71,10 @@ describe('per-caller token exchange', () => {
     const again = await check(t, alice);
     expect(metadata(again)).toMatchObject({ source: 'cache', subject: 'alice' });
     expect(idp.exchangeCount).toBe(1);
-    const line = t.logs.find((l) => l.includes('"token exchanged"'))!;
-    expect(JSON.parse(line)).toMatchObject({ provider: 'orders', subject: 'alice', audience: AUD, token_id: metadata(res).token_id });
+    const lines = t.logs.filter((l) => l.includes('"token.exchanged"'));
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ audit: 1, event: 'token.exchanged', provider: 'orders', subject: 'alice', audience: AUD, actor: null, token_id: metadata(res).token_id });
+    expect(t.logs.some((l) => l.includes('"token exchanged"'))).toBe(false);
     for (const l of t.logs) expect(l).not.toContain(alice);
   });
 
@@ -168,6 +170,47 @@ describe('per-caller token exchange', () => {
     const res = await check(t, await idp.subjectToken({ sub: 'erin' }));
     expect(httpStatus(res)).toBe(503);
     expect(idp.exchangeCount).toBe(0);
+  });
+
+  it('a garbage flood with verify on: every subject a deliberate 401 even when verdicts take longer than the wait budget; 0 IdP requests', async () => {
+    // The key fetch outlasts the wait budget: a Check waits for its subject's verdict, not the budget.
+    t = await startTestApp(yaml(idp, { verify: true, refresh: 'waitBudget: 100ms' }));
+    idp.jwksDelayMs = 700;
+    const now = Math.floor(Date.now() / 1000);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const kinds: ((i: number) => Promise<string> | string)[] = [
+      (i) => `opaque-garbage-${i}-${'x'.repeat(30)}`,
+      (i) => idp.subjectToken({ sub: `forged-${i}` }, privateKey),
+      (i) => new UnsecuredJWT({ sub: `n${i}`, aud: 'gateway', iss: idp.issuer }).setExpirationTime(now + 600).encode(),
+      (i) => `eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.${Buffer.from(`junk-${i}`).toString('base64url')}.c2ln`,
+    ];
+    const garbage = await Promise.all(Array.from({ length: 200 }, (_, i) => kinds[i % kinds.length]!(i)));
+    const answers = await Promise.all(garbage.map((g) => check(t!, g)));
+    const byStatus: Record<string, number> = {};
+    for (const a of answers) byStatus[String(httpStatus(a) ?? 'ok')] = (byStatus[String(httpStatus(a) ?? 'ok')] ?? 0) + 1;
+    expect(byStatus).toEqual({ 401: 200 });
+    expect(idp.received).toHaveLength(0);
+    expect(idp.jwksRequests).toBe(1);
+    // Real callers are still served.
+    expect(issuedTo(idp, await check(t, await idp.subjectToken({ sub: 'alice' })))).toBe('alice');
+  });
+
+  it('with the JWKS unreachable, what no key could fix is still 401 (alg none, another issuer or audience, not a JWT, no exp)', async () => {
+    t = await startTestApp(yaml(idp).replace('subjectToken:\n', `subjectToken:\n        verify: { issuer: ${idp.issuer}, audience: [gateway], jwksUri: "http://127.0.0.1:9/jwks", algorithms: [ES256] }\n`));
+    const now = Math.floor(Date.now() / 1000);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const cases: [string, string][] = [
+      ['alg none', new UnsecuredJWT({ sub: 'a', aud: 'gateway', iss: idp.issuer }).setExpirationTime(now + 600).encode()],
+      ['alg not allowed', await new SignJWT({ sub: 'a', aud: 'gateway', iss: idp.issuer, exp: now + 600 }).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode('k'.repeat(32)))],
+      ['another issuer', await new SignJWT({ sub: 'a', aud: 'gateway', iss: 'https://evil.example', exp: now + 600 }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey)],
+      ['another audience', await idp.subjectToken({ sub: 'a', aud: 'someone-else' })],
+      ['no exp', await new SignJWT({ sub: 'a', aud: 'gateway', iss: idp.issuer }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey)],
+      ['not a JWT', 'opaque-token-123'],
+    ];
+    for (const [name, token] of cases) expect(httpStatus(await check(t, token)), name).toBe(401);
+    // A candidate only a key can judge: 503, the keys are not the caller's fault.
+    expect(httpStatus(await check(t, await idp.subjectToken({ sub: 'b' })))).toBe(503);
+    expect(idp.received).toHaveLength(0);
   });
 
   it('an expired JWT is refused locally even without verify', async () => {

@@ -49,6 +49,8 @@ export class ExchangeIdp {
   respond: ((info: IssuedInfo, token: string) => Record<string, unknown>) | undefined;
   expiresIn: number;
   jwksRequests = 0;
+  /** Milliseconds the JWKS endpoint waits before answering (a slow key fetch). */
+  jwksDelayMs = 0;
   /** Token requests that arrived, counted before any delay or answer (by subject/assertion). */
   readonly received: string[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
@@ -102,6 +104,7 @@ export class ExchangeIdp {
     this.delayMs = 0;
     this.respond = undefined;
     this.jwksRequests = 0;
+    this.jwksDelayMs = 0;
   }
 
   /** A caller's token as this IdP would have issued it at login. */
@@ -127,6 +130,7 @@ export class ExchangeIdp {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/jwks') {
       this.jwksRequests++;
+      if (this.jwksDelayMs > 0) await new Promise((r) => setTimeout(r, this.jwksDelayMs));
       return json(res, 200, { keys: [await this.publicJwk] });
     }
     if (req.method === 'GET' && (path === '/.well-known/openid-configuration' || path === '/.well-known/oauth-authorization-server')) {

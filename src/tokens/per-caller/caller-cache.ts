@@ -38,8 +38,8 @@ export interface NegativeEntry {
   readonly reason: string;
 }
 
-/** Per-entry bookkeeping beyond the token bytes: Map slot, key, entry, CachedToken, record. */
-const ENTRY_OVERHEAD_BYTES = 640;
+/** Per-entry bookkeeping beyond the token bytes: Map slots (by key, by token id), key, entry, CachedToken, record. */
+const ENTRY_OVERHEAD_BYTES = 760;
 const NEGATIVE_OVERHEAD_BYTES = 200;
 
 /**
@@ -57,6 +57,11 @@ export interface CacheBounds {
 
 export class CallerCache {
   private readonly entries = new Map<string, CallerEntry>();
+  /**
+   * The same entries by the exchanged token's id: Envoy's access log names a token an upstream
+   * refused by that id (the CheckResponse's dynamic metadata), never by the caller.
+   */
+  private readonly byTokenId = new Map<string, CallerEntry>();
   private readonly negatives = new Map<string, NegativeEntry>();
   private newest: CallerEntry | undefined;
   private bytes = 0;
@@ -103,9 +108,15 @@ export class CallerCache {
     if (old) this.delete(old);
     this.negatives.delete(e.key);
     this.entries.set(e.key, e);
+    this.byTokenId.set(e.token.tokenId, e);
     this.newest = e;
     this.bytes += e.bytes;
     this.trim();
+  }
+
+  /** The entry holding the exchanged token with this id, if still cached. */
+  byToken(tokenId: string): CallerEntry | undefined {
+    return this.byTokenId.get(tokenId);
   }
 
   /** Drops `e` if it is still the entry for its key. */
@@ -134,6 +145,7 @@ export class CallerCache {
 
   clear(): void {
     this.entries.clear();
+    this.byTokenId.clear();
     this.negatives.clear();
     this.newest = undefined;
     this.bytes = 0;
@@ -141,6 +153,7 @@ export class CallerCache {
 
   private delete(e: CallerEntry): void {
     this.entries.delete(e.key);
+    if (this.byTokenId.get(e.token.tokenId) === e) this.byTokenId.delete(e.token.tokenId);
     this.bytes -= e.bytes;
     if (this.newest === e) this.newest = undefined;
   }

@@ -5,7 +5,9 @@
 // (403), or unavailable (503). One exchange in flight per caller, however many Checks wait.
 import type { Clock, TimerHandle } from '../../clock.js';
 import type { ProviderConfig, TokenExchangeSource } from '../../config/types.js';
+import { auditExchanged } from '../../observability/audit.js';
 import type { Logger } from '../../observability/logger.js';
+import { traceExchange } from '../../observability/tracing.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { CounterCell } from '../../observability/prometheus.js';
 import { Breaker, type BreakerState } from '../../resilience/breaker.js';
@@ -25,6 +27,7 @@ import { isWellFormed, peekJwt, subjectKey, tokenFromHeader, type SubjectProblem
 import { SubjectVerifier } from './subject-verifier.js';
 import type { SharedCallers } from './shared-callers.js';
 import type { TokenRecord } from '../../store/store.js';
+import { tokenId } from '../token-id.js';
 
 /** What a Check of a per-caller provider gets when the cache cannot answer at once. */
 export type CallerAnswer =
@@ -68,6 +71,23 @@ export interface PerCallerDeps {
   readonly actorToken?: () => Promise<string>;
 }
 
+/**
+ * One caller's exchange in flight: `verified` settles once the subject's local verification
+ * (when configured) has given its verdict, `answer` with the outcome.
+ */
+interface Flight {
+  readonly verified: Promise<void>;
+  readonly answer: Promise<CallerAnswer>;
+}
+
+/**
+ * How long a Check waits for the local verdict on its subject (a signature check, plus at most
+ * one JWKS fetch per cooldown) before the refresh wait budget starts. A verdict is what makes a
+ * garbage subject a deliberate 401: under a flood of distinct forgeries the signature checks
+ * queue up, and a Check must not turn into a 503 for want of its own verdict.
+ */
+const VERIFY_WAIT_MS = 10_000;
+
 /** Exchanges in flight at once per provider; more callers queue (each within its wait budget). */
 const MAX_CONCURRENT_EXCHANGES = 16;
 /** Callers queued for an exchange slot; beyond this a cold caller is answered 503 at once. */
@@ -82,13 +102,15 @@ const FAILED_EXCHANGE_BACKOFF_MS = 2_000;
 const REFRESH_RETRY_MS = 5_000;
 
 const REJECTED = new Map<string, CallerAnswer>();
+/** Token ids an upstream refused, remembered so a shared record carrying one is not adopted again. */
+const MAX_REFUSED_UPSTREAM = 1_024;
 
 export class PerCallerProvider {
   readonly name: string;
   readonly source: TokenExchangeSource;
   readonly header: string;
   private readonly cache: CallerCache;
-  private readonly inflight = new Map<string, Promise<CallerAnswer>>();
+  private readonly inflight = new Map<string, Flight>();
   private readonly endpoint: TokenEndpoint;
   private readonly verifier: SubjectVerifier | undefined;
   private breakerInstance: Breaker | undefined;
@@ -101,6 +123,8 @@ export class PerCallerProvider {
   private closed = false;
   private readonly controllers = new Set<AbortController>();
   private readonly timers = new Set<TimerHandle>();
+  /** Exchanged tokens an upstream refused (Envoy's access log), oldest first. */
+  private readonly refusedUpstream = new Set<string>();
 
   constructor(readonly config: ProviderConfig, private readonly deps: PerCallerDeps) {
     if (config.source.type !== 'token_exchange' || !config.source.subjectToken.request || !config.cache) {
@@ -178,6 +202,10 @@ export class PerCallerProvider {
     const leeway = this.source.subjectToken.verify?.leeway ?? 0;
     if (claims?.expMs !== undefined && claims.expMs + leeway <= now) return this.invalid('expired', key);
     if (claims?.nbfMs !== undefined && claims.nbfMs - leeway > now) return this.invalid('not_yet_valid');
+    // With verify on, what no signature could fix is refused before any signature check: not a
+    // JWT, an algorithm not allowed (none), another issuer or audience, no exp.
+    const structural = this.verifier?.precheck(claims);
+    if (structural !== undefined) return this.invalid(structural, key);
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.closed) return { kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }) };
@@ -201,6 +229,22 @@ export class PerCallerProvider {
     };
   }
 
+  /**
+   * Envoy's access log reports that an upstream refused the exchanged token with this id: the
+   * caller holding it is evicted here (their next Check exchanges afresh), and a shared record
+   * carrying it is never adopted again. Only that one entry: no other caller, and never a shared
+   * record (another replica may still hold a good token for its caller). False when no cached
+   * caller holds that token (already evicted: Envoy batches, requests in flight).
+   */
+  refusedByUpstream(tokenId: string): boolean {
+    if (this.refusedUpstream.size >= MAX_REFUSED_UPSTREAM) this.refusedUpstream.delete(this.refusedUpstream.values().next().value as string);
+    this.refusedUpstream.add(tokenId);
+    const e = this.cache.byToken(tokenId);
+    if (e === undefined) return false;
+    this.cache.remove(e);
+    return true;
+  }
+
   /** Drops every cached caller (admin invalidate). */
   invalidateAll(): void {
     this.cache.clear();
@@ -211,7 +255,7 @@ export class PerCallerProvider {
     for (const c of this.controllers) c.abort(new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }));
     for (const t of this.timers) t.cancel();
     for (const wake of this.queue.splice(0)) wake();
-    await Promise.allSettled([...this.inflight.values()]);
+    await Promise.allSettled([...this.inflight.values()].map((f) => f.answer));
     this.breakerInstance?.shutdown();
     this.endpoint.close();
     this.cache.clear();
@@ -237,29 +281,47 @@ export class PerCallerProvider {
     return this.breakerInstance;
   }
 
-  /** Waits for `flight` at most waitBudget; the exchange itself goes on for the callers after. */
-  private waitFor(flight: Promise<CallerAnswer>, budget: number, signal?: AbortSignal): Promise<CallerAnswer> {
+  /**
+   * Waits for `flight`: for its verify verdict (bounded by VERIFY_WAIT_MS), then at most
+   * `budget` for the exchange; the exchange itself goes on for the callers after.
+   */
+  private waitFor(flight: Flight, budget: number, signal?: AbortSignal): Promise<CallerAnswer> {
     return new Promise<CallerAnswer>((resolve) => {
-      const timer = this.deps.clock.setTimer(() => {
-        resolve({ kind: 'unavailable', error: new TokenError('ERR_WAIT_BUDGET', `no exchanged token within the wait budget (${budget}ms)`, { provider: this.name }) });
-      }, budget);
-      const onAbort = () => {
-        timer.cancel();
-        resolve({ kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'the Check was cancelled', { provider: this.name }) });
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      flight.then((answer) => {
-        timer.cancel();
+      let done = false;
+      let timer: TimerHandle | undefined;
+      const finish = (answer: CallerAnswer): void => {
+        if (done) return;
+        done = true;
+        timer?.cancel();
         signal?.removeEventListener('abort', onAbort);
         resolve(answer);
+      };
+      const arm = (ms: number): void => {
+        timer?.cancel();
+        timer = this.deps.clock.setTimer(() => finish({
+          kind: 'unavailable', error: new TokenError('ERR_WAIT_BUDGET', `no exchanged token within the wait budget (${budget}ms)`, { provider: this.name }),
+        }), ms);
+      };
+      const onAbort = (): void => finish({ kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'the Check was cancelled', { provider: this.name }) });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      arm(Math.max(budget, VERIFY_WAIT_MS));
+      flight.verified.then(() => {
+        if (!done) arm(budget);
       }, () => undefined);
+      flight.answer.then(finish, () => undefined);
     });
   }
 
-  private startExchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
-    const flight = this.exchange(key, token, claims, previous).finally(() => {
+  private startExchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Flight {
+    let markVerified!: () => void;
+    const verified = new Promise<void>((resolve) => (markVerified = resolve));
+    // A CLIENT span, the child of the Check that started it (a refresh ahead: of the hit's
+    // context, i.e. none). The caller is named by the subject token's id only.
+    const answer = traceExchange(this.name, tokenId(token), () => this.exchange(key, token, claims, previous, markVerified)).finally(() => {
+      markVerified();
       if (this.inflight.get(key) === flight) this.inflight.delete(key);
     });
+    const flight: Flight = { verified, answer };
     this.inflight.set(key, flight);
     return flight;
   }
@@ -283,11 +345,12 @@ export class PerCallerProvider {
     };
   }
 
-  private async exchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous?: CallerEntry): Promise<CallerAnswer> {
+  private async exchange(key: string, token: string, claims: UnverifiedClaims | undefined, previous: CallerEntry | undefined, verified: () => void): Promise<CallerAnswer> {
     const { clock, metrics } = this.deps;
     let subject: string | undefined;
     if (this.verifier && !previous) {
       const v = await this.verifier.verify(token);
+      verified();
       if (!v.ok) {
         if (v.reason === 'keys_unavailable') {
           const error = new TokenError('ERR_IDP_UNAVAILABLE', `${this.name}: the subject token's signing keys cannot be fetched`, { provider: this.name });
@@ -298,15 +361,16 @@ export class PerCallerProvider {
         return this.invalid(v.reason, key);
       }
       subject = v.sub;
-    } else if (previous) {
-      subject = previous.subject;
+    } else {
+      verified();
+      subject = previous?.subject;
     }
     const shared = this.deps.shared;
     if (!shared) return this.exchangeAtIdp(key, token, claims, subject, previous);
     // Across replicas: a usable record another replica stored, else the per-subject lock; the
     // holder exchanges, the others wait for its record (bounded), then fall back to their own.
     const skey = shared.keyFor(token);
-    const usable = (r: TokenRecord) => !previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt);
+    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt));
     const stored = await shared.read(skey, usable);
     if (stored) return this.adopt(key, stored, subject, claims, 'store');
     const lockTtl = this.config.resilience.timeout * (this.config.resilience.retries + 1) + 2_000;
@@ -393,10 +457,12 @@ export class PerCallerProvider {
       const expiresAt = entry.expiresAt;
       this.cache.set(entry);
       metrics.exchanges.inc({ provider: this.name, outcome: 'issued' });
-      logger.info('token exchanged', {
-        provider: this.name, subject: subject ?? null, audience: this.source.audience ?? (typeof this.source.resource === 'string' ? this.source.resource : this.source.resource?.join(' ')) ?? this.source.scope ?? null,
-        actor: this.source.actorToken?.provider ?? null, token_id: record.tokenId, expires_in_s: Math.round((expiresAt - clock.now()) / 1000),
-        ...(previous ? { refresh: true } : {}),
+      // One audit line per exchange (docs/operations.md, "Audit events"): the verified `sub`
+      // when verify is on, the subject token's id always, never the subject token.
+      auditExchanged(logger, {
+        provider: this.name, tokenId: record.tokenId, subjectId: tokenId(token), subject: subject ?? null,
+        audience: this.audience(), actor: this.source.actorToken?.provider ?? null,
+        expiresInS: Math.round((expiresAt - clock.now()) / 1000), ...(previous ? { refresh: true } : {}),
       });
       return { kind: 'token', entry, source: 'refreshed' };
     } catch (raw) {
@@ -425,6 +491,12 @@ export class PerCallerProvider {
       this.controllers.delete(controller);
       release();
     }
+  }
+
+  /** What the exchanged token is for, as the audit line names it: audience, else resource, else scope. */
+  private audience(): string | null {
+    const s = this.source;
+    return s.audience ?? (typeof s.resource === 'string' ? s.resource : s.resource?.join(' ')) ?? s.scope ?? null;
   }
 
   private request(subjectToken: string, actorToken: string | undefined): ExchangeRequest {

@@ -58,6 +58,9 @@ export interface UnverifiedClaims {
   readonly expMs?: number;
   readonly nbfMs?: number;
   readonly alg?: string;
+  readonly iss?: string;
+  /** `aud`, a string or a list, as the token has it. */
+  readonly aud?: string | readonly string[];
 }
 
 /** Claims of a JWT-shaped token, or undefined for an opaque token (or one that does not decode). */
@@ -73,6 +76,8 @@ export function peekJwt(token: string): UnverifiedClaims | undefined {
       ...(typeof claims.exp === 'number' ? { expMs: claims.exp * 1000 } : {}),
       ...(typeof claims.nbf === 'number' ? { nbfMs: claims.nbf * 1000 } : {}),
       ...(typeof header.alg === 'string' ? { alg: header.alg } : {}),
+      ...(typeof claims.iss === 'string' ? { iss: claims.iss } : {}),
+      ...(claims.aud !== undefined ? { aud: claims.aud } : {}),
     };
   } catch {
     return undefined;

@@ -5,6 +5,7 @@
 import { createRemoteJWKSet, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Clock } from '../../clock.js';
 import type { SubjectVerifyConfig } from '../../config/types.js';
+import type { UnverifiedClaims } from './subject-token.js';
 
 /** The unknown-kid refetch floor the contract names. */
 const JWKS_COOLDOWN_MS = 30_000;
@@ -20,6 +21,24 @@ export class SubjectVerifier {
 
   constructor(private readonly config: SubjectVerifyConfig, private readonly clock: Clock) {
     if (config.jwksUri) this.keys = createRemoteJWKSet(new URL(config.jwksUri), { cooldownDuration: JWKS_COOLDOWN_MS });
+  }
+
+  /**
+   * The checks that need no key and no signature, on what the token says about itself: a token
+   * that is not a JWT, names an algorithm not allowed (`none` included), another issuer or
+   * audience, or has no `exp` cannot pass `verify`, so it is refused here (synchronously, a
+   * decode's cost) instead of queueing for a signature check. Only ever a reason to deny.
+   */
+  precheck(claims: UnverifiedClaims | undefined): 'verify_failed' | undefined {
+    if (claims === undefined || claims.alg === undefined || !this.config.algorithms.includes(claims.alg)) return 'verify_failed';
+    if (claims.iss !== this.config.issuer || claims.expMs === undefined) return 'verify_failed';
+    const want = this.config.audience;
+    if (want !== undefined && want.length > 0) {
+      const aud = claims.aud;
+      const ok = typeof aud === 'string' ? want.includes(aud) : Array.isArray(aud) && aud.some((a) => want.includes(a));
+      if (!ok) return 'verify_failed';
+    }
+    return undefined;
   }
 
   /** Verifies signature (allowed algorithms only), iss, aud, exp and nbf (with leeway). */

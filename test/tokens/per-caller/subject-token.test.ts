@@ -30,6 +30,8 @@ describe('subject token', () => {
   it('reads exp/nbf/alg of a JWT without trusting it; opaque and broken tokens give nothing', () => {
     const jwt = new UnsecuredJWT({ sub: 'x' }).setExpirationTime(2_000_000_000).setNotBefore(1_000_000_000).encode();
     expect(peekJwt(jwt)).toEqual({ expMs: 2_000_000_000_000, nbfMs: 1_000_000_000_000, alg: 'none' });
+    const withIss = new UnsecuredJWT({ sub: 'x' }).setIssuer('https://idp').setAudience(['a', 'b']).encode();
+    expect(peekJwt(withIss)).toEqual({ alg: 'none', iss: 'https://idp', aud: ['a', 'b'] });
     for (const t of ['opaque', 'eyJabc', 'eyJ.a.b.c', 'eyJhbGciOiJub25lIn0.!!!.x']) expect(peekJwt(t)).toBeUndefined();
   });
 });
