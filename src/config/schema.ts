@@ -6,13 +6,16 @@ import { readTokenEndpoints } from './token-endpoints.js';
 import { join, Reader, type ReadContext } from './reader.js';
 import { readLimits, readListen } from './read/listen.js';
 import { readStore } from './read/store.js';
+import { checkActorTokens, checkChains } from './read/chains.js';
+import { readRoutes } from './read/routes.js';
 import { substitute } from './substitute.js';
 import type {
-  ClientAuthMethod, Config, ConfigProblem, EndpointTlsConfig, FixedTokenRef, InjectConfig, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig,
-  RefreshConfig, ResilienceConfig, RouteConfig, SourceConfig, SubjectTokenConfig, TokenEndpointConfig,
+  ClientAuthMethod, Config, EndpointTlsConfig, FixedTokenRef, InjectConfig, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig,
+  RefreshConfig, ResilienceConfig, SourceConfig, SubjectTokenConfig, TokenEndpointConfig,
 } from './types.js';
 
 export { DEFAULT_LISTEN_LIMITS } from './read/listen.js';
+export { sourceLinks } from './read/chains.js';
 
 const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static', 'metadata', 'gcp_impersonation', 'token_exchange'] as const;
 const METADATA_DEFAULT_ENDPOINT = { gcp: 'http://metadata.google.internal', azure: 'http://169.254.169.254' } as const;
@@ -297,44 +300,6 @@ function readTokenRef(parent: Reader, key: string, required: boolean): FixedToke
   return { type, ...(file ? { file } : {}), ...(env ? { env } : {}), ...(value ? { value } : {}), ...(provider ? { provider } : {}) };
 }
 
-/** The providers a source builds on: `via`, `subjectToken.provider`, `actorToken.provider`. */
-export function sourceLinks(source: SourceConfig): { key: string; provider: string }[] {
-  if (source.type === 'gcp_impersonation') return [{ key: 'via', provider: source.via }];
-  if (source.type !== 'token_exchange') return [];
-  const out: { key: string; provider: string }[] = [];
-  if (source.subjectToken.provider) out.push({ key: 'subjectToken.provider', provider: source.subjectToken.provider });
-  if (source.actorToken?.provider) out.push({ key: 'actorToken.provider', provider: source.actorToken.provider });
-  return out;
-}
-
-/** Every link names a provider that exists, and no chain comes back to where it started. */
-function checkChains(providers: ReadonlyMap<string, ProviderConfig>, path: string, problems: ConfigProblem[]): void {
-  for (const p of providers.values()) {
-    for (const l of sourceLinks(p.source)) {
-      if (!providers.has(l.provider)) problems.push({ path: `${join(join(path, p.name), 'source')}.${l.key}`, problem: `names no configured provider (${l.provider})` });
-    }
-  }
-  const state = new Map<string, 'visiting' | 'done'>();
-  const reported = new Set<string>();
-  const visit = (name: string, trail: string[]): void => {
-    if (state.get(name) === 'done') return;
-    if (state.get(name) === 'visiting') {
-      const cycle = [...trail.slice(trail.indexOf(name)), name];
-      const key = [...new Set(cycle)].sort().join(',');
-      if (!reported.has(key)) {
-        reported.add(key);
-        problems.push({ path: `${join(join(path, name), 'source')}`, problem: `providers form a cycle: ${cycle.join(' → ')}` });
-      }
-      return;
-    }
-    state.set(name, 'visiting');
-    const p = providers.get(name);
-    for (const l of p ? sourceLinks(p.source) : []) if (providers.has(l.provider)) visit(l.provider, [...trail, name]);
-    state.set(name, 'done');
-  };
-  for (const name of providers.keys()) visit(name, []);
-}
-
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const TOKEN_TYPE_URI = /^(urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+|https?:\/\/\S+)$/;
 /** Asymmetric JWS algorithms a subject token may be signed with (HS* would need a shared secret; `none` never). */
@@ -574,47 +539,6 @@ function readProvider(name: string, r: Reader, intern: Interner): ProviderConfig
     name, source, inject: intern(inject), refresh: intern(refresh), resilience: intern(resilience), purgeOnUpstreamStatus: intern(purgeOnUpstreamStatus),
     ...(cache ? { cache } : {}),
   };
-}
-
-function readRoutes(r: Reader, declared: ReadonlySet<string>): RouteConfig[] {
-  const routes: RouteConfig[] = [];
-  for (const { value, path } of r.list('routes')) {
-    const rr = Reader.of(value, path, r.ctx);
-    if (!rr) continue;
-    const provider = rr.str('provider', { required: true });
-    if (provider && !declared.has(provider)) rr.problem('provider', `names no configured provider`);
-    const m = rr.child('match');
-    const authority = m?.str('authority', { pattern: /^(\*\.)?[A-Za-z0-9.-]+(:\d+)?$|^\*$/, patternHint: 'expected a host name or *.suffix' });
-    const pathPrefix = m?.str('pathPrefix', { pattern: /^\//, patternHint: 'must start with /' });
-    const method = m?.str('method')?.toUpperCase();
-    const headers = m?.has('headers') ? m.stringMap('headers') : undefined;
-    m?.done();
-    rr.done();
-    if (!provider) continue;
-    routes.push({
-      provider,
-      // A plain literal (absent = undefined): with ten thousand routes, objects built from
-      // several spreads each get hidden classes of their own on Node 20.
-      match: {
-        authority: authority ? authority.toLowerCase() : undefined,
-        pathPrefix: pathPrefix || undefined,
-        method: method || undefined,
-        headers: headers ? Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])) : undefined,
-      },
-    });
-  }
-  return routes;
-}
-
-/** `actorToken.provider` names a provider with one shared token (not itself, not a per-caller one). */
-function checkActorTokens(providers: ReadonlyMap<string, ProviderConfig>, ctx: ReadContext): void {
-  for (const p of providers.values()) {
-    if (p.source.type !== 'token_exchange' || !p.source.actorToken?.provider) continue;
-    const path = `providers.${p.name}.source.actorToken.provider`;
-    const actor = providers.get(p.source.actorToken.provider);
-    // An unknown or circular name is checkChains' to report.
-    if (actor && actor !== p && actor.cache) ctx.problems.push({ path, problem: `${actor.name} issues per-caller tokens; an actor token is the gateway's own` });
-  }
 }
 
 function deepFreeze<T>(value: T): T {
