@@ -1,5 +1,4 @@
 // The one place that knows the config file's shape. Raw YAML in, frozen `Config` out.
-import { isIP } from 'node:net';
 import { DEFAULT_MAX_TOKEN_BYTES, formatProblem, MAX_MAX_TOKEN_BYTES, MIN_MAX_TOKEN_BYTES, tokenProblem } from './header-value.js';
 import { MAX_LIFETIME_MS, MIN_LIFETIME_MS } from './lifetime-bounds.js';
 import { readTokenEndpoints } from './token-endpoints.js';
@@ -8,161 +7,23 @@ import { readLimits, readListen } from './read/listen.js';
 import { readStore } from './read/store.js';
 import { checkActorTokens, checkChains } from './read/chains.js';
 import { readRoutes } from './read/routes.js';
-import { substitute } from './substitute.js';
+import { checkEndpointUrl, httpsUrl } from './read/endpoint-url.js';
+import { readEndpoint, readEndpointTls } from './read/endpoint.js';
+import { readSigning } from './read/signing.js';
 import type {
-  ClientAuthMethod, Config, EndpointTlsConfig, FixedTokenRef, InjectConfig, JwtAlgorithm, JwtSigningConfig, PerCallerCacheConfig, ProviderConfig,
-  RefreshConfig, ResilienceConfig, SourceConfig, SubjectTokenConfig, TokenEndpointConfig,
+  Config, FixedTokenRef, InjectConfig, PerCallerCacheConfig, ProviderConfig, RefreshConfig, ResilienceConfig, SourceConfig, SubjectTokenConfig,
 } from './types.js';
 
 export { DEFAULT_LISTEN_LIMITS } from './read/listen.js';
 export { sourceLinks } from './read/chains.js';
+export { isLoopbackHost } from './read/endpoint-url.js';
 
 const SOURCE_TYPES = ['client_credentials', 'refresh_token', 'jwt', 'jwt_bearer', 'static', 'metadata', 'gcp_impersonation', 'token_exchange'] as const;
 const METADATA_DEFAULT_ENDPOINT = { gcp: 'http://metadata.google.internal', azure: 'http://169.254.169.254' } as const;
 const TOKEN_TYPE = /^urn:[A-Za-z0-9:._-]+$/;
-const AUTH_METHODS: readonly ClientAuthMethod[] = [
-  'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion', 'tls_client_auth', 'self_signed_tls_client_auth', 'none',
-];
-const ALGORITHMS: readonly JwtAlgorithm[] = ['HS256', 'HS384', 'HS512', 'RS256', 'ES256', 'EdDSA'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 const DAY_MS = 86_400_000;
-
-/** Loopback hosts may use plain http; everything else needs https (or an explicit opt-in). */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  if (isIP(h) === 4) return h.startsWith('127.');
-  return h === '::1';
-}
-
-function readSigning(r: Reader, defaults: { ttl: number }): JwtSigningConfig | undefined {
-  const algorithm = r.oneOf('algorithm', ALGORITHMS, 'HS256');
-  const key = r.str('key', { required: true, secret: true });
-  const keyId = r.str('keyId');
-  const claims = readClaims(r);
-  const ttl = r.duration('ttl', defaults.ttl, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
-  if (key === undefined) return undefined;
-  if (algorithm.startsWith('HS') && key.length < 32) r.warn('key', 'an HMAC secret shorter than 32 bytes is weak');
-  if (!algorithm.startsWith('HS') && !key.includes('-----BEGIN')) r.problem('key', `${algorithm} needs a PEM private key`);
-  return { algorithm, key, claims, ttl, ...(keyId ? { keyId } : {}) };
-}
-
-function readClaims(r: Reader): Record<string, unknown> {
-  const raw = r.value('claims');
-  const path = join(r.path, 'claims');
-  if (raw === undefined || raw === null) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
-    r.problem('claims', 'expected a mapping');
-    return {};
-  }
-  const walk = (v: unknown, p: string): unknown => {
-    if (typeof v === 'string') {
-      const s = substitute(v, r.ctx);
-      if (s.kind === 'value') return s.value;
-      r.ctx.problems.push({ path: p, problem: s.kind === 'unset' ? `is required (${s.reason})` : s.problem });
-      return undefined;
-    }
-    if (Array.isArray(v)) return v.map((x, i) => walk(x, join(p, i)));
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, join(p, k))]));
-    return v;
-  };
-  return walk(raw, path) as Record<string, unknown>;
-}
-
-/** A URL the token layer may send credentials to: https, or plain http to loopback / with the opt-in. */
-function checkEndpointUrl(r: Reader, key: string, value: string, allowPlainHttp: boolean): URL | undefined {
-  let url: URL | undefined;
-  try {
-    url = new URL(value);
-  } catch {
-    r.problem(key, 'is not a valid URL');
-    return undefined;
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') r.problem(key, 'must be an https URL');
-  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
-    if (allowPlainHttp) r.warn('allowPlainHttp', 'plain http to a non-loopback host sends client secrets in clear text');
-    else r.problem(key, 'must be https (plain http is allowed only to loopback addresses, or with allowPlainHttp: true)');
-  }
-  if (url.username || url.password) r.problem(key, 'must not carry credentials; use clientId/clientSecret');
-  return url;
-}
-
-type EndpointSourceType = 'client_credentials' | 'refresh_token' | 'jwt_bearer' | 'token_exchange';
-
-const TLS_AUTH_METHODS: readonly ClientAuthMethod[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
-
-function readEndpointTls(r: Reader): EndpointTlsConfig | undefined {
-  if (!r.has('tls')) return undefined;
-  const t = r.child('tls');
-  if (!t) return undefined;
-  const caFile = t.str('caFile');
-  const pinSha256 = t.str('pinSha256', { pattern: /^[A-Za-z0-9+/]{43}=$/, patternHint: 'expected base64 of a SHA-256 digest (44 characters)' });
-  const certFile = t.str('certFile');
-  const keyFile = t.str('keyFile');
-  if ((certFile === undefined) !== (keyFile === undefined)) t.problem(certFile === undefined ? 'certFile' : 'keyFile', 'certFile and keyFile go together (the client certificate and its key)');
-  t.done();
-  return { ...(caFile ? { caFile } : {}), ...(pinSha256 ? { pinSha256 } : {}), ...(certFile ? { certFile } : {}), ...(keyFile ? { keyFile } : {}) };
-}
-
-function readEndpoint(r: Reader, type: EndpointSourceType): TokenEndpointConfig | undefined {
-  const tokenUrl = r.str('tokenUrl');
-  const issuer = r.str('issuer');
-  const allowPlainHttp = r.bool('allowPlainHttp', false);
-  if (tokenUrl === undefined && issuer === undefined) r.problem('tokenUrl', 'is required (or issuer, to discover the token endpoint)');
-  if (tokenUrl !== undefined && issuer !== undefined) r.problem('issuer', 'tokenUrl and issuer are alternatives; set one');
-  if (tokenUrl !== undefined) checkEndpointUrl(r, 'tokenUrl', tokenUrl, allowPlainHttp);
-  if (issuer !== undefined) {
-    // Discovery documents are trusted for where credentials go: https only, unless loopback.
-    const url = checkEndpointUrl(r, 'issuer', issuer, false);
-    if (url && (url.search || url.hash)) r.problem('issuer', 'must not have a query or fragment (OpenID Connect Discovery)');
-  }
-  const clientId = r.str('clientId', { required: type === 'client_credentials' });
-  const methods = type === 'client_credentials' ? AUTH_METHODS.filter((m) => m !== 'none') : AUTH_METHODS;
-  // An STS takes no client authentication: token_exchange defaults to none unless a secret is given.
-  const authMethod = r.oneOf('authMethod', methods, type === 'token_exchange' && !r.has('clientSecret') ? 'none' : 'client_secret_basic');
-  const clientSecret = r.str('clientSecret', { secret: true });
-  const privateKey = r.str('privateKey', { secret: true });
-  const keyId = r.str('keyId');
-  const assertionAlgorithm = r.oneOf('assertionAlgorithm', ALGORITHMS, 'RS256');
-  const clientAssertionFile = r.str('clientAssertionFile');
-  const assertionAudience = r.oneOf('assertionAudience', ['issuer', 'tokenUrl'] as const, 'issuer');
-  const tls = readEndpointTls(r);
-  if (authMethod === 'private_key_jwt') {
-    if (!privateKey && !r.has('privateKey')) r.problem('privateKey', 'is required with authMethod: private_key_jwt');
-    if (privateKey && !assertionAlgorithm.startsWith('HS') && !privateKey.includes('-----BEGIN')) {
-      r.problem('privateKey', 'expected a PEM private key');
-    }
-    if (!clientId) r.problem('clientId', 'is required with authMethod: private_key_jwt');
-  } else if (authMethod === 'client_assertion') {
-    if (!clientAssertionFile) r.problem('clientAssertionFile', 'is required with authMethod: client_assertion');
-  } else if (TLS_AUTH_METHODS.includes(authMethod)) {
-    if (!tls?.certFile) r.problem('tls', `certFile and keyFile are required with authMethod: ${authMethod}`);
-    // RFC 8705 §2: the client identifies itself with client_id; the certificate authenticates it.
-    if (!clientId) r.problem('clientId', `is required with authMethod: ${authMethod}`);
-  } else if (authMethod !== 'none' && clientId && clientSecret === undefined && type === 'client_credentials' && !r.has('clientSecret')) {
-    r.problem('clientSecret', `is required with authMethod: ${authMethod}`);
-  }
-  if (clientAssertionFile && authMethod !== 'client_assertion') r.problem('clientAssertionFile', 'is used only with authMethod: client_assertion');
-  const scope = r.str('scope');
-  const audience = r.str('audience');
-  const params = r.stringMap('params');
-  const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
-  if (tokenUrl === undefined && issuer === undefined) return undefined;
-  return {
-    authMethod, assertionAlgorithm, assertionAudience, params, defaultTtl, allowPlainHttp,
-    ...(tokenUrl !== undefined ? { tokenUrl } : {}),
-    ...(issuer !== undefined ? { issuer } : {}),
-    ...(clientId ? { clientId } : {}),
-    ...(clientSecret !== undefined ? { clientSecret } : {}),
-    ...(privateKey ? { privateKey } : {}),
-    ...(keyId ? { keyId } : {}),
-    ...(clientAssertionFile ? { clientAssertionFile } : {}),
-    ...(scope ? { scope } : {}),
-    ...(audience ? { audience } : {}),
-    ...(tls ? { tls } : {}),
-  };
-}
 
 function readSource(r: Reader): SourceConfig | undefined {
   const type = r.oneOf('type', SOURCE_TYPES, undefined, { required: true });
@@ -319,18 +180,6 @@ function strList(r: Reader, key: string): string[] {
     else r.ctx.problems.push({ path, problem: 'expected a non-empty string' });
   }
   return out;
-}
-
-function httpsUrl(r: Reader, key: string, value: string | undefined): void {
-  if (value === undefined) return;
-  let url: URL | undefined;
-  try {
-    url = new URL(value);
-  } catch {
-    r.problem(key, 'is not a valid URL');
-    return;
-  }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) r.problem(key, 'must be https (plain http only to loopback addresses)');
 }
 
 function readSubjectToken(r: Reader, style: 'rfc8693' | 'entra_obo'): SubjectTokenConfig | undefined {
