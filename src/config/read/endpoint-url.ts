@@ -11,15 +11,20 @@ export function isLoopbackHost(hostname: string): boolean {
   return h === '::1';
 }
 
-/** A URL the token layer may send credentials to: https, or plain http to loopback / with the opt-in. */
-export function checkEndpointUrl(r: Reader, key: string, value: string, allowPlainHttp: boolean): URL | undefined {
-  let url: URL | undefined;
+/** `value` as a URL; undefined, with `key: is not a valid URL` reported, when it is none. */
+export function parseUrl(r: Reader, key: string, value: string): URL | undefined {
   try {
-    url = new URL(value);
+    return new URL(value);
   } catch {
     r.problem(key, 'is not a valid URL');
     return undefined;
   }
+}
+
+/** A URL the token layer may send credentials to: https, or plain http to loopback / with the opt-in. */
+export function checkEndpointUrl(r: Reader, key: string, value: string, allowPlainHttp: boolean): URL | undefined {
+  const url = parseUrl(r, key, value);
+  if (!url) return undefined;
   if (url.protocol !== 'https:' && url.protocol !== 'http:') r.problem(key, 'must be an https URL');
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
     if (allowPlainHttp) r.warn('allowPlainHttp', 'plain http to a non-loopback host sends client secrets in clear text');
@@ -32,12 +37,7 @@ export function checkEndpointUrl(r: Reader, key: string, value: string, allowPla
 /** A URL keys or discovery documents are fetched from: https, or plain http to loopback. */
 export function httpsUrl(r: Reader, key: string, value: string | undefined): void {
   if (value === undefined) return;
-  let url: URL | undefined;
-  try {
-    url = new URL(value);
-  } catch {
-    r.problem(key, 'is not a valid URL');
-    return;
-  }
+  const url = parseUrl(r, key, value);
+  if (!url) return;
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) r.problem(key, 'must be https (plain http only to loopback addresses)');
 }

@@ -5,7 +5,7 @@ import { MAX_LIFETIME_MS, MIN_LIFETIME_MS } from '../lifetime-bounds.js';
 import type { Reader } from '../reader.js';
 import type { SourceConfig } from '../types.js';
 import { readEndpoint, readEndpointTls } from './endpoint.js';
-import { checkEndpointUrl } from './endpoint-url.js';
+import { checkEndpointUrl, parseUrl } from './endpoint-url.js';
 import { readSigning } from './signing.js';
 import { readTokenExchange } from './token-exchange.js';
 
@@ -55,17 +55,11 @@ export function readSource(r: Reader): SourceConfig | undefined {
       const endpoint = r.str('endpoint') ?? (flavor ? METADATA_DEFAULT_ENDPOINT[flavor] : '');
       // Plain http to the link-local metadata address is the platform's design, so it is
       // allowed here (and only here) without allowPlainHttp.
-      if (r.has('endpoint')) {
-        try {
-          const u = new URL(endpoint);
-          if (u.protocol !== 'http:' && u.protocol !== 'https:') r.problem('endpoint', 'must be an http(s) URL');
-          if (u.username || u.password || u.search) r.problem('endpoint', 'must be a base URL without credentials or query');
-        } catch {
-          r.problem('endpoint', 'is not a valid URL');
-        }
-      }
+      const u = r.has('endpoint') ? parseUrl(r, 'endpoint', endpoint) : undefined;
+      if (u && u.protocol !== 'http:' && u.protocol !== 'https:') r.problem('endpoint', 'must be an http(s) URL');
+      if (u && (u.username || u.password || u.search)) r.problem('endpoint', 'must be a base URL without credentials or query');
       const serviceAccount = r.str('serviceAccount') ?? 'default';
-      const scopes = stringList(r, 'scopes');
+      const scopes = r.stringList('scopes');
       const resource = r.str('resource');
       const clientId = r.str('clientId');
       const defaultTtl = r.duration('defaultTtl', 3_600_000, { min: MIN_LIFETIME_MS, max: MAX_LIFETIME_MS });
@@ -77,10 +71,10 @@ export function readSource(r: Reader): SourceConfig | undefined {
     }
     case 'gcp_impersonation': {
       const serviceAccount = r.str('serviceAccount', { required: true, pattern: /^[^/\s]+@[^/\s]+$/, patternHint: 'expected a service account email' });
-      const scopes = stringList(r, 'scopes');
+      const scopes = r.stringList('scopes');
       if (!scopes.length && !r.has('scopes')) scopes.push('https://www.googleapis.com/auth/cloud-platform');
       const lifetime = r.duration('lifetime', 3_600_000, { min: MIN_LIFETIME_MS, max: 12 * 3_600_000 });
-      const delegates = stringList(r, 'delegates');
+      const delegates = r.stringList('delegates');
       const via = r.str('via', { required: true });
       const endpoint = r.str('endpoint') ?? 'https://iamcredentials.googleapis.com';
       if (r.has('endpoint')) checkEndpointUrl(r, 'endpoint', endpoint, false);
@@ -96,14 +90,5 @@ export function readSource(r: Reader): SourceConfig | undefined {
       break;
   }
   if (type) r.done();
-  return out;
-}
-
-function stringList(r: Reader, key: string): string[] {
-  const out: string[] = [];
-  for (const { value, path } of r.list(key)) {
-    if (typeof value !== 'string' || value === '') r.ctx.problems.push({ path, problem: 'expected a non-empty string' });
-    else out.push(value);
-  }
   return out;
 }

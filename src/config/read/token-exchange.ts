@@ -58,22 +58,6 @@ function readTokenRef(parent: Reader, key: string, required: boolean): FixedToke
   return { type, ...(file ? { file } : {}), ...(env ? { env } : {}), ...(value ? { value } : {}), ...(provider ? { provider } : {}) };
 }
 
-/** A string or a list of strings (RFC 8693 audience and resource may repeat). */
-function strList(r: Reader, key: string): string[] {
-  if (!r.has(key)) return [];
-  const v = r.value(key);
-  if (!Array.isArray(v)) {
-    const one = r.str(key);
-    return one ? [one] : [];
-  }
-  const out: string[] = [];
-  for (const { value, path } of r.list(key)) {
-    if (typeof value === 'string' && value) out.push(value);
-    else r.ctx.problems.push({ path, problem: 'expected a non-empty string' });
-  }
-  return out;
-}
-
 function readSubjectToken(r: Reader, style: 'rfc8693' | 'entra_obo'): SubjectTokenConfig | undefined {
   for (const k of ['file', 'env', 'provider']) if (r.has(k)) r.problem(k, 'is for a fixed subject; a per-caller subject comes from the request');
   const rq = r.has('request') ? r.child('request') : undefined;
@@ -96,11 +80,11 @@ function readSubjectToken(r: Reader, style: 'rfc8693' | 'entra_obo'): SubjectTok
   const v = r.has('verify') ? r.child('verify') : undefined;
   if (v) {
     const issuer = v.str('issuer', { required: true });
-    const audience = strList(v, 'audience');
+    const audience = v.stringList('audience', { orOne: true });
     const jwksUri = v.str('jwksUri');
     httpsUrl(v, 'jwksUri', jwksUri);
     if (!jwksUri) httpsUrl(v, 'issuer', issuer);
-    const algorithms = strList(v, 'algorithms');
+    const algorithms = v.stringList('algorithms', { orOne: true });
     for (const a of algorithms) if (!VERIFY_ALGORITHMS.includes(a)) v.problem('algorithms', `${a} is not allowed (one of ${VERIFY_ALGORITHMS.join(', ')})`);
     const leeway = v.duration('leeway', 0, { min: 0, max: 300_000 });
     v.done();
@@ -132,7 +116,7 @@ function readPerCallerExchange(r: Reader): SourceConfig | undefined {
     if (style === 'entra_obo') r.problem('actorToken', 'is an RFC 8693 parameter; style entra_obo has no actor token');
     if (provider) actorToken = { provider, type };
   }
-  const resource = strList(r, 'resource');
+  const resource = r.stringList('resource', { orOne: true });
   for (const res of resource) if (!/^[a-z][a-z0-9+.-]*:/i.test(res) || res.includes('#')) r.problem('resource', 'expected absolute URIs without a fragment (RFC 8707)');
   const requestedTokenType = r.str('requestedTokenType');
   if (requestedTokenType !== undefined && !TOKEN_TYPE_URI.test(requestedTokenType)) r.problem('requestedTokenType', 'expected a token type URI');
