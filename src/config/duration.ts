@@ -1,5 +1,8 @@
 // Durations as operators write them: 250ms, 30s, 5m, 1h, 1d, and sums such as 1m30s.
 
+/** A day in milliseconds: the upper bound of several durations (reuse intervals, grace periods, negative caching). */
+export const DAY_MS = 86_400_000;
+
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
 

@@ -22,6 +22,9 @@ const BEARER_TYPES = /^(?:bearer|dpop)$/i;
 /** A format that puts the token after a Bearer or DPoP scheme, e.g. the default "Bearer {token}". */
 const BEARER_FORMAT = /^(?:bearer|dpop) +\{token\}/i;
 
+/** RFC 9110 §5.6.2 token, lower case: a header name as configured (`inject.header`, `subjectToken.request.header`). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
 export function isFieldValue(s: string): boolean {
   return FIELD_VALUE.test(s);
 }

@@ -1,13 +1,14 @@
 // The config file's shape as a JSON Schema (draft 2020-12), for editors and CI linters.
 // `tokengate schema` prints it; schema/tokengate.schema.json is its committed copy.
 //
-// src/config/schema.ts stays the authority: this file mirrors it section by section, and
-// test/config/json-schema.test.ts keeps the two honest. It records every key the validator
-// reads at every path and fails if this schema lacks one (or has one the validator does not
-// read), and it runs the examples and a corpus of bad configs through both.
+// src/config/schema.ts and its section readers (src/config/read/) stay the authority: this file
+// mirrors them section by section, and test/config/json-schema.test.ts keeps the two honest. It
+// records every key the validator reads at every path and fails if this schema lacks one (or has
+// one the validator does not read), and it runs the examples and a corpus of bad configs through both.
 //
-// To add a config field: read it in schema.ts as usual, add it to the matching object below
-// (`props` of the section) using the helpers (str, dur, int, bool, oneOf, …), then run
+// To add a config field: read it in its section's reader (src/config/read/*.ts) as usual, add it
+// to the matching object below (`props` of the section) using the helpers (str, dur, int, bool,
+// oneOf, …), then run
 // `npm run build && node dist/cli.js schema > schema/tokengate.schema.json`.
 //
 // What the schema cannot say (checked by the validator only): values after ${env:…}/${file:…}

@@ -174,6 +174,25 @@ export class Reader {
     return raw.map((value, i) => ({ value, path: join(join(this.path, key), i) }));
   }
 
+  /**
+   * A list of non-empty strings, each wrong entry reported at its own path. With `orOne`, a
+   * single string stands for a list of one (RFC 8693 audience and resource may repeat).
+   */
+  stringList(key: string, opts: { orOne?: boolean } = {}): string[] {
+    if (opts.orOne) {
+      if (!Array.isArray(this.value(key))) {
+        const one = this.str(key);
+        return one ? [one] : [];
+      }
+    }
+    const out: string[] = [];
+    for (const { value, path } of this.list(key)) {
+      if (typeof value !== 'string' || value === '') this.ctx.problems.push({ path, problem: 'expected a non-empty string' });
+      else out.push(value);
+    }
+    return out;
+  }
+
   /** A mapping of string → string (after substitution). */
   stringMap(key: string): Record<string, string> {
     const r = this.child(key);

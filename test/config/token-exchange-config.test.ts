@@ -59,4 +59,9 @@ requestedTokenType: urn:ietf:params:oauth:token-type:access_token`, '    cache: 
     const got = problems(yaml);
     expect(got.some((p) => p.startsWith(expected)), got.join('\n')).toBe(true);
   });
+  it('regression: a null audience, algorithms or resource is absent, not an unknown key', () => {
+    // `audience: ~` means "not set" everywhere else in the config; these three list-or-one
+    // fields returned early without reading the key, so the leftover-key check named it unknown.
+    expect(problems(base('subjectToken: { request: {}, verify: { issuer: https://idp.example, audience: ~, algorithms: ~ } }\nresource: ~'))).toEqual([]);
+  });
 });
