@@ -102,6 +102,18 @@ function jwtSummary(token: string): unknown {
   }
 }
 
+/** A manager for the provider and its chain; undefined (problems printed) when a source cannot be built. */
+function managerFor(config: Config, provider: string): TokenManager | undefined {
+  try {
+    return new TokenManager(withLinks(config, provider));
+  } catch (err) {
+    const problems = configProblems(err);
+    if (!problems) throw err;
+    process.stderr.write(`${formatProblems(problems)}\n`);
+    return undefined;
+  }
+}
+
 /** `token PROVIDER --subject-token-file F` for a per-caller token_exchange provider: one exchange. */
 async function exchangeOnce(config: Config, provider: string, subjectFile: string | undefined): Promise<number> {
   const pc = config.providers.get(provider)!;
@@ -116,18 +128,8 @@ async function exchangeOnce(config: Config, provider: string, subjectFile: strin
     process.stderr.write(`cannot read ${subjectFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})\n`);
     return 1;
   }
-  const configs = withLinks(config, provider);
-  let manager: TokenManager;
-  try {
-    manager = new TokenManager(configs);
-  } catch (err) {
-    const problems = configProblems(err);
-    if (problems) {
-      process.stderr.write(`${formatProblems(problems)}\n`);
-      return 1;
-    }
-    throw err;
-  }
+  const manager = managerFor(config, provider);
+  if (manager === undefined) return 1;
   try {
     const p = manager.perCaller(provider)!;
     const scheme = pc.source.type === 'token_exchange' ? pc.source.subjectToken.request?.scheme ?? '' : '';
@@ -185,17 +187,8 @@ async function token(provider: string | undefined, file: string | undefined, sub
     return 1;
   }
   if (pc.cache) return exchangeOnce(config, provider, subjectFile);
-  let manager: TokenManager;
-  try {
-    manager = new TokenManager(withLinks(config, provider));
-  } catch (err) {
-    const problems = configProblems(err);
-    if (problems) {
-      process.stderr.write(`${formatProblems(problems)}\n`);
-      return 1;
-    }
-    throw err;
-  }
+  const manager = managerFor(config, provider);
+  if (manager === undefined) return 1;
   try {
     await manager.refresh(provider);
     // The documented view of the slot: the summary needs the record (scope, refresh token present).

@@ -261,7 +261,8 @@ export class AuthzService {
         return a;
       }))
       : lane.provider.acquire(header);
-    acquired.then(
+    this.answerWhenSettled(
+      acquired,
       (a) => {
         // onTokenUnavailable: allow lets the request go without a credential, but never with the caller's own.
         if (a.kind === 'unavailable' && this.defaults.onTokenUnavailable === 'allow') {
@@ -272,16 +273,8 @@ export class AuthzService {
         callback(null, lane.answer(a, (u) => (u.error.retryAfterMs !== undefined ? u.error.retryAfterMs / 1000
           : lane.provider.breakerState === 'open' ? lane.config.resilience.breaker.resetTimeout / 1000 : 1)));
       },
-      (err: unknown) => {
-        this.deps.logger.error('Check failed unexpectedly', { provider: lane.provider.name, error: err });
-        callback(null, deniedInternal());
-      },
-    ).catch((err: unknown) => {
-      this.deps.logger.debug('Check callback failed', { error: err });
-    }).finally(() => {
-      this.deps.metrics.checkDuration.observe((performance.now() - started) / 1000);
-      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
-    });
+      lane.provider.name, callback, started,
+    );
   }
 
   private unmatched(): CheckResponseObject {
@@ -297,7 +290,8 @@ export class AuthzService {
     const started = performance.now();
     this.inflight++;
     const acquired = tracingEnabled() ? this.tracedAcquire(lane, raw) : lane.provider.acquire();
-    acquired.then(
+    this.answerWhenSettled(
+      acquired,
       (got) => {
         if (got.entry) return callback(null, lane.answer(got.entry, got.source));
         if (this.defaults.onTokenUnavailable === 'allow') {
@@ -307,11 +301,19 @@ export class AuthzService {
         lane.countUnavailable();
         callback(null, deniedTokenUnavailable(lane.provider.name, got.error, this.retryAfterSeconds(lane, got.error)));
       },
-      (err: unknown) => {
-        this.deps.logger.error('Check failed unexpectedly', { provider: lane.provider.name, error: err });
-        callback(null, deniedInternal());
-      },
-    ).catch((err: unknown) => {
+      lane.provider.name, callback, started,
+    );
+  }
+
+  /**
+   * The end of every Check that waited: `answer` once the token (or its absence) is known; an
+   * unexpected rejection is a logged internal error; then the duration and the drain count.
+   */
+  private answerWhenSettled<T>(acquired: Promise<T>, answer: (got: T) => void, provider: string, callback: Callback, started: number): void {
+    acquired.then(answer, (err: unknown) => {
+      this.deps.logger.error('Check failed unexpectedly', { provider, error: err });
+      callback(null, deniedInternal());
+    }).catch((err: unknown) => {
       // The callback itself threw (e.g. the call was cancelled): nothing left to answer.
       this.deps.logger.debug('Check callback failed', { error: err });
     }).finally(() => {
