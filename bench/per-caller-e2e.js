@@ -140,7 +140,7 @@ const mem0 = await target.call('memory');
 const before = exchanges;
 const fill = await lg.call('sweep', { key: 't', init: PC.init, callers: CALLERS, concurrency: 128 }, 1_800_000);
 const mem1 = await target.call('memory');
-report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, extraRssMB: Math.round((mem1.rss - mem0.rss) / 1e5) / 10, extraHeapMB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1e5) / 10, targetRssMB: 150 };
+report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, extraRssMB: Math.round((mem1.rss - mem0.rss) / 1e5) / 10, extraHeapMB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1e5) / 10, extraHeapTotalMB: Math.round((mem1.heapTotal - mem0.heapTotal) / 1e5) / 10, extraExternalMB: Math.round((mem1.external - mem0.external) / 1e5) / 10, targetRssMB: 150 };
 log(JSON.stringify(report.fill));
 
 const b = await alternate({ few: { init: PC.init, callers: FEW }, many: { init: PC.init, callers: CALLERS }, fewAgain: { init: PC.init, callers: FEW } });
