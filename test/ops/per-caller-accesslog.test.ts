@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ExchangeIdp } from '../support/exchange-idp.js';
+import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 import { AccessLogSender, accessLogMessages, httpLogEntry } from './helpers.js';
 
@@ -17,13 +17,7 @@ listen: { grpc: 127.0.0.1:0, admin: off }
 ${store}
 providers:
   orders:
-    source:
-      type: token_exchange
-      tokenUrl: ${idp.tokenUrl}
-      clientId: gateway
-      clientSecret: gateway-secret
-      audience: https://orders.example
-      subjectToken: { request: { header: authorization, scheme: Bearer } }
+    source: ${perCallerSource(idp, { scheme: 'Bearer' })}
     cache: { maxEntries: 100${shared ? ', shared: true' : ''} }
     refresh: { waitBudget: 5s }
     resilience: { retries: 0, timeout: 3s }

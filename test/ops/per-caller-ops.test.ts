@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyRequest } from '../support/envoy-request.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ExchangeIdp } from '../support/exchange-idp.js';
+import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 
 const CLI = path.resolve('dist/cli.js');
 const ADMIN_TOKEN = 'per-caller-admin-token-0123456789abcdef';
@@ -18,15 +18,7 @@ listen: { grpc: 127.0.0.1:0, admin: ${admin} }
 admin: { token: "${ADMIN_TOKEN}" }
 providers:
   orders:
-    source:
-      type: token_exchange
-      tokenUrl: ${idp.tokenUrl}
-      clientId: gateway
-      clientSecret: gateway-secret
-      audience: https://orders.example
-      subjectToken:
-        request: { header: authorization }
-        verify: { issuer: ${idp.issuer}, jwksUri: ${idp.jwksUri}, audience: gateway, algorithms: [ES256] }
+    source: ${perCallerSource(idp, { verify: true })}
     cache: { maxEntries: 10 }
     refresh: { waitBudget: 10s }
 `;

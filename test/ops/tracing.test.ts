@@ -11,7 +11,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { TokenManager } from '../../src/tokens/manager.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected, metadata } from '../support/envoy-request.js';
-import { ExchangeIdp } from '../support/exchange-idp.js';
+import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
@@ -197,15 +197,7 @@ describe('a per-caller exchange in a real tokengate', () => {
 listen: { grpc: 127.0.0.1:0, admin: "off" }
 providers:
   orders:
-    source:
-      type: token_exchange
-      tokenUrl: ${idp.tokenUrl}
-      clientId: gateway
-      clientSecret: gateway-secret
-      audience: https://orders.example
-      subjectToken:
-        request: { header: authorization, scheme: Bearer }
-        verify: { issuer: ${idp.issuer}, audience: gateway, jwksUri: ${idp.jwksUri}, algorithms: [ES256] }
+    source: ${perCallerSource(idp, { scheme: 'Bearer', verify: true })}
     cache: { maxEntries: 100 }
     refresh: { waitBudget: 5s }
 `);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subjectKey } from '../../src/tokens/per-caller/subject-token.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ExchangeIdp } from '../support/exchange-idp.js';
+import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
 
 const run = await redisAvailable();
@@ -27,13 +27,7 @@ store:
   encryptionKey: ${key}
 providers:
   orders:
-    source:
-      type: token_exchange
-      tokenUrl: ${idp.tokenUrl}
-      clientId: gateway
-      clientSecret: gateway-secret
-      audience: https://orders.example
-      subjectToken: { request: { header: authorization } }
+    source: ${perCallerSource(idp)}
     cache: { maxEntries: ${maxEntries}, shared: true }
     refresh: { waitBudget: 10s }
     resilience: { retries: 0, timeout: 3s }

@@ -241,3 +241,14 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify(body));
 }
+
+/**
+ * The per-caller `token_exchange` source most tests use, as a YAML flow map for `source:`: the
+ * caller's `authorization` exchanged at this IdP for an `https://orders.example` token, with
+ * the IdP's own keys for `verify` when asked.
+ */
+export function perCallerSource(idp: ExchangeIdp, opts: { scheme?: 'Bearer'; verify?: boolean } = {}): string {
+  const request = `{ header: authorization${opts.scheme ? `, scheme: ${opts.scheme}` : ''} }`;
+  const verify = opts.verify ? `, verify: { issuer: "${idp.issuer}", audience: gateway, jwksUri: "${idp.jwksUri}", algorithms: [ES256] }` : '';
+  return `{ type: token_exchange, tokenUrl: "${idp.tokenUrl}", clientId: gateway, clientSecret: gateway-secret, audience: https://orders.example, subjectToken: { request: ${request}${verify} } }`;
+}
