@@ -165,35 +165,10 @@ function sweep({ key, init, callers, concurrency = 64 }) {
  */
 function closed({ key, init, concurrency, durationMs, callers }) {
   const clients = clientsFor(key);
-  if (callers) return closedRotating(clients, callerRequests(init, callers), concurrency, durationMs);
-  const buf = requestFor(init);
-  let ok = 0;
-  let errors = 0;
-  let lastError;
-  let stopping = false;
-  let active = 0;
-  const started = performance.now();
-  return new Promise((resolve) => {
-    const finish = () => resolve({ ok, errors, lastError, elapsedMs: performance.now() - started, rate: ok / ((performance.now() - started) / 1000) });
-    const issue = (i) => {
-      active++;
-      call(clients[i % clients.length], buf, false, 0, (err) => {
-        active--;
-        if (err) {
-          errors++;
-          lastError = err.message;
-        } else ok++;
-        if (!stopping) issue(i);
-        else if (active === 0) finish();
-      });
-    };
-    for (let i = 0; i < concurrency; i++) issue(i);
-    setTimeout(() => {
-      stopping = true;
-    }, durationMs);
-  });
+  return closedRotating(clients, callers ? callerRequests(init, callers) : [requestFor(init)], concurrency, durationMs);
 }
 
+/** Closed loop: each of `concurrency` callers sends its next request (the next of `bufs`) as soon as one is answered. */
 function closedRotating(clients, bufs, concurrency, durationMs) {
   let ok = 0;
   let errors = 0;
