@@ -187,11 +187,11 @@ routes:
   });
 });
 
-describe('Check on node:http2: max connection idle', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off", checkServer: http2, limits: { maxConnectionIdle: 1s } }
+/** An app whose one provider is a static token, routed by `api.example.com`. */
+function fixedTokenApp(listen: string, extra = ''): Promise<TestApp> {
+  return startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off", ${listen} }
+${extra}
 providers:
   fixed:
     source: { type: static, token: ${TOKEN} }
@@ -199,6 +199,12 @@ routes:
   - match: { authority: api.example.com }
     provider: fixed
 `);
+}
+
+describe('Check on node:http2: max connection idle', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await fixedTokenApp('checkServer: http2, limits: { maxConnectionIdle: 1s }');
   });
   afterAll(async () => {
     await t?.close();
@@ -231,16 +237,7 @@ routes:
 
 describe('Check on node:http2: shutdown', () => {
   it('sends GOAWAY, lets a Check in flight finish, and refuses nothing that was accepted', async () => {
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off", checkServer: http2 }
-shutdown: { drainDelay: 0s }
-providers:
-  fixed:
-    source: { type: static, token: ${TOKEN} }
-routes:
-  - match: { authority: api.example.com }
-    provider: fixed
-`);
+    const t = await fixedTokenApp('checkServer: http2', 'shutdown: { drainDelay: 0s }');
     const s = http2.connect(`http://${t.app.grpcAddress}`);
     s.on('error', () => undefined); // the forced end of shutdown resets what is left
     try {
@@ -295,15 +292,7 @@ describe('listen.checkServer', () => {
     const { parseConfig } = await import('../../src/config/load.js');
     expect(parseConfig('{}', { env: {} }).listen.checkServer).toBe('http2');
     expect(() => parseConfig('listen: { checkServer: nghttp }', { env: {} })).toThrow(/listen\.checkServer/);
-    const t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off", checkServer: grpc-js }
-providers:
-  fixed:
-    source: { type: static, token: ${TOKEN} }
-routes:
-  - match: { authority: api.example.com }
-    provider: fixed
-`);
+    const t = await fixedTokenApp('checkServer: grpc-js');
     try {
       expect(t.app.checkDispatch).toBeUndefined();
       expect(injected(await t.check({ authority: 'api.example.com' }))?.header?.value).toBe(`Bearer ${TOKEN}`);
