@@ -120,7 +120,8 @@ export class CheckStreams<Req, Res> {
       return sendStatusOnly(stream, Code.INTERNAL, 'Error serializing response');
     }
     stream.respond(OK_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', sendOkTrailers);
+    // 'wantTrailers' is emitted once per stream: `on` spares the wrapper `once` allocates.
+    stream.on('wantTrailers', sendOkTrailers);
     stream.end(frame);
   }
 }
