@@ -11,7 +11,8 @@
 //       @path: another build's bench/target.js (before/after); :flags replace BENCH_SERVER_FLAGS
 //   BENCH_SERVER_FLAGS   V8 flags of every server (default: the Docker image's)
 //   TAIL_CONCURRENCY=n  closed loop (n in flight) instead: CPU and bytes per Check, no latency
-//   TAIL_ALLOC=1         with TAIL_CONCURRENCY: where the bytes go (sampling heap profiler)
+//   TAIL_ALLOC=1         with TAIL_CONCURRENCY: bytes per Check by V8's sampling heap profiler
+//   TAIL_ALLOC_SITES=1   …and the top allocating functions
 //   TAIL_TRACE_GC=1      servers run with --trace-gc-nvp: bytes allocated and promoted per Check
 //   TAIL_OUT=file.json   raw per-round figures
 import fs from 'node:fs';
@@ -100,14 +101,18 @@ async function closedRound(lg, t, concurrency) {
   const [a, ga] = [await t.child.call('stats'), { ...t.gcBytes }];
   await sleep(Math.max(200, WINDOW_MS - 300));
   const [b, gb] = [await t.child.call('stats'), { ...t.gcBytes }];
-  const sites = alloc ? await t.child.call('allocStop') : undefined;
+  const sampled = alloc ? await t.child.call('allocStop') : undefined;
   await run;
+  // The sampler ran from allocStart to allocStop, a little longer than [a, b]: per Check it is
+  // read against the Checks served from its start to its stop.
+  const c = await t.child.call('stats');
   const served = b.served - a.served;
-  if (sites) {
-    process.stdout.write(`\n${t.name}: sampled bytes per Check by allocating function  <=  innermost tokengate frame on its stack\n`);
-    for (const [k, v] of sites.slice(0, 40)) process.stdout.write(`${(v / served).toFixed(0).padStart(7)}  ${k}\n`);
+  if (sampled && process.env.TAIL_ALLOC_SITES === '1') {
+    process.stdout.write(`\n${t.name}: bytes per Check by allocating function  <=  innermost tokengate frame on its stack\n`);
+    for (const [k, v] of sampled.sites.slice(0, 40)) process.stdout.write(`${(v / (c.served - a.served)).toFixed(0).padStart(7)}  ${k}\n`);
   }
-  return { served, rate: served / ((b.hr - a.hr) / 1e6), cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, allocatedPerCheck: (gb.allocated - ga.allocated) / served, promotedPerCheck: (gb.promoted - ga.promoted) / served };
+  return {
+    sampledBytesPerCheck: sampled ? sampled.total / (c.served - a.served) : NaN, served, rate: served / ((b.hr - a.hr) / 1e6), cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, allocatedPerCheck: (gb.allocated - ga.allocated) / served, promotedPerCheck: (gb.promoted - ga.promoted) / served };
 }
 
 async function round(lg, t) {
@@ -193,12 +198,12 @@ async function main() {
         const t = targets[(i + r) % targets.length];
         const res = await closedRound(lg, t, concurrency);
         if (r > 0) rounds[t.name].push(res);
-        log(`round ${r} ${t.name}: ${fmt(res.rate, 0)}/s, cpu ${fmt(res.cpuPerCheckUs, 1)} µs, allocated ${fmt(res.allocatedPerCheck, 0)} B, promoted ${fmt(res.promotedPerCheck, 0)} B per Check`);
+        log(`round ${r} ${t.name}: ${fmt(res.rate, 0)}/s, cpu ${fmt(res.cpuPerCheckUs, 1)} µs, sampled ${fmt(res.sampledBytesPerCheck, 0)} B, allocated ${fmt(res.allocatedPerCheck, 0)} B, promoted ${fmt(res.promotedPerCheck, 0)} B per Check`);
       }
     }
     for (const t of targets) {
       const rs = rounds[t.name];
-      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
+      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, sampled ${fmt(median(rs.map((x) => x.sampledBytesPerCheck)), 0)} B, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
     }
     return;
   }

@@ -177,7 +177,8 @@ async function startTokengateTarget() {
 /**
  * Where the bytes allocated go (bench/tail.js TAIL_ALLOC=1): V8's sampling heap profiler with
  * collected objects kept, so short-lived garbage counts (the default keeps only what survives).
- * Returns bytes per allocating function (self) and per call chain's first function of ours.
+ * Returns the bytes allocated (V8 scales the samples: an estimate of every byte) and the top
+ * allocating functions, each with the innermost function of ours on its stack.
  */
 class AllocationSampler {
   constructor() {
@@ -208,7 +209,9 @@ class AllocationSampler {
       for (const c of node.children) walk(c, here.slice(-12));
     };
     walk(profile.head, []);
-    return [...self].sort((a, b) => b[1] - a[1]).slice(0, 60);
+    let total = 0;
+    for (const v of self.values()) total += v;
+    return { total, sites: [...self].sort((a, b) => b[1] - a[1]).slice(0, 60) };
   }
 }
 

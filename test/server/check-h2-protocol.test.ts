@@ -285,6 +285,12 @@ describe('gRPC helpers of the node:http2 path', () => {
     expect(grpcTimeoutMs('1500u')).toBe(1);
     expect(grpcTimeoutMs('soon')).toBeNull();
   });
+
+  it('reads grpc-timeout right when the same value repeats or alternates (the last one is kept)', () => {
+    for (const [v, ms] of [['200m', 200], ['200m', 200], ['5S', 5000], ['soon', null], ['soon', null], ['200m', 200], [undefined, undefined], ['5S', 5000]] as const) {
+      expect(grpcTimeoutMs(v)).toBe(ms);
+    }
+  });
 });
 
 describe('listen.checkServer', () => {
