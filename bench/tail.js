@@ -62,6 +62,7 @@ async function start(spec, floorAnswer) {
     const lines = (partial + chunk).split('\n');
     partial = lines.pop();
     for (const line of lines) {
+      if (process.env.TAIL_ECHO === '1') process.stderr.write(`${spec.name}: ${line}\n`);
       const a = /\ballocated=(\d+)/.exec(line);
       const p = /\bpromoted=(\d+)/.exec(line);
       if (a) gcBytes.allocated += Number(a[1]);
@@ -203,7 +204,8 @@ async function main() {
     }
     for (const t of targets) {
       const rs = rounds[t.name];
-      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, sampled ${fmt(median(rs.map((x) => x.sampledBytesPerCheck)), 0)} B, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
+      const rss = (await t.child.call('stats')).mem.rss / 2 ** 20;
+      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s (lowest CPU ${fmt(Math.min(...rs.map((x) => x.cpuPerCheckUs)), 1)} µs), RSS after ${fmt(rss, 1)} MB, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, sampled ${fmt(median(rs.map((x) => x.sampledBytesPerCheck)), 0)} B, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
     }
     return;
   }
