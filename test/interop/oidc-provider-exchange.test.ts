@@ -10,6 +10,8 @@ import path from 'node:path';
 import { SignJWT, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ConfigError } from '../../src/config/errors.js';
+import { parseConfig } from '../../src/config/load.js';
 import { judge } from '../support/config-schema.js';
 import { repoPath } from '../support/demo-files.js';
 import { deniedBody, deniedHeader, envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
@@ -206,6 +208,34 @@ describe('per-caller exchange against oidc-provider', () => {
       expect(httpStatus(res)).toBe(503);
       expect(idp.exchanges()).toEqual([{ grantType: TOKEN_EXCHANGE_GRANT, clientId: 'gateway-pkjwt', status: 401, error: 'invalid_client' }]);
     });
+  });
+
+  it('regression: a client secret with a byte-order mark from its file is a config problem, not a 403 exchange_rejected for every caller', async () => {
+    // A secret file saved by an editor that writes a UTF-8 BOM. RFC 6749 Appendix A allows only
+    // printable ASCII (VSCHAR) in a client secret; oidc-provider refuses anything else in Basic
+    // with invalid_request, which tokengate would answer as the *caller's* refusal (403, cached
+    // per caller) for every caller in turn. The config must refuse it instead, without quoting it.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bom-secret-'));
+    try {
+      const secretFile = path.join(dir, 'gateway_secret');
+      fs.writeFileSync(secretFile, '\uFEFFgateway-secret\n');
+      const basic = `Basic ${Buffer.from(`gateway:${encodeURIComponent(fs.readFileSync(secretFile, 'utf8').replace(/\n$/, ''))}`).toString('base64')}`;
+      const direct = await fetch(idp.tokenEndpoint, { method: 'POST', headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+      expect([direct.status, ((await direct.json()) as { error: string }).error]).toEqual([400, 'invalid_request']);
+      const err = (() => {
+        try {
+          parseConfig(yaml(idp).replace('clientSecret: gateway-secret', `clientSecret: \${file:${secretFile}}`), { env: {} });
+          return undefined;
+        } catch (e) {
+          return e as ConfigError;
+        }
+      })();
+      expect(err?.problems.map((p) => p.path)).toEqual(['providers.orders.source.clientSecret']);
+      expect(err?.message).toContain('printable ASCII');
+      expect(err?.message).not.toContain('gateway-secret');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a shared-token provider (client_credentials for a resource) gets a JWT oidc-provider signed for it', async () => {
