@@ -11,6 +11,7 @@ import { SignJWT, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerif
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigError } from '../../src/config/errors.js';
+import { ManualClock } from '../../src/clock.js';
 import { parseConfig } from '../../src/config/load.js';
 import { judge } from '../support/config-schema.js';
 import { repoPath } from '../support/demo-files.js';
@@ -34,6 +35,7 @@ function yaml(idp: OidcProviderIdp, o: YamlOpts = {}): string {
   const endpoint = o.endpoint === 'issuer' ? `issuer: "${idp.issuer}"` : `tokenUrl: "${idp.tokenEndpoint}"`;
   const verify = o.verify ? `\n        verify: { issuer: "${idp.issuer}", audience: ${clientIdOf(auth)}, algorithms: [RS256] }` : '';
   return `
+listen: { grpc: 127.0.0.1:0 }
 providers:
   orders:
     source:
@@ -152,6 +154,35 @@ describe('per-caller exchange against oidc-provider', () => {
     expect((await upstreamVerify(bearer(await check(t, await idp.callerToken('alice'))))).sub).toBe('alice');
   });
 
+  it('a refusal is remembered for negativeTtl only: after it, oidc-provider is asked again (and may now accept)', async () => {
+    const clock = new ManualClock(Date.now());
+    t = await startTestApp(yaml(idp), { clock });
+    const bob = await idp.callerToken('bob');
+    idp.accounts.delete('bob');
+    expect(httpStatus(await check(t, bob))).toBe(403);
+    clock.advance(29_000);
+    expect(httpStatus(await check(t, bob))).toBe(403);
+    expect(idp.exchanges()).toHaveLength(1);
+    idp.accounts.add('bob');
+    clock.advance(2_000);
+    expect((await upstreamVerify(bearer(await check(t, bob)))).sub).toBe('bob');
+    expect(idp.exchanges().map((r) => r.status)).toEqual([400, 200]);
+  });
+
+  it("a cached exchange never outlives the caller's own token (oidc-provider's answer lives 600 s, alice's token 120 s)", async () => {
+    const clock = new ManualClock(Date.now());
+    t = await startTestApp(yaml(idp, { verify: true }), { clock });
+    const alice = await idp.callerToken('alice', { expiresIn: 120 });
+    const first = bearer(await check(t, alice));
+    clock.advance(110_000);
+    expect(bearer(await check(t, alice))).toBe(first);
+    clock.advance(11_000);
+    const late = await check(t, alice);
+    expect(httpStatus(late)).toBe(401);
+    expect(deniedBody(late)).toEqual({ error: 'invalid_subject_token', provider: 'orders' });
+    expect(idp.exchanges()).toHaveLength(1);
+  });
+
   it('without verify, oidc-provider is the judge: a token issued to another client is invalid_grant (403)', async () => {
     t = await startTestApp(yaml(idp));
     const res = await check(t, await idp.callerToken('alice', { audience: 'someone-else' }));
@@ -240,6 +271,7 @@ describe('per-caller exchange against oidc-provider', () => {
 
   it('a shared-token provider (client_credentials for a resource) gets a JWT oidc-provider signed for it', async () => {
     t = await startTestApp(`
+listen: { grpc: 127.0.0.1:0 }
 providers:
   reports:
     source:
