@@ -135,13 +135,16 @@ async function main() {
   for (const who of idp.accounts) fs.writeFileSync(path.join(dir, `${who}.jwt`), `${await idp.callerToken(who)}\n`, { mode: 0o600 });
   const here = path.relative(process.cwd(), path.dirname(fileURLToPath(import.meta.url))) || '.';
   console.log(`oidc-provider listening: issuer ${idp.issuer}
-callers' tokens (aud "gateway", valid 1 h): ${dir}/alice.jwt, ${dir}/bob.jwt
+callers' tokens (aud "gateway", valid 1 h; removed when this stops): ${dir}/alice.jwt, ${dir}/bob.jwt
 
 exchange alice's token through tokengate (another terminal, after npm run build):
   OIDC_ISSUER=${idp.issuer} node dist/cli.js token orders --config ${here}/tokengate.yaml --subject-token-file ${dir}/alice.jwt
 or serve Checks for Envoy:
   OIDC_ISSUER=${idp.issuer} node dist/cli.js serve --config ${here}/tokengate.yaml`);
-  const stop = () => void idp.close().then(() => process.exit(0));
+  const stop = () => void idp.close().then(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  });
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }
