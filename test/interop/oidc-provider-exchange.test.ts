@@ -114,6 +114,14 @@ describe('per-caller exchange against oidc-provider', () => {
     expect(idp.exchanges().map((r) => r.status)).toEqual([200, 200]);
   });
 
+  it('200 concurrent Checks of one caller cost oidc-provider one exchange', async () => {
+    t = await startTestApp(yaml(idp, { verify: true }).replace('waitBudget: 5s', 'waitBudget: 20s'));
+    const alice = await idp.callerToken('alice');
+    const all = await Promise.all(Array.from({ length: 200 }, () => check(t!, alice)));
+    expect(new Set(all.map(bearer)).size).toBe(1);
+    expect(idp.exchanges()).toHaveLength(1);
+  });
+
   it("verify against the issuer's discovery document and JWKS refuses forged, expired and foreign subjects locally: 0 exchange requests", async () => {
     t = await startTestApp(yaml(idp, { verify: true }));
     const alice = await idp.callerToken('alice');
@@ -195,6 +203,12 @@ describe('per-caller exchange against oidc-provider', () => {
     const res = await check(t, await idp.callerToken('alice'));
     expect(httpStatus(res)).toBe(403);
     expect(deniedBody(res)).toEqual({ error: 'exchange_rejected', provider: 'orders', idp_error: 'invalid_target' });
+  });
+
+  it('the target as an RFC 8707 resource instead of an audience: the same token for the orders resource', async () => {
+    t = await startTestApp(yaml(idp).replace(`audience: ${ORDERS}`, `resource: [${ORDERS}]`));
+    const res = await check(t, await idp.callerToken('alice'));
+    expect(await upstreamVerify(bearer(res))).toMatchObject({ sub: 'alice', aud: ORDERS });
   });
 
   describe('client authentication, as oidc-provider checks it', () => {
