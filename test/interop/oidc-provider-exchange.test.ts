@@ -4,11 +4,11 @@
 // what is oidc-provider's is client authentication, discovery, JWKS, JWT access tokens and its
 // error answers. The README's worked example (examples/oidc-provider/) runs here too.
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SignJWT, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
-import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigError } from '../../src/config/errors.js';
 import { ManualClock } from '../../src/clock.js';
@@ -52,8 +52,8 @@ providers:
 `;
 }
 
-function check(t: TestApp, token: string | undefined): Promise<CheckResponse> {
-  return t.client.check(envoyRequest({ contextExtensions: { provider: 'orders' }, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }));
+function check(t: TestApp, token: string): Promise<CheckResponse> {
+  return t.client.check(envoyRequest({ contextExtensions: { provider: 'orders' }, headers: { authorization: `Bearer ${token}` } }));
 }
 
 const STATUS: Record<string, number> = { Unauthorized: 401, Forbidden: 403, ServiceUnavailable: 503 };
