@@ -35,7 +35,7 @@ function yaml(idp: OidcProviderIdp, o: YamlOpts = {}): string {
   const endpoint = o.endpoint === 'issuer' ? `issuer: "${idp.issuer}"` : `tokenUrl: "${idp.tokenEndpoint}"`;
   const verify = o.verify ? `\n        verify: { issuer: "${idp.issuer}", audience: ${clientIdOf(auth)}, algorithms: [RS256] }` : '';
   return `
-listen: { grpc: 127.0.0.1:0 }
+listen: { grpc: 127.0.0.1:0, admin: "off" }
 providers:
   orders:
     source:
@@ -285,7 +285,7 @@ describe('per-caller exchange against oidc-provider', () => {
 
   it('a shared-token provider (client_credentials for a resource) gets a JWT oidc-provider signed for it', async () => {
     t = await startTestApp(`
-listen: { grpc: 127.0.0.1:0 }
+listen: { grpc: 127.0.0.1:0, admin: "off" }
 providers:
   reports:
     source:
