@@ -62,8 +62,9 @@ describe('a caller whose every exchanged token the upstream refuses', () => {
     // Held: answered 401 from memory however often alice calls; no exchange.
     for (let i = 0; i < 5; i++) {
       const res = await check(alice!);
-      expect(res.denied_response?.status?.code).toBe(401);
+      expect(res.denied_response?.status?.code).toBe('Unauthorized');
       expect(deniedBody(res)).toEqual({ error: 'invalid_subject_token', provider: 'orders' });
+      expect(res.denied_response?.headers?.find((h) => h.header?.key === 'www-authenticate')?.header?.value).toBe('Bearer error="invalid_token"');
     }
     expect(exchangesFor(alice!)).toBe(3);
     expect(t.app.metrics.exchangeHolds.get({ provider: 'orders' })).toBe(1);
@@ -78,7 +79,7 @@ describe('a caller whose every exchanged token the upstream refuses', () => {
     expect(retry.status?.code ?? 0).toBe(0);
     expect(exchangesFor(alice!)).toBe(4);
     await refusedUpstream(retry);
-    expect((await check(alice!)).denied_response?.status?.code).toBe(401);
+    expect((await check(alice!)).denied_response?.status?.code).toBe('Unauthorized');
     expect(exchangesFor(alice!)).toBe(4);
 
     // The upstream accepts again: after the hold alice is served, and stays served from the cache.
