@@ -10,6 +10,7 @@ import { envoyRequest, metadata, type CheckResponse } from '../support/envoy-req
 import { startTestApp, type TestApp } from '../support/app.js';
 import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 import { REDIS_URL, redisAvailable } from '../support/redis.js';
+import { RedisServer } from '../support/redis-server.js';
 import { until } from '../support/until.js';
 import { AccessLogSender, accessLogMessages, httpLogEntry } from '../ops/helpers.js';
 
@@ -24,11 +25,11 @@ describe.skipIf(!run)('per-caller tokens refused upstream, across replicas (cach
   let redis: Redis;
   const closers: (() => void)[] = [];
 
-  const yaml = () => `
+  const yaml = (url = REDIS_URL) => `
 listen: { grpc: 127.0.0.1:0, admin: off }
 store:
   type: redis
-  redis: { url: "${REDIS_URL}", keyPrefix: "${prefix}" }
+  redis: { url: "${url}", keyPrefix: "${prefix}" }
   encryptionKey: ${encryptionKey}
 providers:
   orders:
@@ -55,9 +56,9 @@ providers:
     await idp?.stop();
   });
 
-  async function replicas(n: number): Promise<TestApp[]> {
+  async function replicas(n: number, url = REDIS_URL): Promise<TestApp[]> {
     prefix = `tgtest-pc-refusal-${randomBytes(4).toString('hex')}:`;
-    const started = await Promise.all(Array.from({ length: n }, () => startTestApp(yaml())));
+    const started = await Promise.all(Array.from({ length: n }, () => startTestApp(yaml(url))));
     apps.push(...started);
     return started;
   }
@@ -162,5 +163,29 @@ providers:
     // Still exactly one new exchange for dave, wherever he calls next.
     await Promise.all([r1!, r2!, r3!].map((r) => check(r, dave)));
     expect(exchangesFor(dave)).toBe(2);
+  });
+
+  it('a hung Redis delays nothing: the refusal evicts here at once, the caller exchanges on their own, the failures are counted', async () => {
+    const server = await RedisServer.start();
+    try {
+      const [r1] = await replicas(1, server.url);
+      const [frank, grace] = await Promise.all(['frank', 'grace'].map((sub) => idp.subjectToken({ sub })));
+      const f1 = metadata(await check(r1!, frank!)).token_id!;
+      const g1 = metadata(await check(r1!, grace!)).token_id!;
+      server.pause();
+      await envoyLog(r1!).send(accessLogMessages([[refusal(f1)]]));
+      expect(cached(r1!)).toBe(1);
+      const fresh = await check(r1!, frank!);
+      expect(fresh.status?.code ?? 0).toBe(0);
+      expect(metadata(fresh).token_id).not.toBe(f1);
+      expect(metadata(await check(r1!, grace!))).toMatchObject({ token_id: g1, source: 'cache' });
+      const errors = (op: string) => r1!.app.metrics.storeErrors.get({ op });
+      await until(() => errors('remove') >= 1 && errors('publish') >= 1, 3_000, 'the failed removal and publish counted');
+      expect(invalidatedLines([r1!], f1)).toHaveLength(1);
+    } finally {
+      server.resume();
+      await Promise.all(apps.splice(0).map((a) => a.close()));
+      await server.stop();
+    }
   });
 });

@@ -247,7 +247,8 @@ export class PerCallerProvider {
     this.rememberRefused(tokenId);
     const e = this.evictRefused(tokenId);
     if (e) auditInvalidated(this.deps.logger, { provider: this.name, tokenId, by: 'access_log', status });
-    if (this.deps.shared) void this.spreadRefusal(this.deps.shared, tokenId, status, e);
+    // A log line must never turn into an unhandled rejection: the store's failures are counted inside.
+    if (this.deps.shared) void this.spreadRefusal(this.deps.shared, tokenId, status, e).catch(() => undefined);
     return true;
   }
 
@@ -269,6 +270,7 @@ export class PerCallerProvider {
       if (removed === true) auditInvalidated(this.deps.logger, { provider: this.name, tokenId: event.token_id, by: 'access_log', ...(event.status !== undefined ? { status: event.status } : {}) });
     });
   }
+
   /** Drops every cached caller (admin invalidate). */
   invalidateAll(): void {
     this.cache.clear();
