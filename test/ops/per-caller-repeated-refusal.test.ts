@@ -42,7 +42,7 @@ describe('a caller whose every exchanged token the upstream refuses', () => {
   async function refusedUpstream(res: CheckResponse): Promise<void> {
     const before = cached();
     await envoy!.send(accessLogMessages([[httpLogEntry({ status: 401, provider: 'orders', tokenId: metadata(res).token_id! })]]));
-    await until(() => cached() === before - 1, 2_000, 'the refused caller evicted');
+    await until(() => cached() === before - 1, 5_000, 'the refused caller evicted');
   }
 
   it('is held after three refusals: 401 from memory, no exchange, until negativeTtl; recovers when the upstream accepts again', async () => {

@@ -103,7 +103,7 @@ providers:
 
     // Envoy in front of replica 2 streams its access log to replica 2 only.
     await envoyLog(r2!).send(accessLogMessages([[refusal(a1)]]));
-    await until(() => [r1!, r2!, r3!].every((r) => cached(r) === 1), 3_000, 'alice evicted on every replica');
+    await until(() => [r1!, r2!, r3!].every((r) => cached(r) === 1), 5_000, 'alice evicted on every replica');
 
     // Alice's next Check, on all three at once: one new exchange, the same new token everywhere.
     const next = await Promise.all([r1!, r2!, r3!].map((r) => check(r, alice!)));
@@ -125,8 +125,8 @@ providers:
     const c1 = metadata(await check(r1!, carol)).token_id!;
     // Reported to replica 2, which never served carol: replica 1 still knows her record's key.
     await envoyLog(r2!).send(accessLogMessages([[refusal(c1)]]));
-    await until(() => cached(r1!) === 0, 3_000, 'carol evicted on replica 1');
-    await until(async () => (await redis.keys(`${prefix}*.c.*`)).filter((k) => k.endsWith(':token')).length === 0, 3_000, 'carol\'s shared record removed');
+    await until(() => cached(r1!) === 0, 5_000, 'carol evicted on replica 1');
+    await until(async () => (await redis.keys(`${prefix}*.c.*`)).filter((k) => k.endsWith(':token')).length === 0, 5_000, 'carol\'s shared record removed');
     // A replica that has never heard of the refusal reads the store: nothing there, so it exchanges.
     const r3 = await another();
     const fresh = metadata(await check(r3, carol));
@@ -150,7 +150,7 @@ providers:
     });
 
     await envoyLog(r1!).send(accessLogMessages([[refusal(d1), refusal(d1)], [refusal(d1)]]));
-    await until(() => [r1!, r2!, r3!].every((r) => cached(r) === 0), 3_000, 'dave evicted on every replica');
+    await until(() => [r1!, r2!, r3!].every((r) => cached(r) === 0), 5_000, 'dave evicted on every replica');
     // The same refusal again, from another Envoy to another replica, and once more later.
     await envoyLog(r3!).send(accessLogMessages([[refusal(d1)]]));
     await envoyLog(r1!).send(accessLogMessages([[refusal(d1)]]));
@@ -180,7 +180,7 @@ providers:
       expect(metadata(fresh).token_id).not.toBe(f1);
       expect(metadata(await check(r1!, grace!))).toMatchObject({ token_id: g1, source: 'cache' });
       const errors = (op: string) => r1!.app.metrics.storeErrors.get({ op });
-      await until(() => errors('remove') >= 1 && errors('publish') >= 1, 3_000, 'the failed removal and publish counted');
+      await until(() => errors('remove') >= 1 && errors('publish') >= 1, 5_000, 'the failed removal and publish counted');
       expect(invalidatedLines([r1!], f1)).toHaveLength(1);
     } finally {
       server.resume();
