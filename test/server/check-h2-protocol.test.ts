@@ -253,7 +253,9 @@ describe('Check on node:http2: shutdown', () => {
         req.on('close', () => resolve({ status, body: Buffer.concat(body) }));
       });
       req.write(f.subarray(0, 10));
-      await new Promise((r) => setTimeout(r, 50));
+      // Shutdown starts once the server has the stream (not after a fixed sleep: on a loaded
+      // machine the connection could still be opening, and closing then resets it).
+      while ((t.app.checkDispatch?.taken ?? 0) < 1) await new Promise((r) => setTimeout(r, 10));
       const closing = t.close();
       await goaway;
       req.end(f.subarray(10));
