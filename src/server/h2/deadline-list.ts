@@ -7,6 +7,8 @@
 // fires early it re-arms for whatever is then first. Envoy sends the same timeout on every call,
 // so deadlines arrive in order and an insertion is O(1).
 
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
 /** A member of the list: a Check with a deadline. */
 export interface Deadlined {
   /** monotonic ms (performance.now()) */
@@ -60,7 +62,8 @@ export class DeadlineList {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.armedFor = at;
     // +1: setTimeout may fire a fraction of a millisecond before `at` on the performance clock.
-    this.timer = setTimeout(this.onTimer, Math.max(0, Math.ceil(at - performance.now())) + 1);
+    // setTimeout's ceiling: a longer wait fires early, finds nothing due and re-arms.
+    this.timer = setTimeout(this.onTimer, Math.min(MAX_TIMEOUT_MS, Math.max(0, Math.ceil(at - performance.now())) + 1));
     // Open streams hold the process; a timer left armed after its Check answered must not.
     this.timer.unref();
   }

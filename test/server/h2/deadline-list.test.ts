@@ -67,6 +67,18 @@ describe('DeadlineList', () => {
     expect(expired).toEqual(['second']);
   });
 
+  it('waits out a deadline beyond setTimeout\'s ceiling without spinning', () => {
+    const list = new DeadlineList();
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    const expired: string[] = [];
+    add(list, check('far', expired), 2 ** 31 + 5_000);
+    vi.advanceTimersByTime(2 ** 31 - 1);
+    expect(expired).toEqual([]);
+    expect(spy.mock.calls.length).toBeLessThanOrEqual(2);
+    vi.advanceTimersByTime(10_000);
+    expect(expired).toEqual(['far']);
+  });
+
   it('lets a Check end itself from expire() (it is already out of the list)', () => {
     const list = new DeadlineList();
     const expired: string[] = [];
