@@ -10,11 +10,12 @@
 // Prints, per target and size, the median and lowest CPU µs per Check, their ratio to the
 // limit of the same round, and the size term of issue #18: (CPU at the largest size − the
 // limit's growth in µs) ÷ CPU at the smallest size, from medians, from lows, and per round.
+import { spawn as spawnProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml } from './configs.js';
+import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml, routeAuthority } from './configs.js';
 import { Child, sleep } from './procs.js';
 import { median } from './stats.js';
 
@@ -31,8 +32,8 @@ const cpuUs = (u) => u.user + u.system;
 const log = (m) => process.stderr.write(`[size-ab] ${m}\n`);
 
 const extraExec = (process.env.SIZE_AB_EXEC ?? '').split(/\s+/).filter(Boolean);
-function spawn(name, script, role, env) {
-  const c = new Child(name, script, { args: [role], env, execArgv: ['--expose-gc', ...flags, ...extraExec] });
+function spawn(name, script, role, env, readyTimeoutMs = 60_000) {
+  const c = new Child(name, script, { args: [role], env, execArgv: ['--expose-gc', ...flags, ...extraExec], readyTimeoutMs });
   children.push(c);
   // SIZE_AB_LOGDIR: each server's stdout and stderr (e.g. SIZE_AB_EXEC=--trace-gc) in a file.
   if (process.env.SIZE_AB_LOGDIR) {
@@ -43,12 +44,33 @@ function spawn(name, script, role, env) {
   return c;
 }
 
+/** SIZE_AB_PERF=1: system calls and context switches of `pid` over `ms` (perf stat; Linux). */
+function perfStat(pid, ms) {
+  return new Promise((resolve) => {
+    const p = spawnProcess('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,context-switches', '-p', String(pid), '--', 'sleep', String(ms / 1000)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', () => {
+      const out = {};
+      for (const line of err.split('\n')) {
+        const [v, , name] = line.split(',');
+        if (name === 'raw_syscalls:sys_enter') out.syscalls = Number(v);
+        if (name === 'context-switches') out.contextSwitches = Number(v);
+      }
+      resolve(out);
+    });
+  });
+}
+
 try {
   const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: ['--expose-gc'] });
   children.push(lg);
   await lg.ready;
   const file = path.join(work, 'tg.yaml');
-  fs.writeFileSync(file, providersYaml(1, { headerRoute: true, checkServer: 'http2' }));
+  // SIZE_AB_PROVIDERS=n: n providers and n routes (the scale stage's config); `tg-last` then
+  // routes by the last route's authority, `tg-ctx` names the last provider.
+  const providers = Number(process.env.SIZE_AB_PROVIDERS ?? 1);
+  fs.writeFileSync(file, providersYaml(providers, { headerRoute: true, checkServer: 'http2' }));
   const procs = new Map();
   // A tokengate process per prefix: `own` (this checkout), `twin` (this checkout again: A/A),
   // `base` (SIZE_AB_BASE), or any other name, described by
@@ -64,7 +86,7 @@ try {
         dir = d;
         env = Object.fromEntries(vars.split(',').filter(Boolean).map((kv) => kv.split('=')));
       }
-      const c = spawn(`${where}-tokengate`, path.join(dir, 'bench', 'target.js'), 'tokengate', { ...BENCH_ENV, ...env, BENCH_CONFIG: file });
+      const c = spawn(`${where}-tokengate`, path.join(dir, 'bench', 'target.js'), 'tokengate', { ...BENCH_ENV, ...env, BENCH_CONFIG: file }, 300_000);
       procs.set(where, { name: `${where}-tokengate`, child: c, info: await c.ready });
     }
     return procs.get(where);
@@ -75,16 +97,19 @@ try {
   await lg.call('disconnect', { key: 'probe' });
   const h = a.ok_response?.headers?.[0];
   const floorAnswer = { provider: providerName(0), header: h?.header?.key, headerValue: h?.header?.value, tokenId: a.dynamic_metadata?.fields?.token_id?.stringValue, source: a.dynamic_metadata?.fields?.source?.stringValue };
-  const ctx = (size) => ({ size, contextExtensions: { provider: providerName(0) } });
+  const ctx = (size) => ({ size, contextExtensions: { provider: providerName(providers - 1) } });
+  const last = (size) => ({ size, authority: routeAuthority(providers - 1) });
   const routed = (size) => ({ size, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } });
   const targets = [];
   for (const k of wanted) {
     let proc;
-    if (k === 'limit' || k === 'limit2') {
-      const c = spawn(k, path.join(here, 'target.js'), 'floor-h2', { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer) });
+    if (k === 'limit' || k === 'limit2' || k === 'limitw') {
+      // limitw: the limit with the Check path's connection window (BENCH_LIMIT_WINDOW), a yardstick only.
+      const env = { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer), ...(k === 'limitw' ? { BENCH_LIMIT_WINDOW: String(256 * 1024) } : {}) };
+      const c = spawn(k, path.join(here, 'target.js'), 'floor-h2', env);
       proc = { name: k, child: c, info: await c.ready };
     } else proc = await tgProc(k.includes(':') ? k.slice(0, k.indexOf(':')) : 'own');
-    const init = k.endsWith('route') ? routed : ctx;
+    const init = k.endsWith('route') ? routed : k.endsWith('last') ? last : ctx;
     targets.push({ key: k, proc, init });
     await lg.call('connect', { key: k, address: proc.info.address, channels: 4, client: 'h2' });
   }
@@ -98,14 +123,17 @@ try {
         const run = lg.call('closed', { key: t.key, init, concurrency: 64, durationMs: 250 + windowMs + 150 });
         await sleep(250);
         const s0 = await t.proc.child.call('stats');
+        const counted = process.env.SIZE_AB_PERF === '1' ? perfStat(t.proc.child.proc.pid, windowMs) : undefined;
         await sleep(windowMs);
         const s1 = await t.proc.child.call('stats');
+        const perf = counted ? await counted : undefined;
         const out = await run;
         if (out.errors) log(`${t.key} ${size}: ${out.errors} errors (${out.lastError})`);
         const served = s1.served - s0.served;
         const gc = {};
         for (const k of Object.keys(s1.gc ?? {})) gc[k] = { perKChecks: (1000 * (s1.gc[k].n - s0.gc[k].n)) / served, usPerCheck: (1000 * (s1.gc[k].ms - s0.gc[k].ms)) / served };
-        if (r > 0) res[t.key][size].push({ cpu: (cpuUs(s1.cpu) - cpuUs(s0.cpu)) / served, rate: served / ((s1.hr - s0.hr) / 1e6), gc, proc: t.proc.name, from: s0.now, to: s1.now, served });
+        const perCheck = perf && Object.fromEntries(Object.entries(perf).map(([k, v]) => [k, v / (served * (windowMs / ((s1.hr - s0.hr) / 1000)))]));
+        if (r > 0) res[t.key][size].push({ cpu: (cpuUs(s1.cpu) - cpuUs(s0.cpu)) / served, rate: served / ((s1.hr - s0.hr) / 1e6), gc, perf: perCheck, proc: t.proc.name, from: s0.now, to: s1.now, served });
       }
     }
   }
@@ -132,6 +160,12 @@ try {
       row.push(`size term ${f(term((xs) => median(xs.map((x) => x.cpu))))} (medians), ${f(term((xs) => Math.min(...xs.map((x) => x.cpu))))} (lows), per-round median ${f(median(perRound))}`);
     }
     lines.push(row.join(' | '));
+    if (process.env.SIZE_AB_PERF === '1') {
+      for (const size of sizes) {
+        const rs = res[t.key][size].filter((x) => x.perf);
+        lines.push(`    per Check ${size}: ${Object.keys(rs[0]?.perf ?? {}).map((k) => `${k} ${median(rs.map((x) => x.perf[k])).toFixed(2)}`).join(', ')}`);
+      }
+    }
     if (process.env.BENCH_GC_STATS === '1') {
       for (const size of sizes) {
         const rs = res[t.key][size];

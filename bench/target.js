@@ -121,7 +121,11 @@ async function startH2Floor() {
   let served = 0;
   const sessions = new Set();
   const server = http2.createServer();
+  // Experiments only (size-ab.js `limitw`): the limit with tokengate's connection window, to
+  // see how much of its own growth with size is flow-control stalls. Off in `npm run bench`.
+  const window = Number(process.env.BENCH_LIMIT_WINDOW ?? 0);
   server.on('session', (s) => {
+    if (window > 0) s.setLocalWindowSize(window);
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
