@@ -14,6 +14,7 @@
 //                 gRPC-framed once at startup, and a `grpc-status: 0` trailer.
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { parseConfig } from '../dist/config/load.js';
@@ -31,6 +32,22 @@ const role = process.argv[2];
 // Runs last longer than the 5-minute connection age; the load generator's h2 sessions do not
 // reconnect after a GOAWAY, so floors (like tokengate's bench configs) keep connections for the run.
 Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
+
+// BENCH_GC_STATS=1 (size-ab.js, size-profile.js): GC pauses on the main thread by kind, in
+// `stats`, to see which collections a request's bytes cause.
+const gcStats = { minor: { n: 0, ms: 0 }, major: { n: 0, ms: 0 }, incremental: { n: 0, ms: 0 }, weakcb: { n: 0, ms: 0 } };
+if (process.env.BENCH_GC_STATS === '1') {
+  const kinds = { [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor', [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major', [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental', [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb' };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const g = gcStats[kinds[e.detail?.kind]];
+      if (g) {
+        g.n++;
+        g.ms += e.duration;
+      }
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
 
 function memory() {
   const m = process.memoryUsage();
@@ -106,7 +123,11 @@ async function startH2Floor() {
   let served = 0;
   const sessions = new Set();
   const server = http2.createServer();
+  // Experiments only (size-ab.js `limitw`): the limit with tokengate's connection window, to
+  // see how much of its own growth with size is flow-control stalls. Off in `npm run bench`.
+  const window = Number(process.env.BENCH_LIMIT_WINDOW ?? 0);
   server.on('session', (s) => {
+    if (window > 0) s.setLocalWindowSize(window);
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
@@ -226,7 +247,7 @@ try {
   const watch = new Watch();
   const allocations = new AllocationSampler();
   serveParent({
-    stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
+    stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), now: performance.now(), mem: memory(), gc: structuredClone(gcStats) }),
     memory: () => {
       gcNow();
       return memory();

@@ -121,12 +121,19 @@ export class RouteTable {
   private readonly anyHost = new Bucket();
   /** Every header name `match` may read, for a request reader that reads only those. */
   readonly headerNames: readonly string[];
+  /**
+   * Those of `headerNames` that `match` reads only when `host`, `path` or `method` is missing
+   * (no rule names them): a reader may leave them unread when the field is there.
+   */
+  readonly fallbackOnlyHeaderNames: readonly string[];
 
   constructor(routes: readonly RouteConfig[]) {
     this.count = routes.length;
-    const names = new Set<string>([':authority', 'host', ':path', ':method']);
-    for (const r of routes) for (const k of Object.keys(r.match.headers ?? {})) names.add(k);
-    this.headerNames = [...names];
+    const fallbacks = [':authority', 'host', ':path', ':method'];
+    const ruleNames = new Set<string>();
+    for (const r of routes) for (const k of Object.keys(r.match.headers ?? {})) ruleNames.add(k);
+    this.headerNames = [...new Set([...fallbacks, ...ruleNames])];
+    this.fallbackOnlyHeaderNames = fallbacks.filter((n) => !ruleNames.has(n));
     const bucket = (map: Map<string, Bucket>, key: string): Bucket => {
       let b = map.get(key);
       if (!b) map.set(key, (b = new Bucket()));

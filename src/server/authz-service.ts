@@ -155,7 +155,7 @@ export class AuthzService {
     const routes = new RouteTable(config.routes);
     this.routes = routes;
     this.defaults = config.defaults;
-    this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames);
+    this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames, undefined, routes.fallbackOnlyHeaderNames);
     // Decided once here, so the hot path pays a single boolean test when request logs are off.
     this.logRequests = config.log.requests && config.log.level === 'debug';
   }

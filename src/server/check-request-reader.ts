@@ -43,7 +43,20 @@ export interface CheckRequestFields {
 interface WantedName {
   readonly name: string;
   readonly bytes: Buffer;
+  /**
+   * Set for a header routing reads only in place of a missing `host`, `path` or `method`
+   * (RouteTable's fallbacks): its value is kept as a span and becomes a string only when that
+   * field is missing. Envoy always sends the three, so a routed Check makes none of these strings.
+   */
+  readonly fallbackFor?: Fallback;
 }
+
+/** The HttpRequest fields that the pseudo-header fallbacks stand in for. */
+const FALLBACK_FOR: Readonly<Record<string, Fallback>> = { ':authority': 'host', host: 'host', ':path': 'path', ':method': 'method' };
+type Fallback = 'host' | 'path' | 'method';
+/** The fallback headers, in a fixed order: the slot of each in the reader's span arrays. */
+const FALLBACK_SLOT: Readonly<Record<string, number>> = { ':authority': 0, host: 1, ':path': 2, ':method': 3 };
+const FALLBACK_NAMES = [':authority', 'host', ':path', ':method'] as const;
 
 /** A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read. */
 class Cursor {
@@ -226,19 +239,26 @@ export class CheckRequestReader {
   private ke = 0;
   private vs = 0;
   private ve = 0;
+  /** Value spans of the fallback headers of the request being read, by FALLBACK_SLOT (-1: absent). */
+  private readonly fallbackStart = [-1, -1, -1, -1];
+  private readonly fallbackEnd = [-1, -1, -1, -1];
 
   /**
    * @param providerKey the context_extensions key that names a provider
    * @param headerNames lower-case header names routing reads; undefined: no routes, http is never read
+   * @param fallbackOnly those of `headerNames` among `:authority`, `host`, `:path`, `:method` that
+   *   are read only when `host` (missing or empty), `path` or `method` (missing) is: read
+   *   lazily (RouteTable.fallbackOnlyHeaderNames). Other readers pass none and get every name.
    */
-  constructor(providerKey: string, headerNames: readonly string[] | undefined, wire: CheckRequestWire = checkRequestWire()) {
+  constructor(providerKey: string, headerNames: readonly string[] | undefined, wire: CheckRequestWire = checkRequestWire(), fallbackOnly: readonly string[] = []) {
     this.w = wire;
     this.providerKey = Buffer.from(providerKey, 'utf8');
     if (headerNames !== undefined) {
+      const lazy = new Set(fallbackOnly.filter((n) => FALLBACK_FOR[n] !== undefined));
       const byLength: WantedName[][] = [];
       for (const name of new Set(headerNames)) {
         const bytes = Buffer.from(name, 'utf8');
-        (byLength[bytes.length] ??= []).push({ name, bytes });
+        (byLength[bytes.length] ??= []).push(lazy.has(name) ? { name, bytes, fallbackFor: FALLBACK_FOR[name]! } : { name, bytes });
       }
       this.wanted = byLength;
     }
@@ -354,6 +374,7 @@ export class CheckRequestReader {
     let headers: Record<string, string> | undefined;
     let headerMap = -1;
     let headerMapEnd = -1;
+    let fallbacks = false;
     while (c.pos < end) {
       const t = c.tag(m);
       if (t === this.tHeaders) {
@@ -366,7 +387,13 @@ export class CheckRequestReader {
         if (list !== undefined) {
           for (const w of list) {
             if (bytesEqual(raw, ks, ke, w.bytes)) {
-              (headers ??= Object.create(null) as Record<string, string>)[w.name] = raw.toString('utf8', vs, ve);
+              if (w.fallbackFor !== undefined) {
+                // Kept as a span: the last occurrence wins, as in the map's full decode.
+                const slot = FALLBACK_SLOT[w.name]!;
+                this.fallbackStart[slot] = vs;
+                this.fallbackEnd[slot] = ve;
+                fallbacks = true;
+              } else (headers ??= Object.create(null) as Record<string, string>)[w.name] = raw.toString('utf8', vs, ve);
               break;
             }
           }
@@ -385,6 +412,7 @@ export class CheckRequestReader {
         headerMapEnd = c.pos;
       } else c.skip(t); // id, scheme, query, body…: skipped by length
     }
+    if (fallbacks) headers = this.neededFallbacks(raw, headers, host, path, method);
     if (headerMap !== -1) {
       c.pos = headerMap;
       c.end = headerMapEnd;
@@ -396,6 +424,25 @@ export class CheckRequestReader {
     if (host !== undefined) out.host = host;
     if (headers !== undefined) out.headers = headers;
     return out;
+  }
+
+  /**
+   * The fallback headers this request needs (`:authority`/`host` without a non-empty `host`,
+   * `:path` without `path`, `:method` without `method`) as strings in `headers`; resets the spans.
+   */
+  private neededFallbacks(raw: Buffer, headers: Record<string, string> | undefined, host: string | undefined, path: string | undefined, method: string | undefined): Record<string, string> | undefined {
+    const start = this.fallbackStart;
+    const end = this.fallbackEnd;
+    for (let slot = 0; slot < FALLBACK_NAMES.length; slot++) {
+      if (start[slot] === -1) continue;
+      const name = FALLBACK_NAMES[slot]!;
+      const kind = FALLBACK_FOR[name];
+      const needed = kind === 'host' ? !host : kind === 'path' ? path === undefined : method === undefined;
+      if (needed) (headers ??= Object.create(null) as Record<string, string>)[name] = raw.toString('utf8', start[slot], end[slot]);
+      start[slot] = -1;
+      end[slot] = -1;
+    }
+    return headers;
   }
 
   /**

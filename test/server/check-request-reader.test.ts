@@ -12,6 +12,7 @@ import { beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { checkRequestWire } from '../../src/server/check-request-schema.js';
 import { CheckRequestReader, MAX_GROUP_DEPTH, MalformedRequestError, type CheckRequestFields } from '../../src/server/check-request-reader.js';
 import { AUTHZ_PROTO, PROTO_INCLUDE_DIRS, authorizationServiceDefinition } from '../../src/server/protos.js';
+import { RouteTable, type HttpRequestView } from '../../src/routing/route-table.js';
 import { envoyRequest } from '../support/envoy-request.js';
 
 const check = authorizationServiceDefinition().Check!;
@@ -238,6 +239,53 @@ describe('check request reader', () => {
       expect(h === undefined ? undefined : { ...h, ...(h.headers ? { headers: { ...h.headers } } : {}) }, `request ${i} (readHttp)`).toEqual(expected(noContext, 'provider', WANTED).http);
     }
     expect(routed).toBeGreaterThan(300); // the generator does reach the header path
+  });
+
+  it('routes exactly as the full read when the pseudo-header fallbacks are read only for a missing host, path or method', () => {
+    // Rules on authority, path, method and headers; one rule names `:authority` itself, so that
+    // name stays eager while `host`, `:path` and `:method` are read only as fallbacks.
+    const route = (match: Record<string, unknown>, provider: string) => ({ match, provider }) as never;
+    for (const [rules, lazyNames] of [
+      [[route({ authority: 'api.example.com', method: 'POST' }, 'post'), route({ authority: 'a.example.com', pathPrefix: '/v1/' }, 'a'), route({ pathPrefix: '/v1/a' }, 'v1a'), route({ headers: { 'x-tenant': 'blue' } }, 'blue')], [':authority', 'host', ':path', ':method']],
+      [[route({ headers: { ':authority': 'api.example.com' } }, 'pseudo'), route({ authority: 'a.example.com' }, 'a'), route({ method: 'GET' }, 'get')], ['host', ':path', ':method']],
+    ] as const) {
+      const table = new RouteTable(rules as never);
+      expect([...table.fallbackOnlyHeaderNames].sort()).toEqual([...lazyNames].sort());
+      const lazy = new CheckRequestReader('provider', table.headerNames, undefined, table.fallbackOnlyHeaderNames);
+      const eager = new CheckRequestReader('provider', table.headerNames);
+      const g = new Gen(prng(seed + 1));
+      let fellBack = 0;
+      for (let i = 0; i < 3_000; i++) {
+        const req = generated(g) as { attributes?: { request?: { http?: Record<string, any> } } };
+        const http = req.attributes?.request?.http;
+        if (http && g.chance(0.5)) {
+          // the generator's hosts and paths, so that rules match often
+          if (http.headers && g.chance(0.5)) http.headers['x-tenant'] = g.pick(['blue', 'red']);
+          if (g.chance(0.3)) delete http.host;
+        }
+        const b = encode(req);
+        const want = eager.readHttp(b);
+        const got = lazy.readHttp(b);
+        expect(table.match(got), `request ${i}`).toBe(table.match(want));
+        if (want?.headers?.[':authority'] !== undefined && got?.headers?.[':authority'] === undefined) fellBack++;
+      }
+      if (lazyNames.includes(':authority' as never)) expect(fellBack).toBeGreaterThan(100); // the lazy path was taken
+    }
+  });
+
+  it('makes no fallback strings for a request that has host, path and method', () => {
+    const table = new RouteTable([{ match: { authority: 'api.example.com' }, provider: 'p' }] as never);
+    const lazy = new CheckRequestReader('provider', table.headerNames, undefined, table.fallbackOnlyHeaderNames);
+    const http = lazy.read(encode(envoyRequest({ authority: 'api.example.com', headers: { 'x-tenant': 'blue' } }))).http as HttpRequestView;
+    expect(http.headers).toBeUndefined();
+    expect([http.host, http.path, http.method]).toEqual(['api.example.com', '/v1/things?x=1', 'GET']);
+    expect(table.match(http)).toBe('p');
+    // Without host, :authority is read (and routes).
+    const req = envoyRequest({ authority: 'api.example.com' }) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete req.attributes.request.http.host;
+    const noHost = lazy.read(encode(req)).http as HttpRequestView;
+    expect({ ...noHost.headers }).toEqual({ ':authority': 'api.example.com' });
+    expect(table.match(noHost)).toBe('p');
   });
 
   it('reads a header sent in header_map (encode_raw_headers), joining duplicates as headers would', () => {

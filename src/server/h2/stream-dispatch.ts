@@ -9,7 +9,7 @@
 // never silently: `createHttp2Server(credentials)` builds each HTTP/2 server and attaches
 // exactly one 'stream' listener to it, and `onStreamOpened(stream)` counts a stream for the
 // max-connection-idle timer.
-import type { Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 
 /** Takes a stream (true) or leaves it to grpc-js (false), from its headers. */
@@ -18,6 +18,27 @@ export type StreamTaker = (stream: ServerHttp2Stream, headers: IncomingHttpHeade
 interface GrpcJsInternals {
   createHttp2Server(credentials: grpc.ServerCredentials): Http2Server;
   onStreamOpened(stream: ServerHttp2Stream): void;
+}
+
+/**
+ * The receive window of a whole connection (RFC 9113 6.9.2), instead of the 65,535 bytes nghttp2
+ * starts with. Envoy multiplexes a worker's Checks on one connection; at 65,535 bytes, sixteen
+ * 8 KB requests in flight already wait for WINDOW_UPDATEs: their HEADERS arrive, their DATA a
+ * few loop turns later, and each stalled call's state lives long enough to be promoted out of the
+ * young generation, which made Checks at 8 KB pay old-generation collections that Checks at
+ * 0.4 KB do not (bench/FINDINGS.md, "Why a Check's cost grew with its size"). The per-stream
+ * window stays 65,535 bytes, so one stream still cannot send more than that unread; a Check
+ * stream always reads (and drops DATA after its one message), and every other stream is bounded
+ * by its own window as before.
+ */
+export const CONNECTION_WINDOW_BYTES = 256 * 1024;
+
+function widenConnectionWindow(session: Http2Session): void {
+  try {
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+  } catch {
+    // The session was destroyed before its first turn: nothing to widen.
+  }
 }
 
 export class StreamDispatchError extends Error {
@@ -64,6 +85,7 @@ export class StreamDispatch {
     if (listeners.length !== 1) throw new StreamDispatchError(`grpc-js attached ${listeners.length} stream listeners, expected 1: its internals moved`);
     const grpcJs = listeners[0]!;
     h2.removeAllListeners('stream');
+    h2.on('session', widenConnectionWindow);
     const takers = this.takers;
     h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       const taker = takers.get(headers[':path'] as string);
