@@ -14,6 +14,7 @@
 //                 gRPC-framed once at startup, and a `grpc-status: 0` trailer.
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import v8 from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { parseConfig } from '../dist/config/load.js';
@@ -32,7 +33,9 @@ Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000 }, 
 
 function memory() {
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  // Old space's committed vs used bytes: how much of heapTotal is fragmentation around live objects.
+  const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, oldSpaceSize: old?.space_size ?? 0, oldSpaceUsed: old?.space_used_size ?? 0 };
 }
 
 function gcNow() {
@@ -182,8 +185,8 @@ try {
   const t = role === 'tokengate' ? await startTokengateTarget() : role === 'floor-h2' ? await startH2Floor() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
-    memory: () => {
-      gcNow();
+    memory: ({ gc = true } = {}) => {
+      if (gc) gcNow();
       return memory();
     },
     stop: () => t.stop(),

@@ -7,7 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { CounterCell } from '../observability/prometheus.js';
 import type { CallerEntry } from '../tokens/per-caller/caller-cache.js';
 import type { CallerAnswer, PerCallerProvider } from '../tokens/per-caller/per-caller-provider.js';
-import type { TokenServeSource } from '../tokens/cached-token.js';
+import type { InjectedToken, TokenServeSource } from '../tokens/cached-token.js';
 import {
   deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
 } from './check-response.js';
@@ -43,7 +43,7 @@ export class CallerLane {
     this.hitCell.value++;
     let buf = e.answer;
     if (buf === undefined) {
-      buf = this.encode(okWithToken(this.provider.name, e.token, 'cache', this.config.inject, e.subject, this.alsoRemove));
+      buf = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove));
       e.answer = buf;
     }
     return buf;
@@ -70,6 +70,11 @@ export class CallerLane {
   private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | Buffer {
     this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
     if (source === 'cache' && e.answer) return e.answer;
-    return okWithToken(this.provider.name, e.token, source, this.config.inject, e.subject, this.alsoRemove);
+    return okWithToken(this.provider.name, injected(e, this.config.inject.format), source, this.config.inject, e.subject, this.alsoRemove);
   }
+}
+
+/** The header value and token id an answer injects; the header string is not kept on the entry. */
+function injected(e: CallerEntry, format: string): InjectedToken {
+  return { headerValue: e.headerValue(format), tokenId: e.tokenId };
 }
