@@ -154,6 +154,8 @@ const mb = (x) => Math.round(x / 1e5) / 10;
 const growth = (m) => ({
   extraRssMB: mb(m.rss - mem0.rss), extraHeapMB: mb(m.heapUsed - mem0.heapUsed), extraHeapTotalMB: mb(m.heapTotal - mem0.heapTotal),
   extraExternalMB: mb(m.external - mem0.external), oldSpaceMB: { size: mb(m.oldSpaceSize), used: mb(m.oldSpaceUsed) },
+  // RSS growth by mapping: glibc malloc (main arena, thread arenas), other anonymous (V8 pages).
+  extraRssByKindMB: { mallocMain: mb(m.rssMallocMain - mem0.rssMallocMain), mallocArenas: mb(m.rssMallocArenas - mem0.rssMallocArenas), anon: mb(m.rssAnon - mem0.rssAnon) },
 });
 report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, ...growth(mem1), targetRssMB: 150 };
 log(JSON.stringify(report.fill));
