@@ -11,7 +11,6 @@ import type { InjectedToken, TokenServeSource } from '../tokens/cached-token.js'
 import {
   deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
 } from './check-response.js';
-import { AnswerSlab } from './answer-slab.js';
 import { CheckRequestReader } from './check-request-reader.js';
 
 export class CallerLane {
@@ -20,8 +19,6 @@ export class CallerLane {
   /** The caller's header when the injection does not overwrite it: it never goes upstream. */
   private readonly alsoRemove: readonly string[];
   private readonly hitCell: CounterCell;
-  /** The encoded hit answers, packed together (they live as long as their entries). */
-  private readonly answers = new AnswerSlab();
 
   constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
     this.header = provider.header;
@@ -46,7 +43,7 @@ export class CallerLane {
     this.hitCell.value++;
     let buf = e.answer;
     if (buf === undefined) {
-      buf = this.answers.keep(this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove)));
+      buf = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove));
       e.answer = buf;
     }
     return buf;
