@@ -44,6 +44,7 @@ export class Metrics {
   readonly exchangeCacheMisses = this.registry.add(new Counter('tokengate_exchange_cache_misses_total', 'Checks of a per-caller provider that found no cached token for their caller.', ['provider']));
   readonly exchangeCacheEvictions = this.registry.add(new Counter('tokengate_exchange_cache_evictions_total', 'Callers evicted from a per-caller cache (least recently used, entries or bytes bound).', ['provider']));
   readonly exchanges = this.registry.add(new Counter('tokengate_exchanges_total', 'Token exchanges by outcome: issued, shared (another replica\'s exchange, from the store), rejected (the IdP refused the subject), invalid_subject (refused locally, no IdP call), or the error code.', ['provider', 'outcome']));
+  readonly exchangeHolds = this.registry.add(new Counter('tokengate_exchange_holds_total', 'Callers held after upstreams refused their exchanged tokens repeatedly: answered 401 from memory for cache.negativeTtl instead of exchanged.', ['provider']));
   // Replica coordination on the shared store (docs/operations.md, "Coordination metrics").
   readonly refreshLocks = this.registry.add(new Counter('tokengate_refresh_lock_total', 'Attempts to take a provider\'s refresh lock on the shared store, and locks lost or expired while held: acquired, contended (another replica held it), lost (a renewal found it gone), expired (lapsed before release).', ['provider', 'outcome']));
   readonly refreshLockWait = this.registry.add(new Histogram('tokengate_refresh_lock_wait_seconds', 'Time a refresh spent on the shared store before it held the lock or adopted the token another replica published.', LOCK_WAIT_BUCKETS, ['provider']));
@@ -93,6 +94,7 @@ export class Metrics {
     this.exchangeCacheMisses.drop(match);
     this.exchangeCacheEvictions.drop(match);
     this.exchanges.drop(match);
+    this.exchangeHolds.drop(match);
     this.refreshLocks.drop(match);
     this.refreshLockWait.drop(match);
     this.fencedWrites.drop(match);

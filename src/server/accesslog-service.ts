@@ -4,7 +4,6 @@
 // with it is logged and the call is ended, never the process.
 import type * as grpc from '@grpc/grpc-js';
 import type { Config } from '../config/types.js';
-import { auditInvalidated } from '../observability/audit.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TokenManager } from '../tokens/manager.js';
@@ -142,15 +141,14 @@ export class AccessLogService {
 
   /**
    * A per-caller provider: the token id names one caller's exchanged token; that caller alone is
-   * evicted (locally: the shared record stays, and is not adopted again by this replica).
+   * evicted, in every replica with cache.shared, once per token (the provider keeps the count
+   * and writes the audit line).
    */
   private callerRejected(name: string, tokenId: string, status: number): void {
-    const { manager, metrics, logger } = this.deps;
+    const { manager, metrics } = this.deps;
     const provider = manager.perCaller(name);
     if (!provider || !provider.config.purgeOnUpstreamStatus.includes(status)) return;
     metrics.upstreamRejections.inc({ provider: name, status: String(status) });
-    if (provider.refusedByUpstream(tokenId)) {
-      auditInvalidated(logger, { provider: name, tokenId, by: 'access_log', status });
-    }
+    provider.refusedByUpstream(tokenId, status);
   }
 }

@@ -209,10 +209,11 @@ export function parseEvent(text: string): StoreEvent | undefined {
     return undefined;
   }
   if (!isRecord(v)) return undefined;
-  const { provider, key, token_id, kind, origin } = v;
+  const { provider, key, token_id, kind, origin, status } = v;
   if (typeof provider !== 'string' || typeof key !== 'string' || typeof token_id !== 'string' || typeof origin !== 'string') return undefined;
   if (kind !== 'updated' && kind !== 'invalidated') return undefined;
-  return { provider, key, token_id, kind, origin };
+  const known = typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599;
+  return { provider, key, token_id, kind, origin, ...(known ? { status } : {}) };
 }
 
 /** A decrypted record, checked before use: a record is never trusted because it decrypted. */
@@ -487,8 +488,8 @@ export class RedisStore implements TokenStore {
   }
 
   async publish(event: StoreEvent): Promise<void> {
-    const { provider, key, token_id, kind, origin } = event;
-    await this.commands.publish(this.channel, JSON.stringify({ provider, key, token_id, kind, origin }));
+    const { provider, key, token_id, kind, origin, status } = event;
+    await this.commands.publish(this.channel, JSON.stringify({ provider, key, token_id, kind, origin, status }));
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {

@@ -39,6 +39,8 @@ export interface StoreEvent {
   readonly kind: StoreEventKind;
   /** The replica that published; a replica ignores its own events. */
   readonly origin: string;
+  /** `invalidated` after Envoy's access log: the upstream status that refused the token (audit lines). */
+  readonly status?: number;
 }
 
 export interface StoreLock {

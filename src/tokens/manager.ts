@@ -99,6 +99,7 @@ export class TokenManager {
     this.perCallers = this.buildPerCaller(list.filter((c) => c.cache));
     this.unsubscribe = this.store.subscribe((event) => {
       void this.providers.get(event.provider)?.onStoreEvent(event).catch(() => undefined);
+      this.perCallers.get(event.provider)?.onStoreEvent(event);
     });
     this.metrics.setGaugeSources({
       expiresIn: () => this.gaugeExpiresIn(),
@@ -158,7 +159,7 @@ export class TokenManager {
         out.set(config.name, new PerCallerProvider(config, {
           clock: this.clock, gate: this.gate, logger: this.logger, metrics: this.metrics, budgets: this.budgets,
           ...(config.cache?.shared && this.store.shared && this.opts.subjectKeySecret
-            ? { shared: new SharedCallers(this.store, this.clock, this.opts.keyPrefix ?? 'tokengate:', config.name, sourceHash(config.source), this.opts.subjectKeySecret) }
+            ? { shared: new SharedCallers(this.store, this.clock, this.opts.keyPrefix ?? 'tokengate:', config.name, sourceHash(config.source), this.opts.subjectKeySecret, this.replicaId) }
             : {}),
           ...(this.opts.transport ? { transport: this.opts.transport } : {}),
           ...(this.opts.random ? { random: this.opts.random } : {}),

@@ -72,6 +72,7 @@ routes:
       tokengate_exchange_cache_misses_total: 'counter',
       tokengate_exchange_cache_evictions_total: 'counter',
       tokengate_exchanges_total: 'counter',
+      tokengate_exchange_holds_total: 'counter',
     });
   });
 

@@ -5,7 +5,7 @@
 // (403), or unavailable (503). One exchange in flight per caller, however many Checks wait.
 import type { Clock, TimerHandle } from '../../clock.js';
 import type { ProviderConfig, TokenExchangeSource } from '../../config/types.js';
-import { auditExchanged } from '../../observability/audit.js';
+import { auditExchanged, auditInvalidated } from '../../observability/audit.js';
 import type { Logger } from '../../observability/logger.js';
 import { traceExchange } from '../../observability/tracing.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -24,9 +24,10 @@ import type { HttpTransport } from '../http/transport.js';
 import { tokenProblem } from '../../config/header-value.js';
 import { CallerCache, CallerEntry, entryBytes, type NegativeEntry } from './caller-cache.js';
 import { isWellFormed, peekJwt, subjectKey, tokenFromHeader, type SubjectProblem, type UnverifiedClaims } from './subject-token.js';
-import { SubjectVerifier } from './subject-verifier.js';
+import { SubjectVerifier, type PrecheckFailure } from './subject-verifier.js';
 import type { SharedCallers } from './shared-callers.js';
-import type { TokenRecord } from '../../store/store.js';
+import { UpstreamRefusals } from './upstream-refusals.js';
+import type { StoreEvent, TokenRecord } from '../../store/store.js';
 import { tokenId } from '../token-id.js';
 
 /** What a Check of a per-caller provider gets when the cache cannot answer at once. */
@@ -103,6 +104,9 @@ const FAILED_EXCHANGE_BACKOFF_MS = 2_000;
 const REFRESH_RETRY_MS = 5_000;
 
 const REJECTED = new Map<string, CallerAnswer>();
+/** How often noteVerifyRefusal may speak per check. */
+const VERIFY_NOTICE_INTERVAL_MS = 60_000;
+
 /** Token ids an upstream refused, remembered so a shared record carrying one is not adopted again. */
 const MAX_REFUSED_UPSTREAM = 1_024;
 
@@ -124,8 +128,12 @@ export class PerCallerProvider {
   private closed = false;
   private readonly controllers = new Set<AbortController>();
   private readonly timers = new Set<TimerHandle>();
-  /** Exchanged tokens an upstream refused (Envoy's access log), oldest first. */
+  /** Exchanged tokens an upstream refused (Envoy's access log, here or in another replica), oldest first. */
   private readonly refusedUpstream = new Set<string>();
+  /** Callers whose tokens upstreams refused lately: enough of them hold the caller. */
+  private readonly refusals = new UpstreamRefusals();
+  /** When each structural verify refusal was last logged (noteVerifyRefusal). */
+  private readonly verifyNotices = new Map<PrecheckFailure, number>();
 
   constructor(readonly config: ProviderConfig, private readonly deps: PerCallerDeps) {
     if (config.source.type !== 'token_exchange' || !config.source.subjectToken.request || !config.cache) {
@@ -206,7 +214,10 @@ export class PerCallerProvider {
     // With verify on, what no signature could fix is refused before any signature check: not a
     // JWT, an algorithm not allowed (none), another issuer or audience, no exp.
     const structural = this.verifier?.precheck(claims);
-    if (structural !== undefined) return this.invalid(structural, key);
+    if (structural !== undefined) {
+      this.noteVerifyRefusal(structural, claims, now);
+      return this.invalid('verify_failed', key);
+    }
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.closed) return { kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }) };
@@ -231,19 +242,42 @@ export class PerCallerProvider {
   }
 
   /**
-   * Envoy's access log reports that an upstream refused the exchanged token with this id: the
-   * caller holding it is evicted here (their next Check exchanges afresh), and a shared record
-   * carrying it is never adopted again. Only that one entry: no other caller, and never a shared
-   * record (another replica may still hold a good token for its caller). False when no cached
-   * caller holds that token (already evicted: Envoy batches, requests in flight).
+   * Envoy's access log (to this replica) reports that an upstream refused the exchanged token
+   * with this id. Once per token id: a repeat (Envoy batches, requests in flight, another
+   * replica's report already here) does nothing. The caller holding it is evicted (their next
+   * Check exchanges afresh) and the id is remembered, so a shared record carrying it is never
+   * adopted again. With `cache.shared`, the record is removed if it still holds that token and
+   * every replica is told to do the same (in the background: the store never delays anything).
+   * Only that one caller: no other entry, and never a record holding another token. False for a
+   * repeat.
    */
-  refusedByUpstream(tokenId: string): boolean {
-    if (this.refusedUpstream.size >= MAX_REFUSED_UPSTREAM) this.refusedUpstream.delete(this.refusedUpstream.values().next().value as string);
-    this.refusedUpstream.add(tokenId);
-    const e = this.cache.byToken(tokenId);
-    if (e === undefined) return false;
-    this.cache.remove(e);
+  refusedByUpstream(tokenId: string, status: number): boolean {
+    if (this.refusedUpstream.has(tokenId)) return false;
+    this.rememberRefused(tokenId);
+    const e = this.evictRefused(tokenId);
+    if (e) auditInvalidated(this.deps.logger, { provider: this.name, tokenId, by: 'access_log', status });
+    // A log line must never turn into an unhandled rejection: the store's failures are counted inside.
+    if (this.deps.shared) void this.spreadRefusal(this.deps.shared, tokenId, status, e).catch(() => undefined);
     return true;
+  }
+
+  /**
+   * Another replica's `invalidated` event (cache.shared): an upstream refused token `token_id`.
+   * This replica evicts the caller holding it and remembers the id; when the reporting replica
+   * did not hold that caller (the event names no record) and this one does, it removes the
+   * shared record, and the replica whose compare-and-delete removed it writes the audit line.
+   */
+  onStoreEvent(event: StoreEvent): void {
+    const shared = this.deps.shared;
+    if (!shared || event.kind !== 'invalidated' || event.origin === shared.replicaId || this.refusedUpstream.has(event.token_id)) return;
+    this.rememberRefused(event.token_id);
+    const e = this.evictRefused(event.token_id);
+    if (e === undefined) return;
+    const key = shared.keyFor(e.key);
+    if (event.key === key) return; // removed by the replica that reported it
+    void this.removeShared(shared, key, event.token_id).then((removed) => {
+      if (removed === true) auditInvalidated(this.deps.logger, { provider: this.name, tokenId: event.token_id, by: 'access_log', ...(event.status !== undefined ? { status: event.status } : {}) });
+    });
   }
 
   /** Drops every cached caller (admin invalidate). */
@@ -262,9 +296,76 @@ export class PerCallerProvider {
     this.cache.clear();
   }
 
+  private rememberRefused(tokenId: string): void {
+    if (this.refusedUpstream.size >= MAX_REFUSED_UPSTREAM) this.refusedUpstream.delete(this.refusedUpstream.values().next().value as string);
+    this.refusedUpstream.add(tokenId);
+  }
+
+  /**
+   * Evicts the caller holding refused token `tokenId`, if cached here, and counts the refusal
+   * against that caller: enough refusals in a row hold them (answered 401 from memory for
+   * `cache.negativeTtl`, no exchange), so an upstream that refuses every token they get does
+   * not cost one exchange per request.
+   */
+  private evictRefused(tokenId: string): CallerEntry | undefined {
+    const e = this.cache.byToken(tokenId);
+    if (e === undefined) return undefined;
+    this.cache.remove(e);
+    const now = this.deps.clock.now();
+    const count = this.refusals.record(e.key, now);
+    if (UpstreamRefusals.holds(count)) {
+      const holdMs = this.config.cache!.negativeTtl;
+      this.cache.setNegative(e.key, { kind: 'invalid_subject', reason: 'refused_upstream', until: now + holdMs });
+      this.deps.metrics.exchangeHolds.inc({ provider: this.name });
+      this.deps.logger.warn('upstream keeps refusing this caller\'s exchanged tokens; answering 401 without exchanging', {
+        provider: this.name, subject: e.subject ?? null, token_id: tokenId, refusals: count, hold_s: Math.round(holdMs / 1000),
+      });
+    }
+    return e;
+  }
+
+  /** The shared half of a refusal reported here: compare-and-delete the record (when this replica knows it), then tell the others. */
+  private async spreadRefusal(shared: SharedCallers, tokenId: string, status: number, e: CallerEntry | undefined): Promise<void> {
+    let key = shared.anyRecordKey;
+    if (e) {
+      const own = shared.keyFor(e.key);
+      // Not removed for want of the store: the event then names no record, so a holder tries.
+      if ((await this.removeShared(shared, own, tokenId)) !== 'failed') key = own;
+    }
+    if (!(await shared.publishRefused(key, tokenId, status))) {
+      this.deps.metrics.storeErrors.inc({ op: 'publish' });
+      this.deps.logger.warn('could not tell the other replicas that an upstream refused a caller\'s token; they evict it when it is refused there', { provider: this.name, token_id: tokenId });
+    }
+  }
+
+  private async removeShared(shared: SharedCallers, key: string, tokenId: string): Promise<boolean | 'failed'> {
+    const removed = await shared.remove(key, tokenId);
+    if (removed === 'failed') this.deps.metrics.storeErrors.inc({ op: 'remove' });
+    return removed;
+  }
+
   private unavailableFromMemory(n: NegativeEntry, now: number): CallerAnswer {
     const code = n.reason as TokenError['code'];
     return { kind: 'unavailable', error: new TokenError(code, `${this.name}: this caller's last exchange failed (${code}); not retried yet`, { provider: this.name, retryAfterMs: n.until - now }) };
+  }
+
+  /**
+   * Says, at most once a minute per check, why `verify` refused subjects before any signature
+   * check: a `verify.issuer` or `audience` that does not match what the IdP writes refuses every
+   * caller, and without this line the only sign is the 401s. The token's own claim is shown
+   * (cut short: it is the caller's text), never the token.
+   */
+  private noteVerifyRefusal(check: PrecheckFailure, claims: UnverifiedClaims | undefined, now: number): void {
+    const last = this.verifyNotices.get(check);
+    if (last !== undefined && now - last < VERIFY_NOTICE_INTERVAL_MS) return;
+    this.verifyNotices.set(check, now);
+    const verify = this.source.subjectToken.verify!;
+    const seen = check === 'issuer' ? claims?.iss : check === 'audience' ? claims?.aud : check === 'algorithm' ? claims?.alg : undefined;
+    this.deps.logger.info('subject tokens refused by verify before any signature check (at most one line a minute per check)', {
+      provider: this.name, check,
+      ...(check === 'issuer' ? { configured: verify.issuer } : check === 'audience' ? { configured: verify.audience ?? null } : check === 'algorithm' ? { configured: verify.algorithms } : {}),
+      ...(seen !== undefined ? { token_claim: JSON.stringify(seen).slice(0, 200) } : {}),
+    });
   }
 
   private invalid(reason: SubjectProblem, key?: string): CallerAnswer {
@@ -370,7 +471,7 @@ export class PerCallerProvider {
     if (!shared) return this.exchangeAtIdp(key, token, claims, subject, previous);
     // Across replicas: a usable record another replica stored, else the per-subject lock; the
     // holder exchanges, the others wait for its record (bounded), then fall back to their own.
-    const skey = shared.keyFor(token);
+    const skey = shared.keyFor(key);
     const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.tokenId && r.expiresAt > previous.expiresAt));
     const stored = await shared.read(skey, usable);
     if (stored) return this.adopt(key, stored, subject, claims, 'store');

@@ -8,8 +8,11 @@ import type { SubjectFromRequest } from '../../config/types.js';
 /** RFC 6750 §2.1 b64token: a Bearer credential; also excludes CR, LF, NUL, spaces and commas. */
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
-/** Why a subject is refused before any exchange (all are answered 401 invalid_subject_token). */
-export type SubjectProblem = 'missing' | 'too_large' | 'malformed' | 'expired' | 'not_yet_valid' | 'verify_failed';
+/**
+ * Why a subject is refused before any exchange (all are answered 401 invalid_subject_token);
+ * `refused_upstream`: upstreams refused this caller's exchanged tokens repeatedly (a hold).
+ */
+export type SubjectProblem = 'missing' | 'too_large' | 'malformed' | 'expired' | 'not_yet_valid' | 'verify_failed' | 'refused_upstream';
 
 /**
  * The token inside a header value, or undefined when the header does not carry one in the
