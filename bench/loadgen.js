@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
 import { announceReady, serveParent } from './procs.js';
 import { latencySummary } from './stats.js';
+import { Watch } from './watch.js';
 
 const passThrough = (b) => b;
 const targets = new Map();
@@ -52,10 +53,16 @@ class H2Caller {
     this.session.close();
   }
   makeUnaryRequest(_method, _ser, _deser, buf, _md, _opts, cb) {
-    const frame = Buffer.allocUnsafe(5 + buf.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(buf.length, 1);
-    buf.copy(frame, 5);
+    // Framed once per request buffer: a copy and a fresh 8 KB pool slab every two calls were
+    // the generator's own garbage, and its GC pauses land in every target's p99.
+    let frame = FRAMED.get(buf);
+    if (frame === undefined) {
+      frame = Buffer.allocUnsafe(5 + buf.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(buf.length, 1);
+      buf.copy(frame, 5);
+      FRAMED.set(buf, frame);
+    }
     const req = this.session.request(H2_HEADERS);
     let status;
     req.on('response', (h) => {
@@ -75,6 +82,7 @@ class H2Caller {
 // saturation into DEADLINE_EXCEEDED), so the server under test pays for a deadline per call.
 const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
 const noop = () => undefined;
+const FRAMED = new WeakMap();
 
 async function connect({ key, address, channels, client = 'grpc-js' }) {
   const old = targets.get(key);
@@ -205,7 +213,7 @@ function closedRotating(clients, bufs, concurrency, durationMs) {
  * (a busy loop would steal the server's CPU on a 2-core machine), so sends come in small
  * bursts; `lag` reports how late sends were against the ideal schedule.
  */
-function open({ key, init, rate, durationMs, warmupMs }) {
+function open({ key, init, rate, durationMs, warmupMs, times = false }) {
   // Start from an empty young generation: a scavenge of garbage left by the previous run
   // would otherwise pause the generator itself, and its pause lands in this target's p99.
   globalThis.gc?.();
@@ -216,6 +224,8 @@ function open({ key, init, rate, durationMs, warmupMs }) {
   const interval = 1000 / rate;
   const lat = new Float64Array(total - skip);
   const lag = new Float64Array(total - skip);
+  // With `times`: each recorded call's send time (epoch ms), to lay the tail against GC pauses.
+  const sentAt = times ? new Float64Array(total - skip) : undefined;
   let recorded = 0;
   let sent = 0;
   let settled = 0;
@@ -234,6 +244,7 @@ function open({ key, init, rate, durationMs, warmupMs }) {
         latency: latencySummary(samples),
         lag: latencySummary(Array.from(lag.subarray(0, recorded))),
         samples,
+        sentAt: sentAt ? Array.from(sentAt.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000) : undefined,
       });
     };
     const send = (i) => {
@@ -246,6 +257,7 @@ function open({ key, init, rate, durationMs, warmupMs }) {
         } else if (i >= skip) {
           lat[recorded] = performance.now() - t;
           lag[recorded] = t - (start + i * interval);
+          if (sentAt) sentAt[recorded] = performance.timeOrigin + t;
           recorded++;
         }
         if (settled === total) done();
@@ -300,6 +312,7 @@ async function burst({ key, init, n, deadlineMs, invalidate }) {
   return { n, ...outcomes, sources, lastError, dispatchMs: lastSent - t0, totalMs: performance.now() - t0, latency: latencySummary(Array.from(lat)) };
 }
 
+const watch = new Watch();
 serveParent({
   connect,
   probe,
@@ -313,6 +326,8 @@ serveParent({
     return {};
   },
   cpu: () => process.cpuUsage(),
+  watch: () => watch.start(),
+  watched: () => watch.stop(),
   stop: () => {
     for (const cs of targets.values()) for (const c of cs) c.close();
   },

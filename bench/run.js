@@ -4,7 +4,8 @@
 //
 //   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
-//   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3)
+//   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3;
+//                          BENCH_SIZE_LAT_ROUNDS / BENCH_SIZE_LAT_WINDOW_MS for the fixed rates, default 1 × 1000 ms)
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
@@ -33,7 +34,7 @@ const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 const PLAN = {
   full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatRounds: 3, sizeLatWindowMs: 1000, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatRounds: 1, sizeLatWindowMs: 800, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
-  sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: 1, sizeLatWindowMs: 1000, latWarmMs: 300, rampMs: 400, profileMs: 2000 },
+  sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: Number(process.env.BENCH_SIZE_LAT_ROUNDS ?? 1), sizeLatWindowMs: Number(process.env.BENCH_SIZE_LAT_WINDOW_MS ?? 1000), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
@@ -294,6 +295,9 @@ async function sizesPhase(lg, results) {
   grpcFloor.key = 'floor-grpc-js';
   const twin = await startTokengate('tokengate-twin', providersYaml(1, { headerRoute: true, checkServer: 'grpc-js' }));
   const lean = await startTokengate('tokengate-h2', providersYaml(1, { headerRoute: true, checkServer: 'http2' }));
+  // The A/A pair of the node:http2 path, at fixed rates only: how far two identical servers'
+  // p99s land apart in this run is the yardstick of the p99 ratios (FINDINGS, #18 tail).
+  const leanTwin = await startTokengate('tokengate-h2-twin', providersYaml(1, { checkServer: 'http2' }));
   const ctx = (size) => ({ size, contextExtensions: { provider: providerName(0) } });
   const routed = (size) => ({ size, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } });
   const targets = [
@@ -308,8 +312,9 @@ async function sizesPhase(lg, results) {
   // At fixed rates: everything but, above 2,000/s, the grpc-js floor (it saturates near there
   // with large requests, and an overloaded target's backlog only stretches the run); the twin
   // stays, so the p99 ratios have an A/A yardstick.
-  const latencyTargets = (rate) => targets.filter((t) => rate <= 2_000 || t.key !== 'floor-grpc-js');
-  for (const t of targets) await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
+  const h2Twin = { ...leanTwin, key: 'tokengate-h2-twin', init: ctx };
+  const latencyTargets = (rate) => [...targets.filter((t) => rate <= 2_000 || t.key !== 'floor-grpc-js'), h2Twin];
+  for (const t of [...targets, h2Twin]) await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
   // Every tokengate answer must be the cache hit for p0, by either way of naming it.
   const probes = {};
   for (const size of REQUEST_SIZES) {
@@ -349,8 +354,8 @@ async function sizesPhase(lg, results) {
       }));
     }
   }
-  for (const t of [limit, grpcFloor, tg, twin, lean]) {
-    for (const k of targets.filter((x) => x.child === t.child).map((x) => x.key)) await lg.call('disconnect', { key: `${k}:h2` });
+  for (const t of [limit, grpcFloor, tg, twin, lean, leanTwin]) {
+    for (const k of [...targets, h2Twin].filter((x) => x.child === t.child).map((x) => x.key)) await lg.call('disconnect', { key: `${k}:h2` });
     await t.child.stop();
   }
   results.sizes = out;

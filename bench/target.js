@@ -22,6 +22,8 @@ import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
 import { authorizationServiceDefinition } from '../dist/server/protos.js';
 import { announceFailure, announceReady, serveParent } from './procs.js';
+import { Watch } from './watch.js';
+import { Session } from 'node:inspector';
 
 const role = process.argv[2];
 
@@ -209,6 +211,47 @@ async function startTokengateTarget() {
   };
 }
 
+/**
+ * Where the bytes allocated go (bench/tail.js TAIL_ALLOC=1): V8's sampling heap profiler with
+ * collected objects kept, so short-lived garbage counts (the default keeps only what survives).
+ * Returns the bytes allocated (V8 scales the samples: an estimate of every byte) and the top
+ * allocating functions, each with the innermost function of ours on its stack.
+ */
+class AllocationSampler {
+  constructor() {
+    this.session = undefined;
+  }
+  post(method, params = {}) {
+    return new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+  }
+  async start(interval) {
+    this.session = new Session();
+    this.session.connect();
+    await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    return {};
+  }
+  async stop() {
+    const { profile } = await this.post('HeapProfiler.stopSampling');
+    this.session.disconnect();
+    const self = new Map();
+    const walk = (node, stack) => {
+      const f = node.callFrame;
+      const name = `${f.functionName || '(anon)'} ${f.url.replace(/^.*\/(node_modules|dist|bench)\//, '$1/').replace(/^node:internal\//, '')}:${f.lineNumber + 1}`;
+      const here = [...stack, name];
+      if (node.selfSize > 0) {
+        const ours = here.findLast((n) => n.includes('dist/')) ?? '(node only)';
+        const key = `${name}  <=  ${ours}`;
+        self.set(key, (self.get(key) ?? 0) + node.selfSize);
+      }
+      for (const c of node.children) walk(c, here.slice(-12));
+    };
+    walk(profile.head, []);
+    let total = 0;
+    for (const v of self.values()) total += v;
+    return { total, sites: [...self].sort((a, b) => b[1] - a[1]).slice(0, 60) };
+  }
+}
+
 function tally(values) {
   const out = {};
   for (const v of values) out[v] = (out[v] ?? 0) + 1;
@@ -217,12 +260,18 @@ function tally(values) {
 
 try {
   const t = role === 'tokengate' ? await startTokengateTarget() : role === 'floor-h2' ? await startH2Floor() : await startFloor(role === 'floor-buffer' ? 'buffer' : 'object');
+  const watch = new Watch();
+  const allocations = new AllocationSampler();
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
     memory: ({ gc = true } = {}) => {
       if (gc) gcNow();
       return memory();
     },
+    watch: () => watch.start(),
+    watched: () => watch.stop(),
+    allocStart: ({ interval = 256 }) => allocations.start(interval),
+    allocStop: () => allocations.stop(),
     stop: () => t.stop(),
   });
   gcNow();

@@ -253,7 +253,9 @@ describe('Check on node:http2: shutdown', () => {
         req.on('close', () => resolve({ status, body: Buffer.concat(body) }));
       });
       req.write(f.subarray(0, 10));
-      await new Promise((r) => setTimeout(r, 50));
+      // Shutdown starts once the server has the stream (not after a fixed sleep: on a loaded
+      // machine the connection could still be opening, and closing then resets it).
+      while ((t.app.checkDispatch?.taken ?? 0) < 1) await new Promise((r) => setTimeout(r, 10));
       const closing = t.close();
       await goaway;
       req.end(f.subarray(10));
@@ -284,6 +286,12 @@ describe('gRPC helpers of the node:http2 path', () => {
     expect(grpcTimeoutMs('1H')).toBe(3_600_000);
     expect(grpcTimeoutMs('1500u')).toBe(1);
     expect(grpcTimeoutMs('soon')).toBeNull();
+  });
+
+  it('reads grpc-timeout right when the same value repeats or alternates (the last one is kept)', () => {
+    for (const [v, ms] of [['200m', 200], ['200m', 200], ['5S', 5000], ['soon', null], ['soon', null], ['200m', 200], [undefined, undefined], ['5S', 5000]] as const) {
+      expect(grpcTimeoutMs(v)).toBe(ms);
+    }
   });
 });
 

@@ -5,6 +5,7 @@
 import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
 import { Code, RESPONSE_CONTENT_TYPE, sendStatusOnly } from './grpc-status.js';
+import { DeadlineList, type Deadlined } from './deadline-list.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
 import { UnaryMessage } from './unary-message.js';
 
@@ -25,6 +26,67 @@ function sendOkTrailers(this: ServerHttp2Stream): void {
 
 const noop = (): void => undefined;
 
+/** What a call needs of the CheckStreams serving it. */
+interface CallOwner {
+  readonly deadlines: DeadlineList;
+  readonly maxMessageBytes: number;
+  readonly path: string;
+  run(call: CheckCall, payload: Buffer): void;
+}
+
+/**
+ * One Check being served: its state lives here, found from the stream, so the stream's
+ * listeners are functions shared by every call rather than closures made for each.
+ */
+class CheckCall implements Deadlined {
+  /** Set once the request is complete or refused: later DATA is read and dropped, so a client
+   * that keeps sending cannot make us buffer it. */
+  closed = false;
+  halfClosed = false;
+  readonly message: UnaryMessage;
+  deadlineAt = 0;
+  prev: Deadlined | undefined = undefined;
+  next: Deadlined | undefined = undefined;
+
+  constructor(readonly owner: CallOwner, readonly stream: ServerHttp2Stream) {
+    this.message = new UnaryMessage(owner.maxMessageBytes, owner.path);
+  }
+
+  end(code: number, details: string): void {
+    this.closed = true;
+    this.owner.deadlines.remove(this);
+    const stream = this.stream;
+    sendStatusOnly(stream, code, details);
+    // Answered before the client finished sending: ask it to stop, without error, once the
+    // status is out (RFC 9113 8.1), so a client that never half-closes cannot hold the stream.
+    if (!this.halfClosed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+  }
+
+  expire(): void {
+    this.end(Code.DEADLINE_EXCEEDED, 'Deadline exceeded');
+  }
+}
+
+const kCall = Symbol('tokengate.checkCall');
+type CallStream = ServerHttp2Stream & { [kCall]: CheckCall };
+
+function onData(this: CallStream, chunk: Buffer): void {
+  const call = this[kCall];
+  if (call.closed) return;
+  const err = call.message.push(chunk);
+  if (err !== undefined) call.end(err.code, err.message);
+}
+
+function onEnd(this: CallStream): void {
+  const call = this[kCall];
+  call.halfClosed = true;
+  if (call.closed) return;
+  call.closed = true;
+  const payload = call.message.finish();
+  if (!Buffer.isBuffer(payload)) return call.end(payload.code, payload.message);
+  call.owner.run(call, payload);
+}
+
 /**
  * The 5-byte framed form of an encoded message. Pre-encoded answers (one per token) are framed
  * once; a WeakMap lets them go when the token does.
@@ -44,10 +106,17 @@ class Framer {
   }
 }
 
-export class CheckStreams<Req, Res> {
+export class CheckStreams<Req, Res> implements CallOwner {
   private readonly framer = new Framer();
+  /** `grpc-timeout` deadlines of the Checks in flight, behind one timer. */
+  readonly deadlines = new DeadlineList();
+  readonly maxMessageBytes: number;
+  readonly path: string;
 
-  constructor(private readonly path: string, private readonly handler: UnaryHandler<Req, Res>, private readonly maxMessageBytes: number) {}
+  constructor(path: string, private readonly handler: UnaryHandler<Req, Res>, maxMessageBytes: number) {
+    this.path = path;
+    this.maxMessageBytes = maxMessageBytes;
+  }
 
   /**
    * Takes the stream when its headers ask for what this path implements: a gRPC content-type,
@@ -66,45 +135,30 @@ export class CheckStreams<Req, Res> {
   }
 
   private serve(stream: ServerHttp2Stream, timeoutMs: number | undefined): void {
-    const message = new UnaryMessage(this.maxMessageBytes, this.path);
-    // Set once the request is complete or refused: later DATA is read and dropped, so a client
-    // that keeps sending cannot make us buffer it.
-    let closed = false;
-    let halfClosed = false;
-    let timer: NodeJS.Timeout | undefined;
-    const end = (code: number, details: string): void => {
-      closed = true;
-      if (timer !== undefined) clearTimeout(timer);
-      sendStatusOnly(stream, code, details);
-      // Answered before the client finished sending: ask it to stop, without error, once the
-      // status is out (RFC 9113 8.1), so a client that never half-closes cannot hold the stream.
-      if (!halfClosed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
-    };
+    const call = new CheckCall(this, stream);
+    (stream as CallStream)[kCall] = call;
     // Errors (a reset, a session torn down) are followed by 'close'; nothing to answer then.
     stream.on('error', noop);
-    if (timeoutMs !== undefined) timer = setTimeout(end, timeoutMs, Code.DEADLINE_EXCEEDED, 'Deadline exceeded');
-    stream.on('data', (chunk: Buffer) => {
-      if (closed) return;
-      const err = message.push(chunk);
-      if (err !== undefined) end(err.code, err.message);
-    });
-    stream.on('end', () => {
-      halfClosed = true;
-      if (closed) return;
-      closed = true;
-      const payload = message.finish();
-      if (!Buffer.isBuffer(payload)) return end(payload.code, payload.message);
-      let request: Req;
-      try {
-        request = this.handler.deserialize(payload);
-      } catch {
-        // grpc-js's words (the reader's own reason is not sent unless grpc-js is told to).
-        return end(Code.INTERNAL, 'Error deserializing request');
-      }
-      this.handler.handle({ request }, (err, value) => {
-        if (timer !== undefined) clearTimeout(timer);
-        this.answer(stream, err, value);
-      });
+    if (timeoutMs !== undefined) {
+      call.deadlineAt = performance.now() + timeoutMs;
+      this.deadlines.add(call);
+    }
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+  }
+
+  /** The request is complete: read it and run the handler. */
+  run(call: CheckCall, payload: Buffer): void {
+    let request: Req;
+    try {
+      request = this.handler.deserialize(payload);
+    } catch {
+      // grpc-js's words (the reader's own reason is not sent unless grpc-js is told to).
+      return call.end(Code.INTERNAL, 'Error deserializing request');
+    }
+    this.handler.handle({ request }, (err, value) => {
+      this.deadlines.remove(call);
+      this.answer(call.stream, err, value);
     });
   }
 
@@ -120,7 +174,8 @@ export class CheckStreams<Req, Res> {
       return sendStatusOnly(stream, Code.INTERNAL, 'Error serializing response');
     }
     stream.respond(OK_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', sendOkTrailers);
+    // 'wantTrailers' is emitted once per stream: `on` spares the wrapper `once` allocates.
+    stream.on('wantTrailers', sendOkTrailers);
     stream.end(frame);
   }
 }

@@ -10,7 +10,15 @@ const TIMEOUT = /(\d{1,8})\s*([HMSmun])/;
  */
 export function grpcTimeoutMs(header: string | string[] | undefined): number | undefined | null {
   if (header === undefined) return undefined;
-  const m = TIMEOUT.exec(Array.isArray(header) ? header[0] ?? '' : header);
-  if (m === null) return null;
-  return (Number(m[1]) * UNIT_MS[m[2]!]!) | 0;
+  const value = Array.isArray(header) ? header[0] ?? '' : header;
+  // Envoy sends its configured timeout, the same text on every call: the last one read is kept,
+  // so a Check does not pay a regex match and its match array.
+  if (value === last.value) return last.ms;
+  const m = TIMEOUT.exec(value);
+  const ms = m === null ? null : (Number(m[1]) * UNIT_MS[m[2]!]!) | 0;
+  last.value = value;
+  last.ms = ms;
+  return ms;
 }
+
+const last: { value: string | undefined; ms: number | null } = { value: undefined, ms: null };

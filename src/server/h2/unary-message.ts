@@ -19,7 +19,8 @@ export class UnaryMessage {
   private payload: Buffer | undefined;
   /** Bytes of later frames: the prefix bytes seen and what their frame still lacks. */
   private extraPrefix = 0;
-  private extraPrefixBuf = Buffer.alloc(PREFIX);
+  // Made when a second frame starts (rare): not a Buffer per call.
+  private extraPrefixBuf: Buffer | undefined;
   private extraLeft = 0;
 
   constructor(private readonly maxBytes: number, private readonly path: string) {}
@@ -83,9 +84,10 @@ export class UnaryMessage {
   private pushExtra(chunk: Buffer, off: number): FramingError | undefined {
     while (off < chunk.length) {
       if (this.extraPrefix < PREFIX) {
-        this.extraPrefixBuf[this.extraPrefix++] = chunk[off++]!;
+        const prefix = (this.extraPrefixBuf ??= Buffer.allocUnsafe(PREFIX));
+        prefix[this.extraPrefix++] = chunk[off++]!;
         if (this.extraPrefix < PREFIX) continue;
-        const len = this.extraPrefixBuf.readUInt32BE(1);
+        const len = prefix.readUInt32BE(1);
         if (len > this.maxBytes) return this.tooLarge(len);
         this.extraLeft = len;
       }
