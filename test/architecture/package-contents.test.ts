@@ -18,8 +18,8 @@ describe('the npm package', () => {
     expect(files).toEqual(expect.arrayContaining(['dist/cli.js', 'dist/index.js', 'dist/server-entry.js', 'proto/tokengate/admin/v1/admin.proto']));
   });
 
-  it('holds no demo code (no fake IdP, no echo upstream)', () => {
-    const code = files.filter((f) => /\.(js|ts|mjs|cjs)$/.test(f));
-    expect(code.filter((f) => /(^|\/)(demo|dist-demo)\/|token-server|echo-upstream/.test(f))).toEqual([]);
+  it('holds no demo code (no fake IdP, no echo upstream, no example OAuth server)', () => {
+    const code = files.filter((f) => /\.(js|ts|mjs|cjs|mts)$/.test(f));
+    expect(code.filter((f) => /(^|\/)(demo|dist-demo)\/|token-server|echo-upstream|examples\/oidc-provider\//.test(f))).toEqual([]);
   });
 });

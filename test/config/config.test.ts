@@ -110,6 +110,14 @@ routes:
     expect(c.warnings.map((w) => w.path)).toContain('providers.p.source.allowPlainHttp');
   });
 
+  it('client ids and secrets are printable ASCII (RFC 6749 VSCHAR), refused unquoted otherwise', () => {
+    const hint = 'may hold only printable ASCII (RFC 6749 VSCHAR): is there a byte-order mark, tab or control character in its source?';
+    const src = (id: string) => `providers: { p: { source: { type: client_credentials, tokenUrl: "https://idp.example/t", clientId: "${id}", clientSecret: "\${env:S}" } } }`;
+    expect(problems(src('svc'), { S: 'sec\tret' })).toEqual([`providers.p.source.clientSecret: ${hint}`]);
+    expect(problems(src('svc\u00e9'), { S: 'x' })).toEqual([`providers.p.source.clientId: ${hint}`]);
+    expect(problems(src('svc'), { S: ' !"#%&+/:=?@[]~ with spaces' })).toEqual([]);
+  });
+
   it('requires an encryption key with the redis store', () => {
     expect(problems(`store: { type: redis, redis: { url: "redis://127.0.0.1:6379" } }`)).toEqual([
       'store.encryptionKey: is required with type: redis (tokens are encrypted at rest)',

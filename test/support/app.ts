@@ -1,4 +1,4 @@
-// Start a real tokengate in-process (gRPC on port 0, admin off unless asked) from YAML text.
+// Start a real tokengate in-process from YAML text (gRPC and admin on port 0 unless it says otherwise).
 // Most tests want it together with an IdP: see world.ts.
 import { startTokengate, type StartOptions, type Tokengate } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
@@ -25,8 +25,16 @@ export function captureLogger(lines: string[], level: 'debug' | 'info' = 'debug'
   return createLogger({ level, sink: (l) => lines.push(l) });
 }
 
+/**
+ * Without a `listen:` section the config's defaults would bind 0.0.0.0:9191 and :9192: a test
+ * would then collide with any other run on the machine (or a `npm start`). Tests listen on port 0.
+ */
+export function testListen(yaml: string): string {
+  return /^listen:/m.test(yaml) ? yaml : `listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }\n${yaml}`;
+}
+
 export async function startTestApp(yaml: string, opts: TestAppOptions = {}): Promise<TestApp> {
-  const parsed = parseConfig(yaml, { env: opts.env ?? {} });
+  const parsed = parseConfig(testListen(yaml), { env: opts.env ?? {} });
   const checkServer = checkServerUnderTest();
   const config = checkServer ? { ...parsed, listen: { ...parsed.listen, checkServer } } : parsed;
   const logs: string[] = [];

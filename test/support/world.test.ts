@@ -2,6 +2,7 @@
 // `until` says what it waited for.
 import { describe, expect, it } from 'vitest';
 import { injected } from './envoy-request.js';
+import { startTestApp } from './app.js';
 import { parseConfig } from '../../src/config/load.js';
 import { ccSource, rtSource, startWorld, until, worldYaml } from './world.js';
 
@@ -22,6 +23,17 @@ describe('test world', () => {
     }
     await expect(w.check({ contextExtensions: { provider: 'p' } })).rejects.toThrow();
     await expect(fetch(idpUrl, { method: 'POST' })).rejects.toThrow();
+  });
+
+  it('regression: startTestApp on YAML without listen binds the default 9191 and collides with other runs', async () => {
+    const t = await startTestApp('providers:\n  p: { source: { type: jwt, algorithm: HS256, key: k0123456789abcdef0123456789abcdef, claims: { aud: a }, ttl: 5m } }\n');
+    try {
+      expect(t.app.grpcAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(t.app.grpcAddress).not.toBe('127.0.0.1:9191');
+      expect(t.app.adminAddress).not.toMatch(/:9192$/);
+    } finally {
+      await t.close();
+    }
   });
 
   it('keeps the listen and providers the YAML gives', () => {

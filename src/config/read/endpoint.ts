@@ -10,6 +10,17 @@ const AUTH_METHODS: readonly ClientAuthMethod[] = [
   'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'client_assertion', 'tls_client_auth', 'self_signed_tls_client_auth', 'none',
 ];
 
+/**
+ * RFC 6749 Appendix A: client_id and client_secret are VSCHAR, printable ASCII. A server may
+ * refuse anything else in a way that looks like the caller's fault (oidc-provider answers
+ * `invalid_request`, which a per-caller exchange answers 403 to every caller), so a stray
+ * byte-order mark, tab or control character from a secret file is refused here, unquoted.
+ */
+const OAUTH_CREDENTIAL_CHARS = {
+  pattern: /^[\x20-\x7E]*$/,
+  patternHint: 'may hold only printable ASCII (RFC 6749 VSCHAR): is there a byte-order mark, tab or control character in its source?',
+} as const;
+
 type EndpointSourceType = 'client_credentials' | 'refresh_token' | 'jwt_bearer' | 'token_exchange';
 
 const TLS_AUTH_METHODS: readonly ClientAuthMethod[] = ['tls_client_auth', 'self_signed_tls_client_auth'];
@@ -39,11 +50,11 @@ export function readEndpoint(r: Reader, type: EndpointSourceType): TokenEndpoint
     const url = checkEndpointUrl(r, 'issuer', issuer, false);
     if (url && (url.search || url.hash)) r.problem('issuer', 'must not have a query or fragment (OpenID Connect Discovery)');
   }
-  const clientId = r.str('clientId', { required: type === 'client_credentials' });
+  const clientId = r.str('clientId', { required: type === 'client_credentials', ...OAUTH_CREDENTIAL_CHARS });
   const methods = type === 'client_credentials' ? AUTH_METHODS.filter((m) => m !== 'none') : AUTH_METHODS;
   // An STS takes no client authentication: token_exchange defaults to none unless a secret is given.
   const authMethod = r.oneOf('authMethod', methods, type === 'token_exchange' && !r.has('clientSecret') ? 'none' : 'client_secret_basic');
-  const clientSecret = r.str('clientSecret', { secret: true });
+  const clientSecret = r.str('clientSecret', { secret: true, ...OAUTH_CREDENTIAL_CHARS });
   const privateKey = r.str('privateKey', { secret: true });
   const keyId = r.str('keyId');
   const assertionAlgorithm = r.oneOf('assertionAlgorithm', ALGORITHMS, 'RS256');

@@ -24,7 +24,7 @@ import type { HttpTransport } from '../http/transport.js';
 import { tokenProblem } from '../../config/header-value.js';
 import { CallerCache, CallerEntry, entryBytes, type NegativeEntry } from './caller-cache.js';
 import { isWellFormed, peekJwt, subjectKey, tokenFromHeader, type SubjectProblem, type UnverifiedClaims } from './subject-token.js';
-import { SubjectVerifier } from './subject-verifier.js';
+import { SubjectVerifier, type PrecheckFailure } from './subject-verifier.js';
 import type { SharedCallers } from './shared-callers.js';
 import { UpstreamRefusals } from './upstream-refusals.js';
 import type { StoreEvent, TokenRecord } from '../../store/store.js';
@@ -103,6 +103,9 @@ const FAILED_EXCHANGE_BACKOFF_MS = 2_000;
 const REFRESH_RETRY_MS = 5_000;
 
 const REJECTED = new Map<string, CallerAnswer>();
+/** How often noteVerifyRefusal may speak per check. */
+const VERIFY_NOTICE_INTERVAL_MS = 60_000;
+
 /** Token ids an upstream refused, remembered so a shared record carrying one is not adopted again. */
 const MAX_REFUSED_UPSTREAM = 1_024;
 
@@ -128,6 +131,8 @@ export class PerCallerProvider {
   private readonly refusedUpstream = new Set<string>();
   /** Callers whose tokens upstreams refused lately: enough of them hold the caller. */
   private readonly refusals = new UpstreamRefusals();
+  /** When each structural verify refusal was last logged (noteVerifyRefusal). */
+  private readonly verifyNotices = new Map<PrecheckFailure, number>();
 
   constructor(readonly config: ProviderConfig, private readonly deps: PerCallerDeps) {
     if (config.source.type !== 'token_exchange' || !config.source.subjectToken.request || !config.cache) {
@@ -208,7 +213,10 @@ export class PerCallerProvider {
     // With verify on, what no signature could fix is refused before any signature check: not a
     // JWT, an algorithm not allowed (none), another issuer or audience, no exp.
     const structural = this.verifier?.precheck(claims);
-    if (structural !== undefined) return this.invalid(structural, key);
+    if (structural !== undefined) {
+      this.noteVerifyRefusal(structural, claims, now);
+      return this.invalid('verify_failed', key);
+    }
     let flight = this.inflight.get(key);
     if (flight === undefined) {
       if (this.closed) return { kind: 'unavailable', error: new TokenError('ERR_SHUTTING_DOWN', 'tokengate is shutting down', { provider: this.name }) };
@@ -338,6 +346,25 @@ export class PerCallerProvider {
   private unavailableFromMemory(n: NegativeEntry, now: number): CallerAnswer {
     const code = n.reason as TokenError['code'];
     return { kind: 'unavailable', error: new TokenError(code, `${this.name}: this caller's last exchange failed (${code}); not retried yet`, { provider: this.name, retryAfterMs: n.until - now }) };
+  }
+
+  /**
+   * Says, at most once a minute per check, why `verify` refused subjects before any signature
+   * check: a `verify.issuer` or `audience` that does not match what the IdP writes refuses every
+   * caller, and without this line the only sign is the 401s. The token's own claim is shown
+   * (cut short: it is the caller's text), never the token.
+   */
+  private noteVerifyRefusal(check: PrecheckFailure, claims: UnverifiedClaims | undefined, now: number): void {
+    const last = this.verifyNotices.get(check);
+    if (last !== undefined && now - last < VERIFY_NOTICE_INTERVAL_MS) return;
+    this.verifyNotices.set(check, now);
+    const verify = this.source.subjectToken.verify!;
+    const seen = check === 'issuer' ? claims?.iss : check === 'audience' ? claims?.aud : check === 'algorithm' ? claims?.alg : undefined;
+    this.deps.logger.info('subject tokens refused by verify before any signature check (at most one line a minute per check)', {
+      provider: this.name, check,
+      ...(check === 'issuer' ? { configured: verify.issuer } : check === 'audience' ? { configured: verify.audience ?? null } : check === 'algorithm' ? { configured: verify.algorithms } : {}),
+      ...(seen !== undefined ? { token_claim: JSON.stringify(seen).slice(0, 200) } : {}),
+    });
   }
 
   private invalid(reason: SubjectProblem, key?: string): CallerAnswer {

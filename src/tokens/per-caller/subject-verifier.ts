@@ -11,6 +11,9 @@ import type { UnverifiedClaims } from './subject-token.js';
 const JWKS_COOLDOWN_MS = 30_000;
 const DISCOVERY_TIMEOUT_MS = 5_000;
 
+/** Which structural check refused a subject (all are answered 401 verify_failed). */
+export type PrecheckFailure = 'not_a_jwt' | 'algorithm' | 'issuer' | 'no_exp' | 'audience';
+
 export type VerifyOutcome =
   | { readonly ok: true; readonly sub: string | undefined }
   | { readonly ok: false; readonly reason: 'expired' | 'not_yet_valid' | 'verify_failed' | 'keys_unavailable' };
@@ -27,16 +30,20 @@ export class SubjectVerifier {
    * The checks that need no key and no signature, on what the token says about itself: a token
    * that is not a JWT, names an algorithm not allowed (`none` included), another issuer or
    * audience, or has no `exp` cannot pass `verify`, so it is refused here (synchronously, a
-   * decode's cost) instead of queueing for a signature check. Only ever a reason to deny.
+   * decode's cost) instead of queueing for a signature check. Only ever a reason to deny; which
+   * check failed is returned so a misconfigured `verify` (an issuer with a stray trailing slash
+   * refuses every caller) can be told from a flood of forgeries in the logs.
    */
-  precheck(claims: UnverifiedClaims | undefined): 'verify_failed' | undefined {
-    if (claims === undefined || claims.alg === undefined || !this.config.algorithms.includes(claims.alg)) return 'verify_failed';
-    if (claims.iss !== this.config.issuer || claims.expMs === undefined) return 'verify_failed';
+  precheck(claims: UnverifiedClaims | undefined): PrecheckFailure | undefined {
+    if (claims === undefined) return 'not_a_jwt';
+    if (claims.alg === undefined || !this.config.algorithms.includes(claims.alg)) return 'algorithm';
+    if (claims.iss !== this.config.issuer) return 'issuer';
+    if (claims.expMs === undefined) return 'no_exp';
     const want = this.config.audience;
     if (want !== undefined && want.length > 0) {
       const aud = claims.aud;
       const ok = typeof aud === 'string' ? want.includes(aud) : Array.isArray(aud) && aud.some((a) => want.includes(a));
-      if (!ok) return 'verify_failed';
+      if (!ok) return 'audience';
     }
     return undefined;
   }

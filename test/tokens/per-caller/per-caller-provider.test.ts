@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/observability/metrics.js';
-import { silentLogger } from '../../../src/observability/logger.js';
+import { createLogger, silentLogger } from '../../../src/observability/logger.js';
 import { RetryAfterGate } from '../../../src/resilience/retry-after-gate.js';
 import type { HttpRequest, HttpResponse } from '../../../src/tokens/http/transport.js';
 import { PerCallerProvider } from '../../../src/tokens/per-caller/per-caller-provider.js';
@@ -145,4 +145,46 @@ describe('per-caller cache', () => {
     expect(retained).toBeLessThan(3 * 8 * 1024 * 1024);
     await p.close();
   }, 120_000);
+});
+
+describe('verify refusals before any signature check', () => {
+  const jwt = (header: object, claims: object) =>
+    `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.c2ln`;
+
+  it('a verify.issuer that differs from what the IdP writes (a trailing slash) says so in the log, at most once a minute per check', async () => {
+    const config = parseConfig(`
+providers:
+  p:
+    source:
+      type: token_exchange
+      tokenUrl: http://127.0.0.1:9/token
+      clientId: gw
+      clientSecret: s
+      audience: https://api.example
+      subjectToken:
+        request: { header: authorization }
+        verify: { issuer: "https://idp.example/", audience: gateway, jwksUri: "http://127.0.0.1:9/jwks", algorithms: [ES256] }
+    cache: { maxEntries: 10 }
+`, { env: {} }).providers.get('p')!;
+    const lines: string[] = [];
+    const clock = new ManualClock(Date.now());
+    const idp = fastIdp();
+    const p = new PerCallerProvider(config, { clock, gate: new RetryAfterGate(), logger: createLogger({ level: 'info', sink: (l) => lines.push(l) }), metrics: new Metrics(), transport: idp.transport });
+    const exp = Math.floor(clock.now() / 1000) + 600;
+    const caller = (n: number) => bearer(jwt({ alg: 'ES256', kid: 'k' }, { iss: 'https://idp.example', aud: 'gateway', sub: `u${n}`, exp }));
+    const notices = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.check !== undefined);
+
+    expect(await p.acquire(caller(1))).toEqual({ kind: 'invalid_subject', reason: 'verify_failed' });
+    expect(await p.acquire(caller(2))).toEqual({ kind: 'invalid_subject', reason: 'verify_failed' });
+    expect(notices()).toEqual([expect.objectContaining({ provider: 'p', check: 'issuer', configured: 'https://idp.example/', token_claim: '"https://idp.example"' })]);
+    // Another check speaks on its own; the same check again only after a minute.
+    await p.acquire(bearer(jwt({ alg: 'none' }, { iss: 'https://idp.example/', aud: 'gateway', exp })));
+    expect(notices().map((n) => n.check)).toEqual(['issuer', 'algorithm']);
+    clock.advance(61_000);
+    await p.acquire(caller(3));
+    expect(notices().map((n) => n.check)).toEqual(['issuer', 'algorithm', 'issuer']);
+    expect(idp.count()).toBe(0);
+    expect(lines.join('\n')).not.toContain('c2ln');
+    await p.close();
+  });
 });
