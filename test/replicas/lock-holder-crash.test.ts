@@ -39,7 +39,9 @@ describe.skipIf(!(await redisAvailable()))('lock holder crash', () => {
       // command was sent, then the event loop was busy for longer) and, holding no token yet,
       // fetched its own as designed for an outage (test/replicas/redis-outage covers that path):
       // two token requests before the test began.
-      redisExtra: 'commandTimeout: 1s',
+      // connectTimeout likewise: at load 7-10 one replica's connect to the local Redis timed out at
+      // the 1 s default while it was starting, and it started without the store (an outage).
+      redisExtra: 'commandTimeout: 1s, connectTimeout: 5s',
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

@@ -37,7 +37,9 @@ describe.skipIf(!(await redisAvailable()))('what Redis holds', () => {
       // token, health went SERVING, and for the next second (the minimum refresh interval after
       // a failure) its Checks were denied - the restart test's burst came within that second.
       // test/replicas/redis-outage covers the outage path.
-      redisExtra: 'commandTimeout: 1s',
+      // connectTimeout likewise: at load 7-10 one replica's connect to the local Redis timed out at
+      // the 1 s default while it was starting, and it started without the store (an outage).
+      redisExtra: 'commandTimeout: 1s, connectTimeout: 5s',
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

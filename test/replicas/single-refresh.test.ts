@@ -50,7 +50,9 @@ describe.skipIf(!(await redisAvailable()))('three replicas, one refresh', () => 
       // What this suite pins is coordination through a working store. With the 50 ms default, a
       // loaded CI machine can make a Redis round trip count as an outage, and the designed
       // answer to an outage is a local fetch (test/replicas/redis-outage covers that path).
-      redisExtra: 'commandTimeout: 1s',
+      // connectTimeout likewise: at load 7-10 one replica's connect to the local Redis timed out at
+      // the 1 s default while it was starting, and it started without the store (an outage).
+      redisExtra: 'commandTimeout: 1s, connectTimeout: 5s',
       // Likewise for the IdP: the first answer takes 1 s by design, and on a starved machine it
       // reached the replica after the 2 s default timeout, whose retry is a second token
       // request (fetcher.ts retries a timed-out client_credentials grant). The suite is not
