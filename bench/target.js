@@ -14,11 +14,8 @@
 //                 gRPC-framed once at startup, and a `grpc-status: 0` trailer.
 import fs from 'node:fs';
 import http2 from 'node:http2';
-<<<<<<< HEAD
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-=======
 import v8 from 'node:v8';
->>>>>>> pc-memory
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { parseConfig } from '../dist/config/load.js';
@@ -289,15 +286,9 @@ try {
   const watch = new Watch();
   const allocations = new AllocationSampler();
   serveParent({
-<<<<<<< HEAD
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), now: performance.now(), mem: memory(), gc: structuredClone(gcStats) }),
-    memory: () => {
-      gcNow();
-=======
-    stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), mem: memory() }),
     memory: ({ gc = true } = {}) => {
       if (gc) gcNow();
->>>>>>> pc-memory
       return memory();
     },
     watch: () => watch.start(),
