@@ -8,7 +8,7 @@ import { installStreamTable, StreamTable } from '../../../src/server/h2/stream-t
 
 function sessionStreams(session: http2.Http2Session): unknown {
   const symbol = Object.getOwnPropertySymbols(session).find((s) => s.description === 'state')!;
-  return ((session as unknown as Record<symbol, { streams: unknown }>)[symbol]).streams;
+  return (session as unknown as Record<symbol, { streams: unknown }>)[symbol]!.streams;
 }
 
 describe('StreamTable', () => {
