@@ -13,8 +13,14 @@
 // answered. The machine is shared: read medians and lows together, and the A/A ratios as the
 // noise floor.
 //
+// Memory of the 100 000 callers, read four ways (all minus the RSS after a full GC before the fill):
+// right after the fill (full GC), after one more pass over every caller as cache hits (each
+// caller's encoded answer now built; full GC), after BENCH_PC_SETTLE_MS idle without a forced GC
+// (what V8's memory reducer leaves), and the RSS sampled while serving the 100 000 callers.
+//
 //   npm run build && node bench/per-caller-e2e.js
-//   BENCH_PC_ROUNDS=5 BENCH_PC_WINDOW_MS=1500 BENCH_PC_CALLERS=100000 (defaults)
+//   BENCH_PC_ROUNDS=5 BENCH_PC_WINDOW_MS=1500 BENCH_PC_CALLERS=100000 BENCH_PC_SETTLE_MS=15000 (defaults)
+//   BENCH_PC_PARTS=memory   only the fill and the memory readings (skips the CPU ratios)
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -31,6 +37,8 @@ const WINDOW_MS = Number(process.env.BENCH_PC_WINDOW_MS ?? 1500);
 const RAMP_MS = 300;
 const CALLERS = Number(process.env.BENCH_PC_CALLERS ?? 100_000);
 const FEW = 100;
+const SETTLE_MS = Number(process.env.BENCH_PC_SETTLE_MS ?? 15_000);
+const PARTS = process.env.BENCH_PC_PARTS ?? 'all';
 const CONCURRENCY = 64;
 const CHANNELS = 4;
 const log = (m) => process.stderr.write(`[per-caller-e2e] ${m}\n`);
@@ -93,7 +101,7 @@ async function closedLoop({ init, callers }) {
   const b = await target.call('stats');
   const r = await run;
   const served = b.served - a.served;
-  return { cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, rate: served / ((b.hr - a.hr) / 1e6), errors: r.errors, lastError: r.lastError };
+  return { cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, rate: served / ((b.hr - a.hr) / 1e6), rss: b.mem.rss, errors: r.errors, lastError: r.lastError };
 }
 
 /** Round-robin rotation of the order (A B C, B C A, …); round 0 is a warm-up and is dropped. */
@@ -130,22 +138,48 @@ const report = { command: 'npm run build && node bench/per-caller-e2e.js', round
 // Warm both providers for the single caller.
 for (const c of [SHARED, PC]) await lg.call('sweep', { key: 't', init: c.init, callers: c.callers });
 
-log('A. per-caller ÷ shared, same request');
-const a = await alternate({ shared: SHARED, pc: PC, sharedAgain: SHARED });
-report.perCallerVsShared = { ...summary(a, 'pc', 'shared'), target: '<= 1.2', aa: summary(a, 'sharedAgain', 'shared').ratioMedianOfRounds };
-log(JSON.stringify(report.perCallerVsShared));
+if (PARTS !== 'memory') {
+  log('A. per-caller ÷ shared, same request');
+  const a = await alternate({ shared: SHARED, pc: PC, sharedAgain: SHARED });
+  report.perCallerVsShared = { ...summary(a, 'pc', 'shared'), target: '<= 1.2', aa: summary(a, 'sharedAgain', 'shared').ratioMedianOfRounds };
+  log(JSON.stringify(report.perCallerVsShared));
+}
 
 log(`B. filling ${CALLERS} callers through gRPC`);
 const mem0 = await target.call('memory');
 const before = exchanges;
 const fill = await lg.call('sweep', { key: 't', init: PC.init, callers: CALLERS, concurrency: 128 }, 1_800_000);
 const mem1 = await target.call('memory');
-report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, extraRssMB: Math.round((mem1.rss - mem0.rss) / 1e5) / 10, extraHeapMB: Math.round((mem1.heapUsed - mem0.heapUsed) / 1e5) / 10, extraHeapTotalMB: Math.round((mem1.heapTotal - mem0.heapTotal) / 1e5) / 10, extraExternalMB: Math.round((mem1.external - mem0.external) / 1e5) / 10, targetRssMB: 150 };
+const mb = (x) => Math.round(x / 1e5) / 10;
+const growth = (m) => ({
+  extraRssMB: mb(m.rss - mem0.rss), extraHeapMB: mb(m.heapUsed - mem0.heapUsed), extraHeapTotalMB: mb(m.heapTotal - mem0.heapTotal),
+  extraExternalMB: mb(m.external - mem0.external), oldSpaceMB: { size: mb(m.oldSpaceSize), used: mb(m.oldSpaceUsed) },
+  // RSS growth by mapping: glibc malloc (main arena, thread arenas), other anonymous (V8 pages).
+  extraRssByKindMB: { mallocMain: mb(m.rssMallocMain - mem0.rssMallocMain), mallocArenas: mb(m.rssMallocArenas - mem0.rssMallocArenas), anon: mb(m.rssAnon - mem0.rssAnon) },
+});
+report.fill = { callers: CALLERS, exchanges: exchanges - before, ms: Math.round(fill.ms), errors: fill.errors, ...growth(mem1), targetRssMB: 150 };
 log(JSON.stringify(report.fill));
 
-const b = await alternate({ few: { init: PC.init, callers: FEW }, many: { init: PC.init, callers: CALLERS }, fewAgain: { init: PC.init, callers: FEW } });
-report.manyVsFew = { ...summary(b, 'many', 'few'), target: '<= 1.10', aa: summary(b, 'fewAgain', 'few').ratioMedianOfRounds };
-log(JSON.stringify(report.manyVsFew));
+// Every caller once more, as cache hits: each entry's encoded answer is built on its first hit.
+const served = await lg.call('sweep', { key: 't', init: PC.init, callers: CALLERS, concurrency: 128 }, 600_000);
+report.afterServingAll = { ms: Math.round(served.ms), errors: served.errors, ...growth(await target.call('memory')) };
+log(JSON.stringify(report.afterServingAll));
+await sleep(SETTLE_MS);
+report.settled = { idleMs: SETTLE_MS, forcedGc: false, ...growth(await target.call('memory', { gc: false })) };
+log(JSON.stringify(report.settled));
+
+const manyRounds = [];
+if (PARTS !== 'memory') {
+  const b = await alternate({ few: { init: PC.init, callers: FEW }, many: { init: PC.init, callers: CALLERS }, fewAgain: { init: PC.init, callers: FEW } });
+  report.manyVsFew = { ...summary(b, 'many', 'few'), target: '<= 1.10', aa: summary(b, 'fewAgain', 'few').ratioMedianOfRounds };
+  log(JSON.stringify(report.manyVsFew));
+  manyRounds.push(...b.many);
+} else {
+  for (let r = 0; r < 3; r++) manyRounds.push(await closedLoop({ init: PC.init, callers: CALLERS }));
+}
+// Sampled at the end of each measured window, no forced GC: the RSS of serving 100 000 callers.
+report.whileServing = { extraRssMBMedian: mb(median(manyRounds.map((r) => r.rss)) - mem0.rss), extraRssMBMax: mb(Math.max(...manyRounds.map((r) => r.rss)) - mem0.rss) };
+log(JSON.stringify(report.whileServing));
 report.idpExchangesDuringMeasurement = exchanges - before - (report.fill.exchanges);
 
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import v8 from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { parseConfig } from '../dist/config/load.js';
@@ -51,7 +52,43 @@ if (process.env.BENCH_GC_STATS === '1') {
 
 function memory() {
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  // Old space's committed vs used bytes: how much of heapTotal is fragmentation around live objects.
+  const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, oldSpaceSize: old?.space_size ?? 0, oldSpaceUsed: old?.space_used_size ?? 0, ...residentByKind() };
+}
+
+/**
+ * Resident bytes by mapping (Linux): glibc's main malloc arena (`[heap]`), its thread arenas
+ * (64 MB-aligned reservations), and every other anonymous mapping (V8's heap pages, large
+ * ArrayBuffers): where RSS outside V8's heapTotal lives.
+ */
+function residentByKind() {
+  let text;
+  try {
+    text = fs.readFileSync('/proc/self/smaps', 'utf8');
+  } catch {
+    return {};
+  }
+  let brk = 0;
+  let arenas = 0;
+  let anon = 0;
+  let kind = 'other';
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const start = BigInt(`0x${head[1]}`);
+      const name = head[3];
+      kind = name === '[heap]' ? 'brk' : name === '' ? (start % (64n << 20n) === 0n ? 'arena' : 'anon') : 'other';
+      continue;
+    }
+    if (line.startsWith('Rss:')) {
+      const kb = Number(line.split(/\s+/)[1]) * 1024;
+      if (kind === 'brk') brk += kb;
+      else if (kind === 'arena') arenas += kb;
+      else if (kind === 'anon') anon += kb;
+    }
+  }
+  return { rssMallocMain: brk, rssMallocArenas: arenas, rssAnon: anon };
 }
 
 function gcNow() {
@@ -252,8 +289,8 @@ try {
   const allocations = new AllocationSampler();
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), now: performance.now(), mem: memory(), gc: structuredClone(gcStats) }),
-    memory: () => {
-      gcNow();
+    memory: ({ gc = true } = {}) => {
+      if (gc) gcNow();
       return memory();
     },
     watch: () => watch.start(),

@@ -136,11 +136,12 @@ async function exchangeOnce(config: Config, provider: string, subjectFile: strin
     const got = await p.acquire(scheme ? `${scheme} ${subject}` : subject, { waitMs: pc.resilience.timeout * (pc.resilience.retries + 1) + 30_000 });
     switch (got.kind) {
       case 'token': {
-        const r = got.entry.token.record;
+        const e = got.entry;
+        const scope = got.record?.scope;
         process.stdout.write(`${JSON.stringify({
-          provider, type: 'token_exchange', token_type: r.tokenType, token_id: got.entry.token.tokenId,
-          expires_in: `${Math.round((got.entry.expiresAt - Date.now()) / 1000)}s`, subject: got.entry.subject ?? null,
-          ...(r.scope ? { scope: r.scope } : {}), jwt: jwtSummary(r.accessToken),
+          provider, type: 'token_exchange', token_type: e.tokenType, token_id: e.tokenId,
+          expires_in: `${Math.round((e.expiresAt - Date.now()) / 1000)}s`, subject: e.subject ?? null,
+          ...(scope ? { scope } : {}), jwt: jwtSummary(e.accessToken),
         }, null, 2)}\n`);
         return 0;
       }

@@ -19,6 +19,7 @@ import {
 } from './check-response.js';
 import { CheckRequestReader, type CheckRequestFields } from './check-request-reader.js';
 import { authorizationServiceDefinition } from './protos.js';
+import { answerMessage, framedAnswer, type FramedAnswer } from './framed-answer.js';
 import { CallerLane } from './caller-lane.js';
 
 /**
@@ -38,7 +39,7 @@ interface DecodedCheckRequest {
   };
 }
 
-type Answer = CheckResponseObject | Buffer;
+type Answer = CheckResponseObject | FramedAnswer;
 
 /** What a request log line reads back from an answer (decoded with Envoy's protos). */
 interface AnswerView {
@@ -58,9 +59,9 @@ export type CheckCall = Pick<grpc.ServerUnaryCall<CheckRequestFields, Answer>, '
 class Lane {
   private readonly ok: Partial<Record<TokenServeSource, CounterCell>> = {};
   private entry: CachedToken | undefined;
-  private answers: Partial<Record<TokenServeSource, Buffer>> = {};
+  private answers: Partial<Record<TokenServeSource, FramedAnswer>> = {};
 
-  constructor(readonly provider: TokenHandle, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {}
+  constructor(readonly provider: TokenHandle, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => FramedAnswer) {}
 
   countUnavailable(): void {
     this.metrics.checks.cell(this.provider.name, 'denied', 'none').value++;
@@ -71,7 +72,7 @@ class Lane {
   }
 
   /** The encoded OK answer for this token and source: built once per token, then reused. */
-  answer(entry: CachedToken, source: TokenServeSource): Buffer {
+  answer(entry: CachedToken, source: TokenServeSource): FramedAnswer {
     if (entry !== this.entry) {
       this.entry = entry;
       this.answers = {};
@@ -100,7 +101,8 @@ export class AuthzService {
   private routes = new RouteTable([]);
   private defaults!: Config['defaults'];
   private logRequests = false;
-  private readonly encode: (v: CheckResponseObject) => Buffer;
+  /** Encodes an answer that is kept and reused (framed once: src/server/framed-answer.ts). */
+  private readonly encode: (v: CheckResponseObject) => FramedAnswer;
   private readonly decode: (b: Buffer) => AnswerView;
   /** The full protobufjs decode of a CheckRequest: request logs only. */
   private readonly decodeRequest: (b: Buffer) => DecodedCheckRequest;
@@ -118,7 +120,7 @@ export class AuthzService {
     const base = authorizationServiceDefinition();
     const check = base.Check!;
     const encode = check.responseSerialize as (v: CheckResponseObject) => Buffer;
-    this.encode = encode;
+    this.encode = (v) => framedAnswer(encode(v));
     this.decode = check.responseDeserialize as (b: Buffer) => AnswerView;
     this.decodeRequest = check.requestDeserialize as (b: Buffer) => DecodedCheckRequest;
     // A pre-serialised answer passes straight through; anything else is encoded as usual.
@@ -129,7 +131,7 @@ export class AuthzService {
       Check: {
         ...check,
         requestDeserialize: (b: Buffer) => this.reader.read(b),
-        responseSerialize: (v: Answer) => (Buffer.isBuffer(v) ? v : encode(v)),
+        responseSerialize: (v: Answer) => (Buffer.isBuffer(v) ? answerMessage(v) : encode(v)),
       },
     };
     this.unmatchedCells = {
@@ -215,7 +217,7 @@ export class AuthzService {
         try {
           const request = this.decodeRequest(raw);
           const http = request.attributes?.request?.http;
-          const res: AnswerView = value === undefined ? {} : Buffer.isBuffer(value) ? this.decode(value) : (value as AnswerView);
+          const res: AnswerView = value === undefined ? {} : Buffer.isBuffer(value) ? this.decode(answerMessage(value as FramedAnswer)) : (value as AnswerView);
           const md = res.dynamic_metadata?.fields;
           const ok = (res.status?.code ?? 0) === 0;
           this.deps.logger.debug('check', {

@@ -7,11 +7,12 @@ import type { Metrics } from '../observability/metrics.js';
 import type { CounterCell } from '../observability/prometheus.js';
 import type { CallerEntry } from '../tokens/per-caller/caller-cache.js';
 import type { CallerAnswer, PerCallerProvider } from '../tokens/per-caller/per-caller-provider.js';
-import type { TokenServeSource } from '../tokens/cached-token.js';
+import type { InjectedToken, TokenServeSource } from '../tokens/cached-token.js';
 import {
   deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
 } from './check-response.js';
 import { CheckRequestReader } from './check-request-reader.js';
+import type { FramedAnswer } from './framed-answer.js';
 
 export class CallerLane {
   private readonly reader: CheckRequestReader;
@@ -20,7 +21,7 @@ export class CallerLane {
   private readonly alsoRemove: readonly string[];
   private readonly hitCell: CounterCell;
 
-  constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
+  constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => FramedAnswer) {
     this.header = provider.header;
     this.reader = new CheckRequestReader('provider', [this.header]);
     this.alsoRemove = provider.config.inject.header === this.header ? [] : [this.header];
@@ -37,20 +38,22 @@ export class CallerLane {
   }
 
   /** A cache hit's encoded answer, or undefined for the slow path. */
-  hit(headerValue: string | undefined, now: number): Buffer | undefined {
+  hit(headerValue: string | undefined, now: number): FramedAnswer | undefined {
     const e = this.provider.lookup(headerValue, now);
     if (e === undefined || e.stale) return undefined;
     this.hitCell.value++;
-    let buf = e.answer;
+    // The entry keeps the answer as plain bytes (the token layer knows nothing of gRPC framing);
+    // only this lane ever sets it, always framed.
+    let buf = e.answer as FramedAnswer | undefined;
     if (buf === undefined) {
-      buf = this.encode(okWithToken(this.provider.name, e.token, 'cache', this.config.inject, e.subject, this.alsoRemove));
+      buf = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove));
       e.answer = buf;
     }
     return buf;
   }
 
   /** Every outcome of the slow path as the contract's answer. */
-  answer(a: CallerAnswer, retryAfterSeconds: (err: CallerAnswer & { kind: 'unavailable' }) => number): CheckResponseObject | Buffer {
+  answer(a: CallerAnswer, retryAfterSeconds: (err: CallerAnswer & { kind: 'unavailable' }) => number): CheckResponseObject | FramedAnswer {
     const name = this.provider.name;
     switch (a.kind) {
       case 'token':
@@ -67,9 +70,14 @@ export class CallerLane {
     }
   }
 
-  private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | Buffer {
+  private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | FramedAnswer {
     this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
-    if (source === 'cache' && e.answer) return e.answer;
-    return okWithToken(this.provider.name, e.token, source, this.config.inject, e.subject, this.alsoRemove);
+    if (source === 'cache' && e.answer) return e.answer as FramedAnswer;
+    return okWithToken(this.provider.name, injected(e, this.config.inject.format), source, this.config.inject, e.subject, this.alsoRemove);
   }
+}
+
+/** The header value and token id an answer injects; the header string is not kept on the entry. */
+function injected(e: CallerEntry, format: string): InjectedToken {
+  return { headerValue: e.headerValue(format), tokenId: e.tokenId };
 }

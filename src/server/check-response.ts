@@ -3,7 +3,7 @@
 // `append_action: OVERWRITE_IF_EXISTS_OR_ADD` (every Envoy version overwrites), and a
 // DeniedHttpResponse with a JSON body for every refusal.
 import type { InjectConfig } from '../config/types.js';
-import type { CachedToken, TokenServeSource } from '../tokens/cached-token.js';
+import type { InjectedToken, TokenServeSource } from '../tokens/cached-token.js';
 import type { TokenError } from '../tokens/errors.js';
 
 /** google.rpc.Code values. */
@@ -24,7 +24,7 @@ function stringValue(v: string): { stringValue: string } {
  * `subject`: a per-caller token's verified `sub`, added to dynamic_metadata. `alsoRemove`: headers
  * to strip besides `inject.removeHeaders` (a per-caller subject header the injection does not overwrite).
  */
-export function okWithToken(provider: string, entry: CachedToken, source: TokenServeSource, inject: InjectConfig, subject?: string, alsoRemove: readonly string[] = []): CheckResponseObject {
+export function okWithToken(provider: string, entry: InjectedToken, source: TokenServeSource, inject: InjectConfig, subject?: string, alsoRemove: readonly string[] = []): CheckResponseObject {
   const remove = alsoRemove.length ? [...new Set([...inject.removeHeaders, ...alsoRemove])] : inject.removeHeaders;
   return {
     status: { code: RPC_OK },

@@ -29,6 +29,8 @@ export function createGrpcServer(options: grpc.ServerOptions, checkServer: Check
   const streams = new CheckStreams(def.path, {
     deserialize: def.requestDeserialize as (b: Buffer) => Parameters<AuthzService['check']>[0]['request'],
     serialize: def.responseSerialize as (v: unknown) => Buffer,
+    // A pre-encoded answer is a FramedAnswer (authz-service's only Buffer answers).
+    framed: (v: unknown) => (Buffer.isBuffer(v) ? v : undefined),
     handle: authz.check,
   }, maxMessageBytes);
   dispatch.take(def.path, (stream, headers) => streams.accept(stream, headers));

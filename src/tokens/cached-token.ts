@@ -25,7 +25,18 @@ export class CachedToken {
    * its answer once per token anyway), so idle providers do not hold a second copy of the token.
    */
   get headerValue(): string {
-    this.header ??= this.inject.format.replaceAll('{token_type}', this.record.tokenType).replaceAll('{token}', this.record.accessToken);
+    this.header ??= headerValueFor(this.inject.format, this.record.tokenType, this.record.accessToken);
     return this.header;
   }
+}
+
+/** What an answer injects: the header's value and the token's id (never the token itself). */
+export interface InjectedToken {
+  readonly headerValue: string;
+  readonly tokenId: string;
+}
+
+/** `inject.format` with the token filled in, e.g. "Bearer eyJ…". */
+export function headerValueFor(format: string, tokenType: string, accessToken: string): string {
+  return format.replaceAll('{token_type}', tokenType).replaceAll('{token}', accessToken);
 }

@@ -30,6 +30,16 @@ describe.skipIf(!(await redisAvailable()))('what Redis holds', () => {
     yaml = replicaYaml({
       redisUrl: REDIS_URL, keyPrefix, encryptionKey: newEncryptionKey(),
       source: rtSource(idp, INITIAL_REFRESH_TOKEN, { clientSecret: CLIENT_SECRET }),
+      // This suite pins what Redis holds and what a restart adopts from it, through a working
+      // store. With the 50 ms default, a replica starting on a loaded machine saw its first read
+      // time out (its own event loop was busy past the timeout) and, as designed for an outage,
+      // did not present the rotating refresh token without the store: warm-up ended with no
+      // token, health went SERVING, and for the next second (the minimum refresh interval after
+      // a failure) its Checks were denied - the restart test's burst came within that second.
+      // test/replicas/redis-outage covers the outage path.
+      // connectTimeout likewise: at load 7-10 one replica's connect to the local Redis timed out at
+      // the 1 s default while it was starting, and it started without the store (an outage).
+      redisExtra: 'commandTimeout: 1s, connectTimeout: 5s',
     });
     replicas = await Promise.all(['r1', 'r2', 'r3'].map((n) => Replica.start(n, yaml, dir)));
     await Promise.all(replicas.map((r) => r.ready));

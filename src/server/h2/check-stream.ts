@@ -6,6 +6,7 @@ import { constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'nod
 import type * as grpc from '@grpc/grpc-js';
 import { Code, RESPONSE_CONTENT_TYPE, sendStatusOnly } from './grpc-status.js';
 import { DeadlineList, type Deadlined } from './deadline-list.js';
+import { frameMessage } from '../framed-answer.js';
 import { grpcTimeoutMs } from './grpc-timeout.js';
 import { UnaryMessage } from './unary-message.js';
 
@@ -13,6 +14,8 @@ import { UnaryMessage } from './unary-message.js';
 export interface UnaryHandler<Req, Res> {
   readonly deserialize: (b: Buffer) => Req;
   readonly serialize: (v: Res) => Buffer;
+  /** The answer's bytes already in gRPC message framing, when it was encoded once ahead (src/server/framed-answer.ts). */
+  readonly framed?: (v: Res) => Buffer | undefined;
   readonly handle: (call: { readonly request: Req }, callback: (err: grpc.ServiceError | null, value?: Res) => void) => void;
 }
 
@@ -87,27 +90,7 @@ function onEnd(this: CallStream): void {
   call.owner.run(call, payload);
 }
 
-/**
- * The 5-byte framed form of an encoded message. Pre-encoded answers (one per token) are framed
- * once; a WeakMap lets them go when the token does.
- */
-class Framer {
-  private readonly framed = new WeakMap<Buffer, Buffer>();
-
-  frame(body: Buffer, reuse: boolean): Buffer {
-    let out = reuse ? this.framed.get(body) : undefined;
-    if (out !== undefined) return out;
-    out = Buffer.allocUnsafe(5 + body.length);
-    out[0] = 0;
-    out.writeUInt32BE(body.length, 1);
-    body.copy(out, 5);
-    if (reuse) this.framed.set(body, out);
-    return out;
-  }
-}
-
 export class CheckStreams<Req, Res> implements CallOwner {
-  private readonly framer = new Framer();
   /** `grpc-timeout` deadlines of the Checks in flight, behind one timer. */
   readonly deadlines = new DeadlineList();
   readonly maxMessageBytes: number;
@@ -168,8 +151,7 @@ export class CheckStreams<Req, Res> implements CallOwner {
     if (err) return sendStatusOnly(stream, err.code ?? Code.UNKNOWN, err.details ?? err.message);
     let frame: Buffer;
     try {
-      const body = this.handler.serialize(value as Res);
-      frame = this.framer.frame(body, Buffer.isBuffer(value));
+      frame = this.handler.framed?.(value as Res) ?? frameMessage(this.handler.serialize(value as Res));
     } catch {
       return sendStatusOnly(stream, Code.INTERNAL, 'Error serializing response');
     }

@@ -2,9 +2,14 @@
 // subject token), least recently used evicted first, bounded by entries and by approximate
 // bytes; and a negative cache of subjects refused recently. A Map's insertion order is the LRU
 // order: a hit moves its entry to the end unless it is already there.
-import type { CachedToken } from '../cached-token.js';
+import { headerValueFor } from '../cached-token.js';
 
-/** One caller's exchanged token. */
+/**
+ * One caller's exchanged token: one object and its strings, nothing else. 100 000 callers make
+ * 100 000 of these, so every field counts (bench/FINDINGS.md, "Per-caller credentials"): no
+ * token record or CachedToken beside it, no header string (the encoded answer carries the
+ * header for hits; the slow path builds it when asked), no closures.
+ */
 export class CallerEntry {
   /** Set by the serving layer: the encoded answer for a plain cache hit, built once per token. */
   answer: Buffer | undefined = undefined;
@@ -14,7 +19,12 @@ export class CallerEntry {
   stale = false;
   constructor(
     readonly key: string,
-    readonly token: CachedToken,
+    readonly accessToken: string,
+    readonly tokenType: string,
+    /** The exchanged token's id (logs, metadata, Envoy's access-log feedback), never the token. */
+    readonly tokenId: string,
+    /** Hard expiry, already bounded by the subject's own exp. */
+    readonly expiresAt: number,
     /** The `sub` of a subject that passed verify; undefined without verify (never an unverified claim). */
     readonly subject: string | undefined,
     /** Where a refresh ahead starts; +Infinity when the subject's own exp bounds the entry. */
@@ -25,8 +35,9 @@ export class CallerEntry {
     this.lastUsed = now;
   }
 
-  get expiresAt(): number {
-    return this.token.expiresAt;
+  /** The injected header's value for `format` (e.g. "Bearer {token}"): built per call, never kept. */
+  headerValue(format: string): string {
+    return headerValueFor(format, this.tokenType, this.accessToken);
   }
 }
 
@@ -38,16 +49,21 @@ export interface NegativeEntry {
   readonly reason: string;
 }
 
-/** Per-entry bookkeeping beyond the token bytes: Map slots (by key, by token id), key, entry, CachedToken, record. */
-const ENTRY_OVERHEAD_BYTES = 760;
+/**
+ * Per-entry bookkeeping beyond the token and answer bytes: the entry object (11 fields, three
+ * boxed doubles), the key and token-id strings, and the slots in both maps (by key, by token
+ * id). Measured at ~420 bytes on Node 20 (64-bit, no pointer compression); rounded up.
+ */
+const ENTRY_OVERHEAD_BYTES = 512;
 const NEGATIVE_OVERHEAD_BYTES = 200;
 
 /**
- * Approximate bytes an entry holds: the token (record), the header value and the encoded answer
- * each carry a copy, plus bookkeeping. An estimate, deliberately on the high side.
+ * Approximate bytes an entry holds: the token, the encoded answer once built (the header value
+ * plus ~100 bytes of response and metadata, and its Buffer object), the subject (two bytes a
+ * character at worst), plus bookkeeping. An estimate, deliberately on the high side.
  */
 export function entryBytes(tokenLength: number, headerLength: number, subjectLength: number): number {
-  return tokenLength + headerLength + (headerLength + 256) + subjectLength * 2 + ENTRY_OVERHEAD_BYTES;
+  return tokenLength + (headerLength + 256) + subjectLength * 2 + ENTRY_OVERHEAD_BYTES;
 }
 
 export interface CacheBounds {
@@ -85,7 +101,7 @@ export class CallerCache {
   get(key: string, now: number): CallerEntry | undefined {
     const e = this.entries.get(key);
     if (e === undefined) return undefined;
-    if (now >= e.token.expiresAt) {
+    if (now >= e.expiresAt) {
       this.delete(e);
       return undefined;
     }
@@ -108,7 +124,7 @@ export class CallerCache {
     if (old) this.delete(old);
     this.negatives.delete(e.key);
     this.entries.set(e.key, e);
-    this.byTokenId.set(e.token.tokenId, e);
+    this.byTokenId.set(e.tokenId, e);
     this.newest = e;
     this.bytes += e.bytes;
     this.trim();
@@ -153,7 +169,7 @@ export class CallerCache {
 
   private delete(e: CallerEntry): void {
     this.entries.delete(e.key);
-    if (this.byTokenId.get(e.token.tokenId) === e) this.byTokenId.delete(e.token.tokenId);
+    if (this.byTokenId.get(e.tokenId) === e) this.byTokenId.delete(e.tokenId);
     this.bytes -= e.bytes;
     if (this.newest === e) this.newest = undefined;
   }

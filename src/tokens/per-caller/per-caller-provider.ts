@@ -15,7 +15,7 @@ import type { RetryAfterGate } from '../../resilience/retry-after-gate.js';
 import { BudgetHint, type TokenEndpointBudgets } from '../../resilience/token-endpoint-budget.js';
 import { withRetries } from '../../resilience/retry.js';
 import { NEVER_EXPIRES } from '../../store/store.js';
-import { CachedToken, type TokenServeSource } from '../cached-token.js';
+import type { TokenServeSource } from '../cached-token.js';
 import { provesEndpointUp, TOKEN_FAILURES, TokenError, toTokenError } from '../errors.js';
 import { recordFor, refreshAtFor } from '../expiry.js';
 import { TokenEndpoint } from '../http/token-endpoint.js';
@@ -32,7 +32,8 @@ import { tokenId } from '../token-id.js';
 
 /** What a Check of a per-caller provider gets when the cache cannot answer at once. */
 export type CallerAnswer =
-  | { readonly kind: 'token'; readonly entry: CallerEntry; readonly source: TokenServeSource }
+  /** `record`: the token as the IdP (or the shared store) gave it, on the answer that made the entry only. */
+  | { readonly kind: 'token'; readonly entry: CallerEntry; readonly source: TokenServeSource; readonly record?: TokenRecord }
   /** 401 invalid_subject_token: no IdP call was made for it. */
   | { readonly kind: 'invalid_subject'; readonly reason: SubjectProblem }
   /** 403 exchange_rejected: the IdP refused this subject (`idpError` is its OAuth error). */
@@ -471,7 +472,7 @@ export class PerCallerProvider {
     // Across replicas: a usable record another replica stored, else the per-subject lock; the
     // holder exchanges, the others wait for its record (bounded), then fall back to their own.
     const skey = shared.keyFor(key);
-    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.token.tokenId && r.expiresAt > previous.expiresAt));
+    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.tokenId && r.expiresAt > previous.expiresAt));
     const stored = await shared.read(skey, usable);
     if (stored) return this.adopt(key, stored, subject, claims, 'store');
     const lockTtl = this.config.resilience.timeout * (this.config.resilience.retries + 1) + 2_000;
@@ -482,8 +483,8 @@ export class PerCallerProvider {
     }
     try {
       const answer = await this.exchangeAtIdp(key, token, claims, subject, previous);
-      if (answer.kind === 'token' && answer.source === 'refreshed') {
-        const r = answer.entry.token.record;
+      if (answer.kind === 'token' && answer.record) {
+        const r = answer.record;
         // Stored with the bounded expiry: the shared record never outlives the subject either.
         await shared.write(skey, { ...r, expiresAt: answer.entry.expiresAt });
       }
@@ -499,7 +500,7 @@ export class PerCallerProvider {
     if (entry === undefined) return this.invalid('expired', key);
     this.cache.set(entry);
     this.deps.metrics.exchanges.inc({ provider: this.name, outcome: 'shared' });
-    return { kind: 'token', entry, source: 'refreshed' };
+    return { kind: 'token', entry, source: 'refreshed', record };
   }
 
   /** The cache entry for a record: lifetime bounded by the subject's exp; undefined when already over. */
@@ -513,8 +514,10 @@ export class PerCallerProvider {
     if (expiresAt <= now) return undefined;
     // Refresh ahead only when a new exchange could outlive this one (not when the subject's exp bounds it).
     const refreshAt = bounded || record.expiresAt >= NEVER_EXPIRES ? Number.POSITIVE_INFINITY : refreshAtFor(record, this.config.refresh, this.random);
-    const cached = new CachedToken(record, refreshAt, expiresAt, this.config.inject);
-    return new CallerEntry(key, cached, subject, refreshAt, entryBytes(record.accessToken.length, cached.headerValue.length, subject?.length ?? 0), now);
+    // One object per caller (no CachedToken, no record kept): the record's other fields serve
+    // only the exchange that made it (the shared store's copy, the CLI), via the answer.
+    const headerLength = this.config.inject.format.length + record.accessToken.length + record.tokenType.length;
+    return new CallerEntry(key, record.accessToken, record.tokenType, record.tokenId, expiresAt, subject, refreshAt, entryBytes(record.accessToken.length, headerLength, subject?.length ?? 0), now);
   }
 
   /** The exchange itself: budget, breaker, retries, answer checks; the outcome cached. */
@@ -565,7 +568,7 @@ export class PerCallerProvider {
         audience: this.audience(), actor: this.source.actorToken?.provider ?? null,
         expiresInS: Math.round((expiresAt - clock.now()) / 1000), ...(previous ? { refresh: true } : {}),
       });
-      return { kind: 'token', entry, source: 'refreshed' };
+      return { kind: 'token', entry, source: 'refreshed', record };
     } catch (raw) {
       const err = toTokenError(raw, 'ERR_IDP_UNAVAILABLE', this.name);
       if (isSubjectRefusal(err)) {

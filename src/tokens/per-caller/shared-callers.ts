@@ -40,9 +40,9 @@ export class SharedCallers {
     this.anyRecordKey = storeKey(keyPrefix, provider, `${configHash}.c`);
   }
 
-  /** The record key for the caller whose subject key (SHA-256 of the subject token) this is. */
+  /** The record key for the caller whose subject key (the SHA-256 digest of the subject token, as Latin-1) this is. */
   keyFor(subjectKey: string): string {
-    const mac = createHmac('sha256', this.hmacKey).update(subjectKey, 'utf8').digest('base64url');
+    const mac = createHmac('sha256', this.hmacKey).update(subjectKey, 'latin1').digest('base64url');
     return storeKey(this.keyPrefix, this.provider, `${this.configHash}.c.${mac}`);
   }
 

@@ -43,18 +43,20 @@ export function isWellFormed(token: string): boolean {
 }
 
 /**
- * The cache key: SHA-256 of the exact token bytes, base64url. Never a claim read from the
- * token: a forgery that copies another caller's claims hashes differently.
+ * The cache key: SHA-256 of the exact token bytes, the 32 digest bytes as a Latin-1 string (32
+ * characters: the shortest string a Map can key by; base64url would be 43). Never a claim read
+ * from the token: a forgery that copies another caller's claims hashes differently. Never
+ * printed: it lives in this replica's memory only (logs name a token by `tokenId`).
  */
 export function subjectKey(token: string): string {
-  return oneShot ? oneShot('sha256', token, 'base64url') : crypto.createHash('sha256').update(token, 'utf8').digest('base64url');
+  return oneShot ? oneShot('sha256', token, 'latin1') : crypto.createHash('sha256').update(token, 'utf8').digest().toString('latin1');
 }
 
 /**
  * `crypto.hash` (Node ≥ 20.12): a one-shot digest without a Hash object, about twice as fast on
  * the cache-hit path. Input is hashed as UTF-8 either way, so both give the same key.
  */
-const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'base64url') => string }).hash;
+const oneShot = (crypto as unknown as { hash?: (alg: string, data: string, enc: 'latin1') => string }).hash;
 
 /** What a JWT says about itself, unverified: used only to bound a lifetime or deny, never to grant. */
 export interface UnverifiedClaims {

@@ -89,9 +89,9 @@ describe('per-caller cache', () => {
     const idp = fastIdp();
     const { p } = provider('maxEntries: 10', idp);
     const got = await p.acquire(bearer('alicetoken'));
-    expect(got.kind === 'token' && got.entry.token.record.accessToken).toBe('x.alicetoken');
+    expect(got.kind === 'token' && got.entry.accessToken).toBe('x.alicetoken');
     for (const other of ['alicetoke', 'alicetokenX', 'ALICETOKEN']) expect(p.lookup(bearer(other), Date.now())).toBeUndefined();
-    expect(p.lookup(`bearer alicetoken`, Date.now())?.token.record.accessToken).toBe('x.alicetoken'); // scheme is case-insensitive
+    expect(p.lookup(`bearer alicetoken`, Date.now())?.accessToken).toBe('x.alicetoken'); // scheme is case-insensitive
     await p.close();
   });
 

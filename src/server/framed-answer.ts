@@ -1,0 +1,32 @@
+// An answer encoded once and served to every Check it fits (one per token, one per cached
+// caller), kept in gRPC's length-prefixed message framing: a flag byte, the 4-byte length, the
+// message. The node:http2 Check path writes it as it is; grpc-js frames messages itself and gets
+// the message, a view without a copy. One buffer per answer: the http2 path used to keep a
+// framed copy beside each encoded answer (a WeakMap), which doubled what 100 000 cached callers'
+// answers hold (bench/FINDINGS.md, per-caller section).
+
+declare const framed: unique symbol;
+
+/** An encoded CheckResponse with its 5-byte gRPC message prefix. */
+export type FramedAnswer = Buffer & { readonly [framed]: true };
+
+const PREFIX_BYTES = 5;
+
+/** The gRPC message framing of `message` (uncompressed), in a new buffer. */
+export function frameMessage(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, PREFIX_BYTES);
+  return out;
+}
+
+/** Frames an encoded answer that will be kept and reused. */
+export function framedAnswer(message: Buffer): FramedAnswer {
+  return frameMessage(message) as FramedAnswer;
+}
+
+/** The message inside a framed answer (a view, no copy). */
+export function answerMessage(a: FramedAnswer): Buffer {
+  return a.subarray(PREFIX_BYTES);
+}
