@@ -247,10 +247,12 @@ class AllocationSampler {
   post(method, params = {}) {
     return new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
   }
-  async start(interval) {
+  async start(interval, survivors = false) {
     this.session = new Session();
     this.session.connect();
-    await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    // survivors: drop the samples a scavenge collects, so what is left is what survived the
+    // young generation (promoted, then collected by a mark-compact, or still live).
+    await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors });
     return {};
   }
   async stop() {
@@ -293,7 +295,7 @@ try {
     },
     watch: () => watch.start(),
     watched: () => watch.stop(),
-    allocStart: ({ interval = 256 }) => allocations.start(interval),
+    allocStart: ({ interval = 256, survivors = false }) => allocations.start(interval, survivors),
     allocStop: () => allocations.stop(),
     stop: () => t.stop(),
   });
