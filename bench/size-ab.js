@@ -106,7 +106,7 @@ try {
     let proc;
     if (k === 'limit' || k === 'limit2' || k === 'limitw') {
       // limitw: the limit with the Check path's connection window (BENCH_LIMIT_WINDOW), a yardstick only.
-      const env = { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer), BENCH_LIMIT_WINDOW: k === 'limitw' ? String(256 * 1024) : '0' };
+      const env = { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer), BENCH_LIMIT_WINDOW: k === 'limitw' ? String(256 * 1024) : '0', BENCH_LIMIT_STREAM_TABLE: k === 'limitw' ? '1' : '0' };
       const c = spawn(k, path.join(here, 'target.js'), 'floor-h2', env);
       proc = { name: k, child: c, info: await c.ready };
     } else proc = await tgProc(k.includes(':') ? k.slice(0, k.indexOf(':')) : 'own');
