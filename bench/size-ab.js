@@ -4,6 +4,7 @@
 //
 //   node bench/size-ab.js [rounds=8] [sizes=0.4k,8k] [windowMs=1200]
 //   SIZE_AB_TARGETS="limit tg-ctx tg-route base:tg-ctx base:tg-route"   (a `twin:` prefix: A/A)
+//   SIZE_AB_FULL_GC=1: a full GC in each server before its window (FINDINGS, "What the promoted kilobyte was")
 //
 // `base:` runs another checkout's bench/target.js (SIZE_AB_BASE, a directory holding bench/,
 // dist/, proto/ and node_modules/): the build before a change, in the same time window.
@@ -105,7 +106,7 @@ try {
     let proc;
     if (k === 'limit' || k === 'limit2' || k === 'limitw') {
       // limitw: the limit with the Check path's connection window (BENCH_LIMIT_WINDOW), a yardstick only.
-      const env = { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer), BENCH_LIMIT_WINDOW: k === 'limitw' ? String(256 * 1024) : '0' };
+      const env = { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer), BENCH_LIMIT_WINDOW: k === 'limitw' ? String(256 * 1024) : '0', BENCH_LIMIT_STREAM_TABLE: k === 'limitw' ? '1' : '0' };
       const c = spawn(k, path.join(here, 'target.js'), 'floor-h2', env);
       proc = { name: k, child: c, info: await c.ready };
     } else proc = await tgProc(k.includes(':') ? k.slice(0, k.indexOf(':')) : 'own');
@@ -120,6 +121,10 @@ try {
       for (let i = 0; i < targets.length; i++) {
         const t = targets[(i + r) % targets.length];
         const init = t.init(size);
+        // SIZE_AB_FULL_GC=1: a full GC before each window, as bench/run.js and tail.js do. A
+        // full GC under load is what put node:http2's stream Map in the state that promoted
+        // every stream (bench/FINDINGS.md, "What the promoted kilobyte was").
+        if (process.env.SIZE_AB_FULL_GC === '1') await t.proc.child.call('memory');
         const run = lg.call('closed', { key: t.key, init, concurrency: 64, durationMs: 250 + windowMs + 150 });
         await sleep(250);
         const s0 = await t.proc.child.call('stats');

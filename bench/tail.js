@@ -13,6 +13,8 @@
 //   TAIL_CONCURRENCY=n  closed loop (n in flight) instead: CPU and bytes per Check, no latency
 //   TAIL_ALLOC=1         with TAIL_CONCURRENCY: bytes per Check by V8's sampling heap profiler
 //   TAIL_ALLOC_SITES=1   …and the top allocating functions
+//   TAIL_ALLOC_SURVIVORS=1  …counting only objects that survived the young generation (promoted)
+//   TAIL_NO_FULL_GC=1    with TAIL_CONCURRENCY: no forced full GC before each round
 //   TAIL_TRACE_GC=1      servers run with --trace-gc-nvp: bytes allocated and promoted per Check
 //   TAIL_OUT=file.json   raw per-round figures
 import fs from 'node:fs';
@@ -93,12 +95,13 @@ function overlaps(pauses, from, to) {
  * server's own (under an overloaded open loop every call in flight survives scavenges).
  */
 async function closedRound(lg, t, concurrency) {
-  await t.child.call('memory');
+  // TAIL_NO_FULL_GC=1: no forced full GC before the round (see FINDINGS, "h2-promote").
+  if (process.env.TAIL_NO_FULL_GC !== '1') await t.child.call('memory');
   const init = { size: SIZE, contextExtensions: { provider: providerName(0) } };
   const run = lg.call('closed', { key: t.name, init, concurrency, durationMs: WARMUP_MS + WINDOW_MS });
   await sleep(WARMUP_MS);
   const alloc = process.env.TAIL_ALLOC === '1';
-  if (alloc) await t.child.call('allocStart', { interval: 256 });
+  if (alloc) await t.child.call('allocStart', { interval: 256, survivors: process.env.TAIL_ALLOC_SURVIVORS === '1' });
   const [a, ga] = [await t.child.call('stats'), { ...t.gcBytes }];
   await sleep(Math.max(200, WINDOW_MS - 300));
   const [b, gb] = [await t.child.call('stats'), { ...t.gcBytes }];

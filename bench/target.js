@@ -18,6 +18,7 @@ import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks
 import v8 from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
+import { installStreamTable } from '../dist/server/h2/stream-table.js';
 import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
@@ -165,8 +166,13 @@ async function startH2Floor() {
   // 8 KB is not counted as tokengate beating the platform. BENCH_LIMIT_WINDOW=0 keeps nghttp2's
   // 65,535 bytes (size-ab.js `limit`, to see the stalls themselves).
   const window = Number(process.env.BENCH_LIMIT_WINDOW ?? 256 * 1024);
+  // Likewise the stream table tokengate's Check path gives its connections (node:http2's Map of
+  // open streams chains them into the old generation after a full GC under load: FINDINGS, "What
+  // the promoted kilobyte was"). BENCH_LIMIT_STREAM_TABLE=0 keeps node's Map.
+  const streamTable = process.env.BENCH_LIMIT_STREAM_TABLE !== '0';
   server.on('session', (s) => {
     if (window > 0) s.setLocalWindowSize(window);
+    if (streamTable) installStreamTable(s);
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
@@ -247,10 +253,12 @@ class AllocationSampler {
   post(method, params = {}) {
     return new Promise((resolve, reject) => this.session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
   }
-  async start(interval) {
+  async start(interval, survivors = false) {
     this.session = new Session();
     this.session.connect();
-    await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    // survivors: drop the samples a scavenge collects, so what is left is what survived the
+    // young generation (promoted, then collected by a mark-compact, or still live).
+    await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors });
     return {};
   }
   async stop() {
@@ -293,7 +301,7 @@ try {
     },
     watch: () => watch.start(),
     watched: () => watch.stop(),
-    allocStart: ({ interval = 256 }) => allocations.start(interval),
+    allocStart: ({ interval = 256, survivors = false }) => allocations.start(interval, survivors),
     allocStop: () => allocations.stop(),
     stop: () => t.stop(),
   });

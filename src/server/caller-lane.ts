@@ -42,14 +42,14 @@ export class CallerLane {
     const e = this.provider.lookup(headerValue, now);
     if (e === undefined || e.stale) return undefined;
     this.hitCell.value++;
-    // The entry keeps the answer as plain bytes (the token layer knows nothing of gRPC framing);
-    // only this lane ever sets it, always framed.
-    let buf = e.answer as FramedAnswer | undefined;
-    if (buf === undefined) {
-      buf = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove));
-      e.answer = buf;
+    // The entry keeps the framed answer's bytes as a Latin-1 string (CallerEntry.answer says why);
+    // each hit copies them into a short-lived buffer, a few hundred bytes.
+    let bytes = e.answer;
+    if (bytes === undefined) {
+      bytes = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove)).toString('latin1');
+      e.answer = bytes;
     }
-    return buf;
+    return Buffer.from(bytes, 'latin1') as FramedAnswer;
   }
 
   /** Every outcome of the slow path as the contract's answer. */
@@ -72,7 +72,7 @@ export class CallerLane {
 
   private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | FramedAnswer {
     this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
-    if (source === 'cache' && e.answer) return e.answer as FramedAnswer;
+    if (source === 'cache' && e.answer !== undefined) return Buffer.from(e.answer, 'latin1') as FramedAnswer;
     return okWithToken(this.provider.name, injected(e, this.config.inject.format), source, this.config.inject, e.subject, this.alsoRemove);
   }
 }

@@ -12,18 +12,25 @@ export type FramedAnswer = Buffer & { readonly [framed]: true };
 
 const PREFIX_BYTES = 5;
 
-/** The gRPC message framing of `message` (uncompressed), in a new buffer. */
+/** The gRPC message framing of `message` (uncompressed), in a new buffer (from Node's pool: it is written and dropped). */
 export function frameMessage(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
+  return frameInto(Buffer.allocUnsafe(PREFIX_BYTES + message.length), message);
+}
+
+function frameInto(out: Buffer, message: Buffer): Buffer {
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);
   message.copy(out, PREFIX_BYTES);
   return out;
 }
 
-/** Frames an encoded answer that will be kept and reused. */
+/**
+ * Frames an encoded answer that will be kept and reused, in memory of its own: a kept slice of
+ * Node's shared 8 KB pool would pin the whole chunk, and whatever short-lived buffers shared it,
+ * for as long as the answer lives (100 000 cached callers' answers held ~3× their size in malloc).
+ */
 export function framedAnswer(message: Buffer): FramedAnswer {
-  return frameMessage(message) as FramedAnswer;
+  return frameInto(Buffer.allocUnsafeSlow(PREFIX_BYTES + message.length), message) as FramedAnswer;
 }
 
 /** The message inside a framed answer (a view, no copy). */

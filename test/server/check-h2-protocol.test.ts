@@ -109,6 +109,11 @@ routes:
     expect(t.app.checkDispatch!.taken).toBe(before + 1);
   });
 
+  it('keeps each connection\'s open streams out of a Map (the promoted kilobyte, stream-table.ts)', () => {
+    // The session above has served Checks; a Map here chains every stream into old space after a full GC.
+    expect(t.app.checkDispatch!.streamTables).toBeGreaterThan(0);
+  });
+
   it('reads a message split over many DATA frames, prefix included', async () => {
     const f = frame(checkBytes({ authority: 'api.example.com' }));
     const r = await call(session, [...f].map((b) => Buffer.from([b])));

@@ -11,6 +11,7 @@
 // max-connection-idle timer.
 import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
+import { installStreamTable } from './stream-table.js';
 
 /** Takes a stream (true) or leaves it to grpc-js (false), from its headers. */
 export type StreamTaker = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
@@ -59,6 +60,8 @@ export class StreamDispatch {
   private wired = 0;
   /** Streams our takers served (tests read it to prove the dispatch is in place). */
   taken = 0;
+  /** Sessions whose stream Map was replaced by a StreamTable (stream-table.ts says why). */
+  streamTables = 0;
 
   constructor(server: grpc.Server) {
     const create = base.createHttp2Server;
@@ -85,7 +88,10 @@ export class StreamDispatch {
     if (listeners.length !== 1) throw new StreamDispatchError(`grpc-js attached ${listeners.length} stream listeners, expected 1: its internals moved`);
     const grpcJs = listeners[0]!;
     h2.removeAllListeners('stream');
-    h2.on('session', widenConnectionWindow);
+    h2.on('session', (session: Http2Session) => {
+      widenConnectionWindow(session);
+      if (installStreamTable(session)) this.streamTables++;
+    });
     const takers = this.takers;
     h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       const taker = takers.get(headers[':path'] as string);
