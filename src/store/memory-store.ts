@@ -22,9 +22,11 @@ export class MemoryStore implements TokenStore {
     return r;
   }
 
-  async write(key: string, record: TokenRecord): Promise<boolean> {
+  async write(key: string, record: TokenRecord, supersedes?: string): Promise<boolean> {
     const current = this.records.get(key);
-    if (current && current.expiresAt > this.now() && current.expiresAt >= record.expiresAt && current.tokenId !== record.tokenId) return false;
+    // Fenced on when the token was obtained, not on expiry (see the Redis store's WRITE).
+    if (current && current.expiresAt > this.now() && current.obtainedAt >= record.obtainedAt
+      && current.tokenId !== record.tokenId && current.tokenId !== supersedes) return false;
     this.records.set(key, record);
     this.claims.delete(key);
     return true;

@@ -26,17 +26,29 @@ const RECONNECT_MAX_MS = 1_000;
 
 // All scripts take exactly one key (the token record or the lock): Cluster-safe by construction.
 // Record layout (a hash): v = sealed record, exp = hard expiry (ms), tid = token id,
-// rt = 1 when it carries a refresh token, inv = 1 once invalidated, claim = refresh claim owner.
+// at = when the token was obtained (ms, TokenRecord.obtainedAt), rt = 1 when it carries a
+// refresh token, inv = 1 once invalidated, claim = refresh claim owner.
 
-/** Fenced write: only over nothing, an expired record, an earlier expiry or the same token. */
+/**
+ * Fenced write: over nothing, a dead record, the same token, the record the writer refreshed
+ * from (ARGV[8], its token id) or a live record obtained before this one. Fenced on when the
+ * token was obtained, not when it expires: an IdP that shortens lifetimes issues a newer token
+ * that expires before the stored one, and it must replace it. A record written by an earlier
+ * version has no `at`: for it the old rule (a later expiry) still decides (rolling upgrades).
+ */
 const WRITE = `
-local cur = redis.call('HMGET', KEYS[1], 'exp', 'tid')
+local cur = redis.call('HMGET', KEYS[1], 'exp', 'tid', 'at')
 local curExp = tonumber(cur[1])
-if curExp and cur[2] ~= ARGV[2] and curExp > tonumber(ARGV[5]) and curExp >= tonumber(ARGV[1]) then
-  return 0
+if curExp and cur[2] ~= ARGV[2] and cur[2] ~= ARGV[8] and curExp > tonumber(ARGV[5]) then
+  local curAt = tonumber(cur[3])
+  if curAt then
+    if curAt >= tonumber(ARGV[7]) then return 0 end
+  elseif curExp >= tonumber(ARGV[1]) then
+    return 0
+  end
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[3], 'exp', ARGV[1], 'tid', ARGV[2], 'rt', ARGV[6])
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'exp', ARGV[1], 'tid', ARGV[2], 'rt', ARGV[6], 'at', ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
 
@@ -392,11 +404,12 @@ export class RedisStore implements TokenStore {
     return inv ? { ...record, expiresAt: 0 } : record;
   }
 
-  async write(key: string, record: TokenRecord): Promise<boolean> {
+  async write(key: string, record: TokenRecord, supersedes?: string): Promise<boolean> {
     const now = this.now();
     const sealed = this.cipher.seal(JSON.stringify(record), key);
     const written = await SCRIPTS.write.run(this.commands, key, [
       String(record.expiresAt), record.tokenId, sealed, recordTtlMs(record, now), String(now), record.refreshToken === undefined && record.spentRefreshId === undefined ? '0' : '1',
+      String(record.obtainedAt), supersedes ?? '',
     ]);
     // A (rotated) refresh token only on the master is lost if the master dies before it
     // replicates: a promoted replica would hand out the spent one. Wait for a replica first.

@@ -75,11 +75,15 @@ export interface TokenStore {
   readonly shared: boolean;
   read(key: string): Promise<TokenRecord | undefined>;
   /**
-   * Fenced write: stores the record only if nothing is stored or the stored record expires
-   * earlier, so a paused former lock holder cannot overwrite a newer token. Returns whether
-   * it was written.
+   * Fenced write: stores the record unless a live record of another token, obtained at or after
+   * this one (`obtainedAt`), is stored, so a paused former lock holder cannot overwrite a newer
+   * token, while a newer token that expires sooner (an IdP shortening lifetimes) still replaces
+   * an older one. `supersedes`: the token id of the record the writer read before fetching; if
+   * that record is still the stored one, the write goes through whatever the rule says (nothing
+   * was written since, so this one is newer). Redis records written by an earlier version carry
+   * no obtained time: for them a later expiry decides, as it did. Returns whether it was written.
    */
-  write(key: string, record: TokenRecord): Promise<boolean>;
+  write(key: string, record: TokenRecord, supersedes?: string): Promise<boolean>;
   /**
    * Drops the access token if the record still holds `tokenId`. A refresh token in the record
    * stays (read returns it with `expiresAt` 0): presenting an older one would revoke the grant.

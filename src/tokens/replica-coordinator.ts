@@ -233,13 +233,15 @@ export class ReplicaCoordinator {
         throw err;
       }
       // Written before the lock is released: the next holder must see the rotated refresh token.
-      let written = await this.storeOp('write', () => store.write(this.storeKey, rec));
-      if (!written.ok && rec.refreshToken) written = await this.storeOp('write', () => store.write(this.storeKey, rec));
-      if (written.ok) {
-        if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
-        await this.publishUpdate(rec);
-      } else if (this.grant.source.rotates) {
-        (this.heir ?? this).persistLater(rec);
+      // The record read under the lock is the one this token supersedes (nothing newer existed).
+      const supersedes = again.value?.tokenId;
+      if (this.grant.source.rotates) {
+        await this.storeRotated(rec, supersedes);
+      } else {
+        let written = await this.storeOp('write', () => store.write(this.storeKey, rec, supersedes));
+        if (!written.ok && rec.refreshToken) written = await this.storeOp('write', () => store.write(this.storeKey, rec, supersedes));
+        // Refused (fenced): the store holds a newer token, announced by its writer.
+        if (written.ok && written.value) await this.publishUpdate(rec);
       }
       return this.adopt(rec, 'fetched');
     } finally {
@@ -248,6 +250,46 @@ export class ReplicaCoordinator {
       // It lapsed before we were done (renewals late or failing), unless already counted lost.
       if (released.ok && released.value === false && !lost) lockOutcome(this.deps.metrics, this.name, 'expired');
     }
+  }
+
+  /**
+   * Stores a rotated refresh token's record (the previous refresh token is spent now). A fenced
+   * refusal is not "written": see `settleRotated`. A store that does not answer: `persistLater`.
+   */
+  private async storeRotated(rec: TokenRecord, supersedes: string | undefined): Promise<void> {
+    let outcome = await this.storeOp('write', () => this.settleRotated(rec, supersedes));
+    if (!outcome.ok) outcome = await this.storeOp('write', () => this.settleRotated(rec, supersedes));
+    if (!outcome.ok) {
+      (this.heir ?? this).persistLater(rec);
+      return;
+    }
+    if (this.unsaved && this.unsaved.obtainedAt <= rec.obtainedAt) this.unsaved = undefined;
+    if (outcome.value === 'written') {
+      await this.publishUpdate(rec);
+      return;
+    }
+    this.deps.logger.warn('rotated refresh token not stored: the shared store holds one obtained at or after it', { provider: this.name, token_id: rec.tokenId });
+  }
+
+  /**
+   * Writes a rotated record until it is stored or a newer one is: 'written', or 'newer' when
+   * the store holds a record obtained at or after this one that carries a refresh token (that
+   * one is the newest, its writer announced it). Any other record that fenced it out is older
+   * (written by an earlier version, whose fence is on expiry, or behind a lock we lost), and
+   * this one replaces it, named as the record it supersedes: the newest refresh token is never
+   * dropped for an older one. Store errors are thrown (the caller counts them and retries).
+   */
+  private async settleRotated(rec: TokenRecord, supersedes: string | undefined): Promise<'written' | 'newer'> {
+    const store = this.deps.store;
+    let over = supersedes;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (await store.write(this.storeKey, rec, over)) return 'written';
+      fencedWrite(this.deps.metrics, this.name);
+      const current = await store.read(this.storeKey);
+      if (current?.refreshToken !== undefined && current.obtainedAt >= rec.obtainedAt) return 'newer';
+      over = current?.tokenId;
+    }
+    throw new TokenError('ERR_STORE_UNAVAILABLE', 'the shared store kept refusing a rotated refresh token over older records', { provider: this.name });
   }
 
   /**
@@ -346,7 +388,8 @@ export class ReplicaCoordinator {
     // No record yet (the configured token's first use): a record that holds only the mark.
     const rec: TokenRecord = base
       ? { ...base, spentRefreshId: id, spentPresentedAt: presentedAt }
-      : { accessToken: '', tokenType: 'Bearer', tokenId: `spent-${id}`, obtainedAt: presentedAt, expiresAt: 0, lifetimeMs: 0, spentRefreshId: id, spentPresentedAt: presentedAt };
+      // obtainedAt 0: it holds no token, so the fenced write never puts it over a live record.
+      : { accessToken: '', tokenType: 'Bearer', tokenId: `spent-${id}`, obtainedAt: 0, expiresAt: 0, lifetimeMs: 0, spentRefreshId: id, spentPresentedAt: presentedAt };
     const store = this.deps.store;
     const written = await this.storeOp('write', () => store.write(this.storeKey, rec));
     const inWindow = this.deps.clock.now() < presentedAt + this.reuseInterval;
@@ -404,7 +447,7 @@ export class ReplicaCoordinator {
       if (this.unsaved !== rec || this.quiesced) return;
       let replaced: boolean;
       try {
-        replaced = await this.deps.store.write(this.storeKey, rec);
+        replaced = (await this.settleRotated(rec, undefined)) === 'written';
       } catch {
         // Counted, not logged: the outage was logged once already.
         this.deps.metrics.storeErrors.inc({ op: 'write' });
@@ -412,7 +455,7 @@ export class ReplicaCoordinator {
         return;
       }
       if (this.unsaved !== rec) return;
-      if (!replaced) fencedWrite(this.deps.metrics, this.name);
+      // Not replaced: the store holds a newer refresh token (settleRotated), which is the one to keep.
       this.unsaved = undefined;
       this.deps.logger.info('rotated refresh token stored', { provider: this.name, token_id: rec.tokenId, replaced });
       if (replaced) await this.publishUpdate(rec);
@@ -443,7 +486,9 @@ export class ReplicaCoordinator {
     const c = this.slot.peek();
     if (c?.tokenId === rec.tokenId) return false;
     if (now >= refreshDueAt(rec, this.grant.config.refresh)) return false;
-    return c === undefined || rec.expiresAt > c.expiresAt || now >= c.expiresAt;
+    // Newer means obtained later, not expiring later: an IdP that shortens lifetimes issues a
+    // newer token that expires before ours (the store's fence is on obtainedAt for the same reason).
+    return c === undefined || rec.obtainedAt > c.record.obtainedAt || now >= c.expiresAt;
   }
 
   // ---- the shared store --------------------------------------------------------------------

@@ -13,9 +13,8 @@ const CHECKS_PER_REPLICA = 300;
 // less of it left. At load 11-16, the cold fetch (1 s at the IdP, while three replicas start
 // and 900 Checks arrive) took 3-4 s end to end, steady-state fetches up to 2 s: 6 s tokens
 // (window at 2.4-2.7 s) and 10 s tokens (4.0-4.5 s) arrived due and were refreshed at once
-// by the next replica, as the rules say. One lifetime for all tokens: the store's fenced write
-// refuses a token that expires before the stored one, so an IdP shortening lifetimes mid-test
-// (a 30 s cold token, then 10 s ones) had every replica refresh on its own.
+// by the next replica, as the rules say. An IdP shortening lifetimes mid-run (a 30 s token,
+// then 10 s ones) is test/replicas/shortened-lifetime.test.ts.
 const TOKEN_TTL_S = 20;
 /** No two refreshes of one token chain can start closer than this (see TOKEN_TTL_S). */
 const MIN_CYCLE_MS = 8_000;

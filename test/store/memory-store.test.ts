@@ -18,11 +18,33 @@ describe('MemoryStore', () => {
   it('fenced write and compare-and-delete', async () => {
     const s = new MemoryStore();
     const now = Date.now();
-    const first = record({ expiresAt: now + 30_000 });
+    const first = record({ obtainedAt: now, expiresAt: now + 30_000 });
     expect(await s.write('k', first)).toBe(true);
-    expect(await s.write('k', record({ expiresAt: now + 20_000 }))).toBe(false);
-    expect(await s.write('k', record({ expiresAt: now + 40_000 }))).toBe(true);
+    expect(await s.write('k', record({ obtainedAt: now - 10_000, expiresAt: now + 20_000 }))).toBe(false);
+    expect(await s.write('k', record({ obtainedAt: now + 10_000, expiresAt: now + 40_000 }))).toBe(true);
     expect(await s.remove('k', first.tokenId)).toBe(false);
+  });
+
+  it('fenced write on a shortened lifetime: a newer token that expires sooner replaces a live older one', async () => {
+    const s = new MemoryStore();
+    const now = Date.now();
+    expect(await s.write('k', record({ obtainedAt: now - 25_000, expiresAt: now + 5_000, refreshToken: 'rt-1' }))).toBe(true);
+    const short = record({ obtainedAt: now, expiresAt: now + 1_000, lifetimeMs: 10_000, refreshToken: 'rt-2' });
+    expect(await s.write('k', short)).toBe(true);
+    expect(await s.read('k')).toEqual(short);
+  });
+
+  it('fenced write on a shortened lifetime: a late writer of an older token with a later expiry is still refused', async () => {
+    const s = new MemoryStore();
+    const now = Date.now();
+    const newer = record({ obtainedAt: now, expiresAt: now + 10_000 });
+    expect(await s.write('k', newer)).toBe(true);
+    expect(await s.write('k', record({ obtainedAt: now - 25_000, expiresAt: now + 35_000 }))).toBe(false);
+    expect(await s.write('k', record({ obtainedAt: now - 25_000, expiresAt: now + 35_000 }), 'not-stored')).toBe(false);
+    expect((await s.read('k'))?.tokenId).toBe(newer.tokenId);
+    // The record the writer refreshed from: replaced (nothing was written since it read it).
+    const next = record({ obtainedAt: now - 1, expiresAt: now + 1_000 });
+    expect(await s.write('k', next, newer.tokenId)).toBe(true);
   });
 
   it('remove keeps the refresh token of the record (read back as expired)', async () => {

@@ -41,7 +41,7 @@ describe.skipIf(!(await redisAvailable()))('RedisStore', () => {
     expect(await a.write(key, rec)).toBe(true);
     expect(await b.read(key)).toEqual(rec);
     const hash = await raw.hgetallBuffer(key);
-    expect(Object.keys(hash).sort()).toEqual(['exp', 'rt', 'tid', 'v']);
+    expect(Object.keys(hash).sort()).toEqual(['at', 'exp', 'rt', 'tid', 'v']);
     expect(hash.exp!.toString()).toBe(String(rec.expiresAt));
     expect(hash.tid!.toString()).toBe(rec.tokenId);
     const all = Buffer.concat(Object.values(hash));
@@ -61,12 +61,12 @@ describe.skipIf(!(await redisAvailable()))('RedisStore', () => {
     await raw.del(key);
   });
 
-  it('fenced write: only a later expiry (or the same token) replaces the stored record', async () => {
+  it('fenced write: only a later obtained token (or the same token) replaces the stored record', async () => {
     const now = Date.now();
-    const first = record({ expiresAt: now + 30_000 });
-    const older = record({ expiresAt: now + 20_000 });
-    const same = record({ expiresAt: now + 30_000 });
-    const newer = record({ expiresAt: now + 40_000 });
+    const first = record({ obtainedAt: now, expiresAt: now + 30_000 });
+    const older = record({ obtainedAt: now - 10_000, expiresAt: now + 20_000 });
+    const same = record({ obtainedAt: now, expiresAt: now + 30_000 });
+    const newer = record({ obtainedAt: now + 10_000, expiresAt: now + 40_000 });
     expect(await a.write(key, first)).toBe(true);
     expect(await b.write(key, older)).toBe(false); // a paused former holder
     expect(await b.write(key, same)).toBe(false); // equal expiry, other token
@@ -74,6 +74,55 @@ describe.skipIf(!(await redisAvailable()))('RedisStore', () => {
     expect(await a.write(key, { ...first })).toBe(true); // same token: rewrite allowed
     expect(await b.write(key, newer)).toBe(true);
     expect((await a.read(key))?.tokenId).toBe(newer.tokenId);
+    await raw.del(key);
+  });
+
+  it('fenced write on a shortened lifetime: a newer token that expires sooner replaces a live older one', async () => {
+    const now = Date.now();
+    const long = record({ obtainedAt: now - 25_000, expiresAt: now + 5_000, lifetimeMs: 30_000, refreshToken: 'rt-1' });
+    const short = record({ obtainedAt: now, expiresAt: now + 1_000, lifetimeMs: 10_000, refreshToken: 'rt-2' });
+    expect(await a.write(key, long)).toBe(true);
+    expect(await b.write(key, short)).toBe(true);
+    expect(await a.read(key)).toEqual(short);
+    expect((await raw.hget(key, 'at'))).toBe(String(short.obtainedAt));
+    await raw.del(key);
+  });
+
+  it('fenced write on a shortened lifetime: a late writer of an older token with a later expiry is still refused', async () => {
+    const now = Date.now();
+    const newer = record({ obtainedAt: now, expiresAt: now + 10_000, lifetimeMs: 10_000 });
+    const late = record({ obtainedAt: now - 25_000, expiresAt: now + 5_000 + 30_000, lifetimeMs: 60_000 });
+    expect(await a.write(key, newer)).toBe(true);
+    expect(await b.write(key, late)).toBe(false);
+    expect(await b.write(key, record({ obtainedAt: now, expiresAt: now + 60_000 }))).toBe(false); // obtained at the same ms
+    expect((await a.read(key))?.tokenId).toBe(newer.tokenId);
+    await raw.del(key);
+  });
+
+  it('fenced write on a shortened lifetime: a record of an earlier version (no `at`) keeps the expiry rule', async () => {
+    const now = Date.now();
+    const legacy = record({ obtainedAt: now - 25_000, expiresAt: now + 5_000 });
+    expect(await a.write(key, legacy)).toBe(true);
+    await raw.hdel(key, 'at'); // as an earlier version wrote it
+    expect(await b.write(key, record({ obtainedAt: now, expiresAt: now + 1_000 }))).toBe(false);
+    expect((await a.read(key))?.tokenId).toBe(legacy.tokenId);
+    const later = record({ obtainedAt: now, expiresAt: now + 10_000 });
+    expect(await b.write(key, later)).toBe(true);
+    expect((await a.read(key))?.tokenId).toBe(later.tokenId);
+    await raw.del(key);
+  });
+
+  it('fenced write on a shortened lifetime: the record the writer refreshed from is replaced whatever the rule', async () => {
+    const now = Date.now();
+    const legacy = record({ obtainedAt: now - 25_000, expiresAt: now + 5_000, refreshToken: 'rt-1' });
+    expect(await a.write(key, legacy)).toBe(true);
+    await raw.hdel(key, 'at');
+    const rotated = record({ obtainedAt: now, expiresAt: now + 1_000, refreshToken: 'rt-2' });
+    expect(await b.write(key, rotated, 'someone-else')).toBe(false);
+    expect(await b.write(key, rotated, legacy.tokenId)).toBe(true);
+    expect(await a.read(key)).toEqual(rotated);
+    // Not a way around the fence: once another token is stored, naming the old one changes nothing.
+    expect(await a.write(key, record({ obtainedAt: now - 30_000, expiresAt: now + 60_000 }), legacy.tokenId)).toBe(false);
     await raw.del(key);
   });
 

@@ -42,7 +42,7 @@ async function exercise(a: TokenStore, b: TokenStore, prefix: string): Promise<v
     const rec = record({ refreshToken: `rt-${provider}` });
     expect(await a.write(key, rec)).toBe(true);
     expect(await b.read(key)).toEqual(rec);
-    expect(await b.write(key, record({ expiresAt: rec.expiresAt - 1 }))).toBe(false);
+    expect(await b.write(key, record({ obtainedAt: rec.obtainedAt - 1, expiresAt: rec.expiresAt + 1 }))).toBe(false);
     const lock = await a.tryLock(lockKeyFor(key), 2_000);
     expect(lock).toBeDefined();
     expect(await b.tryLock(lockKeyFor(key), 2_000)).toBeUndefined();

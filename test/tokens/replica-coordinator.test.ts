@@ -243,6 +243,93 @@ providers:
     expect(idp.requests).toBe(1);
   });
 
+  it('fenced write on a shortened lifetime: a rotated refresh token replaces a record an earlier version wrote (no `at`) that expires later', async () => {
+    const key = newKey();
+    const store = await redisStore();
+    const r = new Replica(providerConfig(idp.tokenUrl, 'refresh_token'), store, key, clock, 'replica-new');
+    replicas.push(r);
+    const now = clock.now();
+    // An earlier version stored a 30 s token (hard expiry 28.5 s after its request), due now;
+    // its record has no `at`, so the store fences on expiry for it.
+    const legacy = record(clock, { accessToken: 'legacy-30s', refreshToken: 'rt-2', obtainedAt: now - 16_500, expiresAt: now + 12_000, lifetimeMs: 30_000 });
+    expect(await store.write(key, legacy)).toBe(true);
+    const { Redis } = await import('ioredis');
+    const raw = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    try {
+      await raw.hdel(key, 'at');
+    } finally {
+      raw.disconnect();
+    }
+    const other = new Replica(providerConfig(idp.tokenUrl, 'refresh_token'), await redisStore(), key, clock, 'replica-other');
+    replicas.push(other);
+    // The IdP now issues 10 s tokens: the rotated one expires before the stored one.
+    idp.answers({ token: 'short-10s', expiresIn: 10, refreshToken: 'rt-3' });
+    const entry = await r.coordinator.coordinate();
+    expect(entry.record.accessToken).toBe('short-10s');
+    expect(idp.seen.map((q) => q.body.get('refresh_token'))).toEqual(['rt-2']);
+    // Stored (claim cleared with it) and announced: the next lock holder presents rt-3.
+    const stored = await store.read(key);
+    expect(stored?.refreshToken).toBe('rt-3');
+    expect(await store.claimRefresh!(key, 'replica-other')).toBeUndefined();
+    await store.releaseRefreshClaim!(key, 'replica-other');
+    await until(() => other.slot.peek()?.record.accessToken === 'short-10s');
+    // Not even refused once: the write named the record it was refreshed from.
+    expect(r.metrics.fencedWrites.get({ provider: 'p' })).toBe(0);
+  });
+
+  /** `store`, with `intruder` written (by "another replica") right before the first write. */
+  function racing(store: TokenStore, key: string, intruder: TokenRecord, legacy: boolean): TokenStore {
+    let raced = false;
+    const wrapper = Object.create(store) as TokenStore;
+    wrapper.write = async (k, rec, supersedes) => {
+      if (!raced) {
+        raced = true;
+        expect(await store.write(key, intruder)).toBe(true);
+        if (legacy) {
+          const { Redis } = await import('ioredis');
+          const raw = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+          await raw.hdel(key, 'at').finally(() => raw.disconnect());
+        }
+      }
+      return store.write(k, rec, supersedes);
+    };
+    return wrapper;
+  }
+
+  it('fenced write on a shortened lifetime: a rotated refresh token refused by an older record (earlier version, later expiry) replaces it', async () => {
+    const key = newKey();
+    const now = clock.now();
+    // Written behind a lock we lost, by an earlier version: obtained before ours, expires after it.
+    const older = record(clock, { accessToken: 'older-30s', refreshToken: 'rt-older', obtainedAt: now - 16_500, expiresAt: now + 12_000, lifetimeMs: 30_000 });
+    const store = racing(await redisStore(), key, older, true);
+    const r = new Replica(providerConfig(idp.tokenUrl, 'refresh_token'), store, key, clock, 'replica-new');
+    replicas.push(r);
+    idp.answers({ token: 'short-10s', expiresIn: 10, refreshToken: 'rt-3' });
+    const entry = await r.coordinator.coordinate();
+    expect(entry.record.accessToken).toBe('short-10s');
+    expect((await store.read(key))?.refreshToken).toBe('rt-3');
+    expect(r.metrics.fencedWrites.get({ provider: 'p' })).toBe(1);
+    await until(() => r.events.some((e) => e.kind === 'updated' && e.token_id === entry.tokenId));
+  });
+
+  it('fenced write on a shortened lifetime: a rotated refresh token refused by a record obtained after it is not "written": not announced, not retried', async () => {
+    const key = newKey();
+    const now = clock.now();
+    const newer = record(clock, { accessToken: 'newer', refreshToken: 'rt-newer', obtainedAt: now + 1, expiresAt: now + 9_000, lifetimeMs: 10_000 });
+    const store = racing(await redisStore(), key, newer, false);
+    const r = new Replica(providerConfig(idp.tokenUrl, 'refresh_token'), store, key, clock, 'replica-new');
+    replicas.push(r);
+    idp.answers({ token: 'short-10s', expiresIn: 10, refreshToken: 'rt-3' });
+    const entry = await r.coordinator.coordinate();
+    expect(entry.record.accessToken).toBe('short-10s');
+    expect(r.metrics.fencedWrites.get({ provider: 'p' })).toBe(1);
+    clock.advance(2_000);
+    await settle();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await store.read(key))?.refreshToken).toBe('rt-newer');
+    expect(r.events.filter((e) => e.token_id === entry.tokenId)).toEqual([]);
+  });
+
   it("another replica's token arrives by event, and an invalidation reaches every slot", async () => {
     const key = newKey();
     const [a, b] = await replicasOn(key, 2);
