@@ -6,6 +6,7 @@
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
 //   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3;
 //                          BENCH_SIZE_LAT_ROUNDS / BENCH_SIZE_LAT_WINDOW_MS for the fixed rates, default 1 × 1000 ms)
+//   BENCH_SCENARIO=scale   the 1 / 100 / 10,000-provider stage only, as in the full run
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
@@ -26,7 +27,7 @@ import { routeMatchCost } from './route-match.js';
 import { latencySummary, median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const scenario = process.env.BENCH_SCENARIO === 'smoke' ? 'smoke' : process.env.BENCH_SCENARIO === 'sizes' ? 'sizes' : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
+const scenario = ['smoke', 'sizes', 'scale'].includes(process.env.BENCH_SCENARIO ?? '') ? process.env.BENCH_SCENARIO : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
 const outDir = path.resolve(process.env.BENCH_OUT ?? here);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
@@ -35,6 +36,8 @@ const PLAN = {
   full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatRounds: 3, sizeLatWindowMs: 1000, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatRounds: 1, sizeLatWindowMs: 800, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
   sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: Number(process.env.BENCH_SIZE_LAT_ROUNDS ?? 1), sizeLatWindowMs: Number(process.env.BENCH_SIZE_LAT_WINDOW_MS ?? 1000), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
+  // The 1 / 100 / 10,000-provider stage alone, as in the full run (RSS and throughput questions).
+  scale: { scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
@@ -593,7 +596,9 @@ async function main() {
   log(`scenario ${scenario}: ${results.meta.cores} cores, Node ${process.version}; output in ${outDir}`);
   const lg = child('loadgen', 'loadgen.js', { execArgv: ['--expose-gc'] });
   await lg.ready;
-  if (scenario === 'sizes') {
+  if (scenario === 'scale') {
+    await scalePhase(lg, results);
+  } else if (scenario === 'sizes') {
     const floorAnswer = await sizesPhase(lg, results);
     if (process.env.BENCH_PROFILE !== '0') await profilePhase(lg, floorAnswer, results);
   } else {
