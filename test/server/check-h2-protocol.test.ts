@@ -7,7 +7,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeGrpcMessage } from '../../src/server/h2/grpc-status.js';
 import { grpcTimeoutMs } from '../../src/server/h2/grpc-timeout.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { startTestApp, staticTokenApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { ccSource } from '../support/world.js';
 import { decodeCheckResponse, encodeCheckRequest } from '../security/support/raw-check.js';
@@ -194,16 +194,7 @@ routes:
 
 /** An app whose one provider is a static token, routed by `api.example.com`. */
 function fixedTokenApp(listen: string, extra = ''): Promise<TestApp> {
-  return startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off", ${listen} }
-${extra}
-providers:
-  fixed:
-    source: { type: static, token: ${TOKEN} }
-routes:
-  - match: { authority: api.example.com }
-    provider: fixed
-`);
+  return staticTokenApp(TOKEN, listen, extra);
 }
 
 describe('Check on node:http2: max connection idle', () => {

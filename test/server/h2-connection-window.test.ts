@@ -4,7 +4,7 @@
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONNECTION_WINDOW_BYTES } from '../../src/server/h2/stream-dispatch.js';
-import { startTestApp, type TestApp } from '../support/app.js';
+import { staticTokenApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { decodeCheckResponse, encodeCheckRequest } from '../security/support/raw-check.js';
 
@@ -37,15 +37,7 @@ async function roundTrip(s: http2.ClientHttp2Session): Promise<void> {
 }
 
 function app(checkServer: string): Promise<TestApp> {
-  return startTestApp(`
-listen: { grpc: 127.0.0.1:0, admin: "off", checkServer: ${checkServer} }
-providers:
-  fixed:
-    source: { type: static, token: ${TOKEN} }
-routes:
-  - match: { authority: api.example.com }
-    provider: fixed
-`);
+  return staticTokenApp(TOKEN, `checkServer: ${checkServer}`);
 }
 
 describe('HTTP/2 connection window on the node:http2 Check path', () => {

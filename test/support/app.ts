@@ -59,3 +59,21 @@ export async function startTestApp(yaml: string, opts: TestAppOptions = {}): Pro
     },
   };
 }
+
+/**
+ * An app whose one provider, `fixed`, is a static token routed by the authority
+ * `api.example.com`: for protocol tests, where the token is beside the point. `listen` is added
+ * to the listen section (gRPC on port 0, admin off); `extra` is top-level YAML.
+ */
+export function staticTokenApp(token: string, listen = '', extra = ''): Promise<TestApp> {
+  return startTestApp(`
+listen: { grpc: 127.0.0.1:0, admin: "off"${listen ? `, ${listen}` : ''} }
+${extra}
+providers:
+  fixed:
+    source: { type: static, token: ${token} }
+routes:
+  - match: { authority: api.example.com }
+    provider: fixed
+`);
+}

@@ -7,12 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/clock.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/observability/metrics.js';
-import { createLogger, silentLogger } from '../../../src/observability/logger.js';
+import { createLogger, silentLogger, type Logger } from '../../../src/observability/logger.js';
 import { RetryAfterGate } from '../../../src/resilience/retry-after-gate.js';
 import type { HttpRequest, HttpResponse } from '../../../src/tokens/http/transport.js';
 import { PerCallerProvider } from '../../../src/tokens/per-caller/per-caller-provider.js';
 
-function provider(cache: string, opts: { clock?: ManualClock; refresh?: string; transport: (req: HttpRequest) => Promise<HttpResponse> }) {
+function provider(cache: string, opts: { clock?: ManualClock; refresh?: string; verify?: string; logger?: Logger; transport: (req: HttpRequest) => Promise<HttpResponse> }) {
   const config = parseConfig(`
 providers:
   p:
@@ -22,14 +22,14 @@ providers:
       clientId: gw
       clientSecret: s
       audience: https://api.example
-      subjectToken: { request: { header: authorization } }
+      subjectToken: { request: { header: authorization }${opts.verify ? `, verify: ${opts.verify}` : ''} }
     cache: { ${cache} }
     refresh: { ${opts.refresh ?? 'waitBudget: 5s'} }
     resilience: { retries: 0 }
 `, { env: {} }).providers.get('p')!;
   const metrics = new Metrics();
   const clock = opts.clock ?? new ManualClock(Date.now());
-  return { p: new PerCallerProvider(config, { clock, gate: new RetryAfterGate(), logger: silentLogger, metrics, transport: opts.transport }), metrics, clock };
+  return { p: new PerCallerProvider(config, { clock, gate: new RetryAfterGate(), logger: opts.logger ?? silentLogger, metrics, transport: opts.transport }), metrics, clock };
 }
 
 /** An IdP answering at once: the exchanged token names the subject it was issued for. */
@@ -152,24 +152,13 @@ describe('verify refusals before any signature check', () => {
     `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.c2ln`;
 
   it('a verify.issuer that differs from what the IdP writes (a trailing slash) says so in the log, at most once a minute per check', async () => {
-    const config = parseConfig(`
-providers:
-  p:
-    source:
-      type: token_exchange
-      tokenUrl: http://127.0.0.1:9/token
-      clientId: gw
-      clientSecret: s
-      audience: https://api.example
-      subjectToken:
-        request: { header: authorization }
-        verify: { issuer: "https://idp.example/", audience: gateway, jwksUri: "http://127.0.0.1:9/jwks", algorithms: [ES256] }
-    cache: { maxEntries: 10 }
-`, { env: {} }).providers.get('p')!;
     const lines: string[] = [];
     const clock = new ManualClock(Date.now());
     const idp = fastIdp();
-    const p = new PerCallerProvider(config, { clock, gate: new RetryAfterGate(), logger: createLogger({ level: 'info', sink: (l) => lines.push(l) }), metrics: new Metrics(), transport: idp.transport });
+    const { p } = provider('maxEntries: 10', {
+      clock, transport: idp.transport, logger: createLogger({ level: 'info', sink: (l) => lines.push(l) }),
+      verify: '{ issuer: "https://idp.example/", audience: gateway, jwksUri: "http://127.0.0.1:9/jwks", algorithms: [ES256] }',
+    });
     const exp = Math.floor(clock.now() / 1000) + 600;
     const caller = (n: number) => bearer(jwt({ alg: 'ES256', kid: 'k' }, { iss: 'https://idp.example', aud: 'gateway', sub: `u${n}`, exp }));
     const notices = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.check !== undefined);
