@@ -61,7 +61,7 @@ class Lane {
   private entry: CachedToken | undefined;
   private answers: Partial<Record<TokenServeSource, FramedAnswer>> = {};
 
-  constructor(readonly provider: TokenHandle, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => FramedAnswer) {}
+  constructor(readonly provider: TokenHandle, readonly config: ProviderConfig, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {}
 
   countUnavailable(): void {
     this.metrics.checks.cell(this.provider.name, 'denied', 'none').value++;
@@ -79,7 +79,7 @@ class Lane {
     }
     let buf = this.answers[source];
     if (buf === undefined) {
-      buf = this.encode(okWithToken(this.provider.name, entry, source, this.config.inject));
+      buf = framedAnswer(this.encode(okWithToken(this.provider.name, entry, source, this.config.inject)));
       this.answers[source] = buf;
     }
     (this.ok[source] ??= this.metrics.checks.cell(this.provider.name, 'ok', source)).value++;
@@ -101,8 +101,8 @@ export class AuthzService {
   private routes = new RouteTable([]);
   private defaults!: Config['defaults'];
   private logRequests = false;
-  /** Encodes an answer that is kept and reused (framed once: src/server/framed-answer.ts). */
-  private readonly encode: (v: CheckResponseObject) => FramedAnswer;
+  /** Encodes an answer; each lane keeps what it reuses framed (src/server/framed-answer.ts). */
+  private readonly encode: (v: CheckResponseObject) => Buffer;
   private readonly decode: (b: Buffer) => AnswerView;
   /** The full protobufjs decode of a CheckRequest: request logs only. */
   private readonly decodeRequest: (b: Buffer) => DecodedCheckRequest;
@@ -120,7 +120,7 @@ export class AuthzService {
     const base = authorizationServiceDefinition();
     const check = base.Check!;
     const encode = check.responseSerialize as (v: CheckResponseObject) => Buffer;
-    this.encode = (v) => framedAnswer(encode(v));
+    this.encode = encode;
     this.decode = check.responseDeserialize as (b: Buffer) => AnswerView;
     this.decodeRequest = check.requestDeserialize as (b: Buffer) => DecodedCheckRequest;
     // A pre-serialised answer passes straight through; anything else is encoded as usual.

@@ -12,7 +12,7 @@ import {
   deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
 } from './check-response.js';
 import { CheckRequestReader } from './check-request-reader.js';
-import type { FramedAnswer } from './framed-answer.js';
+import { answerFromLatin1, latin1Answer, type FramedAnswer } from './framed-answer.js';
 
 export class CallerLane {
   private readonly reader: CheckRequestReader;
@@ -21,7 +21,7 @@ export class CallerLane {
   private readonly alsoRemove: readonly string[];
   private readonly hitCell: CounterCell;
 
-  constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => FramedAnswer) {
+  constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
     this.header = provider.header;
     this.reader = new CheckRequestReader('provider', [this.header]);
     this.alsoRemove = provider.config.inject.header === this.header ? [] : [this.header];
@@ -46,10 +46,10 @@ export class CallerLane {
     // each hit copies them into a short-lived buffer, a few hundred bytes.
     let bytes = e.answer;
     if (bytes === undefined) {
-      bytes = this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove)).toString('latin1');
+      bytes = latin1Answer(this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove)));
       e.answer = bytes;
     }
-    return Buffer.from(bytes, 'latin1') as FramedAnswer;
+    return answerFromLatin1(bytes);
   }
 
   /** Every outcome of the slow path as the contract's answer. */
@@ -72,7 +72,7 @@ export class CallerLane {
 
   private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | FramedAnswer {
     this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
-    if (source === 'cache' && e.answer !== undefined) return Buffer.from(e.answer, 'latin1') as FramedAnswer;
+    if (source === 'cache' && e.answer !== undefined) return answerFromLatin1(e.answer);
     return okWithToken(this.provider.name, injected(e, this.config.inject.format), source, this.config.inject, e.subject, this.alsoRemove);
   }
 }
