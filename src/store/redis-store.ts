@@ -260,6 +260,9 @@ export class RedisStore implements TokenStore {
   /** Per connection: down since the last `ready` (so an outage is logged once, not per retry). */
   private readonly down = new Map<string, boolean>();
   private readonly keyPrefix: string;
+  /** SUBSCRIBE failures in a row, and the timer of the next try (see resubscribe). */
+  private subscribeFailures = 0;
+  private subscribeRetry: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly commands: Client,
@@ -354,13 +357,33 @@ export class RedisStore implements TokenStore {
     });
   }
 
+  /**
+   * Subscribes the events connection to the channel. A failure on a connection that stays up
+   * (a SUBSCRIBE that timed out, a NOPERM the operator fixes later) is retried with the
+   * reconnect backoff: waiting for the next `ready` would leave this replica deaf to every
+   * store event (new tokens, upstream refusals) for as long as the connection lives.
+   */
   private async resubscribe(): Promise<void> {
     if (this.closed) return;
+    clearTimeout(this.subscribeRetry);
+    this.subscribeRetry = undefined;
     try {
       await this.events.subscribe(this.channel);
+      if (this.subscribeFailures > 0) this.logger.info('redis subscribed after failures', { failures: this.subscribeFailures });
+      this.subscribeFailures = 0;
     } catch (err) {
+      this.subscribeFailures += 1;
       this.metrics.storeErrors.inc({ op: 'subscribe' });
-      this.logger.warn('redis subscribe failed; replicas learn of new tokens by reading the store', { error: err });
+      if (this.subscribeFailures === 1) {
+        this.logger.warn('redis subscribe failed; retrying (until then this replica learns of new tokens by reading the store)', { error: err });
+      } else {
+        this.logger.debug('redis subscribe failed again', { failures: this.subscribeFailures, error: err });
+      }
+      // A connection that is not ready resubscribes on its next `ready`.
+      if (!this.closed && this.events.status === 'ready' && !this.subscribeRetry) {
+        this.subscribeRetry = setTimeout(() => void this.resubscribe(), reconnectDelay(this.subscribeFailures));
+        this.subscribeRetry.unref();
+      }
     }
   }
 
@@ -517,6 +540,7 @@ export class RedisStore implements TokenStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.subscribeRetry);
     this.listeners.clear();
     await Promise.all([this.commands, this.events].map(async (c) => {
       // QUIT when connected (bounded), then drop the socket and stop reconnecting either way.
