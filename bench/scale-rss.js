@@ -1,10 +1,16 @@
-// Where the 10,000-provider server's RSS goes under load (issue #18, FINDINGS "scale-rss"):
-// one tokengate with N jwt providers and N routes, the h2 closed loop of the scale stage, and
-// the server's resident bytes by kind (V8 heap, glibc's main arena, thread arenas) sampled
-// every SAMPLE_MS while it runs. Options (env):
-//   N=10000  MODE=ctx|route  SECS=10  BUSY=0 (busy-loop processes competing for the cores)
-//   SAMPLE_MS=500  FLAGS="--max-semi-space-size=2" (the server's V8 flags)
-import { fork } from 'node:child_process';
+// Where a tokengate's RSS goes under load (issue #18; bench/FINDINGS.md, "The 10,000-provider
+// arena"): one tokengate with N jwt providers and N routes, the scale stage's h2 closed loop
+// (64 in flight over 4 connections), and the server's resident bytes by kind (V8's heap, glibc's
+// main arena, thread arenas, other anonymous mappings) sampled every SAMPLE_MS while it runs.
+// Options (env):
+//   N=10000  MODE=ctx|route  SECS=10  SAMPLE_MS=500
+//   FLAGS="--max-semi-space-size=2"  the server's V8 flags (add --heap-growing-percent=0 for V8's own factor)
+//   SERVER_EXTRA="--trace-gc --trace-gc-verbose"  more flags; mark-compacts and V8's factor are printed
+//   BUSY=n      n busy-loop processes competing for the cores (at most 10 minutes each)
+//   GC=1        a full GC in the server at every sample (is the memory held by JS garbage?)
+//   ALLOC=1     V8's sampling heap profiler, survivors only: what a Check leaves past a scavenge
+//   WRAP=path   the server runs under that executable (a script that execs `heaptrack node "$@"`)
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,14 +31,13 @@ const M = (b) => (b / 2 ** 20).toFixed(1);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'scale-rss-'));
 const file = path.join(work, 'c.yaml');
 fs.writeFileSync(file, providersYaml(N));
-const busy = Array.from({ length: BUSY }, () => fork('-e', [], { execArgv: ['-e', 'for(;;){}'], stdio: 'ignore' }));
+const busy = Array.from({ length: BUSY }, () => spawn(process.execPath, ['-e', 'const end = Date.now() + 600000; while (Date.now() < end);'], { stdio: 'ignore' }));
 const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: ['--expose-gc'] });
-// WRAP=/path: the server runs under that executable (e.g. a script that execs heaptrack node).
 const realExecPath = process.execPath;
 if (process.env.WRAP) process.execPath = process.env.WRAP;
 const tg = new Child('tokengate', path.join(here, 'target.js'), { args: ['tokengate'], env: { ...BENCH_ENV, BENCH_CONFIG: file, ...(process.env.SERVER_ENV ? JSON.parse(process.env.SERVER_ENV) : {}) }, execArgv: ['--expose-gc', ...FLAGS, ...EXTRA], readyTimeoutMs: 300_000 });
 process.execPath = realExecPath;
-// SERVER_EXTRA=--trace-gc: the server's mark-compacts, as they happen.
+// With --trace-gc (--trace-gc-verbose): the server's mark-compacts and V8's growing factor, as they happen.
 tg.proc.stdout.on('data', (d) => {
   for (const l of String(d).split('\n')) if (/Mark-Compact|factor|Grow:|Dampen/.test(l)) console.log(`  gc: ${l.replace(/^\[\d+:0x[0-9a-f]+\]\s*/, '').slice(0, 160)}`);
 });
@@ -53,7 +58,6 @@ try {
   const t0 = Date.now();
   while (!done) {
     await sleep(SAMPLE_MS);
-    // GC=1: a full GC in the server at every sample (is the native memory held by JS garbage?)
     if (process.env.GC === '1') await tg.call('memory');
     const s = await tg.call('stats');
     peak = Math.max(peak, s.mem.rssMallocMain);
