@@ -37,7 +37,7 @@ const PLAN = {
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatRounds: 1, sizeLatWindowMs: 800, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
   sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatRounds: Number(process.env.BENCH_SIZE_LAT_ROUNDS ?? 1), sizeLatWindowMs: Number(process.env.BENCH_SIZE_LAT_WINDOW_MS ?? 1000), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   // The 1 / 100 / 10,000-provider stage alone, as in the full run (RSS and throughput questions).
-  scale: { scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
+  scale: { rampMs: 500, scaleRounds: 4, scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
@@ -437,7 +437,13 @@ async function scalePhase(lg, results) {
   };
   for (const [mode, init] of Object.entries(modes)) {
     log(`scale: throughput by ${mode}, h2 client, ${PLAN.scaleRounds} rounds + warm-up`);
-    const rounds = await alternate(targets, PLAN.scaleRounds, (t) => closedLoop(lg, t, { client: 'h2', init: init(t), windowMs: PLAN.scaleWindowMs }));
+    const rounds = await alternate(targets, PLAN.scaleRounds, async (t) => {
+      const r = await closedLoop(lg, t, { client: 'h2', init: init(t), windowMs: PLAN.scaleWindowMs });
+      // A loop that stops at once completes one call per caller: no load, and an "after load"
+      // RSS that measured nothing (BENCH_SCENARIO=scale ran so while its plan had no rampMs).
+      if (r.clientOk + r.clientErrors <= CONCURRENCY) throw new Error(`scale: ${t.key} got ${r.clientOk + r.clientErrors} Checks in a round: the closed loop did not run`);
+      return r;
+    });
     const base = rounds[targets[0].key];
     scale.throughput[mode] = Object.fromEntries(targets.map((t) => {
       const perRound = rounds[t.key].map((r, i) => r.rate / base[i].rate);
