@@ -218,6 +218,15 @@ function asciiLowerEquals(buf: Buffer, start: number, end: number, lower: Buffer
   return true;
 }
 
+/**
+ * The header values a read found, by name, with no prototype chain a name could reach (a
+ * header called `constructor` or `__proto__` is a plain key), like `Object.create(null)`; but
+ * made by a constructor whose prototype is an empty null-prototype object, the object starts
+ * with fast properties instead of a hash table: 127 fewer bytes per routed Check (FINDINGS).
+ */
+const HeaderValues = function HeaderValues(this: Record<string, string>) {} as unknown as new () => Record<string, string>;
+HeaderValues.prototype = Object.create(null) as object;
+
 /** Values up to this many bytes are remembered; longer ones are decoded every time. */
 const RECENT_MAX_BYTES = 64;
 
@@ -491,7 +500,7 @@ export class CheckRequestReader {
                 this.fallbackStart[slot] = vs;
                 this.fallbackEnd[slot] = ve;
                 fallbacks = true;
-              } else (headers ??= Object.create(null) as Record<string, string>)[w.name] = this.str(w.slot, raw, vs, ve);
+              } else (headers ??= new HeaderValues())[w.name] = this.str(w.slot, raw, vs, ve);
               break;
             }
           }
@@ -535,7 +544,7 @@ export class CheckRequestReader {
       if (start[slot] === -1) continue;
       const kind = FALLBACK_KIND[slot];
       const needed = kind === 'host' ? !host : kind === 'path' ? path === undefined : method === undefined;
-      if (needed) (headers ??= Object.create(null) as Record<string, string>)[FALLBACK_NAMES[slot]!] = raw.toString('utf8', start[slot], end[slot]);
+      if (needed) (headers ??= new HeaderValues())[FALLBACK_NAMES[slot]!] = raw.toString('utf8', start[slot], end[slot]);
       start[slot] = -1;
       end[slot] = -1;
     }
@@ -578,11 +587,11 @@ export class CheckRequestReader {
       const w = this.wanted![ke - ks]?.find((x) => asciiLowerEquals(raw, ks, ke, x.bytes));
       if (w === undefined || fromMap?.[w.name] !== undefined) continue;
       const v = rs !== -1 ? raw.toString('utf8', rs, re) : vs !== -1 ? raw.toString('utf8', vs, ve) : '';
-      joined ??= Object.create(null) as Record<string, string>;
+      joined ??= new HeaderValues();
       joined[w.name] = joined[w.name] === undefined ? v : `${joined[w.name]},${v}`;
     }
     if (joined === undefined) return fromMap;
-    const out = fromMap ?? (Object.create(null) as Record<string, string>);
+    const out = fromMap ?? new HeaderValues();
     for (const k in joined) out[k] = joined[k]!;
     return out;
   }

@@ -346,6 +346,25 @@ describe('check request reader', () => {
     expect(remembering.read(ce(entry(key, value, value))).provider).toBe('p9');
   });
 
+  it('reads headers named __proto__ and constructor as plain keys, and the headers object inherits nothing', () => {
+    const names = ['__proto__', 'constructor', 'x-tenant'];
+    const reader = new CheckRequestReader('provider', names, undefined, [], { remember: true });
+    // JSON.parse: an object literal would take `__proto__` as the prototype, not as a key
+    const sent = JSON.parse('{"__proto__":"a","constructor":"c","x-tenant":"t"}') as Record<string, string>;
+    const viaMap = reader.read(encode(envoyRequest({ headers: sent }))).http!.headers!;
+    const req = envoyRequest({}) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete req.attributes.request.http.headers;
+    req.attributes.request.http.header_map = { headers: Object.entries(sent).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+    const viaList = reader.read(encode(req)).http!.headers!;
+    for (const h of [viaMap, viaList]) {
+      expect(Object.keys(h).sort()).toEqual(['__proto__', 'constructor', 'x-tenant']);
+      expect([h['__proto__'], h['constructor'], h['x-tenant']]).toEqual(['a', 'c', 't']);
+      expect('toString' in h || 'hasOwnProperty' in h).toBe(false);
+    }
+    const none = reader.read(encode(envoyRequest({ headers: { 'x-tenant': 't' } }))).http!.headers!;
+    expect([none['constructor'], none['toString' as string]]).toEqual([undefined, undefined]);
+  });
+
   it('names only the wanted headers and never takes a key from the prototype', () => {
     const reader = new CheckRequestReader('constructor', ['__proto__', 'x-tenant']);
     const b = encode(envoyRequest({ headers: { 'x-tenant': 't', 'x-unwanted': 'u' } }));
