@@ -433,16 +433,15 @@ export class CheckRequestReader {
       if (kl < 0x80 && ke + 2 <= end && buf[ke] === this.valueByte) {
         let vs = ke + 2;
         let vl = buf[ke + 1]!;
-        if (vl >= 0x80 && vs < end && buf[vs]! < 0x80) vl = (vl & 0x7f) | (buf[vs++]! << 7);
-        if (vl < 0x80 || vs === ke + 3) {
-          if (vs + vl === end) {
-            this.ks = start + 2;
-            this.ke = ke;
-            this.vs = vs;
-            this.ve = end;
-            c.pos = end;
-            return;
-          }
+        // A two-byte length when the first has its continuation bit; a longer one: general loop.
+        if (vl >= 0x80) vl = vs < end && buf[vs]! < 0x80 ? (vl & 0x7f) | (buf[vs++]! << 7) : -1;
+        if (vl !== -1 && vs + vl === end) {
+          this.ks = start + 2;
+          this.ke = ke;
+          this.vs = vs;
+          this.ve = end;
+          c.pos = end;
+          return;
         }
       }
     }
