@@ -16,12 +16,13 @@
 //   TAIL_ALLOC_SURVIVORS=1  …counting only objects that survived the young generation (promoted)
 //   TAIL_NO_FULL_GC=1    with TAIL_CONCURRENCY: no forced full GC before each round
 //   TAIL_TRACE_GC=1      servers run with --trace-gc-nvp: bytes allocated and promoted per Check
+//   TAIL_ROUTE=1         tokengate's Checks are routed by the routes[] header rule (HEADER_ROUTE), not context_extensions
 //   TAIL_OUT=file.json   raw per-round figures
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BENCH_ENV, providerName, providersYaml } from './configs.js';
+import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml } from './configs.js';
 import { Child, sleep } from './procs.js';
 import { latencySummary, median } from './stats.js';
 
@@ -37,6 +38,11 @@ const SPEC = process.env.TAIL_TARGETS ?? 'limit=floor-h2,tokengate=http2,twin=ht
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-tail-'));
 const children = [];
 const log = (m) => process.stderr.write(`[tail] ${m}\n`);
+const ROUTED = process.env.TAIL_ROUTE === '1';
+/** What every target is sent: named by context_extensions, or (TAIL_ROUTE=1) routed by the header rule. */
+const requestInit = () => (ROUTED
+  ? { size: SIZE, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } }
+  : { size: SIZE, contextExtensions: { provider: providerName(0) } });
 
 function parseSpec(s) {
   const at = s.indexOf('=');
@@ -51,7 +57,7 @@ async function start(spec, floorAnswer) {
   let c;
   if (spec.role === 'http2' || spec.role === 'grpc-js') {
     const file = path.join(work, `${spec.name}.yaml`);
-    fs.writeFileSync(file, providersYaml(1, { checkServer: spec.role }));
+    fs.writeFileSync(file, providersYaml(1, { checkServer: spec.role, headerRoute: ROUTED }));
     c = new Child(spec.name, spec.script, { args: ['tokengate'], env: { ...BENCH_ENV, BENCH_CONFIG: file }, execArgv });
   } else {
     c = new Child(spec.name, spec.script, { args: [spec.role], env: { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer) }, execArgv });
@@ -97,7 +103,7 @@ function overlaps(pauses, from, to) {
 async function closedRound(lg, t, concurrency) {
   // TAIL_NO_FULL_GC=1: no forced full GC before the round (see FINDINGS, "h2-promote").
   if (process.env.TAIL_NO_FULL_GC !== '1') await t.child.call('memory');
-  const init = { size: SIZE, contextExtensions: { provider: providerName(0) } };
+  const init = requestInit();
   const run = lg.call('closed', { key: t.name, init, concurrency, durationMs: WARMUP_MS + WINDOW_MS });
   await sleep(WARMUP_MS);
   const alloc = process.env.TAIL_ALLOC === '1';
@@ -123,7 +129,7 @@ async function round(lg, t) {
   await t.child.call('memory'); // a full GC first, as bench/run.js does: no inherited garbage
   await t.child.call('watch');
   await lg.call('watch');
-  const init = { size: SIZE, contextExtensions: { provider: providerName(0) } };
+  const init = requestInit();
   const run = lg.call('open', { key: t.name, init, rate: RATE, durationMs: WINDOW_MS, warmupMs: WARMUP_MS, times: true });
   await sleep(WARMUP_MS + 100);
   const [a, sa, la, ga] = [await t.child.call('stats'), systemBusyUs(), await lg.call('cpu'), { ...t.gcBytes }];

@@ -126,6 +126,15 @@ export class RouteTable {
    * (no rule names them): a reader may leave them unread when the field is there.
    */
   readonly fallbackOnlyHeaderNames: readonly string[];
+  /**
+   * The last authority and method seen and what they normalise to: consecutive Checks mostly
+   * share them (and a reader that remembers its strings hands over the same string, so the
+   * compare is one pointer test), sparing a port strip, a case conversion and a new string.
+   */
+  private lastAuthority = '';
+  private lastHost = '';
+  private lastMethod = '';
+  private lastMethodUpper = '';
 
   constructor(routes: readonly RouteConfig[]) {
     this.count = routes.length;
@@ -167,9 +176,18 @@ export class RouteTable {
     if (!http || this.count === 0) return undefined;
     const headers = http.headers;
     const authority = http.host || headers?.[':authority'] || headers?.host || '';
-    const host = hostOf(authority);
+    if (authority !== this.lastAuthority) {
+      this.lastHost = hostOf(authority);
+      this.lastAuthority = authority;
+    }
+    const host = this.lastHost;
     const path = http.path ?? headers?.[':path'] ?? '';
-    const method = (http.method ?? headers?.[':method'] ?? '').toUpperCase();
+    const rawMethod = http.method ?? headers?.[':method'] ?? '';
+    if (rawMethod !== this.lastMethod) {
+      this.lastMethodUpper = rawMethod.toUpperCase();
+      this.lastMethod = rawMethod;
+    }
+    const method = this.lastMethodUpper;
     let best = this.byHost.get(host)?.firstFit(undefined, path, method, headers);
     if (this.bySuffix.size !== 0) {
       // "*.example.com" matches "a.example.com" and "a.b.example.com", never "example.com":

@@ -157,7 +157,7 @@ export class AuthzService {
     const routes = new RouteTable(config.routes);
     this.routes = routes;
     this.defaults = config.defaults;
-    this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames, undefined, routes.fallbackOnlyHeaderNames);
+    this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames, undefined, routes.fallbackOnlyHeaderNames, { remember: true });
     // Decided once here, so the hot path pays a single boolean test when request logs are off.
     this.logRequests = config.log.requests && config.log.level === 'debug';
   }

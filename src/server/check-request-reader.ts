@@ -44,11 +44,14 @@ interface WantedName {
   readonly name: string;
   readonly bytes: Buffer;
   /**
-   * Set for a header routing reads only in place of a missing `host`, `path` or `method`
-   * (RouteTable's fallbacks): its value is kept as a span and becomes a string only when that
-   * field is missing. Envoy always sends the three, so a routed Check makes none of these strings.
+   * For a header routing reads only in place of a missing `host`, `path` or `method`
+   * (RouteTable's fallbacks), its FALLBACK_SLOT; else -1. Its value is kept as a span and becomes
+   * a string only when that field is missing. Envoy always sends the three, so a routed Check
+   * makes none of these strings.
    */
-  readonly fallbackFor?: Fallback;
+  readonly fallbackSlot: number;
+  /** Its RecentStrings slot (headers routing compares, not the fallbacks: -1). */
+  readonly slot: number;
 }
 
 /** The HttpRequest fields that the pseudo-header fallbacks stand in for. */
@@ -57,6 +60,8 @@ type Fallback = 'host' | 'path' | 'method';
 /** The fallback headers, in a fixed order: the slot of each in the reader's span arrays. */
 const FALLBACK_SLOT: Readonly<Record<string, number>> = { ':authority': 0, host: 1, ':path': 2, ':method': 3 };
 const FALLBACK_NAMES = [':authority', 'host', ':path', ':method'] as const;
+/** What each FALLBACK_SLOT stands in for. */
+const FALLBACK_KIND: readonly Fallback[] = FALLBACK_NAMES.map((n) => FALLBACK_FOR[n]!);
 
 /** A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read. */
 class Cursor {
@@ -213,6 +218,62 @@ function asciiLowerEquals(buf: Buffer, start: number, end: number, lower: Buffer
   return true;
 }
 
+/**
+ * The header values a read found, by name, with no prototype chain a name could reach (a
+ * header called `constructor` or `__proto__` is a plain key), like `Object.create(null)`; but
+ * made by a constructor whose prototype is an empty null-prototype object, the object starts
+ * with fast properties instead of a hash table: 127 fewer bytes per routed Check (FINDINGS).
+ */
+const HeaderValues = function HeaderValues(this: Record<string, string>) {} as unknown as new () => Record<string, string>;
+HeaderValues.prototype = Object.create(null) as object;
+
+/** Values up to this many bytes are remembered; longer ones are decoded every time. */
+const RECENT_MAX_BYTES = 64;
+
+/**
+ * The last string read in each slot (the provider, method, path, host and each routing header),
+ * with its bytes: a value whose bytes equal the last one's is that string again, so a Check
+ * for the same host, method or provider as the one before makes no new string (a byte compare
+ * instead of a decode into V8), and the string's hash, computed by the route table's or lane
+ * map's lookup, is already there. The string is the one decoding would give: same bytes, same
+ * UTF-8. Only the routing reader remembers (a per-caller subject token is never kept).
+ */
+class RecentStrings {
+  private readonly bytes: Uint8Array;
+  private readonly lengths: Int32Array;
+  private readonly strings: string[];
+
+  constructor(slots: number) {
+    this.bytes = new Uint8Array(slots * RECENT_MAX_BYTES);
+    this.lengths = new Int32Array(slots).fill(-1);
+    this.strings = new Array<string>(slots).fill('');
+  }
+
+  get(slot: number, buf: Buffer, start: number, end: number): string {
+    const n = end - start;
+    if (n > RECENT_MAX_BYTES) return buf.toString('utf8', start, end);
+    const bytes = this.bytes;
+    const at = slot * RECENT_MAX_BYTES;
+    if (this.lengths[slot] === n) {
+      let i = 0;
+      while (i < n && bytes[at + i] === buf[start + i]) i++;
+      if (i === n) return this.strings[slot]!;
+    }
+    const str = buf.toString('utf8', start, end);
+    for (let i = 0; i < n; i++) bytes[at + i] = buf[start + i]!;
+    this.lengths[slot] = n;
+    this.strings[slot] = str;
+    return str;
+  }
+}
+
+/** RecentStrings slots of the fields every reader reads; routing headers follow. */
+const SLOT_PROVIDER = 0;
+const SLOT_METHOD = 1;
+const SLOT_PATH = 2;
+const SLOT_HOST = 3;
+const FIRST_HEADER_SLOT = 4;
+
 export class CheckRequestReader {
   private readonly w: CheckRequestWire;
   private readonly providerKey: Buffer;
@@ -242,6 +303,11 @@ export class CheckRequestReader {
   /** Value spans of the fallback headers of the request being read, by FALLBACK_SLOT (-1: absent). */
   private readonly fallbackStart = [-1, -1, -1, -1];
   private readonly fallbackEnd = [-1, -1, -1, -1];
+  /** Set when the reader remembers its last strings (`options.remember`). */
+  private readonly recent: RecentStrings | undefined;
+  /** The map entry tags as one byte each, for the entry fast path (-1: they take more than one). */
+  private readonly keyByte: number;
+  private readonly valueByte: number;
 
   /**
    * @param providerKey the context_extensions key that names a provider
@@ -249,19 +315,23 @@ export class CheckRequestReader {
    * @param fallbackOnly those of `headerNames` among `:authority`, `host`, `:path`, `:method` that
    *   are read only when `host` (missing or empty), `path` or `method` (missing) is: read
    *   lazily (RouteTable.fallbackOnlyHeaderNames). Other readers pass none and get every name.
+   * @param options.remember reuse the last string of each field when its bytes repeat (RecentStrings):
+   *   for the routing reader, whose values (provider, host, method, rule headers) repeat from Check to Check
    */
-  constructor(providerKey: string, headerNames: readonly string[] | undefined, wire: CheckRequestWire = checkRequestWire(), fallbackOnly: readonly string[] = []) {
+  constructor(providerKey: string, headerNames: readonly string[] | undefined, wire: CheckRequestWire = checkRequestWire(), fallbackOnly: readonly string[] = [], options: { readonly remember?: boolean } = {}) {
     this.w = wire;
     this.providerKey = Buffer.from(providerKey, 'utf8');
     if (headerNames !== undefined) {
       const lazy = new Set(fallbackOnly.filter((n) => FALLBACK_FOR[n] !== undefined));
       const byLength: WantedName[][] = [];
+      let slot = FIRST_HEADER_SLOT;
       for (const name of new Set(headerNames)) {
         const bytes = Buffer.from(name, 'utf8');
-        (byLength[bytes.length] ??= []).push(lazy.has(name) ? { name, bytes, fallbackFor: FALLBACK_FOR[name]! } : { name, bytes });
+        (byLength[bytes.length] ??= []).push(lazy.has(name) ? { name, bytes, fallbackSlot: FALLBACK_SLOT[name]!, slot: -1 } : { name, bytes, fallbackSlot: -1, slot: slot++ });
       }
       this.wanted = byLength;
-    }
+      this.recent = options.remember ? new RecentStrings(slot) : undefined;
+    } else this.recent = options.remember ? new RecentStrings(FIRST_HEADER_SLOT) : undefined;
     this.tAttributes = LEN_OF(wire.checkRequest.field.attributes);
     this.tRequest = LEN_OF(wire.attributeContext.field.request);
     this.tContextExtensions = LEN_OF(wire.attributeContext.field.context_extensions);
@@ -277,6 +347,8 @@ export class CheckRequestReader {
     }
     this.tMapKey = LEN_OF(wire.stringMapEntry.field.key);
     this.tMapValue = LEN_OF(wire.stringMapEntry.field.value);
+    this.keyByte = this.tMapKey < 0x80 ? this.tMapKey : -1;
+    this.valueByte = this.tMapValue < 0x80 ? this.tMapValue : -1;
     this.tHmHeaders = LEN_OF(wire.headerMap.field.headers);
     this.tHvKey = LEN_OF(wire.headerValue.field.key);
     this.tHvValue = LEN_OF(wire.headerValue.field.value);
@@ -329,6 +401,11 @@ export class CheckRequestReader {
     return { raw, provider, http, reader: this };
   }
 
+  /** The string of raw[start, end): remembered per slot when this reader remembers. */
+  private str(slot: number, raw: Buffer, start: number, end: number): string {
+    return this.recent === undefined || slot < 0 ? raw.toString('utf8', start, end) : this.recent.get(slot, raw, start, end);
+  }
+
   /**
    * One map<string,string> entry in [c.pos, c.end): its value when its key equals `key`, else
    * undefined. The key is compared in place; only a wanted entry's value becomes a string.
@@ -336,7 +413,7 @@ export class CheckRequestReader {
    */
   private mapEntry(c: Cursor, key: Buffer): string | undefined {
     this.entry(c);
-    return bytesEqual(c.buf, this.ks, this.ke, key) ? c.buf.toString('utf8', this.vs, this.ve) : undefined;
+    return bytesEqual(c.buf, this.ks, this.ke, key) ? this.str(SLOT_PROVIDER, c.buf, this.vs, this.ve) : undefined;
   }
 
   /**
@@ -344,6 +421,34 @@ export class CheckRequestReader {
    * ks/ke/vs/ve (an absent key or value is the empty span: ""). Leaves the cursor at c.end.
    */
   private entry(c: Cursor): void {
+    const start = c.pos;
+    // Fast path: how every encoder writes an entry, the key then the value, each with a
+    // one-byte tag and a one- or two-byte length, together filling the entry. Anything else
+    // (absent or repeated fields, unknown fields, other order) takes the general loop below.
+    const buf = c.buf;
+    const end = c.end;
+    if (end - start >= 4 && buf[start] === this.keyByte) {
+      const kl = buf[start + 1]!;
+      const ke = start + 2 + kl;
+      if (kl < 0x80 && ke + 2 <= end && buf[ke] === this.valueByte) {
+        let vs = ke + 2;
+        let vl = buf[ke + 1]!;
+        // A two-byte length when the first has its continuation bit; a longer one: general loop.
+        if (vl >= 0x80) vl = vs < end && buf[vs]! < 0x80 ? (vl & 0x7f) | (buf[vs++]! << 7) : -1;
+        if (vl !== -1 && vs + vl === end) {
+          this.ks = start + 2;
+          this.ke = ke;
+          this.vs = vs;
+          this.ve = end;
+          c.pos = end;
+          return;
+        }
+      }
+    }
+    this.entrySlow(c);
+  }
+
+  private entrySlow(c: Cursor): void {
     const m = this.w.stringMapEntry;
     const start = c.pos;
     this.ks = this.ke = this.vs = this.ve = start;
@@ -385,28 +490,29 @@ export class CheckRequestReader {
         const { ks, ke, vs, ve } = this;
         const list = wanted[ke - ks];
         if (list !== undefined) {
-          for (const w of list) {
+          for (let i = 0; i < list.length; i++) {
+            const w = list[i]!;
             if (bytesEqual(raw, ks, ke, w.bytes)) {
-              if (w.fallbackFor !== undefined) {
+              const slot = w.fallbackSlot;
+              if (slot !== -1) {
                 // Kept as a span: the last occurrence wins, as in the map's full decode.
-                const slot = FALLBACK_SLOT[w.name]!;
                 this.fallbackStart[slot] = vs;
                 this.fallbackEnd[slot] = ve;
                 fallbacks = true;
-              } else (headers ??= Object.create(null) as Record<string, string>)[w.name] = raw.toString('utf8', vs, ve);
+              } else (headers ??= new HeaderValues())[w.name] = this.str(w.slot, raw, vs, ve);
               break;
             }
           }
         }
       } else if (t === this.tMethod) {
         const at = c.len();
-        method = raw.toString('utf8', at, c.pos);
+        method = this.str(SLOT_METHOD, raw, at, c.pos);
       } else if (t === this.tPath) {
         const at = c.len();
-        path = raw.toString('utf8', at, c.pos);
+        path = this.str(SLOT_PATH, raw, at, c.pos);
       } else if (t === this.tHost) {
         const at = c.len();
-        host = raw.toString('utf8', at, c.pos);
+        host = this.str(SLOT_HOST, raw, at, c.pos);
       } else if (t === this.tHeaderMap) {
         headerMap = c.len();
         headerMapEnd = c.pos;
@@ -435,10 +541,9 @@ export class CheckRequestReader {
     const end = this.fallbackEnd;
     for (let slot = 0; slot < FALLBACK_NAMES.length; slot++) {
       if (start[slot] === -1) continue;
-      const name = FALLBACK_NAMES[slot]!;
-      const kind = FALLBACK_FOR[name];
+      const kind = FALLBACK_KIND[slot];
       const needed = kind === 'host' ? !host : kind === 'path' ? path === undefined : method === undefined;
-      if (needed) (headers ??= Object.create(null) as Record<string, string>)[name] = raw.toString('utf8', start[slot], end[slot]);
+      if (needed) (headers ??= new HeaderValues())[FALLBACK_NAMES[slot]!] = raw.toString('utf8', start[slot], end[slot]);
       start[slot] = -1;
       end[slot] = -1;
     }
@@ -481,11 +586,11 @@ export class CheckRequestReader {
       const w = this.wanted![ke - ks]?.find((x) => asciiLowerEquals(raw, ks, ke, x.bytes));
       if (w === undefined || fromMap?.[w.name] !== undefined) continue;
       const v = rs !== -1 ? raw.toString('utf8', rs, re) : vs !== -1 ? raw.toString('utf8', vs, ve) : '';
-      joined ??= Object.create(null) as Record<string, string>;
+      joined ??= new HeaderValues();
       joined[w.name] = joined[w.name] === undefined ? v : `${joined[w.name]},${v}`;
     }
     if (joined === undefined) return fromMap;
-    const out = fromMap ?? (Object.create(null) as Record<string, string>);
+    const out = fromMap ?? new HeaderValues();
     for (const k in joined) out[k] = joined[k]!;
     return out;
   }

@@ -126,6 +126,20 @@ describe('RouteTable: first match in config order', () => {
     expect(t.match(req('svc-10000.example.com', '/v1/x'))).toBeUndefined();
   });
 
+  it('normalises each request\'s own authority and method, whatever the request before it sent', () => {
+    const t = new RouteTable([rule('get-a', { authority: 'a.example.com', method: 'GET' }), rule('b', { authority: 'b.example.com' })]);
+    const seq: [string, string, string | undefined][] = [
+      ['A.example.com:8443', 'get', 'get-a'],
+      ['a.example.com', 'GET', 'get-a'],
+      ['b.example.com:1', 'get', 'b'],
+      ['a.example.com', 'put', undefined],
+      ['a.example.com', 'GeT', 'get-a'],
+      ['a.example.co', 'GET', undefined],
+      ['A.EXAMPLE.COM', 'GET', 'get-a'],
+    ];
+    for (const [authority, method, want] of seq) expect(t.match(req(authority, '/', method)), `${authority} ${method}`).toBe(want);
+  });
+
   it('agrees with a linear first-match scan on thousands of random tables and requests', () => {
     let seed = 0x2545f491;
     const rnd = (n: number) => {

@@ -222,6 +222,9 @@ describe('check request reader', () => {
   beforeEach(() => onTestFailed(() => console.error(`reader fuzz seed: TOKENGATE_FUZZ_SEED=${seed}`)));
   const withRoutes = new CheckRequestReader('provider', WANTED);
   const withoutRoutes = new CheckRequestReader('provider', undefined);
+  // The routing reader's configuration: it remembers the last string of each field (RecentStrings).
+  const remembering = new CheckRequestReader('provider', WANTED, undefined, [], { remember: true });
+  const rememberingNoRoutes = new CheckRequestReader('provider', undefined, undefined, [], { remember: true });
 
   it('extracts exactly what the full decode says, for generated Envoy-shaped requests', () => {
     const g = new Gen(prng(seed));
@@ -232,6 +235,8 @@ describe('check request reader', () => {
       const d = decode(b);
       expect(actual(withRoutes.read(b)), `request ${i}`).toEqual(expected(d, 'provider', WANTED));
       expect(actual(withoutRoutes.read(b)), `request ${i} (no routes)`).toEqual(expected(d, 'provider', undefined));
+      expect(actual(remembering.read(b)), `request ${i} (remembering)`).toEqual(expected(d, 'provider', WANTED));
+      expect(actual(rememberingNoRoutes.read(b)), `request ${i} (remembering, no routes)`).toEqual(expected(d, 'provider', undefined));
       if (withRoutes.read(b).http?.headers) routed++;
       // readHttp: the same http view whatever context_extensions name
       const noContext: Decoded = { attributes: { ...d.attributes, context_extensions: undefined } };
@@ -298,6 +303,68 @@ describe('check request reader', () => {
     expect(r.http!.host).toBe('api.example.com');
   });
 
+  it('remembers strings only for identical bytes: a value of the same length that differs is read anew', () => {
+    const reader = new CheckRequestReader('provider', WANTED, undefined, [], { remember: true });
+    const long = 'v'.repeat(63);
+    const cases: [string, string, string, string][] = [
+      // provider, host, method, x-tenant: each step changes one field to a value of the same length
+      ['p1', 'api.example.com', 'GET', 'blue'],
+      ['p2', 'api.example.com', 'GET', 'blue'],
+      ['p2', 'api.example.org', 'GET', 'blue'],
+      ['p2', 'api.example.org', 'PUT', 'blue'],
+      ['p2', 'api.example.org', 'PUT', 'bluE'],
+      ['p2', 'api.example.org', 'PUT', `${long}a`],
+      ['p2', 'api.example.org', 'PUT', `${long}b`],
+      ['p2', 'api.example.org', 'PUT', `${long}ab`], // longer than what is remembered
+      ['p2', 'api.example.org', 'PUT', `${long}ac`],
+      ['p1', 'api.example.com', 'GET', 'blue'],
+    ];
+    for (const [provider, authority, method, tenant] of cases) {
+      const b = encode(envoyRequest({ authority, method, headers: { 'x-tenant': tenant } }));
+      expect(reader.read(b).http, `${authority} ${method} ${tenant}`).toMatchObject({ host: authority, method, headers: { 'x-tenant': tenant } });
+      const named = encode(envoyRequest({ contextExtensions: { provider } }));
+      expect(reader.read(named).provider).toBe(provider);
+    }
+  });
+
+  it('reads map entries whose value length takes one, two or three bytes, and entries written in another order', () => {
+    for (const n of [0, 1, 127, 128, 200, 16_383, 16_384, 70_000]) {
+      const v = 'x'.repeat(n);
+      const r = withRoutes.read(encode(envoyRequest({ headers: { 'x-tenant': v }, contextExtensions: { provider: v } })));
+      expect(r.provider?.length, `provider of ${n} bytes`).toBe(n);
+      const h = remembering.read(encode(envoyRequest({ headers: { 'x-tenant': v } }))).http;
+      expect(h?.headers?.['x-tenant']?.length, `header of ${n} bytes`).toBe(n);
+    }
+    // value before key, and a key without value: what the fast path leaves to the general loop
+    const entry = (...parts: Buffer[]): Buffer => Buffer.concat(parts);
+    const w = checkRequestWire();
+    const ce = (payload: Buffer): Buffer => len(w.checkRequest.field.attributes, len(w.attributeContext.field.context_extensions, payload));
+    const key = len(w.stringMapEntry.field.key, Buffer.from('provider'));
+    const value = len(w.stringMapEntry.field.value, Buffer.from('p9'));
+    expect(remembering.read(ce(entry(value, key))).provider).toBe('p9');
+    expect(remembering.read(ce(entry(key))).provider).toBe('');
+    expect(remembering.read(ce(entry(key, value, value))).provider).toBe('p9');
+  });
+
+  it('reads headers named __proto__ and constructor as plain keys, and the headers object inherits nothing', () => {
+    const names = ['__proto__', 'constructor', 'x-tenant'];
+    const reader = new CheckRequestReader('provider', names, undefined, [], { remember: true });
+    // JSON.parse: an object literal would take `__proto__` as the prototype, not as a key
+    const sent = JSON.parse('{"__proto__":"a","constructor":"c","x-tenant":"t"}') as Record<string, string>;
+    const viaMap = reader.read(encode(envoyRequest({ headers: sent }))).http!.headers!;
+    const req = envoyRequest({}) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete req.attributes.request.http.headers;
+    req.attributes.request.http.header_map = { headers: Object.entries(sent).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+    const viaList = reader.read(encode(req)).http!.headers!;
+    for (const h of [viaMap, viaList]) {
+      expect(Object.keys(h).sort()).toEqual(['__proto__', 'constructor', 'x-tenant']);
+      expect([h['__proto__'], h['constructor'], h['x-tenant']]).toEqual(['a', 'c', 't']);
+      expect('toString' in h || 'hasOwnProperty' in h).toBe(false);
+    }
+    const none = reader.read(encode(envoyRequest({ headers: { 'x-tenant': 't' } }))).http!.headers!;
+    expect([none['constructor'], none['toString' as string]]).toEqual([undefined, undefined]);
+  });
+
   it('names only the wanted headers and never takes a key from the prototype', () => {
     const reader = new CheckRequestReader('constructor', ['__proto__', 'x-tenant']);
     const b = encode(envoyRequest({ headers: { 'x-tenant': 't', 'x-unwanted': 'u' } }));
@@ -325,6 +392,7 @@ describe('check request reader', () => {
         continue; // the reader skipped garbage inside a field it does not read: fine
       }
       expect(actual(r), `mutation ${i}: ${b.toString('base64')}`).toEqual(expected(d, 'provider', WANTED));
+      expect(actual(remembering.read(b)), `mutation ${i} (remembering): ${b.toString('base64')}`).toEqual(expected(d, 'provider', WANTED));
     }
     expect(rejected).toBeGreaterThan(100);
   });

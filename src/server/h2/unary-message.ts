@@ -33,7 +33,8 @@ export class UnaryMessage {
       const len = chunk.readUInt32BE(1);
       if (len > this.maxBytes) return this.tooLarge(len);
       if (chunk.length >= PREFIX + len) {
-        const err = this.complete(chunk.subarray(0, PREFIX + len));
+        // One view of the payload, straight from the chunk (no view of the whole frame first).
+        const err = this.complete(chunk[0]!, chunk.subarray(PREFIX, PREFIX + len));
         return err ?? (chunk.length > PREFIX + len ? this.pushExtra(chunk, PREFIX + len) : undefined);
       }
     }
@@ -69,14 +70,14 @@ export class UnaryMessage {
     off += take;
     if (this.have < whole.length) return undefined;
     this.buf = undefined;
-    return this.complete(whole) ?? (off < chunk.length ? this.pushExtra(chunk, off) : undefined);
+    return this.complete(whole[0]!, whole.subarray(PREFIX)) ?? (off < chunk.length ? this.pushExtra(chunk, off) : undefined);
   }
 
-  private complete(frame: Buffer): FramingError | undefined {
+  private complete(flags: number, payload: Buffer): FramingError | undefined {
     // grpc-encoding was absent or identity (other encodings are served by grpc-js), so a set
     // compressed flag contradicts the headers: a protocol error (gRPC over HTTP/2).
-    if (frame[0] === 1) return { code: Code.INTERNAL, message: 'Compressed message received but grpc-encoding is identity' };
-    this.payload = frame.subarray(PREFIX);
+    if (flags === 1) return { code: Code.INTERNAL, message: 'Compressed message received but grpc-encoding is identity' };
+    this.payload = payload;
     return undefined;
   }
 
