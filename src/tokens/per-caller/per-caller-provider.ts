@@ -516,8 +516,7 @@ export class PerCallerProvider {
     const refreshAt = bounded || record.expiresAt >= NEVER_EXPIRES ? Number.POSITIVE_INFINITY : refreshAtFor(record, this.config.refresh, this.random);
     // One object per caller (no CachedToken, no record kept): the record's other fields serve
     // only the exchange that made it (the shared store's copy, the CLI), via the answer.
-    const headerLength = this.config.inject.format.length + record.accessToken.length + record.tokenType.length;
-    return new CallerEntry(key, record.accessToken, record.tokenType, record.tokenId, expiresAt, subject, refreshAt, entryBytes(record.accessToken.length, headerLength, subject?.length ?? 0), now);
+    return new CallerEntry(key, record.accessToken, record.tokenType, record.tokenId, expiresAt, subject, refreshAt, entryBytes(record.accessToken.length, subject?.length ?? 0), now);
   }
 
   /** The exchange itself: budget, breaker, retries, answer checks; the outcome cached. */
