@@ -30,8 +30,18 @@ export class CallerEntry {
     public refreshAt: number,
     readonly bytes: number,
     now: number,
+    /**
+     * How long before `expiresAt` the token was obtained (ms): kept as this difference, a small
+     * integer stored in the object, rather than a second epoch time boxed per caller.
+     */
+    private readonly obtainedBeforeExpiry: number,
   ) {
     this.lastUsed = now;
+  }
+
+  /** When the token was obtained (the IdP's answer, or the record another replica stored): what makes one token newer than another. */
+  get obtainedAt(): number {
+    return this.expiresAt - this.obtainedBeforeExpiry;
   }
 
   /** The injected header's value for `format` (e.g. "Bearer {token}"): built per call, never kept. */
