@@ -12,7 +12,6 @@
 // sample values (short and long, non-ASCII) before it is used, and refuses otherwise.
 
 /** The caller's strings a template leaves open, in this order. */
-export const SLOTS = ['token', 'tokenType', 'tokenId', 'subject'] as const;
 export type SlotValues = readonly [token: string, tokenType: string, tokenId: string, subject: string];
 
 /** Sentinels standing for each slot in the encoded sample (control characters: no config or header has them). */

@@ -18,7 +18,7 @@ import { headerValueFor } from '../tokens/cached-token.js';
 
 /**
  * Values a template must splice exactly as the encoder writes them before it is used: short and
- * long (length prefixes of one and two bytes), ASCII and not (the subject is any `sub` claim).
+ * long (length prefixes of one, two and three bytes), ASCII and not (the subject is any `sub` claim).
  */
 const TEMPLATE_SAMPLES: readonly SlotValues[] = [
   ['t', 'Bearer', 'a', 's'],
