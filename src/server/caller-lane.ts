@@ -12,7 +12,19 @@ import {
   deniedExchangeRejected, deniedInvalidSubject, deniedTokenUnavailable, okWithToken, type CheckResponseObject,
 } from './check-response.js';
 import { CheckRequestReader } from './check-request-reader.js';
-import { answerFromLatin1, latin1Answer, type FramedAnswer } from './framed-answer.js';
+import { frameMessage, type FramedAnswer } from './framed-answer.js';
+import { AnswerTemplate, SENTINELS, TemplateError, type SlotValues } from './answer-template.js';
+import { headerValueFor } from '../tokens/cached-token.js';
+
+/**
+ * Values a template must splice exactly as the encoder writes them before it is used: short and
+ * long (length prefixes of one, two and three bytes), ASCII and not (the subject is any `sub` claim).
+ */
+const TEMPLATE_SAMPLES: readonly SlotValues[] = [
+  ['t', 'Bearer', 'a', 's'],
+  ['x'.repeat(300), 'DPoP', 'id-123456789', 'ü'.repeat(70)],
+  ['y'.repeat(20_000), 'N_A', 'z'.repeat(200), 'subject-\u{1F600}'.repeat(40)],
+];
 
 export class CallerLane {
   private readonly reader: CheckRequestReader;
@@ -20,6 +32,9 @@ export class CallerLane {
   /** The caller's header when the injection does not overwrite it: it never goes upstream. */
   private readonly alsoRemove: readonly string[];
   private readonly hitCell: CounterCell;
+  /** The cache-hit answer's templates, built on first use (undefined) or refused by their self-check (null). */
+  private plainTemplate: AnswerTemplate | null | undefined;
+  private subjectTemplate: AnswerTemplate | null | undefined;
 
   constructor(readonly provider: PerCallerProvider, private readonly metrics: Metrics, private readonly encode: (v: CheckResponseObject) => Buffer) {
     this.header = provider.header;
@@ -42,14 +57,31 @@ export class CallerLane {
     const e = this.provider.lookup(headerValue, now);
     if (e === undefined || e.stale) return undefined;
     this.hitCell.value++;
-    // The entry keeps the framed answer's bytes as a Latin-1 string (CallerEntry.answer says why);
-    // each hit copies them into a short-lived buffer, a few hundred bytes.
-    let bytes = e.answer;
-    if (bytes === undefined) {
-      bytes = latin1Answer(this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove)));
-      e.answer = bytes;
+    return this.cached(e);
+  }
+
+  /**
+   * A cache hit's framed answer, spliced from the provider's template and the entry's strings into
+   * a short-lived buffer (answer-template.ts says why nothing is kept per caller).
+   */
+  private cached(e: CallerEntry): FramedAnswer {
+    const t = e.subject === undefined ? (this.plainTemplate ??= this.template(false)) : (this.subjectTemplate ??= this.template(true));
+    if (t === null) return frameMessage(this.encode(okWithToken(this.provider.name, injected(e, this.config.inject.format), 'cache', this.config.inject, e.subject, this.alsoRemove))) as FramedAnswer;
+    return t.splice(e.accessToken, e.tokenType, e.tokenId, e.subject ?? '') as FramedAnswer;
+  }
+
+  /** This provider's cache-hit answer as a template, or null when the splice would not match the encoder (then every hit encodes). */
+  private template(withSubject: boolean): AnswerTemplate | null {
+    const inject = this.config.inject;
+    const encodeWith = (v: SlotValues): Buffer => this.encode(okWithToken(
+      this.provider.name, { headerValue: headerValueFor(inject.format, v[1], v[0]), tokenId: v[2] }, 'cache', inject, withSubject ? v[3] : undefined, this.alsoRemove,
+    ));
+    try {
+      return AnswerTemplate.fromEncoder(encodeWith(SENTINELS), encodeWith, TEMPLATE_SAMPLES);
+    } catch (err) {
+      if (err instanceof TemplateError) return null;
+      throw err;
     }
-    return answerFromLatin1(bytes);
   }
 
   /** Every outcome of the slow path as the contract's answer. */
@@ -72,7 +104,7 @@ export class CallerLane {
 
   private ok(e: CallerEntry, source: TokenServeSource): CheckResponseObject | FramedAnswer {
     this.metrics.checks.cell(this.provider.name, 'ok', source).value++;
-    if (source === 'cache' && e.answer !== undefined) return answerFromLatin1(e.answer);
+    if (source === 'cache') return this.cached(e);
     return okWithToken(this.provider.name, injected(e, this.config.inject.format), source, this.config.inject, e.subject, this.alsoRemove);
   }
 }

@@ -37,16 +37,3 @@ export function framedAnswer(message: Buffer): FramedAnswer {
 export function answerMessage(a: FramedAnswer): Buffer {
   return a.subarray(PREFIX_BYTES);
 }
-
-/**
- * A framed answer kept as a Latin-1 string (one byte a character) instead of a Buffer: for the
- * many answers of per-caller entries, which then live on V8's compacted heap rather than as a
- * malloc'd backing store each. `answerFromLatin1` copies it back into a short-lived buffer.
- */
-export function latin1Answer(message: Buffer): string {
-  return frameMessage(message).toString('latin1');
-}
-
-export function answerFromLatin1(kept: string): FramedAnswer {
-  return Buffer.from(kept, 'latin1') as FramedAnswer;
-}

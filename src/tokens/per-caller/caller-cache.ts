@@ -7,16 +7,11 @@ import { headerValueFor } from '../cached-token.js';
 /**
  * One caller's exchanged token: one object and its strings, nothing else. 100 000 callers make
  * 100 000 of these, so every field counts (bench/FINDINGS.md, "Per-caller credentials"): no
- * token record or CachedToken beside it, no header string (the encoded answer carries the
- * header for hits; the slow path builds it when asked), no closures.
+ * token record or CachedToken beside it, no header string and no encoded answer (a hit splices
+ * its answer from the provider's template and these strings, src/server/answer-template.ts),
+ * no closures.
  */
 export class CallerEntry {
-  /**
-   * Set by the serving layer: the encoded answer for a plain cache hit, built once per token, as
-   * a Latin-1 string (one byte a character, on V8's compacted heap) rather than a Buffer: 100 000
-   * kept Buffers cost a backing store in malloc each, which fragments and is not given back.
-   */
-  answer: string | undefined = undefined;
   /** The last time a Check of this caller was served (refresh ahead is only for callers still calling). */
   lastUsed: number;
   /** A refresh ahead failed: hits are labelled stale until one succeeds. */
@@ -35,8 +30,18 @@ export class CallerEntry {
     public refreshAt: number,
     readonly bytes: number,
     now: number,
+    /**
+     * How long before `expiresAt` the token was obtained (ms): kept as this difference, a small
+     * integer stored in the object, rather than a second epoch time boxed per caller.
+     */
+    private readonly obtainedBeforeExpiry: number,
   ) {
     this.lastUsed = now;
+  }
+
+  /** When the token was obtained (the IdP's answer, or the record another replica stored): what makes one token newer than another. */
+  get obtainedAt(): number {
+    return this.expiresAt - this.obtainedBeforeExpiry;
   }
 
   /** The injected header's value for `format` (e.g. "Bearer {token}"): built per call, never kept. */
@@ -54,7 +59,7 @@ export interface NegativeEntry {
 }
 
 /**
- * Per-entry bookkeeping beyond the token and answer bytes: the entry object (11 fields, three
+ * Per-entry bookkeeping beyond the token and subject bytes: the entry object (10 fields, three
  * boxed doubles), the key and token-id strings, and the slots in both maps (by key, by token
  * id). Measured at ~420 bytes on Node 20 (64-bit, no pointer compression); rounded up.
  */
@@ -62,12 +67,11 @@ const ENTRY_OVERHEAD_BYTES = 512;
 const NEGATIVE_OVERHEAD_BYTES = 200;
 
 /**
- * Approximate bytes an entry holds: the token, the encoded answer once built (the header value
- * plus ~100 bytes of response and metadata, and its Buffer object), the subject (two bytes a
- * character at worst), plus bookkeeping. An estimate, deliberately on the high side.
+ * Approximate bytes an entry holds: the token, the subject (two bytes a character at worst),
+ * plus bookkeeping (no answer is kept per caller). An estimate, deliberately on the high side.
  */
-export function entryBytes(tokenLength: number, headerLength: number, subjectLength: number): number {
-  return tokenLength + (headerLength + 256) + subjectLength * 2 + ENTRY_OVERHEAD_BYTES;
+export function entryBytes(tokenLength: number, subjectLength: number): number {
+  return tokenLength + subjectLength * 2 + ENTRY_OVERHEAD_BYTES;
 }
 
 export interface CacheBounds {
@@ -111,7 +115,9 @@ export class CallerCache {
     }
     if (e !== this.newest) {
       this.entries.delete(key);
-      this.entries.set(key, e);
+      // Re-inserted under the entry's own key string, not this lookup's: the map would otherwise
+      // hold a second 32-character string per caller beside `e.key` (~48 bytes × 100 000).
+      this.entries.set(e.key, e);
       this.newest = e;
     }
     e.lastUsed = now;

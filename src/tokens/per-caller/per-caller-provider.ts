@@ -472,7 +472,10 @@ export class PerCallerProvider {
     // Across replicas: a usable record another replica stored, else the per-subject lock; the
     // holder exchanges, the others wait for its record (bounded), then fall back to their own.
     const skey = shared.keyFor(key);
-    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.tokenId && r.expiresAt > previous.expiresAt));
+    // Newer means obtained later, not expiring later (as replica-coordinator's isBetter and the
+    // store's fenced write judge it): an IdP that shortens lifetimes issues a newer token that
+    // expires before ours, and refusing it would cost every replica an exchange per caller.
+    const usable = (r: TokenRecord) => !this.refusedUpstream.has(r.tokenId) && (!previous || (r.tokenId !== previous.tokenId && r.obtainedAt > previous.obtainedAt));
     const stored = await shared.read(skey, usable);
     if (stored) return this.adopt(key, stored, subject, claims, 'store');
     const lockTtl = this.config.resilience.timeout * (this.config.resilience.retries + 1) + 2_000;
@@ -516,8 +519,7 @@ export class PerCallerProvider {
     const refreshAt = bounded || record.expiresAt >= NEVER_EXPIRES ? Number.POSITIVE_INFINITY : refreshAtFor(record, this.config.refresh, this.random);
     // One object per caller (no CachedToken, no record kept): the record's other fields serve
     // only the exchange that made it (the shared store's copy, the CLI), via the answer.
-    const headerLength = this.config.inject.format.length + record.accessToken.length + record.tokenType.length;
-    return new CallerEntry(key, record.accessToken, record.tokenType, record.tokenId, expiresAt, subject, refreshAt, entryBytes(record.accessToken.length, headerLength, subject?.length ?? 0), now);
+    return new CallerEntry(key, record.accessToken, record.tokenType, record.tokenId, expiresAt, subject, refreshAt, entryBytes(record.accessToken.length, subject?.length ?? 0), now, expiresAt - record.obtainedAt);
   }
 
   /** The exchange itself: budget, breaker, retries, answer checks; the outcome cached. */

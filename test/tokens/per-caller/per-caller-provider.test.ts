@@ -11,6 +11,8 @@ import { createLogger, silentLogger, type Logger } from '../../../src/observabil
 import { RetryAfterGate } from '../../../src/resilience/retry-after-gate.js';
 import type { HttpRequest, HttpResponse } from '../../../src/tokens/http/transport.js';
 import { PerCallerProvider } from '../../../src/tokens/per-caller/per-caller-provider.js';
+import { SharedCallers } from '../../../src/tokens/per-caller/shared-callers.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 function provider(cache: string, opts: { clock?: ManualClock; refresh?: string; verify?: string; logger?: Logger; transport: (req: HttpRequest) => Promise<HttpResponse> }) {
   const config = parseConfig(`
@@ -177,3 +179,64 @@ describe('verify refusals before any signature check', () => {
     await p.close();
   });
 });
+
+describe('per-caller tokens shared across replicas (cache.shared)', () => {
+  // Another replica's refresh is adopted when it is NEWER (obtained later), as the shared-token
+  // providers' isBetter and the store's fenced write judge it, not when it expires later: an
+  // IdP that shortens lifetimes (30 s → 10 s) issues a newer token expiring before ours.
+  it('a refresh ahead adopts the newer shared record even when it expires sooner (shortened lifetimes cost no extra exchange)', async () => {
+    const clock = new ManualClock(Date.now());
+    const store = new MemoryStore(() => clock.now());
+    const secret = Buffer.alloc(32, 7);
+    let lifetime = 30;
+    let issued = 0;
+    const exchanged: string[] = [];
+    const transport = async (req: HttpRequest): Promise<HttpResponse> => {
+      exchanged.push(new URLSearchParams(req.body).get('subject_token')!);
+      issued++;
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ access_token: `ex${issued}`, token_type: 'Bearer', expires_in: lifetime, issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }) };
+    };
+    const config = parseConfig(`
+providers:
+  p:
+    source: { type: token_exchange, tokenUrl: http://127.0.0.1:9/token, clientId: gw, clientSecret: s, audience: https://api.example, subjectToken: { request: { header: authorization } } }
+    cache: { maxEntries: 10 }
+    refresh: { waitBudget: 5s }
+    resilience: { retries: 0 }
+`, { env: {} }).providers.get('p')!;
+    const replica = (id: string) => new PerCallerProvider(config, {
+      clock, gate: new RetryAfterGate(), logger: silentLogger, metrics: new Metrics(), transport, random: () => 0,
+      shared: new SharedCallers(store, clock, 'tg:', 'p', 'cfg', secret, id),
+    });
+    const a = replica('a');
+    const b = replica('b');
+    const alice = bearer('alice');
+    expect((await a.acquire(alice)).kind).toBe('token'); // exchanged: 30 s, refresh due at +15 s
+    const first = await b.acquire(alice); // adopted from the store
+    expect(first.kind === 'token' && first.entry.accessToken).toBe('ex1');
+    expect(exchanged).toHaveLength(1);
+
+    lifetime = 10;
+    clock.advance(15_000);
+    expect(a.lookup(alice, clock.now())?.accessToken).toBe('ex1'); // starts A's refresh ahead
+    await flush(clock);
+    expect(exchanged).toHaveLength(2); // ex2: obtained at +15 s, expires at +25 s (before ex1's +30 s)
+    expect(a.lookup(alice, clock.now())?.accessToken).toBe('ex2');
+
+    clock.advance(1_000);
+    expect(b.lookup(alice, clock.now())?.accessToken).toBe('ex1'); // starts B's refresh ahead
+    await flush(clock);
+    expect(b.lookup(alice, clock.now())?.accessToken).toBe('ex2');
+    expect(exchanged, 'exchanges for alice across both replicas').toHaveLength(2);
+    await a.close();
+    await b.close();
+  });
+});
+
+/** Lets every pending promise (and the store's and provider's zero-delay timers) settle. */
+async function flush(clock: ManualClock): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setImmediate(r));
+    clock.advance(0);
+  }
+}
