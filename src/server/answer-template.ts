@@ -70,6 +70,8 @@ export class AnswerTemplate {
    * against `encode(values)` for every sample; throws TemplateError when a splice differs.
    */
   static fromEncoder(encoded: Buffer, encode: (values: SlotValues) => Buffer, samples: readonly SlotValues[]): AnswerTemplate {
+    // Buffer's UTF-8 writer is Node's own (undocumented) method: on a runtime without it every hit encodes.
+    if (typeof (Buffer.prototype as unknown as Partial<Utf8Writer>).utf8Write !== 'function') throw new TemplateError('Buffer#utf8Write is not available');
     const sentinels = SENTINELS.map((s) => Buffer.from(s, 'utf8'));
     const t = new AnswerTemplate(parseMessage(encoded, 0, encoded.length, 0, sentinels));
     for (const s of samples) {
