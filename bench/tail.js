@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_ENV, providerName, providersYaml } from './configs.js';
-import { Child, sleep } from './procs.js';
+import { Child, LOADGEN_EXEC_ARGV, sleep } from './procs.js';
 import { latencySummary, median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -187,7 +187,7 @@ const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 async function main() {
   const specs = SPEC.split(',').map(parseSpec);
   log(`${RATE}/s, ${SIZE}, ${ROUNDS} rounds × ${WINDOW_MS} ms + warm-up round; targets ${specs.map((s) => `${s.name}(${s.role}${s.flags.length ? ` ${s.flags.join(' ')}` : ''})`).join(', ')}; load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-  const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: ['--expose-gc'] });
+  const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: LOADGEN_EXEC_ARGV });
   children.push(lg);
   await lg.ready;
   const floorAnswer = { provider: providerName(0), header: 'authorization' };
