@@ -268,11 +268,20 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
     for (const e of list.getEntries()) if (e.startTime >= windowStart) gcPauses.push(e.duration);
   });
   gcObserver.observe({ entryTypes: ['gc'] });
+  let gcAnywhere = 0;
+  const countAll = new PerformanceObserver((list) => {
+    gcAnywhere += list.getEntries().length;
+  });
+  countAll.observe({ entryTypes: ['gc'] });
+  const heapBefore = process.memoryUsage().heapUsed;
   const start = performance.now();
   const windowStart = start + warmupMs;
   return new Promise((resolve) => {
     const done = () => {
+      // Without a collection in the slice, what the heap grew by is what the generator allocated.
+      const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
       gcObserver.disconnect();
+      countAll.disconnect();
       const round3 = (v) => Math.round(v * 1000) / 1000;
       const l = lat.subarray(0, recorded);
       const g = lag.subarray(0, recorded);
@@ -285,6 +294,7 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         latency: latencySummary(l),
         lag: latencySummary(g),
         generatorGc: { n: gcPauses.length, totalMs: gcPauses.reduce((a, b) => a + b, 0), maxMs: Math.max(0, ...gcPauses) },
+        generatorBytesPerCall: gcAnywhere === 0 ? heapGrowth / total : undefined,
         samples: wantSamples ? Array.from(l, round3) : undefined,
         lagSamples: wantSamples ? Array.from(g, round3) : undefined,
         sentAt: sentEpoch ? Array.from(sentEpoch.subarray(0, recorded), round3) : undefined,

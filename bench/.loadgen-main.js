@@ -1,0 +1,344 @@
+// The load generator, in its own process: @grpc/grpc-js clients over several HTTP/2
+// connections (one channel each: a local subchannel pool and a distinct channel option), the
+// same encoded Envoy-shaped CheckRequest for every target. Closed loop for saturating
+// throughput at a fixed concurrency; open loop (paced) for latency at a fixed offered rate;
+// bursts for refresh storms. Answers are passed through undecoded on the measured paths so the
+// generator spends as little of the shared CPU as it can.
+import http2 from 'node:http2';
+import { PerformanceObserver } from 'node:perf_hooks';
+import * as grpc from '@grpc/grpc-js';
+import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
+import { announceReady, serveParent } from './procs.js';
+import { latencySummary } from './stats.js';
+import { Watch } from './watch.js';
+
+const passThrough = (b) => b;
+const targets = new Map();
+const requests = new Map();
+
+function requestFor(init) {
+  const key = JSON.stringify(init ?? {});
+  let buf = requests.get(key);
+  if (!buf) {
+    buf = encodedRequest(init ?? {});
+    requests.set(key, buf);
+  }
+  return buf;
+}
+
+function clientsFor(key) {
+  const c = targets.get(key);
+  if (!c) throw new Error(`no target ${key}: connect first`);
+  return c;
+}
+
+/**
+ * A lean gRPC-over-HTTP/2 caller on node:http2 (same framing, same bytes on the wire as a
+ * grpc-js client, none of its call machinery): a load generator that costs the shared CPU
+ * less than the server it drives. Only for the closed loop; status from the trailers.
+ */
+class H2Caller {
+  constructor(address) {
+    this.session = http2.connect(`http://${address}`);
+    this.session.on('error', () => undefined);
+    this.session.unref();
+  }
+  ready() {
+    return new Promise((resolve, reject) => {
+      if (this.session.connecting === false) return resolve();
+      this.session.once('connect', () => resolve());
+      this.session.once('error', reject);
+    });
+  }
+  close() {
+    this.session.close();
+  }
+  makeUnaryRequest(_method, _ser, _deser, buf, _md, _opts, cb) {
+    // Framed once per request buffer: a copy and a fresh 8 KB pool slab every two calls were
+    // the generator's own garbage, and its GC pauses land in every target's p99.
+    let frame = FRAMED.get(buf);
+    if (frame === undefined) {
+      frame = Buffer.allocUnsafe(5 + buf.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(buf.length, 1);
+      buf.copy(frame, 5);
+      FRAMED.set(buf, frame);
+    }
+    const req = this.session.request(H2_HEADERS);
+    let status;
+    req.on('response', (h) => {
+      if (h['grpc-status'] !== undefined) status = h['grpc-status'];
+    });
+    req.on('trailers', (t) => {
+      status = t['grpc-status'];
+    });
+    req.on('data', noop);
+    req.on('error', (err) => cb(err));
+    req.on('end', () => cb(status === '0' ? null : new Error(`grpc-status ${status}`)));
+    req.end(frame);
+  }
+}
+// As Envoy's own gRPC client sends them: every ext_authz call carries its timeout as
+// grpc-timeout (200 ms by default in Envoy; generous here so a loaded machine does not turn
+// saturation into DEADLINE_EXCEEDED), so the server under test pays for a deadline per call.
+const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
+const noop = () => undefined;
+const FRAMED = new WeakMap();
+
+async function connect({ key, address, channels, client = 'grpc-js' }) {
+  const old = targets.get(key);
+  if (old) for (const c of old) c.close();
+  if (client === 'h2') {
+    const callers = Array.from({ length: channels }, () => new H2Caller(address));
+    await Promise.all(callers.map((c) => c.ready()));
+    targets.set(key, callers);
+    return { channels: callers.length, client };
+  }
+  const clients = [];
+  for (let i = 0; i < channels; i++) {
+    clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'bench.channel_index': i, // distinct options: never one shared connection
+      'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    }));
+  }
+  await Promise.all(clients.map((c) => new Promise((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))));
+  targets.set(key, clients);
+  return { channels: clients.length, client };
+}
+
+function call(client, buf, decode, deadlineMs, cb) {
+  const opts = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+  client.makeUnaryRequest(CHECK_METHOD, passThrough, decode ? checkCodec().decodeResponse : passThrough, buf, new grpc.Metadata(), opts, cb);
+}
+
+/** One decoded Check: the answer shape, for the report. */
+function probe({ key, init }) {
+  const [client] = clientsFor(key);
+  return new Promise((resolve, reject) => call(client, requestFor(init), true, 5_000, (err, res) => (err ? reject(err) : resolve(res))));
+}
+
+/**
+ * Per-caller benches: `callers` requests that differ only in the caller's own credential
+ * (`authorization: Bearer <callerToken(i)>`), encoded once each and kept for the process.
+ */
+const callerSets = new Map();
+function callerToken(i, length = 600) {
+  const head = `caller${i}.`;
+  return head + 'Q'.repeat(Math.max(0, length - head.length));
+}
+function callerRequests(init, callers) {
+  const key = `${JSON.stringify(init ?? {})}#${callers}`;
+  let bufs = callerSets.get(key);
+  if (!bufs) {
+    bufs = Array.from({ length: callers }, (_, i) => encodedRequest({ ...init, headers: { ...(init?.headers ?? {}), authorization: `Bearer ${callerToken(i)}` } }));
+    callerSets.set(key, bufs);
+  }
+  return bufs;
+}
+
+/** Every one of `callers` callers exactly once (at most `concurrency` at a time): fills a per-caller cache. */
+function sweep({ key, init, callers, concurrency = 64 }) {
+  const clients = clientsFor(key);
+  const bufs = callerRequests(init, callers);
+  let next = 0;
+  let ok = 0;
+  let errors = 0;
+  let lastError;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let active = 0;
+    const issue = () => {
+      if (next >= bufs.length) {
+        if (active === 0) resolve({ ok, errors, lastError, ms: performance.now() - started });
+        return;
+      }
+      const i = next++;
+      active++;
+      call(clients[i % clients.length], bufs[i], false, 0, (err) => {
+        active--;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else ok++;
+        issue();
+      });
+    };
+    for (let c = 0; c < concurrency; c++) issue();
+  });
+}
+
+/**
+ * Closed loop: `concurrency` calls always in flight for `durationMs`. With `callers`, each call
+ * is the next caller's request in turn (per-caller benches); else the same request every time.
+ */
+function closed({ key, init, concurrency, durationMs, callers }) {
+  const clients = clientsFor(key);
+  return closedRotating(clients, callers ? callerRequests(init, callers) : [requestFor(init)], concurrency, durationMs);
+}
+
+/** Closed loop: each of `concurrency` callers sends its next request (the next of `bufs`) as soon as one is answered. */
+function closedRotating(clients, bufs, concurrency, durationMs) {
+  let ok = 0;
+  let errors = 0;
+  let lastError;
+  let stopping = false;
+  let active = 0;
+  let n = 0;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const finish = () => resolve({ ok, errors, lastError, elapsedMs: performance.now() - started, rate: ok / ((performance.now() - started) / 1000) });
+    const issue = (i) => {
+      active++;
+      const buf = bufs[n++ % bufs.length];
+      call(clients[i % clients.length], buf, false, 0, (err) => {
+        active--;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else ok++;
+        if (!stopping) issue(i);
+        else if (active === 0) finish();
+      });
+    };
+    for (let i = 0; i < concurrency; i++) issue(i);
+    setTimeout(() => {
+      stopping = true;
+    }, durationMs);
+  });
+}
+
+/**
+ * Open loop: calls sent on a schedule of `rate` per second for `durationMs`, whatever the
+ * answers do; latency from each call's send to its answer. The schedule runs on 1 ms timers
+ * (a busy loop would steal the server's CPU on a 2-core machine), so sends come in small
+ * bursts; `lag` reports how late sends were against the ideal schedule.
+ */
+function open({ key, init, rate, durationMs, warmupMs, times = false }) {
+  // Start from an empty young generation: a scavenge of garbage left by the previous run
+  // would otherwise pause the generator itself, and its pause lands in this target's p99.
+  globalThis.gc?.();
+  const clients = clientsFor(key);
+  const buf = requestFor(init);
+  const total = Math.floor((rate * (warmupMs + durationMs)) / 1000);
+  const skip = Math.floor((rate * warmupMs) / 1000);
+  const interval = 1000 / rate;
+  const lat = new Float64Array(total - skip);
+  const lag = new Float64Array(total - skip);
+  // With `times`: each recorded call's send time (epoch ms), to lay the tail against GC pauses.
+  const sentAt = times ? new Float64Array(total - skip) : undefined;
+  let recorded = 0;
+  let gcAnywhere = 0;
+  const countAll = new PerformanceObserver((list) => { gcAnywhere += list.getEntries().length; });
+  countAll.observe({ entryTypes: ['gc'] });
+  const heapBefore = process.memoryUsage().heapUsed;
+  let sent = 0;
+  let settled = 0;
+  let errors = 0;
+  let lastError;
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const done = () => {
+      const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+      countAll.disconnect();
+      const samples = Array.from(lat.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000);
+      resolve({
+        offered: rate,
+        generatorBytesPerCall: gcAnywhere === 0 ? heapGrowth / total : undefined,
+        gcAnywhere,
+        sent,
+        errors,
+        lastError,
+        achievedRate: recorded / (durationMs / 1000),
+        latency: latencySummary(samples),
+        lag: latencySummary(Array.from(lag.subarray(0, recorded))),
+        samples,
+        sentAt: sentAt ? Array.from(sentAt.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000) : undefined,
+      });
+    };
+    const send = (i) => {
+      const t = performance.now();
+      call(clients[i % clients.length], buf, false, 0, (err) => {
+        settled++;
+        if (err) {
+          errors++;
+          lastError = err.message;
+        } else if (i >= skip) {
+          lat[recorded] = performance.now() - t;
+          lag[recorded] = t - (start + i * interval);
+          if (sentAt) sentAt[recorded] = performance.timeOrigin + t;
+          recorded++;
+        }
+        if (settled === total) done();
+      });
+    };
+    const tick = () => {
+      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+      while (sent < due) send(sent++);
+      if (sent < total) setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+/** N Checks at once (optionally right after an admin invalidation); each answer decoded. */
+async function burst({ key, init, n, deadlineMs, invalidate }) {
+  const clients = clientsFor(key);
+  const buf = requestFor(init);
+  if (invalidate) {
+    const res = await fetch(invalidate.url, { method: 'POST', headers: { authorization: `Bearer ${invalidate.token}` } });
+    await res.text();
+    if (res.status !== 200) throw new Error(`invalidate answered ${res.status}`);
+  }
+  const lat = new Float64Array(n);
+  const outcomes = { ok: 0, denied: 0, grpcErrors: 0 };
+  const sources = {};
+  let lastError;
+  const t0 = performance.now();
+  let lastSent = 0;
+  await new Promise((resolve) => {
+    let settled = 0;
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      call(clients[i % clients.length], buf, true, deadlineMs, (err, res) => {
+        lat[i] = performance.now() - t;
+        if (err) {
+          outcomes.grpcErrors++;
+          lastError = err.message;
+        } else if ((res.status?.code ?? 0) === 0) {
+          outcomes.ok++;
+          const s = res.dynamic_metadata?.fields?.source?.stringValue ?? 'none';
+          sources[s] = (sources[s] ?? 0) + 1;
+        } else {
+          outcomes.denied++;
+          lastError = res.denied_response?.body;
+        }
+        if (++settled === n) resolve();
+      });
+      lastSent = performance.now();
+    }
+  });
+  return { n, ...outcomes, sources, lastError, dispatchMs: lastSent - t0, totalMs: performance.now() - t0, latency: latencySummary(Array.from(lat)) };
+}
+
+const watch = new Watch();
+serveParent({
+  connect,
+  probe,
+  closed,
+  open,
+  burst,
+  sweep,
+  disconnect: ({ key }) => {
+    for (const c of targets.get(key) ?? []) c.close();
+    targets.delete(key);
+    return {};
+  },
+  cpu: () => process.cpuUsage(),
+  watch: () => watch.start(),
+  watched: () => watch.stop(),
+  stop: () => {
+    for (const cs of targets.values()) for (const c of cs) c.close();
+  },
+});
+announceReady({ pid: process.pid });
