@@ -33,7 +33,9 @@ export class UnaryMessage {
       const len = chunk.readUInt32BE(1);
       if (len > this.maxBytes) return this.tooLarge(len);
       if (chunk.length >= PREFIX + len) {
-        const err = this.complete(chunk.subarray(0, PREFIX + len));
+        // The payload as one view of the chunk: a view for the frame and another for its
+        // payload were a Buffer object a Check more than the platform's limit makes.
+        const err = this.complete(chunk, len);
         return err ?? (chunk.length > PREFIX + len ? this.pushExtra(chunk, PREFIX + len) : undefined);
       }
     }
@@ -69,14 +71,15 @@ export class UnaryMessage {
     off += take;
     if (this.have < whole.length) return undefined;
     this.buf = undefined;
-    return this.complete(whole) ?? (off < chunk.length ? this.pushExtra(chunk, off) : undefined);
+    return this.complete(whole, whole.length - PREFIX) ?? (off < chunk.length ? this.pushExtra(chunk, off) : undefined);
   }
 
-  private complete(frame: Buffer): FramingError | undefined {
+  /** `bytes` starts with a frame whose payload is `len` bytes long. */
+  private complete(bytes: Buffer, len: number): FramingError | undefined {
     // grpc-encoding was absent or identity (other encodings are served by grpc-js), so a set
     // compressed flag contradicts the headers: a protocol error (gRPC over HTTP/2).
-    if (frame[0] === 1) return { code: Code.INTERNAL, message: 'Compressed message received but grpc-encoding is identity' };
-    this.payload = frame.subarray(PREFIX);
+    if (bytes[0] === 1) return { code: Code.INTERNAL, message: 'Compressed message received but grpc-encoding is identity' };
+    this.payload = bytes.subarray(PREFIX, PREFIX + len);
     return undefined;
   }
 
