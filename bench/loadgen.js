@@ -5,6 +5,7 @@
 // bursts for refresh storms. Answers are passed through undecoded on the measured paths so the
 // generator spends as little of the shared CPU as it can.
 import http2 from 'node:http2';
+import { PerformanceObserver } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
 import { announceReady, serveParent } from './procs.js';
@@ -53,35 +54,60 @@ class H2Caller {
     this.session.close();
   }
   makeUnaryRequest(_method, _ser, _deser, buf, _md, _opts, cb) {
-    // Framed once per request buffer: a copy and a fresh 8 KB pool slab every two calls were
-    // the generator's own garbage, and its GC pauses land in every target's p99.
-    let frame = FRAMED.get(buf);
-    if (frame === undefined) {
-      frame = Buffer.allocUnsafe(5 + buf.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(buf.length, 1);
-      buf.copy(frame, 5);
-      FRAMED.set(buf, frame);
-    }
+    this.send(framed(buf), cb, 0);
+  }
+  /** One call of a pre-framed request; `done` is called with the stream as `this` (its index in `kIndex`). */
+  send(frame, done, index) {
     const req = this.session.request(H2_HEADERS);
-    let status;
-    req.on('response', (h) => {
-      if (h['grpc-status'] !== undefined) status = h['grpc-status'];
-    });
-    req.on('trailers', (t) => {
-      status = t['grpc-status'];
-    });
-    req.on('data', noop);
-    req.on('error', (err) => cb(err));
-    req.on('end', () => cb(status === '0' ? null : new Error(`grpc-status ${status}`)));
+    req[kDone] = done;
+    req[kIndex] = index;
+    req.on('response', onResponse);
+    req.on('trailers', onTrailers);
+    req.on('error', onError);
+    req.on('end', onEnd);
+    req.resume();
     req.end(frame);
   }
+}
+// The callbacks are shared functions reading their state from the stream (`this`), not closures
+// per call: the generator's own garbage is scavenged in the middle of some target's window, and
+// its pause is then that target's tail (FINDINGS, "the generator's own stalls").
+const kDone = Symbol('done');
+const kStatus = Symbol('status');
+const kIndex = Symbol('index');
+function onResponse(h) {
+  if (h['grpc-status'] !== undefined) this[kStatus] = h['grpc-status'];
+}
+function onTrailers(t) {
+  this[kStatus] = t['grpc-status'];
+}
+function onError(err) {
+  const cb = this[kDone];
+  this[kDone] = undefined;
+  cb?.call(this, err);
+}
+function onEnd() {
+  const cb = this[kDone];
+  this[kDone] = undefined;
+  const status = this[kStatus];
+  cb?.call(this, status === '0' ? null : new Error(`grpc-status ${status}`));
+}
+/** Framed once per request buffer: a copy and a fresh 8 KB pool slab every two calls were the generator's own garbage. */
+function framed(buf) {
+  let frame = FRAMED.get(buf);
+  if (frame === undefined) {
+    frame = Buffer.allocUnsafe(5 + buf.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(buf.length, 1);
+    buf.copy(frame, 5);
+    FRAMED.set(buf, frame);
+  }
+  return frame;
 }
 // As Envoy's own gRPC client sends them: every ext_authz call carries its timeout as
 // grpc-timeout (200 ms by default in Envoy; generous here so a loaded machine does not turn
 // saturation into DEADLINE_EXCEEDED), so the server under test pays for a deadline per call.
 const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
-const noop = () => undefined;
 const FRAMED = new WeakMap();
 
 async function connect({ key, address, channels, client = 'grpc-js' }) {
@@ -211,57 +237,92 @@ function closedRotating(clients, bufs, concurrency, durationMs) {
  * Open loop: calls sent on a schedule of `rate` per second for `durationMs`, whatever the
  * answers do; latency from each call's send to its answer. The schedule runs on 1 ms timers
  * (a busy loop would steal the server's CPU on a 2-core machine), so sends come in small
- * bursts; `lag` reports how late sends were against the ideal schedule.
+ * bursts; `lag` is how late each send was against the ideal schedule (the generator's own
+ * stalls: when it is a large part of the p99, the p99 measures the generator). With
+ * `samples: true` every recorded call's latency and lag come back, for pooling over slices;
+ * the generator's own GC pauses inside the window come back as `generatorGc`.
  */
-function open({ key, init, rate, durationMs, warmupMs, times = false }) {
+function open({ key, init, rate, durationMs, warmupMs, times = false, samples: wantSamples = true }) {
   // Start from an empty young generation: a scavenge of garbage left by the previous run
   // would otherwise pause the generator itself, and its pause lands in this target's p99.
   globalThis.gc?.();
   const clients = clientsFor(key);
   const buf = requestFor(init);
+  const h2 = clients[0] instanceof H2Caller;
+  const frame = framed(buf);
   const total = Math.floor((rate * (warmupMs + durationMs)) / 1000);
   const skip = Math.floor((rate * warmupMs) / 1000);
   const interval = 1000 / rate;
+  const sentAt = new Float64Array(total);
   const lat = new Float64Array(total - skip);
   const lag = new Float64Array(total - skip);
   // With `times`: each recorded call's send time (epoch ms), to lay the tail against GC pauses.
-  const sentAt = times ? new Float64Array(total - skip) : undefined;
+  const sentEpoch = times ? new Float64Array(total - skip) : undefined;
   let recorded = 0;
   let sent = 0;
   let settled = 0;
   let errors = 0;
   let lastError;
+  const gcPauses = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.startTime >= windowStart) gcPauses.push(e.duration);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  let gcAnywhere = 0;
+  const countAll = new PerformanceObserver((list) => {
+    gcAnywhere += list.getEntries().length;
+  });
+  countAll.observe({ entryTypes: ['gc'] });
+  const heapBefore = process.memoryUsage().heapUsed;
   const start = performance.now();
+  const windowStart = start + warmupMs;
   return new Promise((resolve) => {
     const done = () => {
-      const samples = Array.from(lat.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000);
+      // Without a collection in the slice, what the heap grew by is what the generator allocated.
+      const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
+      gcObserver.disconnect();
+      countAll.disconnect();
+      const round3 = (v) => Math.round(v * 1000) / 1000;
+      const l = lat.subarray(0, recorded);
+      const g = lag.subarray(0, recorded);
       resolve({
         offered: rate,
         sent,
         errors,
         lastError,
         achievedRate: recorded / (durationMs / 1000),
-        latency: latencySummary(samples),
-        lag: latencySummary(Array.from(lag.subarray(0, recorded))),
-        samples,
-        sentAt: sentAt ? Array.from(sentAt.subarray(0, recorded), (v) => Math.round(v * 1000) / 1000) : undefined,
+        latency: latencySummary(l),
+        lag: latencySummary(g),
+        generatorGc: { n: gcPauses.length, totalMs: gcPauses.reduce((a, b) => a + b, 0), maxMs: Math.max(0, ...gcPauses) },
+        generatorBytesPerCall: gcAnywhere === 0 ? heapGrowth / total : undefined,
+        samples: wantSamples ? Array.from(l, round3) : undefined,
+        lagSamples: wantSamples ? Array.from(g, round3) : undefined,
+        sentAt: sentEpoch ? Array.from(sentEpoch.subarray(0, recorded), round3) : undefined,
       });
     };
+    const settle = (i, err) => {
+      settled++;
+      if (err) {
+        errors++;
+        lastError = err.message;
+      } else if (i >= skip) {
+        const t = sentAt[i];
+        lat[recorded] = performance.now() - t;
+        lag[recorded] = t - (start + i * interval);
+        if (sentEpoch) sentEpoch[recorded] = performance.timeOrigin + t;
+        recorded++;
+      }
+      if (settled === total) done();
+    };
+    // h2: one shared callback, the call's index on its stream (no closure per call).
+    const settleH2 = function (err) {
+      settle(this[kIndex], err);
+    };
     const send = (i) => {
-      const t = performance.now();
-      call(clients[i % clients.length], buf, false, 0, (err) => {
-        settled++;
-        if (err) {
-          errors++;
-          lastError = err.message;
-        } else if (i >= skip) {
-          lat[recorded] = performance.now() - t;
-          lag[recorded] = t - (start + i * interval);
-          if (sentAt) sentAt[recorded] = performance.timeOrigin + t;
-          recorded++;
-        }
-        if (settled === total) done();
-      });
+      sentAt[i] = performance.now();
+      const c = clients[i % clients.length];
+      if (h2) c.send(frame, settleH2, i);
+      else call(c, buf, false, 0, (err) => settle(i, err));
     };
     const tick = () => {
       const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);

@@ -147,3 +147,11 @@ export function announceFailure(err) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The load generator's own V8 flags (BENCH_LOADGEN_FLAGS overrides; "" = Node's defaults). A
+ * young generation larger than what one open-loop slice allocates, emptied by a forced GC before
+ * every slice, means the generator does not scavenge inside a measured window: its pauses would
+ * land in whichever target's window they fall in (FINDINGS, "A p99 that can judge the target").
+ */
+export const LOADGEN_EXEC_ARGV = ['--expose-gc', ...(process.env.BENCH_LOADGEN_FLAGS ?? '--min-semi-space-size=64 --max-semi-space-size=64').split(/\s+/).filter(Boolean)];

@@ -100,15 +100,35 @@ export function evaluateTargets(r) {
     for (const size of sizes) {
       const at = sz.open[size]?.[5000];
       if (!at) continue;
-      for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
-        if (!at[k]) continue;
+      const limit = at['floor-h2'];
+      // Pooled over slices (bench/run.js slicedOpenLoop); older results.json carry medians of rounds.
+      const sliced = limit?.p99VsLimit !== undefined;
+      for (const k of ['tokengate-h2', 'tokengate-h2-route', 'tokengate', 'tokengate-route']) {
+        const t = at[k];
+        if (!t) continue;
+        const defaultPath = k.startsWith('tokengate-h2');
+        if (!sliced) {
+          out.push({ target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${targetMode(k)})`, measured: `${f2(t.p99VsLimitMedian)} × median of rounds (p99 ${f3(t.p99MedianOfRounds)} vs ${f3(limit?.p99MedianOfRounds)} ms)`, yardstick: '', pass: t.p99VsLimitMedian <= 1.2 });
+          continue;
+        }
+        const aa = sz.aa?.[size]?.[5000];
+        const aaAgrees = (a) => a !== undefined && a.ratio >= 1 / 1.2 && a.ratio <= 1.2 && (!Number.isFinite(a.low) || (a.low <= 1 && a.high >= 1));
+        const twin = at['tokengate-h2-twin'];
+        const interval = (lo, hi) => (Number.isFinite(lo) ? ` [${f2(lo)}–${f2(hi)}]` : '');
+        // Judged on the rotations the rest of the machine left alone when there are enough of them.
+        const onQuiet = defaultPath && t.quietSlices >= (sz.minQuietRotations ?? Infinity);
+        const [lo, hi, x] = onQuiet ? [t.p99VsLimitQuietLow, t.p99VsLimitQuietHigh, t.p99VsLimitQuiet] : [t.p99VsLimitLow, t.p99VsLimitHigh, t.p99VsLimit];
+        const quietText = t.quietSlices !== undefined ? `; quiet rotations (rest of the machine < ${f2(sz.quietCores)} cores): ${t.quietSlices} of ${t.slices}${t.quietSlices ? `, ${f2(t.p99VsLimitQuiet)} ×${interval(t.p99VsLimitQuietLow, t.p99VsLimitQuietHigh)} (p99 ${f3(t.p99Quiet)} vs ${f3(limit.p99Quiet)} ms, send lag p99 ${f3(t.lagP99Quiet)} / ${f3(limit.lagP99Quiet)} ms)` : ''}` : '';
         out.push({
-          target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${targetMode(k)})`,
-          measured: `${f2(at[k].p99VsLimitMedian)} × median of rounds, ${f2(at[k].p99VsLimitMin)} × lowest (p99 ${f3(at[k].p99MedianOfRounds)} vs ${f3(at['floor-h2'].p99MedianOfRounds)} ms)`,
-          yardstick: k.startsWith('tokengate-h2') && at['tokengate-h2-twin']
-            ? `A/A h2 twin ÷ limit: ${f2(at['tokengate-h2-twin'].p99VsLimitMedian)} median, ${f2(at['tokengate-h2-twin'].p99VsLimitMin)} lowest; h2 twin ÷ tokengate-h2: ${f2(ratio(at['tokengate-h2-twin'].p99MedianOfRounds, at['tokengate-h2']?.p99MedianOfRounds))}`
-            : `A/A twin ÷ limit: ${f2(at['tokengate-twin']?.p99VsLimitMedian)}; twin ÷ tokengate: ${f2(ratio(at['tokengate-twin']?.p99MedianOfRounds, at.tokengate?.p99MedianOfRounds))}`,
-          pass: at[k].p99VsLimitMedian <= 1.2,
+          target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${targetMode(k)}${defaultPath ? ', the default path' : ', opt-in path: information'})`,
+          measured: `**${f2(t.p99VsLimit)} ×** pooled${interval(t.p99VsLimitLow, t.p99VsLimitHigh)} (p99 ${f3(t.p99)} vs ${f3(limit.p99)} ms, ${f0(t.samples)} vs ${f0(limit.samples)} calls); ${f2(t.p99VsLimitMedianOfSlices)} × median of slices, ${f2(t.p99VsLimitLowest)} × lowest; send lag p99 ${f3(t.lagP99)} / ${f3(limit.lagP99)} ms${quietText}; **judged on ${onQuiet ? 'the quiet rotations' : 'all rotations'}**`,
+          yardstick: defaultPath && twin
+            ? `A/A h2 twin ÷ tokengate-h2: ${f2(aa?.ratio)}${interval(aa?.low, aa?.high)}${aa?.quiet ? ` (quiet rotations ${f2(aa.quiet.ratio)}${interval(aa.quiet.low, aa.quiet.high)})` : ''}; twin ÷ limit: ${f2(twin.p99VsLimit)}${interval(twin.p99VsLimitLow, twin.p99VsLimitHigh)}${Number.isFinite(twin.p99VsLimitQuiet) ? ` (quiet ${f2(twin.p99VsLimitQuiet)}${interval(twin.p99VsLimitQuietLow, twin.p99VsLimitQuietHigh)})` : ''}`
+            : 'not judged: Check on grpc-js is the opt-in path (it saturates near 5,000/s at 3–8 KB on this machine, as its own floor does)',
+          // Judged on the pooled ratio's 90 % interval: met when all of it is ≤ 1.2, missed when all of it is above.
+          // Only when the harness tells identical servers apart by less than the target's margin:
+          // the A/A pooled ratio within 1/1.2–1.2 and its interval holding 1.
+          pass: !defaultPath ? 'info' : !aaAgrees(onQuiet ? aa?.quiet : aa) ? `undecided: the A/A pair lands ${f2((onQuiet ? aa?.quiet : aa)?.ratio)} × apart` : hi <= 1.2 ? true : lo > 1.2 ? false : Number.isFinite(lo) ? 'undecided' : x <= 1.2,
         });
       }
     }
@@ -169,7 +189,7 @@ function targetsSection(r) {
     '',
     'Ratios are taken within each round (the targets of a round run back to back) and the median over rounds is reported. The yardstick column is the same ratio for servers that should come out equal: the *other* floor, which does the same work as the first, or, for scale, 100 providers against 1. How far it lands from 1.00 is the noise of this run.',
     '',
-    table(['target', 'measured (tokengate)', 'noise yardstick: same ratio, equivalent servers', 'met'], rows.map((t) => [t.target, t.measured, t.yardstick ?? '', t.pass ? 'yes' : '**no**'])),
+    table(['target', 'measured (tokengate)', 'noise yardstick: same ratio, equivalent servers', 'met'], rows.map((t) => [t.target, t.measured, t.yardstick ?? '', typeof t.pass === 'string' ? t.pass : t.pass ? 'yes' : '**no**'])),
     '',
   ].join('\n');
 }
@@ -188,12 +208,24 @@ function sizesSection(r) {
       keys.map((k) => [label(k), f0(c[k].rate), f2(c[k].rateVsLimitMedian), f1(c[k].cpuPerCheckUs), f1(c[k].cpuPerCheckMinUs), f2(c[k].cpuVsLimitMedian), f2(c[k].cpuVsLimitMin), f2(c[k].cpuVsGrpcFloorMedian), f0(c[k].clientErrors)])), '');
     const o = sz.open[size] ?? {};
     const rows = [];
+    const sliced = Object.values(o).some((at) => at['floor-h2']?.p99VsLimit !== undefined);
     for (const rate of Object.keys(o)) {
-      for (const [k, v] of Object.entries(o[rate])) rows.push([`${f0(Number(rate))}/s`, label(k), f0(v.achievedRate), f3(v.p50MedianOfRounds), f3(v.p99MedianOfRounds), f3(v.p99MinOfRounds), f2(v.p99VsLimitMedian), f2(v.p99VsLimitMin), f3(v.lagP99), f1(v.cpuPerCheckUs), f0(v.errors)]);
+      for (const [k, v] of Object.entries(o[rate])) {
+        rows.push(sliced
+          ? [`${f0(Number(rate))}/s`, label(k), `${v.slices} × ${f0(v.samples / v.slices)}`, f0(v.achievedRate), f3(v.p50), `**${f3(v.p99)}**`, f3(v.p999), `**${f2(v.p99VsLimit)}**${Number.isFinite(v.p99VsLimitLow) ? ` [${f2(v.p99VsLimitLow)}–${f2(v.p99VsLimitHigh)}]` : ''}`, f3(v.p99MedianOfSlices), f3(v.p99MinOfSlices), f2(v.p99VsLimitMedianOfSlices), f2(v.p99VsLimitLowest), f3(v.lagP99), `${v.generatorGc.n} (max ${f1(v.generatorGc.maxMs)} ms)`, f2(v.loadgenCores), f2(v.otherCores), f1(v.cpuPerCheckUs), f0(v.errors)]
+          : [`${f0(Number(rate))}/s`, label(k), f0(v.achievedRate), f3(v.p50MedianOfRounds), f3(v.p99MedianOfRounds), f3(v.p99MinOfRounds), f2(v.p99VsLimitMedian), f2(v.p99VsLimitMin), f3(v.lagP99), f1(v.cpuPerCheckUs), f0(v.errors)]);
+      }
     }
-    if (rows.length) {
+    if (rows.length && sliced) {
+      const aa = Object.entries(sz.aa?.[size] ?? {}).map(([rate, x]) => `${f0(Number(rate))}/s ${f2(x.ratio)}${Number.isFinite(x.low) ? ` [${f2(x.low)}–${f2(x.high)}]` : ''}`).join(', ');
+      lines.push(table(['offered', 'server', 'slices × calls', 'achieved/s', 'p50 ms (pooled)', 'p99 ms (pooled)', 'p99.9 ms', 'p99 ÷ limit (pooled) [90 % interval]', 'p99 ms (median of slices)', 'p99 ms (lowest slice)', '÷ limit (median of slices)', '÷ limit (lowest)', 'send lag p99 ms (pooled)', 'generator GCs in windows', 'generator cores', 'other processes (cores)', 'CPU µs/Check', 'errors'], rows), '');
+      if (aa) lines.push(`A/A (h2 twin ÷ tokengate on node:http2, pooled p99): ${aa}.`, '');
+    } else if (rows.length) {
       lines.push(table(['offered', 'server', 'achieved/s', 'p50 ms (median of rounds)', 'p99 ms (median)', 'p99 ms (lowest)', 'p99 ÷ limit (median)', 'p99 ÷ limit (lowest)', 'send lag p99 ms', 'CPU µs/Check', 'errors'], rows), '');
     }
+  }
+  if (sz.sliceMs) {
+    lines.push(`**Fixed rates** (open loop, h2 load generator with \`${sz.loadgenFlags}\`): the targets take turns in slices of ${f0(sz.sliceMs)} ms (50 ms of each not recorded), one warm-up rotation discarded; a target's p99 is **pooled** over every call of all its slices. At ${f0(sz.judgedRate)}/s the limit, tokengate on node:http2 (the default Check path) and its identical twin rotate on their own; Check on grpc-js (the opt-in path) runs after them in a block of its own, as information. "[90 % interval]": the pooled ratio over slices resampled with replacement (slice i of both targets is from the same rotation); the p99 target is met when all of the interval is ≤ 1.2, missed when all of it is above, undecided otherwise — and undecided whatever the interval when the A/A pair (the twin against tokengate on node:http2, the same pooling) lands more than 1.2 × apart or its own interval excludes 1, since then the interval understates the run's noise. It is judged on the **quiet rotations** (every slice of the rotation had the rest of the machine, i.e. system busy time less the server's and the generator's, under ${f2(sz.quietCores)} cores) when there are at least ${sz.minQuietRotations} of them, else on all rotations; both are given. "send lag" is how late the generator sent calls against the ideal schedule, pooled; "generator GCs in windows" counts the generator's own collections inside recorded windows (it should be 0).`, '');
   }
   return lines.join('\n');
 }

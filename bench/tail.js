@@ -12,6 +12,9 @@
 //   BENCH_SERVER_FLAGS   V8 flags of every server (default: the Docker image's)
 //   TAIL_CONCURRENCY=n  closed loop (n in flight) instead: CPU and bytes per Check, no latency
 //   TAIL_ALLOC=1         with TAIL_CONCURRENCY: bytes per Check by V8's sampling heap profiler
+//   TAIL_ALLOC=heap      with TAIL_CONCURRENCY: bytes per Check exactly: servers get a 128 MB young
+//                        generation, and the heap's growth over a window without any collection
+//                        is divided by the Checks served in it (a window with one is not counted)
 //   TAIL_ALLOC_SITES=1   …and the top allocating functions
 //   TAIL_ALLOC_SURVIVORS=1  …counting only objects that survived the young generation (promoted)
 //   TAIL_NO_FULL_GC=1    with TAIL_CONCURRENCY: no forced full GC before each round
@@ -23,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BENCH_ENV, HEADER_ROUTE, providerName, providersYaml } from './configs.js';
-import { Child, sleep } from './procs.js';
+import { Child, LOADGEN_EXEC_ARGV, sleep } from './procs.js';
 import { latencySummary, median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -34,6 +37,7 @@ const WINDOW_MS = Number(process.env.TAIL_WINDOW_MS ?? 2000);
 const WARMUP_MS = 300;
 const CHANNELS = 4;
 const SERVER_FLAGS = (process.env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
+const HEAP_ALLOC = process.env.TAIL_ALLOC === 'heap';
 const SPEC = process.env.TAIL_TARGETS ?? 'limit=floor-h2,tokengate=http2,twin=http2';
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-tail-'));
 const children = [];
@@ -53,14 +57,15 @@ function parseSpec(s) {
 }
 
 async function start(spec, floorAnswer) {
-  const execArgv = ['--expose-gc', ...spec.flags, ...(process.env.TAIL_TRACE_GC === '1' ? ['--trace-gc-nvp'] : [])];
+  const execArgv = ['--expose-gc', ...spec.flags, ...(process.env.TAIL_TRACE_GC === '1' ? ['--trace-gc-nvp'] : []), ...(HEAP_ALLOC ? ['--min-semi-space-size=128', '--max-semi-space-size=128'] : [])];
+  const gcEnv = HEAP_ALLOC ? { BENCH_GC_STATS: '1' } : {};
   let c;
   if (spec.role === 'http2' || spec.role === 'grpc-js') {
     const file = path.join(work, `${spec.name}.yaml`);
     fs.writeFileSync(file, providersYaml(1, { checkServer: spec.role, headerRoute: ROUTED }));
-    c = new Child(spec.name, spec.script, { args: ['tokengate'], env: { ...BENCH_ENV, BENCH_CONFIG: file }, execArgv });
+    c = new Child(spec.name, spec.script, { args: ['tokengate'], env: { ...BENCH_ENV, ...gcEnv, BENCH_CONFIG: file }, execArgv });
   } else {
-    c = new Child(spec.name, spec.script, { args: [spec.role], env: { BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer) }, execArgv });
+    c = new Child(spec.name, spec.script, { args: [spec.role], env: { ...gcEnv, BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer) }, execArgv });
   }
   children.push(c);
   // --trace-gc-nvp lines (with TAIL_TRACE_GC=1): bytes allocated and promoted, summed as they come.
@@ -107,10 +112,15 @@ async function closedRound(lg, t, concurrency) {
   const run = lg.call('closed', { key: t.name, init, concurrency, durationMs: WARMUP_MS + WINDOW_MS });
   await sleep(WARMUP_MS);
   const alloc = process.env.TAIL_ALLOC === '1';
+  if (HEAP_ALLOC) await t.child.call('memory'); // the young generation empty at the start of the window
   if (alloc) await t.child.call('allocStart', { interval: 256, survivors: process.env.TAIL_ALLOC_SURVIVORS === '1' });
   const [a, ga] = [await t.child.call('stats'), { ...t.gcBytes }];
+  // Inside [a, b], so that `stats` (it reads /proc/self/smaps: megabytes of strings) is outside.
+  const ha = HEAP_ALLOC ? await t.child.call('heap') : undefined;
   await sleep(Math.max(200, WINDOW_MS - 300));
+  const hb = HEAP_ALLOC ? await t.child.call('heap') : undefined;
   const [b, gb] = [await t.child.call('stats'), { ...t.gcBytes }];
+  const heapBytesPerCheck = hb && hb.collections === ha.collections ? (hb.heapUsed - ha.heapUsed) / (hb.served - ha.served) : NaN;
   const sampled = alloc ? await t.child.call('allocStop') : undefined;
   await run;
   // The sampler ran from allocStart to allocStop, a little longer than [a, b]: per Check it is
@@ -122,6 +132,7 @@ async function closedRound(lg, t, concurrency) {
     for (const [k, v] of sampled.sites.slice(0, 40)) process.stdout.write(`${(v / (c.served - a.served)).toFixed(0).padStart(7)}  ${k}\n`);
   }
   return {
+    heapBytesPerCheck,
     sampledBytesPerCheck: sampled ? sampled.total / (c.served - a.served) : NaN, served, rate: served / ((b.hr - a.hr) / 1e6), cpuPerCheckUs: (cpuUs(b.cpu) - cpuUs(a.cpu)) / served, allocatedPerCheck: (gb.allocated - ga.allocated) / served, promotedPerCheck: (gb.promoted - ga.promoted) / served };
 }
 
@@ -193,7 +204,7 @@ const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 async function main() {
   const specs = SPEC.split(',').map(parseSpec);
   log(`${RATE}/s, ${SIZE}, ${ROUNDS} rounds × ${WINDOW_MS} ms + warm-up round; targets ${specs.map((s) => `${s.name}(${s.role}${s.flags.length ? ` ${s.flags.join(' ')}` : ''})`).join(', ')}; load ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}`);
-  const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: ['--expose-gc'] });
+  const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: LOADGEN_EXEC_ARGV });
   children.push(lg);
   await lg.ready;
   const floorAnswer = { provider: providerName(0), header: 'authorization' };
@@ -208,13 +219,13 @@ async function main() {
         const t = targets[(i + r) % targets.length];
         const res = await closedRound(lg, t, concurrency);
         if (r > 0) rounds[t.name].push(res);
-        log(`round ${r} ${t.name}: ${fmt(res.rate, 0)}/s, cpu ${fmt(res.cpuPerCheckUs, 1)} µs, sampled ${fmt(res.sampledBytesPerCheck, 0)} B, allocated ${fmt(res.allocatedPerCheck, 0)} B, promoted ${fmt(res.promotedPerCheck, 0)} B per Check`);
+        log(`round ${r} ${t.name}: ${fmt(res.rate, 0)}/s, cpu ${fmt(res.cpuPerCheckUs, 1)} µs, heap ${fmt(res.heapBytesPerCheck, 0)} B, sampled ${fmt(res.sampledBytesPerCheck, 0)} B, allocated ${fmt(res.allocatedPerCheck, 0)} B, promoted ${fmt(res.promotedPerCheck, 0)} B per Check`);
       }
     }
     for (const t of targets) {
       const rs = rounds[t.name];
       const rss = (await t.child.call('stats')).mem.rss / 2 ** 20;
-      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s (lowest CPU ${fmt(Math.min(...rs.map((x) => x.cpuPerCheckUs)), 1)} µs), RSS after ${fmt(rss, 1)} MB, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, sampled ${fmt(median(rs.map((x) => x.sampledBytesPerCheck)), 0)} B, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
+      process.stdout.write(`${t.name}: closed loop ${concurrency} in flight, medians of ${rs.length}: ${fmt(median(rs.map((x) => x.rate)), 0)}/s (lowest CPU ${fmt(Math.min(...rs.map((x) => x.cpuPerCheckUs)), 1)} µs), RSS after ${fmt(rss, 1)} MB, CPU ${fmt(median(rs.map((x) => x.cpuPerCheckUs)), 1)} µs, heap ${fmt(median(rs.map((x) => x.heapBytesPerCheck).filter(Number.isFinite)), 0)} B (${rs.filter((x) => Number.isFinite(x.heapBytesPerCheck)).length} windows without a collection), sampled ${fmt(median(rs.map((x) => x.sampledBytesPerCheck)), 0)} B, allocated ${fmt(median(rs.map((x) => x.allocatedPerCheck)), 0)} B, promoted ${fmt(median(rs.map((x) => x.promotedPerCheck)), 0)} B per Check\n`);
     }
     return;
   }

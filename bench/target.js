@@ -295,6 +295,8 @@ try {
   const allocations = new AllocationSampler();
   serveParent({
     stats: () => ({ cpu: process.cpuUsage(), served: t.served(), hr: Number(process.hrtime.bigint() / 1000n), now: performance.now(), mem: memory(), gc: structuredClone(gcStats) }),
+    // TAIL_ALLOC=heap (bench/tail.js): heap growth and collections so far, nothing else read.
+    heap: () => ({ heapUsed: process.memoryUsage().heapUsed, served: t.served(), collections: gcStats.minor.n + gcStats.major.n + gcStats.incremental.n }),
     memory: ({ gc = true } = {}) => {
       if (gc) gcNow();
       return memory();

@@ -229,6 +229,73 @@ describe('Check on node:http2: max connection idle', () => {
     await gone;
     s.destroy();
   });
+
+  it('counts Check streams from each connection\'s stream table, not one by one (no listener per Check)', () => {
+    expect(t.app.checkDispatch?.idleFromTables).toBe(true);
+  });
+
+  it('a Check open when the idle timer fires holds the connection; GOAWAY follows max connection idle after it ends', async () => {
+    const s = http2.connect(`http://${t.app.grpcAddress}`);
+    let goawayAt = 0;
+    const gone = new Promise<void>((r) => s.once('goaway', () => { goawayAt = Date.now(); r(); }));
+    try {
+      // Half a request, held open across the first idle timer (1s after the connection opened).
+      const f = frame(checkBytes({ authority: 'api.example.com' }));
+      const req = s.request({ ':method': 'POST', ':path': CHECK, 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      req.on('trailers', (tr) => (status = String(tr['grpc-status'])));
+      req.on('data', () => undefined);
+      const closed = new Promise<void>((r) => req.on('close', () => r()));
+      req.write(f.subarray(0, 10));
+      await new Promise((r) => setTimeout(r, 1_600));
+      expect(goawayAt).toBe(0);
+      req.end(f.subarray(10));
+      await closed;
+      const endedAt = Date.now();
+      expect(status).toBe('0');
+      await gone;
+      // The idle period starts when the stream ends: not before (a busy connection is not
+      // idle), and it is not forgotten (without the table's callback no timer is left armed).
+      expect(goawayAt - endedAt).toBeGreaterThanOrEqual(900);
+    } finally {
+      s.destroy();
+    }
+  });
+});
+
+describe('Check on node:http2: max connection idle is counted from the last Check', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await fixedTokenApp('checkServer: http2, limits: { maxConnectionIdle: 2s }');
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('Checks that stop just after the idle timer fired: GOAWAY one max connection idle after the last, not a period later', async () => {
+    const s = http2.connect(`http://${t.app.grpcAddress}`);
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    const openedAt = Date.now();
+    let goawayAt = 0;
+    const gone = new Promise<void>((r) => s.once('goaway', () => { goawayAt = Date.now(); r(); }));
+    try {
+      // A Check every 100ms until 0.3s past the first timer (2s after the connection opened):
+      // grpc-js's timer fires between Checks and finds the connection recently used.
+      let lastAt = 0;
+      while (Date.now() - openedAt < 2_300) {
+        expect((await call(s, [frame(checkBytes({ authority: 'api.example.com' }))])).status).toBe(0);
+        lastAt = Date.now();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await gone;
+      // Due at lastAt + 2s. Re-arming a whole period at each firing instead would put it near
+      // lastAt + 3.7s (the timer fired at ~openedAt + 2s, then again 2s later, still too early).
+      expect(goawayAt - lastAt).toBeGreaterThanOrEqual(1_900);
+      expect(goawayAt - lastAt).toBeLessThan(3_000);
+    } finally {
+      s.destroy();
+    }
+  });
 });
 
 describe('Check on node:http2: shutdown', () => {

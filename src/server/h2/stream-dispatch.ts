@@ -8,15 +8,18 @@
 // listener is bound, so an upgrade that moves them fails at startup (ERR_STREAM_DISPATCH),
 // never silently: `createHttp2Server(credentials)` builds each HTTP/2 server and attaches
 // exactly one 'stream' listener to it, and `onStreamOpened(stream)` counts a stream for the
-// max-connection-idle timer.
+// max-connection-idle timer. Where a session has a StreamTable and grpc-js's idle timer has the
+// expected shape, Check streams are not counted one by one: the timer reads the table instead
+// (idle-accounting.ts says why and how).
 import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
-import { installStreamTable } from './stream-table.js';
+import { type GrpcJsIdleInternals, wrapIdleTimeout } from './idle-accounting.js';
+import { replaceStreams, type StreamTable } from './stream-table.js';
 
 /** Takes a stream (true) or leaves it to grpc-js (false), from its headers. */
 export type StreamTaker = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
 
-interface GrpcJsInternals {
+interface GrpcJsInternals extends Partial<GrpcJsIdleInternals> {
   createHttp2Server(credentials: grpc.ServerCredentials): Http2Server;
   onStreamOpened(stream: ServerHttp2Stream): void;
 }
@@ -62,6 +65,13 @@ export class StreamDispatch {
   taken = 0;
   /** Sessions whose stream Map was replaced by a StreamTable (stream-table.ts says why). */
   streamTables = 0;
+  /**
+   * Whether max-connection-idle reads each session's StreamTable (no per-Check accounting) or,
+   * when grpc-js's idle timer is not what idle-accounting.ts expects, counts Check streams one
+   * by one through grpc-js's onStreamOpened.
+   */
+  readonly idleFromTables: boolean;
+  private readonly tables = new WeakMap<Http2Session, StreamTable<unknown>>();
 
   constructor(server: grpc.Server) {
     const create = base.createHttp2Server;
@@ -71,6 +81,9 @@ export class StreamDispatch {
     }
     const target = server as unknown as GrpcJsInternals;
     target.createHttp2Server = (credentials) => this.wire(create.call(target, credentials), (s) => opened.call(target, s));
+    const onIdle = (base as Partial<GrpcJsIdleInternals>).onIdleTimeout;
+    this.idleFromTables = typeof onIdle === 'function' && target.sessionIdleTimeouts instanceof Map && typeof target.sessionIdleTimeout === 'number';
+    if (this.idleFromTables) wrapIdleTimeout(target as GrpcJsIdleInternals, onIdle!, (session) => this.tables.get(session));
   }
 
   /** Streams for `path` go to `taker` first. */
@@ -88,17 +101,24 @@ export class StreamDispatch {
     if (listeners.length !== 1) throw new StreamDispatchError(`grpc-js attached ${listeners.length} stream listeners, expected 1: its internals moved`);
     const grpcJs = listeners[0]!;
     h2.removeAllListeners('stream');
+    const tables = this.tables;
+    const idleFromTables = this.idleFromTables;
     h2.on('session', (session: Http2Session) => {
       widenConnectionWindow(session);
-      if (installStreamTable(session)) this.streamTables++;
+      const table = replaceStreams(session);
+      if (table === undefined) return;
+      this.streamTables++;
+      if (idleFromTables) tables.set(session, table);
     });
     const takers = this.takers;
     h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       const taker = takers.get(headers[':path'] as string);
       if (taker !== undefined && taker(stream, headers)) {
         this.taken++;
-        // grpc-js's max-connection-idle timer counts open streams; ours count too.
-        opened(stream);
+        // grpc-js's max-connection-idle timer counts open streams; ours count too: through the
+        // session's StreamTable when it has one (idle-accounting.ts), else one by one.
+        const session = stream.session;
+        if (session === undefined || !tables.has(session)) opened(stream);
         return;
       }
       grpcJs.call(h2, stream, headers, flags, rawHeaders);

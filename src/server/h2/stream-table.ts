@@ -18,6 +18,13 @@ import { types } from 'node:util';
 export class StreamTable<V> {
   private entries: Record<number, V> = Object.create(null) as Record<number, V>;
   private count = 0;
+  /**
+   * When the last open stream closed (Date.now()), for max-connection-idle (idle-accounting.ts):
+   * the table sees every stream open and close, so a Check stream needs no listener of its own.
+   */
+  idleSince = 0;
+  /** Called once, the next time the last open stream closes (then cleared). */
+  onEmpty: (() => void) | undefined = undefined;
 
   get size(): number {
     return this.count;
@@ -36,7 +43,14 @@ export class StreamTable<V> {
   delete(id: number): boolean {
     if (!(id in this.entries)) return false;
     delete this.entries[id];
-    this.count--;
+    if (--this.count === 0) {
+      this.idleSince = Date.now();
+      const onEmpty = this.onEmpty;
+      if (onEmpty !== undefined) {
+        this.onEmpty = undefined;
+        onEmpty();
+      }
+    }
     return true;
   }
 
@@ -60,10 +74,16 @@ interface SessionState {
  */
 // node's SafeMap is a Map whose prototype chain is not Map.prototype: `instanceof Map` is false.
 export function installStreamTable(session: object): boolean {
+  return replaceStreams(session) !== undefined;
+}
+
+/** installStreamTable, returning the table put in place (undefined: the session is left as it is). */
+export function replaceStreams(session: object): StreamTable<unknown> | undefined {
   const symbol = Object.getOwnPropertySymbols(session).find((s) => s.description === 'state');
-  if (symbol === undefined) return false;
+  if (symbol === undefined) return undefined;
   const state = (session as Record<symbol, unknown>)[symbol] as SessionState | undefined;
-  if (typeof state !== 'object' || state === null || !types.isMap(state.streams) || (state.streams as Map<unknown, unknown>).size !== 0) return false;
-  state.streams = new StreamTable();
-  return true;
+  if (typeof state !== 'object' || state === null || !types.isMap(state.streams) || (state.streams as Map<unknown, unknown>).size !== 0) return undefined;
+  const table = new StreamTable<unknown>();
+  state.streams = table;
+  return table;
 }

@@ -26,6 +26,23 @@ describe('StreamTable', () => {
     expect(seen).toEqual([[3, 'C'], [5, 'e']]);
     expect(t.size).toBe(2);
   });
+
+  it('notes when its last stream closed and calls onEmpty once then (max connection idle, idle-accounting.ts)', () => {
+    const t = new StreamTable<string>();
+    let calls = 0;
+    t.set(1, 'a').set(3, 'b');
+    t.onEmpty = () => calls++;
+    const before = Date.now();
+    t.delete(1);
+    expect([t.idleSince, calls]).toEqual([0, 0]); // one still open
+    t.delete(3);
+    expect(t.idleSince).toBeGreaterThanOrEqual(before);
+    expect(calls).toBe(1);
+    t.set(5, 'c');
+    t.delete(5);
+    expect(calls).toBe(1); // once, then cleared
+    expect(t.onEmpty).toBeUndefined();
+  });
 });
 
 describe('a node:http2 session with a StreamTable (the promoted kilobyte)', () => {
