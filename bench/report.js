@@ -74,10 +74,11 @@ export function evaluateTargets(r) {
         const t = sz.closed[size][k];
         if (!t) continue;
         out.push({
-          target: `CPU per Check ≤ 1.3 × the node:http2 limit (${size}, ${targetMode(k)}, saturating)`,
+          target: `CPU per Check ≤ 1.3 × the node:http2 limit (${size}, ${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'}, saturating)`,
           measured: `${f2(t.cpuVsLimitMedian)} × median, ${f2(t.cpuVsLimitMin)} × lowest round (µs/Check ${f1(t.cpuPerCheckUs)} vs ${f1(sz.closed[size]['floor-h2'].cpuPerCheckUs)})`,
           yardstick: `A/A ${f2(ratio(sz.closed[size]['tokengate-twin']?.cpuPerCheckUs, sz.closed[size].tokengate?.cpuPerCheckUs))}`,
-          pass: t.cpuVsLimitMedian <= 1.3,
+          // Judged on the default Check path; grpc-js (listen.checkServer: grpc-js) is the way back, shown as information.
+          pass: k.startsWith('tokengate-h2') ? t.cpuVsLimitMedian <= 1.3 : 'info',
         });
       }
     }
@@ -90,10 +91,10 @@ export function evaluateTargets(r) {
         const calc = (f) => (pick(hi, k, f) - (pick(hi, 'floor-h2', f) - pick(lo, 'floor-h2', f))) / pick(lo, k, f);
         const x = calc('cpuPerCheckUs');
         out.push({
-          target: `cost independent of size: (${targetMode(k)} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
+          target: `cost independent of size: (${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
           measured: `${f2(x)} × medians, ${f2(calc('cpuPerCheckMinUs'))} × lowest rounds (limit grows ${f2(ratio(pick(hi, 'floor-h2', 'cpuPerCheckUs'), pick(lo, 'floor-h2', 'cpuPerCheckUs')))} ×)`,
           yardstick: `A/A twin: ${f2((pick(hi, 'tokengate-twin', 'cpuPerCheckUs') - (pick(hi, 'floor-h2', 'cpuPerCheckUs') - pick(lo, 'floor-h2', 'cpuPerCheckUs'))) / pick(lo, 'tokengate-twin', 'cpuPerCheckUs'))}`,
-          pass: x <= 1.1,
+          pass: k.startsWith('tokengate-h2') ? x <= 1.1 : 'info',
         });
       }
     }

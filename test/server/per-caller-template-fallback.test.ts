@@ -5,24 +5,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { AnswerTemplate, TemplateError } from '../../src/server/answer-template.js';
 import { envoyRequest, injected, metadata, type CheckResponse } from '../support/envoy-request.js';
 import { startTestApp, type TestApp } from '../support/app.js';
-import { ExchangeIdp } from '../support/exchange-idp.js';
+import { ExchangeIdp, perCallerSource } from '../support/exchange-idp.js';
 
-function yaml(idp: ExchangeIdp): string {
-  return `
+const yaml = (idp: ExchangeIdp): string => `
 providers:
   orders:
-    source:
-      type: token_exchange
-      tokenUrl: ${idp.tokenUrl}
-      clientId: gateway
-      clientSecret: gateway-secret
-      audience: https://orders.example
-      subjectToken:
-        request: { header: authorization, scheme: Bearer }
-        verify: { issuer: ${idp.issuer}, audience: gateway, jwksUri: ${idp.jwksUri}, algorithms: [ES256] }
+    source: ${perCallerSource(idp, { scheme: 'Bearer', verify: true })}
     cache: { maxEntries: 100, negativeTtl: 30s }
 `;
-}
 
 const check = (t: TestApp, token: string): Promise<CheckResponse> =>
   t.client.check(envoyRequest({ contextExtensions: { provider: 'orders' }, headers: { authorization: `Bearer ${token}` } }));
