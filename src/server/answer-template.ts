@@ -11,6 +11,8 @@
 // encoder's own; `AnswerTemplate.fromEncoder` proves the splice byte-identical to the encoder on
 // sample values (short and long, non-ASCII) before it is used, and refuses otherwise.
 
+import { PREFIX_BYTES, writePrefix } from './framed-answer.js';
+
 /** The caller's strings a template leaves open, in this order. */
 export type SlotValues = readonly [token: string, tokenType: string, tokenId: string, subject: string];
 
@@ -24,7 +26,6 @@ interface Nested {
 /** Constant bytes, a slot's index, or a nested length-delimited field's content. */
 type Part = Buffer | number | Nested;
 
-const PREFIX_BYTES = 5;
 /** Messages nest this deep around a slot's string: e.g. ok_response → headers → header → value. */
 const LEAF_DEPTH = 4;
 
@@ -100,8 +101,7 @@ export class AnswerTemplate {
     const size = lens[0]!;
     const out = Buffer.allocUnsafe(PREFIX_BYTES + size);
     const w = out as unknown as Utf8Writer;
-    out[0] = 0;
-    out.writeUInt32BE(size, 1);
+    writePrefix(out, size);
     let at = PREFIX_BYTES;
     for (const op of this.ops) {
       if (op.kind === 0) {

@@ -10,7 +10,14 @@ declare const framed: unique symbol;
 /** An encoded CheckResponse with its 5-byte gRPC message prefix. */
 export type FramedAnswer = Buffer & { readonly [framed]: true };
 
-const PREFIX_BYTES = 5;
+/** The gRPC message prefix: a compressed-flag byte and the message's 4-byte big-endian length. */
+export const PREFIX_BYTES = 5;
+
+/** Writes the prefix of an uncompressed message of `length` bytes at the start of `out`. */
+export function writePrefix(out: Buffer, length: number): void {
+  out[0] = 0;
+  out.writeUInt32BE(length, 1);
+}
 
 /** The gRPC message framing of `message` (uncompressed), in a new buffer (from Node's pool: it is written and dropped). */
 export function frameMessage(message: Buffer): Buffer {
@@ -18,8 +25,7 @@ export function frameMessage(message: Buffer): Buffer {
 }
 
 function frameInto(out: Buffer, message: Buffer): Buffer {
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
+  writePrefix(out, message.length);
   message.copy(out, PREFIX_BYTES);
   return out;
 }

@@ -14,7 +14,7 @@
 import type { Http2Server, Http2Session, IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { type GrpcJsIdleInternals, wrapIdleTimeout } from './idle-accounting.js';
-import { replaceStreams, type StreamTable } from './stream-table.js';
+import { installStreamTable, type StreamTable } from './stream-table.js';
 
 /** Takes a stream (true) or leaves it to grpc-js (false), from its headers. */
 export type StreamTaker = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => boolean;
@@ -105,7 +105,7 @@ export class StreamDispatch {
     const idleFromTables = this.idleFromTables;
     h2.on('session', (session: Http2Session) => {
       widenConnectionWindow(session);
-      const table = replaceStreams(session);
+      const table = installStreamTable(session);
       if (table === undefined) return;
       this.streamTables++;
       if (idleFromTables) tables.set(session, table);

@@ -69,16 +69,12 @@ interface SessionState {
 }
 
 /**
- * Puts a StreamTable in place of a new session's stream Map. Returns false, leaving the session
- * as it is (correct, only without the fix), when this Node keeps its streams some other way.
+ * Puts a StreamTable in place of a new session's stream Map and returns it. Returns undefined,
+ * leaving the session as it is (correct, only without the fix), when this Node keeps its streams
+ * some other way.
  */
 // node's SafeMap is a Map whose prototype chain is not Map.prototype: `instanceof Map` is false.
-export function installStreamTable(session: object): boolean {
-  return replaceStreams(session) !== undefined;
-}
-
-/** installStreamTable, returning the table put in place (undefined: the session is left as it is). */
-export function replaceStreams(session: object): StreamTable<unknown> | undefined {
+export function installStreamTable(session: object): StreamTable<unknown> | undefined {
   const symbol = Object.getOwnPropertySymbols(session).find((s) => s.description === 'state');
   if (symbol === undefined) return undefined;
   const state = (session as Record<symbol, unknown>)[symbol] as SessionState | undefined;
