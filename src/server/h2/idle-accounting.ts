@@ -11,9 +11,10 @@
 //
 // - streams are open: the idle period has not started; it starts when the last one closes
 //   (the table calls back once), exactly as grpc-js's own accounting would have started it;
-// - none are open, but the last closed at `idleSince`, after grpc-js's own `lastIdle`: the
-//   connection is due at idleSince + maxConnectionIdle, not a whole period from now;
-// - otherwise grpc-js decides, as it always has (close, or wait for its own streams).
+// - none are open: the connection is due max connection idle after the later of `idleSince`
+//   (the last stream closed) and grpc-js's own `lastIdle`; before then the rest is waited out
+//   here, not a whole period (what grpc-js does with a timer that fires early);
+// - otherwise (due) grpc-js decides, as it always has (close, or wait for its own streams).
 //
 // This relies on grpc-js internals beyond the two stream-dispatch.ts names: `onIdleTimeout(ctx,
 // session)` as the timer's callback, read from the server when a session starts, and
@@ -60,13 +61,14 @@ export function wrapIdleTimeout(server: GrpcJsIdleInternals, original: GrpcJsIdl
       };
       return;
     }
-    if (table.idleSince > state.lastIdle) {
-      state.lastIdle = table.idleSince;
-      const dueInMs = state.lastIdle + ctx.sessionIdleTimeout - Date.now();
-      if (dueInMs > 0) {
-        setTimeout(fire, dueInMs, ctx, session).unref();
-        return;
-      }
+    if (table.idleSince > state.lastIdle) state.lastIdle = table.idleSince;
+    // Not due yet (Checks closed after grpc-js last saw the connection idle, or a timer fired a
+    // millisecond early: Node's timers and Date.now() disagree by that much): wait out the rest
+    // here. grpc-js would re-arm a whole period and close the connection that much late.
+    const dueInMs = state.lastIdle + ctx.sessionIdleTimeout - Date.now();
+    if (dueInMs > 0) {
+      setTimeout(fire, dueInMs + 1, ctx, session).unref();
+      return;
     }
     original.call(ctx, ctx, session);
   };
