@@ -13,6 +13,7 @@ import { RawH2Caller, RawH2Error, headerBlocks } from '../../bench/raw-h2.js';
 import { staticTokenApp, type TestApp } from '../support/app.js';
 import { envoyRequest, injected } from '../support/envoy-request.js';
 import { decodeCheckResponse, encodeCheckRequest } from '../security/support/raw-check.js';
+import { FlowAudit } from './flow-audit.js';
 
 type Mode = 'answer' | 'trailers-only' | 'rst' | 'hold';
 
@@ -42,7 +43,7 @@ class TestServer {
       this.sessions.add(s);
       s.on('close', () => this.sessions.delete(s));
     });
-    this.server.on('stream', (stream, headers, _flags, raw) => {
+    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
       this.open++;
       this.maxOpen = Math.max(this.maxOpen, this.open);
       stream.on('error', () => undefined);
@@ -125,18 +126,27 @@ const codeOf = (err: Error | null): string | undefined => (err instanceof RawH2E
 
 describe('RawH2Caller against node:http2', () => {
   let server: TestServer;
+  let audit: FlowAudit | undefined;
+  /** The caller's address: the flow-control audit in front of the server. */
   let address: string;
   let caller: RawH2Caller | undefined;
 
   afterEach(async () => {
     caller?.close();
     caller = undefined;
+    const violations = audit?.violations ?? [];
+    await audit?.close();
+    audit = undefined;
     await server?.close();
+    // Every DATA frame of every test fitted both windows.
+    expect(violations.slice(0, 5)).toEqual([]);
   });
 
   async function start(settings: http2.Settings = {}): Promise<void> {
     server = new TestServer(settings);
-    address = await server.listen();
+    const [host, port] = (await server.listen()).split(':');
+    audit = new FlowAudit({ host: host!, port: Number(port) });
+    address = await audit.listen();
     caller = new RawH2Caller(address, { keepAnswers: true });
     await caller.ready();
   }
@@ -177,14 +187,24 @@ describe('RawH2Caller against node:http2', () => {
     const expected = [':method', 'POST', ':path', H2_HEADERS[':path'], ':authority', address, ':scheme', 'http', 'content-type', 'application/grpc', 'te', 'trailers', 'grpc-timeout', '10S'];
     expect(server.seen.filter((s) => JSON.stringify(s.raw) !== JSON.stringify(expected))).toEqual([]);
     expect(server.seen).toHaveLength(2000);
+    expect(audit!.windowUpdates).toBeGreaterThan(100);
   }, 60_000);
 
-  it('sends an empty message and a body larger than the server\'s whole connection window', async () => {
-    await start({ initialWindowSize: 1024 });
-    const frames = [grpcFrame(Buffer.alloc(0)), grpcFrame(crypto.randomBytes(300 * 1024)), grpcFrame(Buffer.from('x'))];
+  it('keeps to the connection window when every call fits its stream window (300 × 8 KB at once, 64 KB connection window)', async () => {
+    await start();
+    const frames = Array.from({ length: 300 }, (_, i) => grpcFrame(crypto.randomBytes(8 * 1024 - 5 + (i % 7))));
     const out = await callAll(caller!, frames);
-    expect(out.map((o) => [o.times, o.err])).toEqual([[1, null], [1, null], [1, null]]);
-    expect(server.seen.map((s) => s.body.length).sort((a, b) => a - b)).toEqual([5, 6, 300 * 1024 + 5]);
+    expect(out.filter((o) => o.times !== 1 || o.err !== null).map((o) => o.err?.message)).toEqual([]);
+    out.forEach((o, i) => expect(o.answer!.equals(grpcFrame(sha(frames[i]!))), `call ${i}`).toBe(true));
+    expect(audit!.dataBytes).toBeGreaterThan(300 * 8 * 1024);
+  });
+
+  it('sends an empty message, one over its stream window and one over the whole connection window', async () => {
+    await start({ initialWindowSize: 1024 });
+    const frames = [grpcFrame(Buffer.alloc(0)), grpcFrame(crypto.randomBytes(8 * 1024)), grpcFrame(crypto.randomBytes(300 * 1024)), grpcFrame(Buffer.from('x'))];
+    const out = await callAll(caller!, frames);
+    expect(out.map((o) => [o.times, o.err])).toEqual([[1, null], [1, null], [1, null], [1, null]]);
+    expect(server.seen.map((s) => s.body.length).sort((a, b) => a - b)).toEqual([5, 6, 8 * 1024 + 5, 300 * 1024 + 5]);
   });
 
   it('counts a trailers-only answer as an error', async () => {
@@ -218,7 +238,7 @@ describe('RawH2Caller against node:http2', () => {
       session.goaway(http2.constants.NGHTTP2_NO_ERROR, 5);
       server.mode = 'answer';
       setTimeout(() => {
-        for (const s of held) if (s.id <= 5) server.reply(s, Buffer.from('held'));
+        for (const s of held) if ((s.id ?? 0) <= 5) server.reply(s, Buffer.from('held'));
       }, 20);
     };
     const out = await callAll(caller!, Array.from({ length: 6 }, (_, i) => grpcFrame(Buffer.from(`call ${i}`))));
