@@ -5,7 +5,7 @@
 // does not depend on what else runs on the machine; lag and latency are printed with the load.
 //
 //   node bench/gen-cost.js [rounds=8] [sizes=0.4k,3k,8k] [rate=5000] [windowMs=1000]
-//   GEN_COST_CLIENTS="raw h2"   (grpc-js too, if wanted)
+//   GEN_COST_CLIENTS="raw h2"   (grpc-js too, if wanted); GEN_COST_CHANNELS=4 connections per client
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ const sizes = (process.argv[3] ?? '0.4k,3k,8k').split(',');
 const rate = Number(process.argv[4] ?? 5000);
 const windowMs = Number(process.argv[5] ?? 1000);
 const clients = (process.env.GEN_COST_CLIENTS ?? 'raw h2').split(/\s+/).filter(Boolean);
+const channels = Number(process.env.GEN_COST_CHANNELS ?? 4);
 const flags = (process.env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
 const cpuUs = (u) => u.user + u.system;
 const log = (m) => process.stderr.write(`[gen-cost] ${m}\n`);
@@ -28,7 +29,7 @@ const lg = new Child('loadgen', path.join(here, 'loadgen.js'), { execArgv: LOADG
 try {
   const info = await limit.ready;
   await lg.ready;
-  for (const c of clients) await lg.call('connect', { key: `limit:${c}`, address: info.address, channels: 4, client: c });
+  for (const c of clients) await lg.call('connect', { key: `limit:${c}`, address: info.address, channels, client: c });
   const load = [os.loadavg()[0]];
   const out = {};
   for (const size of sizes) {
@@ -58,7 +59,7 @@ try {
     load.push(os.loadavg()[0]);
     log(`${size}: ${clients.map((c) => `${c} ${out[size][c].generatorCpuUsPerCall.toFixed(1)} µs/call (server ${out[size][c].serverCpuUsPerCall.toFixed(1)}), lag p99 ${out[size][c].lagP99Ms.toFixed(3)} ms, p99 ${out[size][c].p99Ms.toFixed(3)} ms`).join('; ')}`);
   }
-  process.stdout.write(`${JSON.stringify({ rate, windowMs, rounds, loadavg1: load, sizes: out }, null, 1)}\n`);
+  process.stdout.write(`${JSON.stringify({ rate, windowMs, rounds, channels, loadavg1: load, sizes: out }, null, 1)}\n`);
 } finally {
   await lg.stop(2_000).catch(() => undefined);
   await limit.stop(2_000).catch(() => undefined);

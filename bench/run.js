@@ -459,20 +459,23 @@ async function sizesPhase(lg, results) {
   ];
   // The A/A pair of the node:http2 path, at fixed rates only.
   const h2Twin = { ...leanTwin, key: 'tokengate-h2-twin', init: ctx };
+  // tokengate-h2's process serves two slices a rotation (ctx and routed), its twin's one: with
+  // BENCH_TWIN_ROUTE=1 the twin serves a routed slice too, so both processes have the same duty.
+  const twinExtra = process.env.BENCH_TWIN_ROUTE === '1' ? [{ ...leanTwin, key: 'tokengate-h2-twin-route', init: routed }] : [];
   // At the judged rate the limit, Check on node:http2 (the default path) and its twin take turns
   // alone; Check on grpc-js (the opt-in path, information) and the grpc-js floor (it saturates
   // near 2,000/s with large requests) run in a block of their own, so an overloaded target's
   // backlog never shares a rotation with the judged ones.
   const onHttp2 = (t) => t.key === 'floor-h2' || t.key.startsWith('tokengate-h2');
   const latencyBlocks = (rate) => {
-    const all = [...targets, h2Twin];
+    const all = [...targets, h2Twin, ...twinExtra];
     if (rate !== JUDGED_RATE) return [{ targets: all, slices: PLAN.sizeLatSlicesOther }];
     return [
       { targets: all.filter(onHttp2), slices: PLAN.sizeLatSlices },
       { targets: all.filter((t) => !onHttp2(t) && t.key !== 'floor-grpc-js'), slices: PLAN.sizeLatSlicesOptIn },
     ];
   };
-  for (const t of [...targets, h2Twin]) {
+  for (const t of [...targets, h2Twin, ...twinExtra]) {
     await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
     if (LAT_CLIENT !== 'h2') await lg.call('connect', { key: `${t.key}:${LAT_CLIENT}`, address: t.info.address, channels: CHANNELS, client: LAT_CLIENT });
   }
@@ -521,7 +524,7 @@ async function sizesPhase(lg, results) {
     }
   }
   for (const t of [limit, grpcFloor, tg, twin, lean, leanTwin]) {
-    for (const k of [...targets, h2Twin].filter((x) => x.child === t.child).map((x) => x.key)) {
+    for (const k of [...targets, h2Twin, ...twinExtra].filter((x) => x.child === t.child).map((x) => x.key)) {
       await lg.call('disconnect', { key: `${k}:h2` });
       await lg.call('disconnect', { key: `${k}:${LAT_CLIENT}` });
     }

@@ -271,11 +271,12 @@ describe('RawH2Caller against node:http2', () => {
   });
 });
 
-describe('RawH2Caller against tokengate\'s Check listener', () => {
+// Both serving paths: node:http2 (the default) and grpc-js (the bench's opt-in rows are driven by this caller too).
+describe.each(['http2', 'grpc-js'])('RawH2Caller against tokengate\'s Check listener (checkServer: %s)', (checkServer) => {
   const TOKEN = 'static-token-for-the-raw-generator';
   let t: TestApp;
   beforeAll(async () => {
-    t = await staticTokenApp(TOKEN);
+    t = await staticTokenApp(TOKEN, `checkServer: ${checkServer}`);
   });
   afterAll(async () => {
     await t?.close();
