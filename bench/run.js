@@ -493,7 +493,11 @@ async function sizesPhase(lg, results) {
   for (const size of REQUEST_SIZES) {
     out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
     log(`sizes: ${size} (${out.bytes[size].context_extensions} B): saturating throughput, h2 client, ${PLAN.sizeRounds} rounds + warm-up`);
-    const rounds = await alternate(targets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
+    // The node:http2 twin runs the saturating rounds too (not reported): a twin that met load only
+    // at fixed rates spent 15–35 % more CPU per Check there and had 2.5–3.7 × the limit's median
+    // slice p99 while tokengate-h2 had ~1 × (FINDINGS, "A raw-frame generator"). BENCH_TWIN_CLOSED=0: the old way.
+    const closedTargets = process.env.BENCH_TWIN_CLOSED === '0' ? targets : [...targets, h2Twin];
+    const rounds = await alternate(closedTargets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
     out.closed[size] = Object.fromEntries(targets.map((t) => {
       const cpu = ratios(rounds, t.key, 'floor-h2', (r) => r.cpuPerCheckUs);
       const cpuGrpc = ratios(rounds, t.key, 'floor-grpc-js', (r) => r.cpuPerCheckUs);
