@@ -73,15 +73,17 @@ export class CheckRequestRead implements CheckRequestFields {
   private buf: Buffer = EMPTY;
   private start = 0;
   private end = 0;
-  private view: Buffer | undefined = undefined;
+  private rawView: Buffer | undefined = undefined;
   provider: string | undefined = undefined;
   http: HttpRequestView | undefined = undefined;
+  /** The last `http` read into this holder, filled again by the next routed read (not a new object per Check). */
+  httpView: HttpView | undefined = undefined;
 
   constructor(public reader: CheckRequestReader) {}
 
   get raw(): Buffer {
-    if (this.view === undefined) this.view = this.start === 0 && this.end === this.buf.length ? this.buf : this.buf.subarray(this.start, this.end);
-    return this.view;
+    if (this.rawView === undefined) this.rawView = this.start === 0 && this.end === this.buf.length ? this.buf : this.buf.subarray(this.start, this.end);
+    return this.rawView;
   }
 
   /** The message is buf[start, end), read by `reader`. */
@@ -90,7 +92,7 @@ export class CheckRequestRead implements CheckRequestFields {
     this.buf = buf;
     this.start = start;
     this.end = end;
-    this.view = undefined;
+    this.rawView = undefined;
     this.provider = undefined;
     this.http = undefined;
   }
@@ -100,13 +102,23 @@ export class CheckRequestRead implements CheckRequestFields {
     this.buf = EMPTY;
     this.start = 0;
     this.end = 0;
-    this.view = undefined;
+    this.rawView = undefined;
     this.provider = undefined;
     this.http = undefined;
+    const v = this.httpView;
+    if (v !== undefined) v.method = v.path = v.host = v.headers = undefined;
   }
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** `attributes.request.http` as routing reads it; its fields are overwritten by every read into the holder that keeps it. */
+class HttpView implements HttpRequestView {
+  method: string | undefined = undefined;
+  path: string | undefined = undefined;
+  host: string | undefined = undefined;
+  headers: Record<string, string> | undefined = undefined;
+}
 
 /**
  * A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read.
@@ -470,11 +482,12 @@ export class CheckRequestReader {
         requestEnd = c.pos;
       } else c.skip(t);
     }
-    let http: HttpRequestView | undefined;
+    let http: HttpView | undefined;
     if ((alwaysHttp || provider === undefined) && this.wanted !== undefined && request !== -1) {
       c.pos = request;
       c.end = requestEnd;
-      http = this.request(c);
+      http = this.request(c, out.httpView);
+      if (http !== undefined) out.httpView = http;
     }
     out.provider = provider;
     out.http = http;
@@ -543,11 +556,11 @@ export class CheckRequestReader {
     }
   }
 
-  private request(c: Cursor): HttpRequestView | undefined {
-    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c) : undefined;
+  private request(c: Cursor, reuse: HttpView | undefined): HttpView | undefined {
+    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c, reuse) : undefined;
   }
 
-  private http(c: Cursor): HttpRequestView {
+  private http(c: Cursor, reuse: HttpView | undefined): HttpView {
     const m = this.w.httpRequest;
     const raw = c.buf;
     const end = c.end;
@@ -603,11 +616,12 @@ export class CheckRequestReader {
       c.end = headerMapEnd;
       headers = this.headerMap(c, headers);
     }
-    const out: { method?: string; path?: string; host?: string; headers?: Record<string, string> } = {};
-    if (method !== undefined) out.method = method;
-    if (path !== undefined) out.path = path;
-    if (host !== undefined) out.host = host;
-    if (headers !== undefined) out.headers = headers;
+    // An absent field is undefined, as routing reads it (`host || …`, `path ?? …`).
+    const out = reuse ?? new HttpView();
+    out.method = method;
+    out.path = path;
+    out.host = host;
+    out.headers = headers;
     return out;
   }
 
