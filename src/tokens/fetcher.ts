@@ -82,7 +82,7 @@ export class Fetcher {
   }
 
   private breaker(): Breaker {
-    this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, {
+    this.breakerInstance ??= new Breaker(this.config.name, this.config.resilience.breaker, this.deps.clock, {
       onStateChange: (state) => {
         this.deps.logger.warn('breaker state changed', { provider: this.config.name, breaker: state });
         spanEvent('breaker.state', { state }); // on the fetch whose failure tripped it, if any
