@@ -33,8 +33,8 @@ export class BucketRotation extends EventEmitter {
     });
   }
 
-  /** Listening breakers. */
-  get breakers(): number {
+  /** Listeners (two for each breaker that exists: opossum's window and the breaker's sweep). */
+  get listeners(): number {
     return this.listenerCount(ROTATE_EVENT);
   }
 
@@ -80,7 +80,13 @@ export function bucketRotation(clock: Clock, intervalMs: number): BucketRotation
   return r;
 }
 
-/** Rotations alive on `clock` (tests: none may outlive the breakers that used them). */
-export function liveRotations(clock: Clock): number {
-  return rotations.get(clock)?.size ?? 0;
+/**
+ * The rotations alive on `clock` and how many listeners they have in all (tests and
+ * measurements: none may outlive the breakers that used them).
+ */
+export function rotationsOn(clock: Clock): { rotations: number; listeners: number } {
+  let listeners = 0;
+  const byInterval = rotations.get(clock);
+  for (const r of byInterval?.values() ?? []) listeners += r.listeners;
+  return { rotations: byInterval?.size ?? 0, listeners };
 }
