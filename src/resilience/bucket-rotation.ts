@@ -34,7 +34,7 @@ export class BucketRotation extends EventEmitter {
   }
 
   /** Listeners (two for each breaker that exists: opossum's window and the breaker's sweep). */
-  get listeners(): number {
+  get listening(): number {
     return this.listenerCount(ROTATE_EVENT);
   }
 
@@ -87,6 +87,6 @@ export function bucketRotation(clock: Clock, intervalMs: number): BucketRotation
 export function rotationsOn(clock: Clock): { rotations: number; listeners: number } {
   let listeners = 0;
   const byInterval = rotations.get(clock);
-  for (const r of byInterval?.values() ?? []) listeners += r.listeners;
+  for (const r of byInterval?.values() ?? []) listeners += r.listening;
   return { rotations: byInterval?.size ?? 0, listeners };
 }
