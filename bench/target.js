@@ -261,7 +261,7 @@ class AllocationSampler {
     await this.post('HeapProfiler.startSampling', { samplingInterval: interval, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors });
     return {};
   }
-  async stop() {
+  async stop(top = 60) {
     const { profile } = await this.post('HeapProfiler.stopSampling');
     this.session.disconnect();
     const self = new Map();
@@ -279,7 +279,7 @@ class AllocationSampler {
     walk(profile.head, []);
     let total = 0;
     for (const v of self.values()) total += v;
-    return { total, sites: [...self].sort((a, b) => b[1] - a[1]).slice(0, 60) };
+    return { total, sites: [...self].sort((a, b) => b[1] - a[1]).slice(0, top ?? undefined) };
   }
 }
 
@@ -304,7 +304,8 @@ try {
     watch: () => watch.start(),
     watched: () => watch.stop(),
     allocStart: ({ interval = 256, survivors = false }) => allocations.start(interval, survivors),
-    allocStop: () => allocations.stop(),
+    // top: how many sites (null: all; bench/alloc-sites.js).
+    allocStop: ({ top = 60 } = {}) => allocations.stop(top),
     stop: () => t.stop(),
   });
   gcNow();

@@ -53,7 +53,8 @@ class QueuedTimer implements TimerHandle {
  * All of the system clock's timers in one binary heap behind a single Node timer. Every
  * provider keeps a refresh timer, each with its own moment; as Node timers that is a Timeout,
  * a TimersList and two closures apiece, several hundred bytes for each of ten thousand
- * providers. Cancelled entries are dropped lazily (and compacted when they pile up).
+ * providers. Cancelled entries are dropped lazily: when they reach the top (never armed for), or
+ * compacted when they pile up.
  */
 class TimerQueue {
   private heap: QueuedTimer[] = [];
@@ -81,7 +82,15 @@ class TimerQueue {
     if (this.handle) clearTimeout(this.handle);
     this.handle = undefined;
     this.armedFor = Number.POSITIVE_INFINITY;
-    const top = this.heap[0];
+    // Cancelled timers on top are dropped here rather than woken for: a provider's fetch timeout
+    // is set and cancelled within milliseconds, and with ten thousand providers each one would
+    // otherwise be a wake-up of its own when its moment came.
+    let top = this.heap[0];
+    while (top !== undefined && top.fn === undefined) {
+      this.pop();
+      this.dead = Math.max(0, this.dead - 1);
+      top = this.heap[0];
+    }
     if (top === undefined) return;
     this.armedFor = top.at;
     this.handle = setTimeout(() => this.fire(), Math.min(Math.max(0, top.at - Date.now()), MAX_TIMEOUT_MS));

@@ -17,7 +17,7 @@ import {
   deniedInternal, deniedNoRoute, deniedTokenUnavailable, deniedUnknownProvider, okWithoutToken, okWithToken,
   type CheckResponseObject,
 } from './check-response.js';
-import { CheckRequestReader, type CheckRequestFields } from './check-request-reader.js';
+import { CheckRequestReader, type CheckRequestFields, type CheckRequestRead } from './check-request-reader.js';
 import { authorizationServiceDefinition } from './protos.js';
 import { answerMessage, framedAnswer, type FramedAnswer } from './framed-answer.js';
 import { CallerLane } from './caller-lane.js';
@@ -160,6 +160,14 @@ export class AuthzService {
     this.reader = new CheckRequestReader(config.defaults.providerKey, routes.size === 0 ? undefined : routes.headerNames, undefined, routes.fallbackOnlyHeaderNames, { remember: true });
     // Decided once here, so the hot path pays a single boolean test when request logs are off.
     this.logRequests = config.log.requests && config.log.level === 'debug';
+  }
+
+  /**
+   * The node:http2 path's request read (h2/check-stream.ts): the current reader reads the message
+   * where it lies, into the holder a pooled call keeps (`reuse`).
+   */
+  readInto(buf: Buffer, start: number, end: number, reuse: CheckRequestRead | undefined): CheckRequestRead {
+    return this.reader.readInto(buf, start, end, reuse);
   }
 
   /** The Check handler (grpc-js or node:http2). Always answers; never lets a rejection escape. */

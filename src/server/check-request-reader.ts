@@ -63,13 +63,81 @@ const FALLBACK_NAMES = [':authority', 'host', ':path', ':method'] as const;
 /** What each FALLBACK_SLOT stands in for. */
 const FALLBACK_KIND: readonly Fallback[] = FALLBACK_NAMES.map((n) => FALLBACK_FOR[n]!);
 
-/** A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read. */
+/**
+ * What `read` returns. `raw` is made when something asks for it: the node:http2 path reads the
+ * message where it lies in its DATA chunk (`readInto`), and only a slow path or a request log
+ * needs the bytes as a Buffer of their own (a view is ~90 bytes per Check). A pooled call keeps
+ * one of these and has it filled Check after Check.
+ */
+export class CheckRequestRead implements CheckRequestFields {
+  private buf: Buffer = EMPTY;
+  private start = 0;
+  private end = 0;
+  private rawView: Buffer | undefined = undefined;
+  provider: string | undefined = undefined;
+  http: HttpRequestView | undefined = undefined;
+  /** The last `http` read into this holder, filled again by the next routed read (not a new object per Check). */
+  httpView: HttpView | undefined = undefined;
+
+  constructor(public reader: CheckRequestReader) {}
+
+  get raw(): Buffer {
+    if (this.rawView === undefined) this.rawView = this.start === 0 && this.end === this.buf.length ? this.buf : this.buf.subarray(this.start, this.end);
+    return this.rawView;
+  }
+
+  /** The message is buf[start, end), read by `reader`. */
+  from(reader: CheckRequestReader, buf: Buffer, start: number, end: number): void {
+    this.reader = reader;
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    this.rawView = undefined;
+    this.provider = undefined;
+    this.http = undefined;
+  }
+
+  /** Lets go of the message and what was read from it (a pooled holder must keep no request alive). */
+  clear(): void {
+    this.buf = EMPTY;
+    this.start = 0;
+    this.end = 0;
+    this.rawView = undefined;
+    this.provider = undefined;
+    this.http = undefined;
+    const v = this.httpView;
+    if (v !== undefined) v.method = v.path = v.host = v.headers = undefined;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** `attributes.request.http` as routing reads it; its fields are overwritten by every read into the holder that keeps it. */
+class HttpView implements HttpRequestView {
+  method: string | undefined = undefined;
+  path: string | undefined = undefined;
+  host: string | undefined = undefined;
+  headers: Record<string, string> | undefined = undefined;
+}
+
+/**
+ * A cursor over one message's bytes [pos, end); `end` narrows while a nested message is read.
+ * Each reader keeps one (`at`), as reads are synchronous and never nest.
+ */
 class Cursor {
   pos: number;
   end: number;
-  constructor(readonly buf: Buffer, start: number, end: number) {
+  constructor(public buf: Buffer, start: number, end: number) {
     this.pos = start;
     this.end = end;
+  }
+
+  /** Starts over on buf[start, end). */
+  at(buf: Buffer, start: number, end: number): this {
+    this.buf = buf;
+    this.pos = start;
+    this.end = end;
+    return this;
   }
 
   /** A varint that must fit in 32 bits (tags and lengths). */
@@ -295,6 +363,8 @@ export class CheckRequestReader {
   private readonly tHvKey: number;
   private readonly tHvValue: number;
   private readonly tHvRawValue: number;
+  /** The one cursor of this reader's reads (synchronous, never nested); let go of its buffer after each. */
+  private readonly cursor = new Cursor(EMPTY, 0, 0);
   /** The spans `entry` found (reads are synchronous, so one set per reader is enough). */
   private ks = 0;
   private ke = 0;
@@ -362,19 +432,39 @@ export class CheckRequestReader {
    */
   readHttp(raw: Buffer): HttpRequestView | undefined {
     if (this.wanted === undefined) throw new Error('readHttp needs a reader with header names');
-    const c = new Cursor(raw, 0, raw.length);
-    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return undefined;
-    return this.attributes(c, raw, true).http;
+    const out = new CheckRequestRead(this);
+    this.readSpan(raw, 0, raw.length, out, true);
+    return out.http;
   }
 
   /** The request deserialiser for Check. Throws MalformedRequestError on malformed bytes. */
-  read(raw: Buffer): CheckRequestFields {
-    const c = new Cursor(raw, 0, raw.length);
-    if (!c.narrowToLast(this.w.checkRequest, this.tAttributes)) return { raw, provider: undefined, http: undefined, reader: this };
-    return this.attributes(c, raw, false);
+  read(raw: Buffer): CheckRequestRead {
+    const out = new CheckRequestRead(this);
+    this.readSpan(raw, 0, raw.length, out, false);
+    return out;
   }
 
-  private attributes(c: Cursor, raw: Buffer, alwaysHttp: boolean): CheckRequestFields {
+  /**
+   * `read` of the message at buf[start, end), in place (no view of it), into `into` when given:
+   * a holder whose last request nobody reads any more (the node:http2 path's pooled calls).
+   */
+  readInto(buf: Buffer, start: number, end: number, into: CheckRequestRead | undefined): CheckRequestRead {
+    const out = into ?? new CheckRequestRead(this);
+    this.readSpan(buf, start, end, out, false);
+    return out;
+  }
+
+  private readSpan(buf: Buffer, start: number, end: number, out: CheckRequestRead, alwaysHttp: boolean): void {
+    out.from(this, buf, start, end);
+    const c = this.cursor.at(buf, start, end);
+    try {
+      if (c.narrowToLast(this.w.checkRequest, this.tAttributes)) this.attributes(c, alwaysHttp, out);
+    } finally {
+      c.buf = EMPTY;
+    }
+  }
+
+  private attributes(c: Cursor, alwaysHttp: boolean, out: CheckRequestRead): void {
     const m = this.w.attributeContext;
     const end = c.end;
     let provider: string | undefined;
@@ -392,13 +482,15 @@ export class CheckRequestReader {
         requestEnd = c.pos;
       } else c.skip(t);
     }
-    let http: HttpRequestView | undefined;
+    let http: HttpView | undefined;
     if ((alwaysHttp || provider === undefined) && this.wanted !== undefined && request !== -1) {
       c.pos = request;
       c.end = requestEnd;
-      http = this.request(c);
+      http = this.request(c, out.httpView);
+      if (http !== undefined) out.httpView = http;
     }
-    return { raw, provider, http, reader: this };
+    out.provider = provider;
+    out.http = http;
   }
 
   /** The string of raw[start, end): remembered per slot when this reader remembers. */
@@ -464,11 +556,11 @@ export class CheckRequestReader {
     }
   }
 
-  private request(c: Cursor): HttpRequestView | undefined {
-    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c) : undefined;
+  private request(c: Cursor, reuse: HttpView | undefined): HttpView | undefined {
+    return c.narrowToLast(this.w.request, this.tHttp) ? this.http(c, reuse) : undefined;
   }
 
-  private http(c: Cursor): HttpRequestView {
+  private http(c: Cursor, reuse: HttpView | undefined): HttpView {
     const m = this.w.httpRequest;
     const raw = c.buf;
     const end = c.end;
@@ -524,11 +616,12 @@ export class CheckRequestReader {
       c.end = headerMapEnd;
       headers = this.headerMap(c, headers);
     }
-    const out: { method?: string; path?: string; host?: string; headers?: Record<string, string> } = {};
-    if (method !== undefined) out.method = method;
-    if (path !== undefined) out.path = path;
-    if (host !== undefined) out.host = host;
-    if (headers !== undefined) out.headers = headers;
+    // An absent field is undefined, as routing reads it (`host || …`, `path ?? …`).
+    const out = reuse ?? new HttpView();
+    out.method = method;
+    out.path = path;
+    out.host = host;
+    out.headers = headers;
     return out;
   }
 

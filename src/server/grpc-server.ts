@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { CheckServer } from '../config/types.js';
 import type { AuthzService } from './authz-service.js';
+import type { CheckRequestRead } from './check-request-reader.js';
 import { CheckStreams } from './h2/check-stream.js';
 import { StreamDispatch } from './h2/stream-dispatch.js';
 
@@ -27,7 +28,12 @@ export function createGrpcServer(options: grpc.ServerOptions, checkServer: Check
   // grpc-timeout, a non-gRPC content-type) is answered by grpc-js as before.
   server.addService(authz.serviceDefinition, { Check: authz.check });
   const streams = new CheckStreams(def.path, {
-    deserialize: def.requestDeserialize as (b: Buffer) => Parameters<AuthzService['check']>[0]['request'],
+    deserialize: def.requestDeserialize as (b: Buffer) => CheckRequestRead,
+    // Each pooled call keeps one request holder, read into where the message lies (no view of it).
+    inPlace: {
+      readInto: (buf: Buffer, start: number, end: number, reuse: CheckRequestRead | undefined) => authz.readInto(buf, start, end, reuse),
+      clear: (req: CheckRequestRead) => req.clear(),
+    },
     serialize: def.responseSerialize as (v: unknown) => Buffer,
     // A pre-encoded answer is a FramedAnswer (authz-service's only Buffer answers).
     framed: (v: unknown) => (Buffer.isBuffer(v) ? v : undefined),

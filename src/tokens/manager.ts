@@ -212,6 +212,10 @@ export class TokenManager {
    * front of the queue).
    */
   private async warmedOrQueued(p: Provider): Promise<void> {
+    // A source without a token endpoint (jwt, static) is never queued for a budget: no timer.
+    // Ten thousand cancelled ones would still fall due in the clock's queue over the next
+    // waitBudget, some 500 timer callbacks a second right after readiness.
+    if (p.source.endpoint === undefined) return p.warmedUp;
     const wait = Math.max(1, p.config.refresh.waitBudget);
     for (;;) {
       let timer: { cancel(): void } | undefined;

@@ -82,9 +82,10 @@ export class ReplicaCoordinator {
   /**
    * Refresh tokens (by tokenId) presented with an unknown outcome, and when first presented.
    * The store record carries the newest one for other replicas and restarts; this copy covers a
-   * store write that failed, and the reload that hands the grant to a new provider.
+   * store write that failed, and the reload that hands the grant to a new provider. Made on
+   * first use: only a rotating grant with an unknown outcome ever fills it.
    */
-  private readonly spent = new Map<string, number>();
+  private spent: Map<string, number> | undefined;
   /** After a reload: the coordinator that took this grant over (`takeOver`). */
   private heir: ReplicaCoordinator | undefined;
   /** A newer refresh token of this grant carried over from another store key (source reload). */
@@ -347,7 +348,7 @@ export class ReplicaCoordinator {
 
   /** When refresh token `id` was first presented with an unknown outcome, if it was. */
   private spentSince(id: string, stored: TokenRecord | undefined): number | undefined {
-    const local = this.spent.get(id);
+    const local = this.spent?.get(id);
     const shared = stored?.spentRefreshId === id ? (stored.spentPresentedAt ?? 0) : undefined;
     if (local === undefined) return shared;
     return shared === undefined ? local : Math.min(local, shared);
@@ -403,9 +404,10 @@ export class ReplicaCoordinator {
   }
 
   private rememberSpent(id: string, presentedAt: number): void {
-    const prev = this.spent.get(id);
-    this.spent.set(id, prev === undefined ? presentedAt : Math.min(prev, presentedAt));
-    if (this.spent.size > SPENT_MEMORY) this.spent.delete(this.spent.keys().next().value!);
+    const spent = (this.spent ??= new Map());
+    const prev = spent.get(id);
+    spent.set(id, prev === undefined ? presentedAt : Math.min(prev, presentedAt));
+    if (spent.size > SPENT_MEMORY) spent.delete(spent.keys().next().value!);
   }
 
   // ---- reloads -----------------------------------------------------------------------------
@@ -417,7 +419,7 @@ export class ReplicaCoordinator {
    */
   takeOver(from: ReplicaCoordinator): void {
     from.heir = this;
-    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    for (const [id, at] of from.spent ?? []) this.rememberSpent(id, at);
     if (from.unsaved) {
       const rec = from.unsaved;
       from.unsaved = undefined;
@@ -434,7 +436,7 @@ export class ReplicaCoordinator {
     const stored = await from.storeOp('read', () => from.deps.store.read(from.storeKey));
     const newest = from.newestRecord(stored.value);
     if (newest) this.inherited = { ...newest, expiresAt: 0 };
-    for (const [id, at] of from.spent) this.rememberSpent(id, at);
+    for (const [id, at] of from.spent ?? []) this.rememberSpent(id, at);
     const mark = stored.value;
     if (mark?.spentRefreshId !== undefined) this.rememberSpent(mark.spentRefreshId, mark.spentPresentedAt ?? 0);
   }

@@ -246,6 +246,47 @@ describe('check request reader', () => {
     expect(routed).toBeGreaterThan(300); // the generator does reach the header path
   });
 
+  it('reads in place into one reused holder exactly what read() gives, wherever the message lies and whatever the holder read before', () => {
+    // The node:http2 path reads a Check where it lies in its DATA chunk, into the holder its pooled
+    // call keeps: nothing of an earlier request (provider, http, headers, bytes) may show through.
+    const g = new Gen(prng(seed ^ 0x5eed));
+    const holders = [remembering.readInto(Buffer.alloc(0), 0, 0, undefined), withRoutes.readInto(Buffer.alloc(0), 0, 0, undefined)];
+    let routed = 0;
+    for (let i = 0; i < 2_000; i++) {
+      let b = encode(generated(g));
+      if (g.chance(0.3)) b = reshaped(g, b);
+      if (g.chance(0.2)) b = mutate(g, b);
+      // No attributes at all: nothing read, so nothing of the last request may be left either.
+      if (g.chance(0.05)) b = g.chance(0.5) ? Buffer.alloc(0) : unknownField(g);
+      const before = g.bytes(g.int(12));
+      const chunk = Buffer.concat([before, b, g.bytes(g.int(12))]);
+      for (const [k, reader] of [remembering, withRoutes].entries()) {
+        const want = tryRead(reader, b);
+        let got: CheckRequestFields | MalformedRequestError;
+        try {
+          got = reader.readInto(chunk, before.length, before.length + b.length, holders[k]);
+        } catch (err) {
+          if (!(err instanceof MalformedRequestError)) throw err;
+          got = err;
+        }
+        if (want instanceof MalformedRequestError) {
+          expect(got, `request ${i}`).toBeInstanceOf(MalformedRequestError);
+          continue;
+        }
+        expect(got, `request ${i}: the same holder`).toBe(holders[k]);
+        const r = got as CheckRequestFields;
+        expect(actual(r), `request ${i}`).toEqual(actual(want));
+        expect(r.raw.equals(b), `request ${i}: raw`).toBe(true);
+        expect(r.reader).toBe(reader);
+        if (r.http?.headers) routed++;
+      }
+    }
+    expect(routed).toBeGreaterThan(200);
+    const h = holders[0]!;
+    h.clear();
+    expect([h.raw.length, h.provider, h.http, h.httpView?.host, h.httpView?.headers]).toEqual([0, undefined, undefined, undefined, undefined]);
+  });
+
   it('routes exactly as the full read when the pseudo-header fallbacks are read only for a missing host, path or method', () => {
     // Rules on authority, path, method and headers; one rule names `:authority` itself, so that
     // name stays eager while `host`, `:path` and `:method` are read only as fallbacks.

@@ -75,13 +75,15 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
     ...(opts.pinSha256 ? { checkServerIdentity: pinCheck(opts.pinSha256) } : {}),
     ...(client ? { cert: client.cert, key: client.key } : {}),
   });
-  let httpsAgent = opts.clientCertificate ? undefined : newHttpsAgent();
+  // Agents are made on first use: an endpoint speaks one of the two, and ten thousand providers
+  // with a token endpoint each would otherwise keep an agent (~1 KB) they never use.
+  let httpsAgent: https.Agent | undefined;
   let agentVersion: string | undefined;
-  const httpAgent = new http.Agent({ keepAlive, maxSockets: 4 });
+  let httpAgent: http.Agent | undefined;
 
   /** A rotated client certificate gets a new agent: kept-alive connections carry the old one. */
   const agentFor = async (): Promise<https.Agent> => {
-    if (!opts.clientCertificate) return httpsAgent!;
+    if (!opts.clientCertificate) return (httpsAgent ??= newHttpsAgent());
     const pair = await opts.clientCertificate.current();
     if (!httpsAgent || agentVersion !== pair.version) {
       httpsAgent?.destroy();
@@ -93,7 +95,7 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
 
   const transport = async (req: HttpRequest): Promise<HttpResponse> => {
     const isHttps = req.url.protocol === 'https:';
-    const agent = isHttps ? await agentFor() : httpAgent;
+    const agent = isHttps ? await agentFor() : (httpAgent ??= new http.Agent({ keepAlive, maxSockets: 4 }));
     return new Promise<HttpResponse>((resolve, reject) => {
       const mod = isHttps ? https : http;
       const method = req.method ?? 'POST';
@@ -142,7 +144,7 @@ export function createNodeTransport(opts: TransportOptions = {}): HttpTransport 
   return Object.assign(transport, {
     close() {
       httpsAgent?.destroy();
-      httpAgent.destroy();
+      httpAgent?.destroy();
     },
   });
 }

@@ -376,7 +376,7 @@ export class PerCallerProvider {
   }
 
   private breaker(): Breaker {
-    this.breakerInstance ??= new Breaker(this.name, this.config.resilience.breaker, {
+    this.breakerInstance ??= new Breaker(this.name, this.config.resilience.breaker, this.deps.clock, {
       onStateChange: (state) => this.deps.logger.warn('breaker state changed', { provider: this.name, breaker: state }),
       provesUp: provesEndpointUp,
     });
