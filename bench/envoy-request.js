@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import { authorizationServiceDefinition } from '../dist/server/protos.js';
 
-export const CHECK_METHOD = '/envoy.service.auth.v3.Authorization/Check';
+export { CHECK_METHOD } from './h2-call.js';
 
 /** The request sizes of the size matrix: the bench's own small request, a browser-like one, a heavy one. */
 export const REQUEST_SIZES = ['0.4k', '3k', '8k'];

@@ -3,12 +3,16 @@
 // same encoded Envoy-shaped CheckRequest for every target. Closed loop for saturating
 // throughput at a fixed concurrency; open loop (paced) for latency at a fixed offered rate;
 // bursts for refresh storms. Answers are passed through undecoded on the measured paths so the
-// generator spends as little of the shared CPU as it can.
-import http2 from 'node:http2';
+// generator spends as little of the shared CPU as it can. Besides grpc-js, two lean callers of
+// the same calls: node:http2's client (`h2`, h2-caller.js) and raw HTTP/2 frames (`raw`,
+// raw-h2.js, the cheapest: the fixed-rate p99's default).
 import { PerformanceObserver } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import { CHECK_METHOD, checkCodec, encodedRequest } from './envoy-request.js';
+import { framed, kIndex } from './h2-call.js';
+import { H2Caller } from './h2-caller.js';
 import { announceReady, serveParent } from './procs.js';
+import { RawH2Caller } from './raw-h2.js';
 import { latencySummary } from './stats.js';
 import { Watch } from './watch.js';
 
@@ -32,89 +36,12 @@ function clientsFor(key) {
   return c;
 }
 
-/**
- * A lean gRPC-over-HTTP/2 caller on node:http2 (same framing, same bytes on the wire as a
- * grpc-js client, none of its call machinery): a load generator that costs the shared CPU
- * less than the server it drives. Only for the closed loop; status from the trailers.
- */
-class H2Caller {
-  constructor(address) {
-    this.session = http2.connect(`http://${address}`);
-    this.session.on('error', () => undefined);
-    this.session.unref();
-  }
-  ready() {
-    return new Promise((resolve, reject) => {
-      if (this.session.connecting === false) return resolve();
-      this.session.once('connect', () => resolve());
-      this.session.once('error', reject);
-    });
-  }
-  close() {
-    this.session.close();
-  }
-  makeUnaryRequest(_method, _ser, _deser, buf, _md, _opts, cb) {
-    this.send(framed(buf), cb, 0);
-  }
-  /** One call of a pre-framed request; `done` is called with the stream as `this` (its index in `kIndex`). */
-  send(frame, done, index) {
-    const req = this.session.request(H2_HEADERS);
-    req[kDone] = done;
-    req[kIndex] = index;
-    req.on('response', onResponse);
-    req.on('trailers', onTrailers);
-    req.on('error', onError);
-    req.on('end', onEnd);
-    req.resume();
-    req.end(frame);
-  }
-}
-// The callbacks are shared functions reading their state from the stream (`this`), not closures
-// per call: the generator's own garbage is scavenged in the middle of some target's window, and
-// its pause is then that target's tail (FINDINGS, "the generator's own stalls").
-const kDone = Symbol('done');
-const kStatus = Symbol('status');
-const kIndex = Symbol('index');
-function onResponse(h) {
-  if (h['grpc-status'] !== undefined) this[kStatus] = h['grpc-status'];
-}
-function onTrailers(t) {
-  this[kStatus] = t['grpc-status'];
-}
-function onError(err) {
-  const cb = this[kDone];
-  this[kDone] = undefined;
-  cb?.call(this, err);
-}
-function onEnd() {
-  const cb = this[kDone];
-  this[kDone] = undefined;
-  const status = this[kStatus];
-  cb?.call(this, status === '0' ? null : new Error(`grpc-status ${status}`));
-}
-/** Framed once per request buffer: a copy and a fresh 8 KB pool slab every two calls were the generator's own garbage. */
-function framed(buf) {
-  let frame = FRAMED.get(buf);
-  if (frame === undefined) {
-    frame = Buffer.allocUnsafe(5 + buf.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(buf.length, 1);
-    buf.copy(frame, 5);
-    FRAMED.set(buf, frame);
-  }
-  return frame;
-}
-// As Envoy's own gRPC client sends them: every ext_authz call carries its timeout as
-// grpc-timeout (200 ms by default in Envoy; generous here so a loaded machine does not turn
-// saturation into DEADLINE_EXCEEDED), so the server under test pays for a deadline per call.
-const H2_HEADERS = { ':method': 'POST', ':path': CHECK_METHOD, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '10S' };
-const FRAMED = new WeakMap();
-
 async function connect({ key, address, channels, client = 'grpc-js' }) {
   const old = targets.get(key);
   if (old) for (const c of old) c.close();
-  if (client === 'h2') {
-    const callers = Array.from({ length: channels }, () => new H2Caller(address));
+  if (client === 'h2' || client === 'raw') {
+    const Caller = client === 'raw' ? RawH2Caller : H2Caller;
+    const callers = Array.from({ length: channels }, () => new Caller(address));
     await Promise.all(callers.map((c) => c.ready()));
     targets.set(key, callers);
     return { channels: callers.length, client };
@@ -240,7 +167,8 @@ function closedRotating(clients, bufs, concurrency, durationMs) {
  * bursts; `lag` is how late each send was against the ideal schedule (the generator's own
  * stalls: when it is a large part of the p99, the p99 measures the generator). With
  * `samples: true` every recorded call's latency and lag come back, for pooling over slices;
- * the generator's own GC pauses inside the window come back as `generatorGc`.
+ * the generator's own GC pauses inside the window come back as `generatorGc`, its own CPU time
+ * per call (process.cpuUsage over the run) as `generatorCpuUsPerCall`.
  */
 function open({ key, init, rate, durationMs, warmupMs, times = false, samples: wantSamples = true }) {
   // Start from an empty young generation: a scavenge of garbage left by the previous run
@@ -248,7 +176,8 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
   globalThis.gc?.();
   const clients = clientsFor(key);
   const buf = requestFor(init);
-  const h2 = clients[0] instanceof H2Caller;
+  // The lean callers take the framed request and one shared callback (no closure per call).
+  const lean = clients[0] instanceof H2Caller || clients[0] instanceof RawH2Caller;
   const frame = framed(buf);
   const total = Math.floor((rate * (warmupMs + durationMs)) / 1000);
   const skip = Math.floor((rate * warmupMs) / 1000);
@@ -274,10 +203,14 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
   });
   countAll.observe({ entryTypes: ['gc'] });
   const heapBefore = process.memoryUsage().heapUsed;
+  // The generator's own CPU over the whole run (warm-up included, as are its calls): what
+  // driving this rate costs the shared machine, per call, whichever client drives it.
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   const windowStart = start + warmupMs;
   return new Promise((resolve) => {
     const done = () => {
+      const cpu = process.cpuUsage(cpuBefore);
       // Without a collection in the slice, what the heap grew by is what the generator allocated.
       const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
       gcObserver.disconnect();
@@ -295,6 +228,7 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         lag: latencySummary(g),
         generatorGc: { n: gcPauses.length, totalMs: gcPauses.reduce((a, b) => a + b, 0), maxMs: Math.max(0, ...gcPauses) },
         generatorBytesPerCall: gcAnywhere === 0 ? heapGrowth / total : undefined,
+        generatorCpuUsPerCall: (cpu.user + cpu.system) / total,
         samples: wantSamples ? Array.from(l, round3) : undefined,
         lagSamples: wantSamples ? Array.from(g, round3) : undefined,
         sentAt: sentEpoch ? Array.from(sentEpoch.subarray(0, recorded), round3) : undefined,
@@ -314,14 +248,14 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
       }
       if (settled === total) done();
     };
-    // h2: one shared callback, the call's index on its stream (no closure per call).
-    const settleH2 = function (err) {
+    // h2 and raw: one shared callback, the call's index on `this` (no closure per call).
+    const settleLean = function (err) {
       settle(this[kIndex], err);
     };
     const send = (i) => {
       sentAt[i] = performance.now();
       const c = clients[i % clients.length];
-      if (h2) c.send(frame, settleH2, i);
+      if (lean) c.send(frame, settleLean, i);
       else call(c, buf, false, 0, (err) => settle(i, err));
     };
     const tick = () => {

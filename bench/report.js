@@ -10,6 +10,11 @@ const f3 = (v) => (Number.isFinite(v) ? v.toFixed(3) : '—');
 const mb = (bytes) => (Number.isFinite(bytes) ? (bytes / 2 ** 20).toFixed(1) : '—');
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
 
+/** Who drove the fixed-rate p99 windows (results.json `sizes.latClient`; older files: node:http2's client). */
+function generatorName(client) {
+  return client === 'raw' ? 'raw-frame HTTP/2 generator (`bench/raw-h2.js`)' : "node:http2's client (h2 load generator)";
+}
+
 function table(head, rows) {
   return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
@@ -122,7 +127,7 @@ export function evaluateTargets(r) {
         const quietText = t.quietSlices !== undefined ? `; quiet rotations (rest of the machine < ${f2(sz.quietCores)} cores): ${t.quietSlices} of ${t.slices}${t.quietSlices ? `, ${f2(t.p99VsLimitQuiet)} ×${interval(t.p99VsLimitQuietLow, t.p99VsLimitQuietHigh)} (p99 ${f3(t.p99Quiet)} vs ${f3(limit.p99Quiet)} ms, send lag p99 ${f3(t.lagP99Quiet)} / ${f3(limit.lagP99Quiet)} ms)` : ''}` : '';
         out.push({
           target: `p99 at 5,000 Check/s ≤ 1.2 × the limit's p99 (${size}, ${targetMode(k)}${defaultPath ? ', the default path' : ', opt-in path: information'})`,
-          measured: `**${f2(t.p99VsLimit)} ×** pooled${interval(t.p99VsLimitLow, t.p99VsLimitHigh)} (p99 ${f3(t.p99)} vs ${f3(limit.p99)} ms, ${f0(t.samples)} vs ${f0(limit.samples)} calls); ${f2(t.p99VsLimitMedianOfSlices)} × median of slices, ${f2(t.p99VsLimitLowest)} × lowest; send lag p99 ${f3(t.lagP99)} / ${f3(limit.lagP99)} ms${quietText}; **judged on ${onQuiet ? 'the quiet rotations' : 'all rotations'}**`,
+          measured: `${generatorName(sz.latClient)}: **${f2(t.p99VsLimit)} ×** pooled${interval(t.p99VsLimitLow, t.p99VsLimitHigh)} (p99 ${f3(t.p99)} vs ${f3(limit.p99)} ms, ${f0(t.samples)} vs ${f0(limit.samples)} calls); ${f2(t.p99VsLimitMedianOfSlices)} × median of slices, ${f2(t.p99VsLimitLowest)} × lowest; send lag p99 ${f3(t.lagP99)} / ${f3(limit.lagP99)} ms${quietText}; **judged on ${onQuiet ? 'the quiet rotations' : 'all rotations'}**`,
           yardstick: defaultPath && twin
             ? `A/A h2 twin ÷ tokengate-h2: ${f2(aa?.ratio)}${interval(aa?.low, aa?.high)}${aa?.quiet ? ` (quiet rotations ${f2(aa.quiet.ratio)}${interval(aa.quiet.low, aa.quiet.high)})` : ''}; twin ÷ limit: ${f2(twin.p99VsLimit)}${interval(twin.p99VsLimitLow, twin.p99VsLimitHigh)}${Number.isFinite(twin.p99VsLimitQuiet) ? ` (quiet ${f2(twin.p99VsLimitQuiet)}${interval(twin.p99VsLimitQuietLow, twin.p99VsLimitQuietHigh)})` : ''}`
             : 'not judged: Check on grpc-js is the opt-in path (it saturates near 5,000/s at 3–8 KB on this machine, as its own floor does)',
@@ -174,8 +179,8 @@ function hotPathSection(r) {
   for (const [client, lat] of Object.entries(hp.latency)) {
     lines.push(`### Latency at a fixed offered rate — ${f0(hp.offeredRate[client])} Check/s, ${client} load generator (open loop, ${r.plan?.fixedRate ? 'a fixed smoke-test rate' : `~${Math.round(r.meta.offeredFraction * 100)}% of the floor's ${client} throughput`})`, '');
     lines.push(table(
-      ['target', 'achieved/s', 'p50 ms', 'p90 ms', 'p99 ms (pooled)', 'p99.9 ms', 'max ms', 'p99 per round (ms)', 'median p99 ms', 'p99 ÷ floor (median of rounds)', 'server CPU µs/Check', 'CPU ÷ floor (median of rounds)', 'server cores', 'send lag p99 ms'],
-      Object.entries(lat).map(([k, v]) => [label(k), f0(v.achievedRate), f3(v.latency.p50), f3(v.latency.p90), f3(v.latency.p99), f3(v.latency.p999), f3(v.latency.max), v.p99PerRound.map(f2).join(', '), `**${f3(v.p99MedianOfRounds)}**`, `**${f2(v.p99VsFloorMedian)}**`, `**${f1(v.cpuPerCheckUs)}**`, f2(v.cpuVsFloorMedian), f2(v.serverCores), f3(v.lagP99)]),
+      ['target', 'achieved/s', 'p50 ms', 'p90 ms', 'p99 ms (pooled)', 'p99.9 ms', 'max ms', 'p99 per round (ms)', 'median p99 ms', 'p99 ÷ floor (median of rounds)', 'server CPU µs/Check', 'CPU ÷ floor (median of rounds)', 'server cores', 'send lag p99 ms', 'generator CPU µs/call'],
+      Object.entries(lat).map(([k, v]) => [label(k), f0(v.achievedRate), f3(v.latency.p50), f3(v.latency.p90), f3(v.latency.p99), f3(v.latency.p999), f3(v.latency.max), v.p99PerRound.map(f2).join(', '), `**${f3(v.p99MedianOfRounds)}**`, `**${f2(v.p99VsFloorMedian)}**`, `**${f1(v.cpuPerCheckUs)}**`, f2(v.cpuVsFloorMedian), f2(v.serverCores), f3(v.lagP99), f1(v.generatorCpuUsPerCall)]),
     ), '');
   }
   lines.push('"p99 ÷ floor (median of rounds)": each round runs the targets back to back; the ratio is taken within a round, and the median over rounds is reported. The two floors do the same work per call, so how far apart *they* land is the noise yardstick of the run. "send lag" is how late the load generator sent calls against the ideal schedule: when it is a large part of the p99, the p99 measures the shared machine, not the server.', '');
@@ -213,20 +218,20 @@ function sizesSection(r) {
     for (const rate of Object.keys(o)) {
       for (const [k, v] of Object.entries(o[rate])) {
         rows.push(sliced
-          ? [`${f0(Number(rate))}/s`, label(k), `${v.slices} × ${f0(v.samples / v.slices)}`, f0(v.achievedRate), f3(v.p50), `**${f3(v.p99)}**`, f3(v.p999), `**${f2(v.p99VsLimit)}**${Number.isFinite(v.p99VsLimitLow) ? ` [${f2(v.p99VsLimitLow)}–${f2(v.p99VsLimitHigh)}]` : ''}`, f3(v.p99MedianOfSlices), f3(v.p99MinOfSlices), f2(v.p99VsLimitMedianOfSlices), f2(v.p99VsLimitLowest), f3(v.lagP99), `${v.generatorGc.n} (max ${f1(v.generatorGc.maxMs)} ms)`, f2(v.loadgenCores), f2(v.otherCores), f1(v.cpuPerCheckUs), f0(v.errors)]
+          ? [`${f0(Number(rate))}/s`, label(k), `${v.slices} × ${f0(v.samples / v.slices)}`, f0(v.achievedRate), f3(v.p50), `**${f3(v.p99)}**`, f3(v.p999), `**${f2(v.p99VsLimit)}**${Number.isFinite(v.p99VsLimitLow) ? ` [${f2(v.p99VsLimitLow)}–${f2(v.p99VsLimitHigh)}]` : ''}`, f3(v.p99MedianOfSlices), f3(v.p99MinOfSlices), f2(v.p99VsLimitMedianOfSlices), f2(v.p99VsLimitLowest), f3(v.lagP99), f1(v.generatorCpuUsPerCall), `${v.generatorGc.n} (max ${f1(v.generatorGc.maxMs)} ms)`, f2(v.loadgenCores), f2(v.otherCores), f1(v.cpuPerCheckUs), f0(v.errors)]
           : [`${f0(Number(rate))}/s`, label(k), f0(v.achievedRate), f3(v.p50MedianOfRounds), f3(v.p99MedianOfRounds), f3(v.p99MinOfRounds), f2(v.p99VsLimitMedian), f2(v.p99VsLimitMin), f3(v.lagP99), f1(v.cpuPerCheckUs), f0(v.errors)]);
       }
     }
     if (rows.length && sliced) {
       const aa = Object.entries(sz.aa?.[size] ?? {}).map(([rate, x]) => `${f0(Number(rate))}/s ${f2(x.ratio)}${Number.isFinite(x.low) ? ` [${f2(x.low)}–${f2(x.high)}]` : ''}`).join(', ');
-      lines.push(table(['offered', 'server', 'slices × calls', 'achieved/s', 'p50 ms (pooled)', 'p99 ms (pooled)', 'p99.9 ms', 'p99 ÷ limit (pooled) [90 % interval]', 'p99 ms (median of slices)', 'p99 ms (lowest slice)', '÷ limit (median of slices)', '÷ limit (lowest)', 'send lag p99 ms (pooled)', 'generator GCs in windows', 'generator cores', 'other processes (cores)', 'CPU µs/Check', 'errors'], rows), '');
+      lines.push(table(['offered', 'server', 'slices × calls', 'achieved/s', 'p50 ms (pooled)', 'p99 ms (pooled)', 'p99.9 ms', 'p99 ÷ limit (pooled) [90 % interval]', 'p99 ms (median of slices)', 'p99 ms (lowest slice)', '÷ limit (median of slices)', '÷ limit (lowest)', 'send lag p99 ms (pooled)', 'generator CPU µs/call', 'generator GCs in windows', 'generator cores', 'other processes (cores)', 'CPU µs/Check', 'errors'], rows), '');
       if (aa) lines.push(`A/A (h2 twin ÷ tokengate on node:http2, pooled p99): ${aa}.`, '');
     } else if (rows.length) {
       lines.push(table(['offered', 'server', 'achieved/s', 'p50 ms (median of rounds)', 'p99 ms (median)', 'p99 ms (lowest)', 'p99 ÷ limit (median)', 'p99 ÷ limit (lowest)', 'send lag p99 ms', 'CPU µs/Check', 'errors'], rows), '');
     }
   }
   if (sz.sliceMs) {
-    lines.push(`**Fixed rates** (open loop, h2 load generator with \`${sz.loadgenFlags}\`): the targets take turns in slices of ${f0(sz.sliceMs)} ms (50 ms of each not recorded), one warm-up rotation discarded; a target's p99 is **pooled** over every call of all its slices. At ${f0(sz.judgedRate)}/s the limit, tokengate on node:http2 (the default Check path) and its identical twin rotate on their own; Check on grpc-js (the opt-in path) runs after them in a block of its own, as information. "[90 % interval]": the pooled ratio over slices resampled with replacement (slice i of both targets is from the same rotation); the p99 target is met when all of the interval is ≤ 1.2, missed when all of it is above, undecided otherwise — and undecided whatever the interval when the A/A pair (the twin against tokengate on node:http2, the same pooling) lands more than 1.2 × apart or its own interval excludes 1, since then the interval understates the run's noise. It is judged on the **quiet rotations** (every slice of the rotation had the rest of the machine, i.e. system busy time less the server's and the generator's, under ${f2(sz.quietCores)} cores) when there are at least ${sz.minQuietRotations} of them, else on all rotations; both are given. "send lag" is how late the generator sent calls against the ideal schedule, pooled; "generator GCs in windows" counts the generator's own collections inside recorded windows (it should be 0).`, '');
+    lines.push(`**Fixed rates** (open loop, **${generatorName(sz.latClient)}** with \`${sz.loadgenFlags}\`): the targets take turns in slices of ${f0(sz.sliceMs)} ms (50 ms of each not recorded), one warm-up rotation discarded; a target's p99 is **pooled** over every call of all its slices. At ${f0(sz.judgedRate)}/s the limit, tokengate on node:http2 (the default Check path) and its identical twin rotate on their own; Check on grpc-js (the opt-in path) runs after them in a block of its own, as information. "[90 % interval]": the pooled ratio over slices resampled with replacement (slice i of both targets is from the same rotation); the p99 target is met when all of the interval is ≤ 1.2, missed when all of it is above, undecided otherwise — and undecided whatever the interval when the A/A pair (the twin against tokengate on node:http2, the same pooling) lands more than 1.2 × apart or its own interval excludes 1, since then the interval understates the run's noise. It is judged on the **quiet rotations** (every slice of the rotation had the rest of the machine, i.e. system busy time less the server's and the generator's, under ${f2(sz.quietCores)} cores) when there are at least ${sz.minQuietRotations} of them, else on all rotations; both are given. "send lag" is how late the generator sent calls against the ideal schedule, pooled; "generator CPU µs/call" is the generator process's own CPU time per call (process.cpuUsage over each slice, median of slices): what driving the rate costs the shared machine; "generator GCs in windows" counts the generator's own collections inside recorded windows (it should be 0).`, '');
   }
   return lines.join('\n');
 }

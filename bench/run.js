@@ -11,6 +11,8 @@
 //                          BENCH_SIZE_LAT_SLICE_MS, default 500)
 //   BENCH_SCENARIO=scale   the 1 / 100 / 10,000-provider stage only, as in the full run
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
+//   BENCH_LAT_CLIENT=…     who drives the size matrix's fixed rates: raw (default: raw HTTP/2 frames,
+//                          bench/raw-h2.js, the cheapest) or h2 (node:http2's client, for comparison)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
 //   BENCH_LOADGEN_FLAGS=…  V8 flags for the load generator (default in procs.js; "" = Node defaults)
@@ -58,6 +60,13 @@ const HOT_INIT = { contextExtensions: { provider: providerName(0) } };
 /** The fixed offered rates of the size matrix (Check/s); the p99 target is judged at JUDGED_RATE. */
 const JUDGED_RATE = 5000;
 const FIXED_RATES = (process.env.BENCH_FIXED_RATES ?? '1000,5000').split(',').filter(Boolean).map(Number);
+/**
+ * The size matrix's fixed-rate generator: raw HTTP/2 frames by default. node:http2's client cost
+ * the 2-core machine about twice the server's CPU at 5,000/s, and its send lag was a third to a
+ * half of the limit's p99 (FINDINGS, "A raw-frame generator").
+ */
+const LAT_CLIENT = process.env.BENCH_LAT_CLIENT ?? 'raw';
+if (!['raw', 'h2'].includes(LAT_CLIENT)) throw new Error(`BENCH_LAT_CLIENT: raw or h2, not ${JSON.stringify(LAT_CLIENT)}`);
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
@@ -124,6 +133,7 @@ function systemBusyUs() {
 }
 
 const cpuUs = (u) => u.user + u.system;
+const round3 = (x) => Math.round(x * 1000) / 1000;
 
 // ---- measurements ------------------------------------------------------------------------------
 
@@ -177,13 +187,13 @@ async function openLoop(lg, t, { rate, client = 'grpc-js', init = HOT_INIT, warm
  * pooled over all its slices (the 1 %-worst of tens of thousands of calls, not one second's
  * longest stall), and the slices are kept for medians, lowest and the bootstrap.
  */
-async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs }) {
+async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs, client }) {
   const out = Object.fromEntries(targets.map((t) => [t.key, []]));
   for (let s = -1; s < slices; s++) {
     const order = targets.map((_, i) => targets[(i + s + 1) % targets.length]);
     for (const t of order) {
       const [a, la, sa] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs()];
-      const r = await lg.call('open', { key: `${t.key}:h2`, init: t.init(size), rate, durationMs: sliceMs, warmupMs: 50 });
+      const r = await lg.call('open', { key: `${t.key}:${client}`, init: t.init(size), rate, durationMs: sliceMs, warmupMs: 50 });
       const [b, lb, sb] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs()];
       const served = b.served - a.served;
       const us = b.hr - a.hr;
@@ -277,6 +287,7 @@ function summariseSlices(lat, base) {
       loadgenCores: median(v.map((r) => r.loadgenCores)),
       otherCores: median(v.map((r) => r.otherCores)),
       generatorBytesPerCall: median(v.map((r) => r.generatorBytesPerCall).filter(Number.isFinite)),
+      generatorCpuUsPerCall: median(v.map((r) => r.generatorCpuUsPerCall)),
       errors: v.reduce((n, r) => n + r.errors, 0),
       lastError: v.find((r) => r.lastError)?.lastError,
       p99VsLimit: vs.ratio,
@@ -290,6 +301,8 @@ function summariseSlices(lat, base) {
       p99VsLimitQuietHigh: vsQuiet.high,
       p99VsLimitMedianOfSlices: sliceRatios.length ? median(sliceRatios) : undefined,
       p99VsLimitLowest: b ? Math.min(...p99s) / Math.min(...b.map((r) => r.latency.p99)) : undefined,
+      // Per slice (in rotation order), to tune the quiet-rotation rule from saved runs; no samples.
+      perSlice: v.map((r) => ({ p99: round3(r.latency.p99), lagP99: round3(r.lag.p99), otherCores: round3(r.otherCores) })),
     }];
   }));
 }
@@ -334,6 +347,7 @@ function summariseOpen(rounds) {
     p99MedianOfRounds: median(rounds.map((r) => r.latency.p99)),
     p50MedianOfRounds: median(rounds.map((r) => r.latency.p50)),
     lagP99: median(rounds.map((r) => r.lag.p99)),
+    generatorCpuUsPerCall: median(rounds.map((r) => r.generatorCpuUsPerCall)),
     cpuPerCheckUs: median(rounds.map((r) => r.cpuPerCheckUs)),
     serverCores: median(rounds.map((r) => r.serverCores)),
     errors: rounds.reduce((n, r) => n + r.errors, 0),
@@ -445,20 +459,26 @@ async function sizesPhase(lg, results) {
   ];
   // The A/A pair of the node:http2 path, at fixed rates only.
   const h2Twin = { ...leanTwin, key: 'tokengate-h2-twin', init: ctx };
+  // tokengate-h2's process serves two slices a rotation (ctx and routed), its twin's one: with
+  // BENCH_TWIN_ROUTE=1 the twin serves a routed slice too, so both processes have the same duty.
+  const twinExtra = process.env.BENCH_TWIN_ROUTE === '1' ? [{ ...leanTwin, key: 'tokengate-h2-twin-route', init: routed }] : [];
   // At the judged rate the limit, Check on node:http2 (the default path) and its twin take turns
   // alone; Check on grpc-js (the opt-in path, information) and the grpc-js floor (it saturates
   // near 2,000/s with large requests) run in a block of their own, so an overloaded target's
   // backlog never shares a rotation with the judged ones.
   const onHttp2 = (t) => t.key === 'floor-h2' || t.key.startsWith('tokengate-h2');
   const latencyBlocks = (rate) => {
-    const all = [...targets, h2Twin];
+    const all = [...targets, h2Twin, ...twinExtra];
     if (rate !== JUDGED_RATE) return [{ targets: all, slices: PLAN.sizeLatSlicesOther }];
     return [
       { targets: all.filter(onHttp2), slices: PLAN.sizeLatSlices },
       { targets: all.filter((t) => !onHttp2(t) && t.key !== 'floor-grpc-js'), slices: PLAN.sizeLatSlicesOptIn },
     ];
   };
-  for (const t of [...targets, h2Twin]) await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
+  for (const t of [...targets, h2Twin, ...twinExtra]) {
+    await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
+    if (LAT_CLIENT !== 'h2') await lg.call('connect', { key: `${t.key}:${LAT_CLIENT}`, address: t.info.address, channels: CHANNELS, client: LAT_CLIENT });
+  }
   // Every tokengate answer must be the cache hit for p0, by either way of naming it.
   const probes = {};
   for (const size of REQUEST_SIZES) {
@@ -468,12 +488,16 @@ async function sizesPhase(lg, results) {
     }
   }
   await lg.call('disconnect', { key: 'sizes-probe:grpc-js' });
-  const out = { bytes: {}, probes, rates: FIXED_RATES, judgedRate: JUDGED_RATE, quietCores: QUIET_CORES, minQuietRotations: MIN_QUIET_ROTATIONS, sliceMs: PLAN.sizeLatSliceMs, loadgenFlags: LOADGEN_EXEC_ARGV.join(' '), closed: {}, open: {}, aa: {} };
+  const out = { bytes: {}, probes, rates: FIXED_RATES, latClient: LAT_CLIENT, judgedRate: JUDGED_RATE, quietCores: QUIET_CORES, minQuietRotations: MIN_QUIET_ROTATIONS, sliceMs: PLAN.sizeLatSliceMs, loadgenFlags: LOADGEN_EXEC_ARGV.join(' '), closed: {}, open: {}, aa: {} };
   const ratios = (rounds, key, base, pick) => rounds[key].map((r, i) => pick(r) / pick(rounds[base][i]));
   for (const size of REQUEST_SIZES) {
     out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
     log(`sizes: ${size} (${out.bytes[size].context_extensions} B): saturating throughput, h2 client, ${PLAN.sizeRounds} rounds + warm-up`);
-    const rounds = await alternate(targets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
+    // The node:http2 twin runs the saturating rounds too (not reported): a twin that met load only
+    // at fixed rates spent 15–35 % more CPU per Check there and had 2.5–3.7 × the limit's median
+    // slice p99 while tokengate-h2 had ~1 × (FINDINGS, "A raw-frame generator"). BENCH_TWIN_CLOSED=0: the old way.
+    const closedTargets = process.env.BENCH_TWIN_CLOSED === '0' ? targets : [...targets, h2Twin];
+    const rounds = await alternate(closedTargets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
     out.closed[size] = Object.fromEntries(targets.map((t) => {
       const cpu = ratios(rounds, t.key, 'floor-h2', (r) => r.cpuPerCheckUs);
       const cpuGrpc = ratios(rounds, t.key, 'floor-grpc-js', (r) => r.cpuPerCheckUs);
@@ -491,8 +515,8 @@ async function sizesPhase(lg, results) {
     for (const rate of FIXED_RATES) {
       const lat = {};
       for (const block of latencyBlocks(rate)) {
-        log(`sizes: ${size}: latency at ${rate}/s (open loop, h2 client): ${block.slices} slices × ${PLAN.sizeLatSliceMs} ms per target, rotating ${block.targets.map((t) => t.key).join(' / ')}, + a warm-up rotation`);
-        Object.assign(lat, await slicedOpenLoop(lg, block.targets, { rate, size, slices: block.slices, sliceMs: PLAN.sizeLatSliceMs }));
+        log(`sizes: ${size}: latency at ${rate}/s (open loop, ${LAT_CLIENT} client): ${block.slices} slices × ${PLAN.sizeLatSliceMs} ms per target, rotating ${block.targets.map((t) => t.key).join(' / ')}, + a warm-up rotation`);
+        Object.assign(lat, await slicedOpenLoop(lg, block.targets, { rate, size, slices: block.slices, sliceMs: PLAN.sizeLatSliceMs, client: LAT_CLIENT }));
       }
       out.open[size][rate] = summariseSlices(lat, 'floor-h2');
       // The A/A yardstick: the twin against tokengate on node:http2, same pooling and interval.
@@ -504,7 +528,10 @@ async function sizesPhase(lg, results) {
     }
   }
   for (const t of [limit, grpcFloor, tg, twin, lean, leanTwin]) {
-    for (const k of [...targets, h2Twin].filter((x) => x.child === t.child).map((x) => x.key)) await lg.call('disconnect', { key: `${k}:h2` });
+    for (const k of [...targets, h2Twin, ...twinExtra].filter((x) => x.child === t.child).map((x) => x.key)) {
+      await lg.call('disconnect', { key: `${k}:h2` });
+      await lg.call('disconnect', { key: `${k}:${LAT_CLIENT}` });
+    }
     await t.child.stop();
   }
   results.sizes = out;
