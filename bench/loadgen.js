@@ -187,6 +187,9 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
   const lag = new Float64Array(total - skip);
   // With `times`: each recorded call's send time (epoch ms), to lay the tail against GC pauses.
   const sentEpoch = times ? new Float64Array(total - skip) : undefined;
+  // …and each one's call index (its connection is index % connections: one stalled connection
+  // and a stalled process look alike in a latency histogram, not in this).
+  const sentIndex = times ? new Uint32Array(total - skip) : undefined;
   let recorded = 0;
   let sent = 0;
   let settled = 0;
@@ -232,6 +235,9 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         samples: wantSamples ? Array.from(l, round3) : undefined,
         lagSamples: wantSamples ? Array.from(g, round3) : undefined,
         sentAt: sentEpoch ? Array.from(sentEpoch.subarray(0, recorded), round3) : undefined,
+        sentIndex: sentIndex ? Array.from(sentIndex.subarray(0, recorded)) : undefined,
+        // The schedule's origin (epoch ms): where the slice's first send was due.
+        startedAt: performance.timeOrigin + start,
       });
     };
     const settle = (i, err) => {
@@ -243,7 +249,10 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         const t = sentAt[i];
         lat[recorded] = performance.now() - t;
         lag[recorded] = t - (start + i * interval);
-        if (sentEpoch) sentEpoch[recorded] = performance.timeOrigin + t;
+        if (sentEpoch) {
+          sentEpoch[recorded] = performance.timeOrigin + t;
+          sentIndex[recorded] = i;
+        }
         recorded++;
       }
       if (settled === total) done();
