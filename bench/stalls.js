@@ -15,6 +15,7 @@
 //   STALLS_SIZES=0.4k,3k,8k  STALLS_SLICES=20  STALLS_RATE=5000  STALLS_SLICE_MS=500
 //   STALLS_MS=30  STALLS_CLOSED=1 (closed-loop rounds before each size, as run.js)  STALLS_OUT=file.json
 //   BENCH_SERVER_FLAGS  as in run.js (default --max-semi-space-size=2)
+//   STALLS_TRACE_GC=dir  servers run with --trace-gc-nvp; their lines go to dir/<name>.gc.log
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -31,7 +32,7 @@ const SLICES = Number(env.STALLS_SLICES ?? 20);
 const RATE = Number(env.STALLS_RATE ?? 5000);
 const SLICE_MS = Number(env.STALLS_SLICE_MS ?? 500);
 const STALL_MS = Number(env.STALLS_MS ?? 30);
-const SERVER_FLAGS = (env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean);
+const SERVER_FLAGS = [...(env.BENCH_SERVER_FLAGS ?? '--max-semi-space-size=2').split(/\s+/).filter(Boolean), ...(env.STALLS_TRACE_GC ? ['--trace-gc-nvp'] : [])];
 const CHANNELS = 4;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-stalls-'));
 const log = (m) => process.stderr.write(`[stalls ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
@@ -40,6 +41,18 @@ const children = [];
 function child(name, role, opts) {
   const c = new Child(name, path.join(here, role === 'loadgen' ? 'loadgen.js' : 'target.js'), { args: role === 'loadgen' ? [] : [role], ...opts });
   children.push(c);
+  // STALLS_TRACE_GC=dir: every process's --trace-gc-nvp lines, each prefixed with the epoch ms it
+  // was read at (V8 prints a collection's line right after its pause), to dir/<name>.gc.log.
+  if (env.STALLS_TRACE_GC) {
+    const file = fs.openSync(path.join(env.STALLS_TRACE_GC, `${name}.gc.log`), 'w');
+    let partial = '';
+    c.proc.stdout.on('data', (chunk) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop();
+      const now = Date.now();
+      for (const l of lines) fs.writeSync(file, `${now} ${l}\n`);
+    });
+  }
   return c;
 }
 
@@ -130,7 +143,10 @@ async function slice(lg, t, size, probeGaps) {
     server: { sched: s, loopMax: server.loop?.max, gcMaxMs: Math.max(0, ...server.pauses.filter((p) => p.at >= r.startedAt).map((p) => p.ms)) },
     loadgen: { sched: g, loopMax: gen.loop?.max, gcMaxMs: Math.max(0, ...gen.pauses.filter((p) => p.at >= r.startedAt).map((p) => p.ms)) },
     tcp: tcpDiff(ta, tb),
+    // Mark-compacts of the server inside the slice (their pauses, ms).
+    serverMajors: server.pauses.filter((p) => p.at >= r.startedAt && p.kind === 'major').map((p) => r1(p.ms)),
   };
+  Object.defineProperty(out, 'samples', { value: r.samples, enumerable: false });
   // The stall: the calls slower than STALL_MS, when they were sent and on which connection.
   const slow = [];
   for (let i = 0; i < r.samples.length; i++) if (r.samples[i] >= STALL_MS) slow.push(i);
@@ -198,7 +214,11 @@ async function main() {
     }
     for (const t of targets) {
       const v = all.filter((x) => x.size === size && x.target === t.key);
-      log(`${size} ${t.key}: slices ${v.length}, with a stall ≥ ${STALL_MS} ms: ${v.filter((x) => x.stall).length}, slice p99 median ${latencySummary(v.map((x) => x.p99)).p50.toFixed(2)} max ${Math.max(...v.map((x) => x.p99)).toFixed(1)}`);
+      // The pooled p99 as run.js computes it, and without the slices in which the server ran a
+      // mark-compact: how much of the pooled figure those pauses are.
+      const pooled = (xs) => latencySummary(xs.flatMap((x) => x.samples)).p99;
+      const noMajor = v.filter((x) => x.serverMajors.length === 0);
+      log(`${size} ${t.key}: slices ${v.length}, with a stall ≥ ${STALL_MS} ms: ${v.filter((x) => x.stall).length}, slice p99 median ${latencySummary(v.map((x) => x.p99)).p50.toFixed(2)} max ${Math.max(...v.map((x) => x.p99)).toFixed(1)}; pooled p99 ${pooled(v).toFixed(2)}, without the ${v.length - noMajor.length} slices with a server mark-compact [${v.flatMap((x) => x.serverMajors)}] ${pooled(noMajor).toFixed(2)}`);
     }
   }
   if (env.STALLS_OUT) fs.writeFileSync(env.STALLS_OUT, JSON.stringify({ all, probeGaps }, null, 1));
