@@ -19,6 +19,7 @@ import v8 from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { installStreamTable } from '../dist/server/h2/stream-table.js';
+import { capHeapGrowth } from '../dist/server/heap-growth.js';
 import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
@@ -170,6 +171,12 @@ async function startH2Floor() {
   // open streams chains them into the old generation after a full GC under load: FINDINGS, "What
   // the promoted kilobyte was"). BENCH_LIMIT_STREAM_TABLE=0 keeps node's Map.
   const streamTable = process.env.BENCH_LIMIT_STREAM_TABLE !== '0';
+  // BENCH_LIMIT_HEAP_CAP=1 (an experiment; off by default): the limit grows its old generation as
+  // tokengate does (src/server/heap-growth.ts, +50 % of what the last mark-compact kept). Off, V8
+  // picks the factor, up to 4 × after the idle forced GC at start-up: the limit's first
+  // mark-compact under load then frees ~40 MB of node:http2's external header strings in one
+  // 140 ms pause (FINDINGS, "The stalls in the p99 slices").
+  if (process.env.BENCH_LIMIT_HEAP_CAP === '1') capHeapGrowth();
   server.on('session', (s) => {
     if (window > 0) s.setLocalWindowSize(window);
     if (streamTable) installStreamTable(s);
