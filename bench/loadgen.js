@@ -168,7 +168,10 @@ function closedRotating(clients, bufs, concurrency, durationMs) {
  * stalls: when it is a large part of the p99, the p99 measures the generator). With
  * `samples: true` every recorded call's latency and lag come back, for pooling over slices;
  * the generator's own GC pauses inside the window come back as `generatorGc`, its own CPU time
- * per call (process.cpuUsage over the run) as `generatorCpuUsPerCall`.
+ * per call (process.cpuUsage over the run) as `generatorCpuUsPerCall`. With `times: true`,
+ * each recorded call's send time (`sentAt`, epoch ms) and call index (`sentIndex`: its
+ * connection is index % connections); `startedAt` (epoch ms) is the schedule's origin, where
+ * call i was due at startedAt + i / rate (bench/stalls.js lays stalls against GC pauses with them).
  */
 function open({ key, init, rate, durationMs, warmupMs, times = false, samples: wantSamples = true }) {
   // Start from an empty young generation: a scavenge of garbage left by the previous run
