@@ -173,9 +173,9 @@ async function startH2Floor() {
   const streamTable = process.env.BENCH_LIMIT_STREAM_TABLE !== '0';
   // BENCH_LIMIT_HEAP_CAP=1 (an experiment; off by default): the limit grows its old generation as
   // tokengate does (src/server/heap-growth.ts, +50 % of what the last mark-compact kept). Off, V8
-  // picks the factor, up to 4 × after the idle forced GC at start-up: the limit's first
-  // mark-compact under load then frees ~40 MB of node:http2's external header strings in one
-  // 140 ms pause (FINDINGS, "The stalls in the p99 slices").
+  // picks: its first mark-compact under load comes at ~53 MB (4 × what start-up kept) and, with
+  // node:http2's external header strings to finalise, pauses 110-145 ms; later ones at 1.5-3 ×
+  // (FINDINGS, "The stalls in the p99 slices").
   if (process.env.BENCH_LIMIT_HEAP_CAP === '1') capHeapGrowth();
   server.on('session', (s) => {
     if (window > 0) s.setLocalWindowSize(window);
@@ -315,7 +315,10 @@ try {
     allocStop: ({ top = 60 } = {}) => allocations.stop(top),
     stop: () => t.stop(),
   });
-  gcNow();
+  // BENCH_START_GC=0 (an experiment): no forced full GC before `ready`. Not a cure for the limit's
+  // long first mark-compact: without it V8's initial old-generation limit puts that one at 56 MB
+  // instead of 53 (FINDINGS, "The stalls in the p99 slices").
+  if (process.env.BENCH_START_GC !== '0') gcNow();
   announceReady({ role, pid: process.pid, address: t.address, mem: memory(), ...t.extra });
 } catch (err) {
   announceFailure(err);
