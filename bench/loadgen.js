@@ -168,7 +168,10 @@ function closedRotating(clients, bufs, concurrency, durationMs) {
  * stalls: when it is a large part of the p99, the p99 measures the generator). With
  * `samples: true` every recorded call's latency and lag come back, for pooling over slices;
  * the generator's own GC pauses inside the window come back as `generatorGc`, its own CPU time
- * per call (process.cpuUsage over the run) as `generatorCpuUsPerCall`.
+ * per call (process.cpuUsage over the run) as `generatorCpuUsPerCall`. With `times: true`,
+ * each recorded call's send time (`sentAt`, epoch ms) and call index (`sentIndex`: its
+ * connection is index % connections); `startedAt` (epoch ms) is the schedule's origin, where
+ * call i was due at startedAt + i / rate (bench/stalls.js lays stalls against GC pauses with them).
  */
 function open({ key, init, rate, durationMs, warmupMs, times = false, samples: wantSamples = true }) {
   // Start from an empty young generation: a scavenge of garbage left by the previous run
@@ -187,6 +190,9 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
   const lag = new Float64Array(total - skip);
   // With `times`: each recorded call's send time (epoch ms), to lay the tail against GC pauses.
   const sentEpoch = times ? new Float64Array(total - skip) : undefined;
+  // …and each one's call index (its connection is index % connections: one stalled connection
+  // and a stalled process look alike in a latency histogram, not in this).
+  const sentIndex = times ? new Uint32Array(total - skip) : undefined;
   let recorded = 0;
   let sent = 0;
   let settled = 0;
@@ -232,6 +238,9 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         samples: wantSamples ? Array.from(l, round3) : undefined,
         lagSamples: wantSamples ? Array.from(g, round3) : undefined,
         sentAt: sentEpoch ? Array.from(sentEpoch.subarray(0, recorded), round3) : undefined,
+        sentIndex: sentIndex ? Array.from(sentIndex.subarray(0, recorded)) : undefined,
+        // The schedule's origin (epoch ms): where the slice's first send was due.
+        startedAt: performance.timeOrigin + start,
       });
     };
     const settle = (i, err) => {
@@ -243,7 +252,10 @@ function open({ key, init, rate, durationMs, warmupMs, times = false, samples: w
         const t = sentAt[i];
         lat[recorded] = performance.now() - t;
         lag[recorded] = t - (start + i * interval);
-        if (sentEpoch) sentEpoch[recorded] = performance.timeOrigin + t;
+        if (sentEpoch) {
+          sentEpoch[recorded] = performance.timeOrigin + t;
+          sentIndex[recorded] = i;
+        }
         recorded++;
       }
       if (settled === total) done();

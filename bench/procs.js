@@ -2,6 +2,8 @@
 // process, driven over the IPC channel with small request/response messages. Every child started
 // here is tracked and killed when the harness exits, however it exits.
 import { fork } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 
 const live = new Set();
 
@@ -46,6 +48,22 @@ export class Child {
     };
     this.proc.stdout.on('data', keep);
     this.proc.stderr.on('data', keep);
+    // BENCH_CHILD_LOG_DIR=dir: every line a child prints, prefixed with the epoch ms it was read
+    // at, to dir/<name>.log (with --trace-gc-nvp in BENCH_SERVER_FLAGS: each collection's pause
+    // and phases, to lay against the slices; FINDINGS, "The stalls in the p99 slices").
+    if (process.env.BENCH_CHILD_LOG_DIR) {
+      const fd = fs.openSync(path.join(process.env.BENCH_CHILD_LOG_DIR, `${name}.log`), 'a');
+      let partial = '';
+      const tee = (chunk) => {
+        const lines = (partial + chunk).split('\n');
+        partial = lines.pop();
+        const now = Date.now();
+        for (const line of lines) fs.writeSync(fd, `${now} ${line}\n`);
+      };
+      this.proc.stdout.on('data', tee);
+      this.proc.stderr.on('data', tee);
+      this.proc.once('exit', () => fs.closeSync(fd));
+    }
     this.exited = new Promise((resolve) => {
       this.proc.once('exit', (code, signal) => {
         live.delete(this);

@@ -19,6 +19,7 @@ import v8 from 'node:v8';
 import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { installStreamTable } from '../dist/server/h2/stream-table.js';
+import { capHeapGrowth } from '../dist/server/heap-growth.js';
 import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
@@ -170,6 +171,12 @@ async function startH2Floor() {
   // open streams chains them into the old generation after a full GC under load: FINDINGS, "What
   // the promoted kilobyte was"). BENCH_LIMIT_STREAM_TABLE=0 keeps node's Map.
   const streamTable = process.env.BENCH_LIMIT_STREAM_TABLE !== '0';
+  // BENCH_LIMIT_HEAP_CAP=1 (an experiment; off by default): the limit grows its old generation as
+  // tokengate does (src/server/heap-growth.ts, +50 % of what the last mark-compact kept). Off, V8
+  // picks: its first mark-compact under load comes at ~53 MB (4 × what start-up kept) and, with
+  // node:http2's external header strings to finalise, pauses 110-145 ms; later ones at 1.5-3 ×
+  // (FINDINGS, "The stalls in the p99 slices").
+  if (process.env.BENCH_LIMIT_HEAP_CAP === '1') capHeapGrowth();
   server.on('session', (s) => {
     if (window > 0) s.setLocalWindowSize(window);
     if (streamTable) installStreamTable(s);
@@ -308,7 +315,10 @@ try {
     allocStop: ({ top = 60 } = {}) => allocations.stop(top),
     stop: () => t.stop(),
   });
-  gcNow();
+  // BENCH_START_GC=0 (an experiment): no forced full GC before `ready`. Not a cure for the limit's
+  // long first mark-compact: without it V8's initial old-generation limit puts that one at 56 MB
+  // instead of 53 (FINDINGS, "The stalls in the p99 slices").
+  if (process.env.BENCH_START_GC !== '0') gcNow();
   announceReady({ role, pid: process.pid, address: t.address, mem: memory(), ...t.extra });
 } catch (err) {
   announceFailure(err);
