@@ -193,8 +193,13 @@ async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs, client
     const order = targets.map((_, i) => targets[(i + s + 1) % targets.length]);
     for (const t of order) {
       const [a, la, sa] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs()];
+      // The server's own GC pauses in the slice: its full GCs are the 10-170 ms stalls of a
+      // slice's tail (FINDINGS, "The stalls in the p99 slices"), reported beside each p99.
+      await t.child.call('watch');
       const r = await lg.call('open', { key: `${t.key}:${client}`, init: t.init(size), rate, durationMs: sliceMs, warmupMs: 50 });
+      const watched = await t.child.call('watched');
       const [b, lb, sb] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs()];
+      r.serverMajors = watched.pauses.filter((p) => p.kind === 'major').map((p) => round3(p.ms));
       const served = b.served - a.served;
       const us = b.hr - a.hr;
       const serverUs = cpuUs(b.cpu) - cpuUs(a.cpu);
@@ -324,7 +329,9 @@ function summariseSlices(lat, base) {
       p99VsLimitQuietMedianHigh: medQuiet.high,
       p99VsLimitLowest: b ? Math.min(...p99s) / Math.min(...b.map((r) => r.latency.p99)) : undefined,
       // Per slice (in rotation order), to tune the quiet-rotation rule from saved runs; no samples.
-      perSlice: v.map((r) => ({ p99: round3(r.latency.p99), lagP99: round3(r.lag.p99), otherCores: round3(r.otherCores) })),
+      perSlice: v.map((r) => ({ p99: round3(r.latency.p99), lagP99: round3(r.lag.p99), otherCores: round3(r.otherCores), serverMajorMs: r.serverMajors })),
+      // The server's full GCs inside recorded slices: how many, and the longest pause.
+      serverMajorGcs: { n: v.reduce((n, r) => n + (r.serverMajors?.length ?? 0), 0), maxMs: Math.max(0, ...v.flatMap((r) => r.serverMajors ?? [])) },
     }];
   }));
 }
