@@ -291,7 +291,8 @@ function summariseSlices(lat, base) {
     return [k, {
       offered: v[0]?.offered,
       slices: v.length,
-      samples: pooled.count,
+      // Not `samples`: results.json leaves out every key of that name (the raw latencies).
+      calls: pooled.count,
       achievedRate: median(v.map((r) => r.achievedRate)),
       p50: pooled.p50,
       p99: pooled.p99,
