@@ -99,12 +99,7 @@ export class CheckRequestRead implements CheckRequestFields {
 
   /** Lets go of the message and what was read from it (a pooled holder must keep no request alive). */
   clear(): void {
-    this.buf = EMPTY;
-    this.start = 0;
-    this.end = 0;
-    this.rawView = undefined;
-    this.provider = undefined;
-    this.http = undefined;
+    this.from(this.reader, EMPTY, 0, 0);
     const v = this.httpView;
     if (v !== undefined) v.method = v.path = v.host = v.headers = undefined;
   }

@@ -189,15 +189,14 @@ export class CheckStreams<Req, Res> {
     call.handling = false;
     if (!call.answered) {
       call.answered = true;
-      this.deadlines.remove(call);
       this.answer(call.stream!, err, value);
     }
-    this.release(call);
+    this.release(call); // takes the deadline out too (nothing can expire during a synchronous answer)
   }
 
   /** Unlinks a done call from its stream and request, and keeps it for the next Check. */
   release(call: CheckCall<Req, Res>): void {
-    this.deadlines.remove(call); // already out on every path here; cheap, and the pool's invariant
+    this.deadlines.remove(call); // a pooled call is never in the deadline list
     (call.stream as CallStream)[kCall] = undefined;
     call.stream = undefined;
     call.message.reset();

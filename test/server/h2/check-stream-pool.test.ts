@@ -184,6 +184,20 @@ describe('CheckStreams: pooled calls', () => {
     expect((await call(session, 'after')).body).toBe('echo:after');
   });
 
+  it('a Check answered before its deadline leaves no deadline behind on the call it gives back (the next Check on that call is not expired by it)', async () => {
+    expect((await call(session, 'quick', { timeout: '60m' })).body).toBe('echo:quick');
+    expect(streams.deadlines.size).toBe(0);
+    mode = 'hold';
+    let settled = false;
+    const next = call(session, 'no-deadline').then((r) => ((settled = true), r));
+    await until(() => held.length === 1);
+    expect(held[0]!.call).toBe(seen[0]); // the same pooled call
+    await new Promise((r) => setTimeout(r, 150)); // well past the first Check's 60 ms
+    expect(settled).toBe(false);
+    held.splice(0)[0]!.callback(null, 'echo:no-deadline');
+    expect(await next).toMatchObject({ status: '0', body: 'echo:no-deadline' });
+  });
+
   it('streams reset mid-request and while the handler holds the call leave no call serving two Checks', async () => {
     const resets = Array.from({ length: 8 }, (_, i) => call(session, `reset-${i}`, { reset: 'mid-request', timeout: '50m' }));
     mode = 'hold';
