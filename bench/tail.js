@@ -6,7 +6,7 @@
 // pauses: how many of them a server pause, a load-generator pause, or neither overlapped.
 //
 //   TAIL_RATE=5000   TAIL_SIZE=3k   TAIL_ROUNDS=6   TAIL_WINDOW_MS=2000
-//   TAIL_TARGETS="limit=floor-h2,tokengate=http2,twin=http2"   name=role[@target.js][:flags]
+//   TAIL_TARGETS="limit=floor-h2,tokengate=http2,twin=http2"   name=role[+route][@target.js][:flags]; +route: that target's Checks are routed by the header rule
 //       role: floor-h2 | floor-object | http2 | grpc-js (tokengate's listen.checkServer);
 //       @path: another build's bench/target.js (before/after); :flags replace BENCH_SERVER_FLAGS
 //   BENCH_SERVER_FLAGS   V8 flags of every server (default: the Docker image's)
@@ -44,16 +44,16 @@ const children = [];
 const log = (m) => process.stderr.write(`[tail] ${m}\n`);
 const ROUTED = process.env.TAIL_ROUTE === '1';
 /** What every target is sent: named by context_extensions, or (TAIL_ROUTE=1) routed by the header rule. */
-const requestInit = () => (ROUTED
+const requestInit = (t) => (ROUTED || t?.route
   ? { size: SIZE, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } }
   : { size: SIZE, contextExtensions: { provider: providerName(0) } });
 
 function parseSpec(s) {
   const at = s.indexOf('=');
   const [name, rest] = [s.slice(0, at), s.slice(at + 1)];
-  const m = /^([\w-]+)(?:@([^:]+))?(?::(.*))?$/.exec(rest);
+  const m = /^([\w-]+)(\+route)?(?:@([^:]+))?(?::(.*))?$/.exec(rest);
   if (!m) throw new Error(`bad target ${s}`);
-  return { name, role: m[1], script: m[2] ?? path.join(here, 'target.js'), flags: m[3] === undefined ? SERVER_FLAGS : m[3].split(/\s+/).filter(Boolean) };
+  return { name, role: m[1], route: m[2] !== undefined, script: m[3] ?? path.join(here, 'target.js'), flags: m[4] === undefined ? SERVER_FLAGS : m[4].split(/\s+/).filter(Boolean) };
 }
 
 async function start(spec, floorAnswer) {
@@ -62,7 +62,7 @@ async function start(spec, floorAnswer) {
   let c;
   if (spec.role === 'http2' || spec.role === 'grpc-js') {
     const file = path.join(work, `${spec.name}.yaml`);
-    fs.writeFileSync(file, providersYaml(1, { checkServer: spec.role, headerRoute: ROUTED }));
+    fs.writeFileSync(file, providersYaml(1, { checkServer: spec.role, headerRoute: ROUTED || spec.route }));
     c = new Child(spec.name, spec.script, { args: ['tokengate'], env: { ...BENCH_ENV, ...gcEnv, BENCH_CONFIG: file }, execArgv });
   } else {
     c = new Child(spec.name, spec.script, { args: [spec.role], env: { ...gcEnv, BENCH_FLOOR_ANSWER: JSON.stringify(floorAnswer) }, execArgv });
@@ -108,7 +108,7 @@ function overlaps(pauses, from, to) {
 async function closedRound(lg, t, concurrency) {
   // TAIL_NO_FULL_GC=1: no forced full GC before the round (see FINDINGS, "h2-promote").
   if (process.env.TAIL_NO_FULL_GC !== '1') await t.child.call('memory');
-  const init = requestInit();
+  const init = requestInit(t);
   const run = lg.call('closed', { key: t.name, init, concurrency, durationMs: WARMUP_MS + WINDOW_MS });
   await sleep(WARMUP_MS);
   const alloc = process.env.TAIL_ALLOC === '1';
@@ -140,7 +140,7 @@ async function round(lg, t) {
   await t.child.call('memory'); // a full GC first, as bench/run.js does: no inherited garbage
   await t.child.call('watch');
   await lg.call('watch');
-  const init = requestInit();
+  const init = requestInit(t);
   const run = lg.call('open', { key: t.name, init, rate: RATE, durationMs: WINDOW_MS, warmupMs: WARMUP_MS, times: true });
   await sleep(WARMUP_MS + 100);
   const [a, sa, la, ga] = [await t.child.call('stats'), systemBusyUs(), await lg.call('cpu'), { ...t.gcBytes }];
