@@ -59,6 +59,8 @@ export interface ProviderStatus {
 }
 
 const PERMANENT_RETRY_MS = 60_000;
+/** `warmedUp` of every provider whose first attempt has settled. */
+const WARMED_UP: Promise<void> = Promise.resolve();
 /** After close() aborts a refresh: how long its bookkeeping (spent mark, unlock) may take. */
 const CUT_OFF_SETTLE_MS = 500;
 /** Refreshes that may start back to back before the minimum interval applies. */
@@ -115,8 +117,16 @@ export class Provider implements SlotObserver, BreakerListener, SlotKey, Grant {
   private readonly fetcher: Fetcher;
   private readonly replica: ReplicaCoordinator;
   /** The first fetch attempt has settled (health/readiness waits for this). */
-  readonly warmedUp: Promise<void>;
-  /** Resolves `warmedUp`; dropped once called (it and its context are ~100 B a provider). */
+  get warmedUp(): Promise<void> {
+    return this.warming ?? WARMED_UP;
+  }
+
+  /**
+   * Until the first attempt settles: the promise `warmedUp` hands out and what resolves it. Both
+   * are dropped then (`warmedUp` hands out a shared resolved promise): the promise, the resolve
+   * function and its context are ~150 B that each of ten thousand providers would keep.
+   */
+  private warming: Promise<void> | undefined;
   private markWarm: (() => void) | undefined;
 
   constructor(
@@ -129,7 +139,7 @@ export class Provider implements SlotObserver, BreakerListener, SlotKey, Grant {
     this.name = config.name;
     this.random = deps.random ?? Math.random;
     this.budgetHint = source.endpoint === undefined ? undefined : new BudgetHint();
-    this.warmedUp = new Promise((resolve) => (this.markWarm = resolve));
+    this.warming = new Promise((resolve) => (this.markWarm = resolve));
     this.slot = new TokenSlot(this, config, deps.clock, this.random);
     this.slot.observe(this);
     this.fetcher = new Fetcher(config, deps, this.random, this, this.budgetHint);
@@ -331,6 +341,7 @@ export class Provider implements SlotObserver, BreakerListener, SlotKey, Grant {
   private warm(): void {
     this.markWarm?.();
     this.markWarm = undefined;
+    this.warming = undefined;
   }
 
   /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */

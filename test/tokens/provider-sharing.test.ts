@@ -57,6 +57,16 @@ describe('shared per-provider state', () => {
     expect(a.storeKey).toBe(`tokengate:{p0:${sourceHash(a.config.source)}}:token`);
   });
 
+  it('once warm, providers keep no warm-up promise of their own (they hand out one shared resolved promise)', async () => {
+    const c = parseConfig(yaml(2), { env: { K: SECRET } });
+    manager = new TokenManager(c.providers.values());
+    const [a, b] = [manager.provider('p0')!, manager.provider('p1')!];
+    expect(a.warmedUp).not.toBe(b.warmedUp);
+    await manager.warmUp();
+    expect(a.peek()).toBeDefined();
+    expect(a.warmedUp).toBe(b.warmedUp);
+  });
+
   it('a jwt source hashes as before (the store keys tokens by it): the first 8 bytes of the sha256 of its JSON, keys in the order type, algorithm, key, claims, ttl', () => {
     const c = parseConfig(yaml(1), { env: { K: SECRET } });
     const source = c.providers.get('p0')!.source;
