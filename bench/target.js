@@ -210,7 +210,8 @@ function checksServed(metrics) {
   const cells = metrics.checks.cells;
   if (cells instanceof Map) {
     let n = 0;
-    for (const e of cells.values()) n += e.cell.value;
+    // A series is its cell (since branch diet); before, an entry held it as `cell`.
+    for (const e of cells.values()) n += e.cell?.value ?? e.value;
     return n;
   }
   let n = 0;

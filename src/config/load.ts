@@ -4,6 +4,7 @@ import path from 'node:path';
 import { CORE_SCHEMA, load, mergeTag, YAMLException } from 'js-yaml';
 import { ConfigError } from './errors.js';
 import { readConfig } from './schema.js';
+import { StringPool } from './string-pool.js';
 import type { Config, ConfigProblem } from './types.js';
 
 export interface ParseOptions {
@@ -35,12 +36,15 @@ export function parseYaml(text: string): unknown {
 }
 
 export function parseConfig(text: string, opts: ParseOptions = {}): Config {
-  const raw = parseYaml(text);
+  // Config strings are pooled flat copies: none keeps the YAML text alive (string-pool.ts).
+  const strings = new StringPool();
+  const raw = strings.internTree(parseYaml(text));
   const problems: ConfigProblem[] = [];
   const warnings: ConfigProblem[] = [];
   const config = readConfig(raw, {
     env: opts.env ?? process.env,
     baseDir: opts.baseDir ?? process.cwd(),
+    strings,
     problems,
     warnings,
   });

@@ -2,10 +2,16 @@
 // parsed YAML tree, value by value, so a secret with YAML-special characters cannot break parsing.
 import fs from 'node:fs';
 import path from 'node:path';
+import type { StringPool } from './string-pool.js';
 
 export interface SubstituteContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly baseDir: string;
+  /**
+   * Pools substituted values: each read of process.env makes a new copy of the variable, one
+   * per provider when ten thousand name the same secret.
+   */
+  readonly strings?: StringPool;
 }
 
 /** The string after substitution, `unset` (the whole value was an unset variable), or a problem. */
@@ -38,6 +44,11 @@ function resolveRef(kind: string, body: string, ctx: SubstituteContext): Substit
 }
 
 export function substitute(raw: string, ctx: SubstituteContext): Substituted {
+  const s = substituteOnce(raw, ctx);
+  return s.kind === 'value' && s.substituted && ctx.strings ? { kind: 'value', value: ctx.strings.intern(s.value), substituted: true } : s;
+}
+
+function substituteOnce(raw: string, ctx: SubstituteContext): Substituted {
   if (!raw.includes('${')) return { kind: 'value', value: raw, substituted: false };
   const whole = WHOLE.exec(raw);
   if (whole) return resolveRef(whole[1]!, whole[2]!, ctx);

@@ -20,20 +20,29 @@ interface Metric {
   render(out: string[]): void;
 }
 
+/**
+ * A series' label values from its key (the values joined by NUL; label values come from config
+ * names and closed sets, never NUL). Series keep no array of their values: with ten thousand
+ * providers that was two objects for each of their series, read only at scrape or reload.
+ */
+function labelValues(key: string, names: readonly string[]): string[] {
+  return names.length === 0 ? [] : key.split('\u0000');
+}
+
 export class Counter implements Metric {
-  private readonly cells = new Map<string, { values: string[]; cell: CounterCell }>();
+  private readonly cells = new Map<string, CounterCell>();
 
   constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[] = []) {}
 
   /** The cell for these label values; keep it and bump `.value` on the hot path. */
   cell(...values: string[]): CounterCell {
     const key = values.join('\u0000');
-    let entry = this.cells.get(key);
-    if (!entry) {
-      entry = { values, cell: { value: 0 } };
-      this.cells.set(key, entry);
+    let cell = this.cells.get(key);
+    if (!cell) {
+      cell = { value: 0 };
+      this.cells.set(key, cell);
     }
-    return entry.cell;
+    return cell;
   }
 
   inc(labels: Labels = {}, by = 1): void {
@@ -41,22 +50,22 @@ export class Counter implements Metric {
   }
 
   get(labels: Labels = {}): number {
-    return this.cells.get(this.labelNames.map((n) => labels[n] ?? '').join('\u0000'))?.cell.value ?? 0;
+    return this.cells.get(this.labelNames.map((n) => labels[n] ?? '').join('\u0000'))?.value ?? 0;
   }
 
   /** Forget series whose label values match (e.g. a provider removed by reload). */
   drop(predicate: (values: readonly string[]) => boolean): void {
-    for (const [k, e] of this.cells) if (predicate(e.values)) this.cells.delete(k);
+    for (const k of this.cells.keys()) if (predicate(labelValues(k, this.labelNames))) this.cells.delete(k);
   }
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`);
-    for (const { values, cell } of this.cells.values()) out.push(`${this.name}${labelText(this.labelNames, values)} ${cell.value}`);
+    for (const [k, { value }] of this.cells) out.push(`${this.name}${labelText(this.labelNames, labelValues(k, this.labelNames))} ${value}`);
   }
 }
 
 export class Histogram implements Metric {
-  private readonly series = new Map<string, { values: string[]; counts: number[]; sum: number; count: number }>();
+  private readonly series = new Map<string, { counts: number[]; sum: number; count: number }>();
 
   constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[], readonly labelNames: readonly string[] = []) {}
 
@@ -64,7 +73,7 @@ export class Histogram implements Metric {
     const key = values.join('\u0000');
     let s = this.series.get(key);
     if (!s) {
-      s = { values, counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
+      s = { counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.series.set(key, s);
     }
     for (let i = 0; i < this.buckets.length; i++) if (seconds <= this.buckets[i]!) s.counts[i]!++;
@@ -73,17 +82,18 @@ export class Histogram implements Metric {
   }
 
   drop(predicate: (values: readonly string[]) => boolean): void {
-    for (const [k, s] of this.series) if (predicate(s.values)) this.series.delete(k);
+    for (const k of this.series.keys()) if (predicate(labelValues(k, this.labelNames))) this.series.delete(k);
   }
 
   render(out: string[]): void {
     out.push(`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`);
-    for (const s of this.series.values()) {
+    for (const [k, s] of this.series) {
+      const values = labelValues(k, this.labelNames);
       const names = [...this.labelNames, 'le'];
-      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText(names, [...s.values, String(b)])} ${s.counts[i]}`));
-      out.push(`${this.name}_bucket${labelText(names, [...s.values, '+Inf'])} ${s.count}`);
-      out.push(`${this.name}_sum${labelText(this.labelNames, s.values)} ${s.sum}`);
-      out.push(`${this.name}_count${labelText(this.labelNames, s.values)} ${s.count}`);
+      this.buckets.forEach((b, i) => out.push(`${this.name}_bucket${labelText(names, [...values, String(b)])} ${s.counts[i]}`));
+      out.push(`${this.name}_bucket${labelText(names, [...values, '+Inf'])} ${s.count}`);
+      out.push(`${this.name}_sum${labelText(this.labelNames, values)} ${s.sum}`);
+      out.push(`${this.name}_count${labelText(this.labelNames, values)} ${s.count}`);
     }
   }
 }

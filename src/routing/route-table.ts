@@ -65,21 +65,29 @@ function firstFit(rules: readonly CompiledRoute[] | undefined, best: CompiledRou
   return best;
 }
 
+/** A small bucket's `lengths`: one shared empty list rather than one per bucket. */
+const NO_LENGTHS: readonly number[] = Object.freeze([]);
+
 /** The rules that share one way of matching the host, in config order. */
 class Bucket {
-  private readonly all: CompiledRoute[] = [];
+  private all: CompiledRoute[] = [];
   /** Built when the bucket is large: rules without a path prefix, and the rest by prefix. */
   private noPrefix: CompiledRoute[] | undefined;
   private byPrefix: Map<string, CompiledRoute[]> | undefined;
   /** Distinct prefix lengths, ascending: the slices of a path worth looking up. */
-  private lengths: number[] = [];
+  private lengths: readonly number[] = NO_LENGTHS;
 
   add(r: CompiledRoute): void {
     this.all.push(r);
   }
 
   seal(): void {
-    if (this.all.length <= SCAN_LIMIT) return;
+    if (this.all.length <= SCAN_LIMIT) {
+      // A list grown by push keeps room for 17 rules: an exact copy is ~130 B less for each of
+      // ten thousand one-rule buckets (one host a route).
+      this.all = this.all.slice();
+      return;
+    }
     this.noPrefix = [];
     this.byPrefix = new Map();
     const lengths = new Set<number>();

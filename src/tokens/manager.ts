@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import type { ProviderConfig, SourceConfig } from '../config/types.js';
+import { flatString } from '../config/string-pool.js';
 import { auditInvalidated, type InvalidatedBy } from '../observability/audit.js';
 import { silentLogger, type Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -15,7 +16,7 @@ import type { TokenServeSource } from './cached-token.js';
 import { SourceConfigError, TokenError, isTokenError } from './errors.js';
 import type { TokenHandle } from './token-handle.js';
 import type { HttpTransport } from './http/transport.js';
-import { newReplicaId, Provider, type ProviderStatus } from './provider.js';
+import { newReplicaId, Provider, type ProviderDeps, type ProviderStatus } from './provider.js';
 import { ProviderLinks } from './linked-tokens.js';
 import { createSource } from './sources/index.js';
 import { PerCallerProvider, type PerCallerStatus } from './per-caller/per-caller-provider.js';
@@ -59,7 +60,8 @@ export function sourceHash(source: SourceConfig): string {
   // reuseInterval describes the IdP, not the grant: declaring it keeps the store key (and with
   // it the rotated refresh token) that the grant already has.
   const identity = source.type === 'refresh_token' ? { ...source, reuseInterval: undefined } : source;
-  return createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 16);
+  // The first 8 bytes as hex, made as such: a slice of the whole digest's hex would keep it alive.
+  return createHash('sha256').update(JSON.stringify(identity)).digest().toString('hex', 0, 8);
 }
 
 export class TokenManager {
@@ -80,6 +82,8 @@ export class TokenManager {
   private readonly retiring = new Map<Provider, Promise<void>>();
   /** Chains (`via`, `subjectToken.provider`) reach the current provider of a name through this. */
   private readonly links: ProviderLinks;
+  /** What every provider works with: one object for all of them, not one each. */
+  private readonly providerDeps: ProviderDeps;
 
   constructor(providers: Iterable<ProviderConfig>, private readonly opts: TokenManagerOptions = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -94,6 +98,10 @@ export class TokenManager {
         : undefined,
       onThrottled: (origin) => this.metrics.endpointThrottled.inc({ origin }),
     });
+    this.providerDeps = {
+      clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
+      replicaId: this.replicaId, budgets: this.budgets, ...(opts.random ? { random: opts.random } : {}),
+    };
     const list = [...providers];
     this.providers = this.build(list.filter((c) => !c.cache));
     this.perCallers = this.buildPerCaller(list.filter((c) => c.cache));
@@ -130,11 +138,7 @@ export class TokenManager {
       }
       try {
         const source = createSource(config.source, this.opts.transport, this.links);
-        out.set(config.name, new Provider(config, source, {
-          clock: this.clock, store: this.store, gate: this.gate, logger: this.logger, metrics: this.metrics,
-          replicaId: this.replicaId, storeKey: this.keyFor(config.name, hash), budgets: this.budgets,
-          ...(this.opts.random ? { random: this.opts.random } : {}),
-        }));
+        out.set(config.name, new Provider(config, source, this.providerDeps, this.keyFor(config.name, hash)));
       } catch (err) {
         if (!isTokenError(err)) throw err;
         problems.push({ path: `providers.${config.name}.source`, problem: err.message });
@@ -185,8 +189,12 @@ export class TokenManager {
     return [...this.perCallers.values()].map((p) => p.status());
   }
 
+  /**
+   * One flat string: the template would be a tree of concatenated strings, four objects more
+   * that each provider keeps for as long as it lives.
+   */
   private keyFor(name: string, hash: string): string {
-    return storeKey(this.opts.keyPrefix ?? 'tokengate:', name, hash);
+    return flatString(storeKey(this.opts.keyPrefix ?? 'tokengate:', name, hash));
   }
 
   /** Starts the first fetch of every provider; resolves when each has settled (ok or not). */
@@ -224,7 +232,7 @@ export class TokenManager {
         new Promise<false>((resolve) => (timer = this.clock.setTimer(() => resolve(false), wait))),
       ]);
       timer?.cancel();
-      if (settled || p.budgetHint.queued) return;
+      if (settled || p.budgetHint?.queued) return;
     }
   }
 

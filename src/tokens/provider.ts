@@ -17,10 +17,10 @@ import { CachedToken, type TokenServeSource } from './cached-token.js';
 import { TokenError, toTokenError } from './errors.js';
 import { MIN_REFRESH_INTERVAL_MS } from '../config/lifetime-bounds.js';
 import { Fetcher, type BreakerListener } from './fetcher.js';
-import { ReplicaCoordinator } from './replica-coordinator.js';
+import { ReplicaCoordinator, type Grant } from './replica-coordinator.js';
 import type { TokenSource } from './sources/source.js';
 import { tokenId } from './token-id.js';
-import { TokenSlot, type Adoption, type SlotObserver } from './token-slot.js';
+import { TokenSlot, type Adoption, type SlotKey, type SlotObserver } from './token-slot.js';
 
 /**
  * `needs_attention`: a refresh_token grant's outcome was unknown, its refresh token is spent and
@@ -28,6 +28,10 @@ import { TokenSlot, type Adoption, type SlotObserver } from './token-slot.js';
  */
 export type ProviderStateName = 'valid' | 'refreshing' | 'stale' | 'expired' | 'missing' | 'needs_attention';
 
+/**
+ * What a provider works with. Nothing in it is the provider's own: ten thousand providers share
+ * one deps object (their store key is a constructor argument).
+ */
 export interface ProviderDeps {
   readonly clock: Clock;
   readonly store: TokenStore;
@@ -36,7 +40,6 @@ export interface ProviderDeps {
   readonly metrics: Metrics;
   /** This process, in store events. */
   readonly replicaId: string;
-  readonly storeKey: string;
   readonly random?: () => number;
   readonly budgets?: TokenEndpointBudgets;
 }
@@ -56,16 +59,26 @@ export interface ProviderStatus {
 }
 
 const PERMANENT_RETRY_MS = 60_000;
+/** `warmedUp` of every provider whose first attempt has settled. */
+const WARMED_UP: Promise<void> = Promise.resolve();
 /** After close() aborts a refresh: how long its bookkeeping (spent mark, unlock) may take. */
 const CUT_OFF_SETTLE_MS = 500;
 /** Refreshes that may start back to back before the minimum interval applies. */
 const REFRESH_BURST = 2;
 const MAX_RETRY_MS = 30_000;
 
-export class Provider implements SlotObserver, BreakerListener {
+/**
+ * The provider is also its slot's key (`storeKey`, `label`) and its coordinator's grant (`config`,
+ * `source`): objects of their own would cost each of ten thousand providers 80 B for nothing.
+ */
+export class Provider implements SlotObserver, BreakerListener, SlotKey, Grant {
   readonly name: string;
-  /** This provider's place in its token endpoint's budget queue (priority, deadline). */
-  readonly budgetHint = new BudgetHint();
+  /**
+   * This provider's place in its token endpoint's budget queue (priority, deadline). None for a
+   * source without a token endpoint (jwt, static): it is never queued, and the hint would be
+   * two objects (its deadline is a boxed double) for each of ten thousand providers.
+   */
+  readonly budgetHint: BudgetHint | undefined;
   /**
    * When the current token's background refresh starts: its refresh moment, or later in its
    * window when the origin's budget spreads refreshes that came due together.
@@ -79,6 +92,12 @@ export class Provider implements SlotObserver, BreakerListener {
   private readonly emergency: CachedToken | undefined;
   private inflight: Promise<CachedToken> | undefined;
   private timer: TimerHandle | undefined;
+  /**
+   * The timer's callback and why it was set: one bound method for the provider's life instead
+   * of a closure and its context per schedule (two objects each of ten thousand providers keep).
+   */
+  private readonly onTimer = this.timerFired.bind(this);
+  private timerReason = 'scheduled';
   /**
    * Refresh credit, a token bucket: one per MIN_REFRESH_INTERVAL_MS, at most REFRESH_BURST, so a
    * lone invalidation right after a fetch is served at once and a loop is held to one a second.
@@ -98,21 +117,33 @@ export class Provider implements SlotObserver, BreakerListener {
   private readonly fetcher: Fetcher;
   private readonly replica: ReplicaCoordinator;
   /** The first fetch attempt has settled (health/readiness waits for this). */
-  readonly warmedUp: Promise<void>;
-  private markWarm!: () => void;
+  get warmedUp(): Promise<void> {
+    return this.warming ?? WARMED_UP;
+  }
+
+  /**
+   * Until the first attempt settles: the promise `warmedUp` hands out and what resolves it. Both
+   * are dropped then (`warmedUp` hands out a shared resolved promise): the promise, the resolve
+   * function and its context are ~150 B that each of ten thousand providers would keep.
+   */
+  private warming: Promise<void> | undefined;
+  private markWarm: (() => void) | undefined;
 
   constructor(
     readonly config: ProviderConfig,
     readonly source: TokenSource,
     private readonly deps: ProviderDeps,
+    /** The store key of this provider's slot (a reload keeps the token when it is unchanged). */
+    readonly storeKey: string,
   ) {
     this.name = config.name;
     this.random = deps.random ?? Math.random;
-    this.warmedUp = new Promise((resolve) => (this.markWarm = resolve));
-    this.slot = new TokenSlot({ storeKey: deps.storeKey, label: config.name }, config, deps.clock, this.random);
+    this.budgetHint = source.endpoint === undefined ? undefined : new BudgetHint();
+    this.warming = new Promise((resolve) => (this.markWarm = resolve));
+    this.slot = new TokenSlot(this, config, deps.clock, this.random);
     this.slot.observe(this);
     this.fetcher = new Fetcher(config, deps, this.random, this, this.budgetHint);
-    this.replica = new ReplicaCoordinator(this.slot, { config, source }, this.fetcher, deps);
+    this.replica = new ReplicaCoordinator(this.slot, this, this.fetcher, deps);
     const r = config.resilience;
     if (r.emergencyToken) {
       const rec: TokenRecord = {
@@ -133,9 +164,9 @@ export class Provider implements SlotObserver, BreakerListener {
     return this.fetcher.breakerState;
   }
 
-  /** The store key of this provider's slot (a reload keeps the token when it is unchanged). */
-  get storeKey(): string {
-    return this.slot.key.storeKey;
+  /** SlotKey: the slot's label in logs, metrics and store events. */
+  get label(): string {
+    return this.name;
   }
 
   // ---- the request path ------------------------------------------------------------------
@@ -170,7 +201,7 @@ export class Provider implements SlotObserver, BreakerListener {
       error = this.lastError;
     } else {
       try {
-        this.budgetHint.promote(); // a Check waits: this provider's queued request goes first
+        this.budgetHint?.promote(); // a Check waits: this provider's queued request goes first
         const entry = await this.waitFor(this.refresh('cold'), this.config.refresh.waitBudget);
         return this.served(entry, 'refreshed');
       } catch (err) {
@@ -239,7 +270,7 @@ export class Provider implements SlotObserver, BreakerListener {
     this.timer?.cancel();
     this.timer = undefined;
     const wait = reason === 'admin' ? 0 : this.refreshWait(this.deps.clock.now());
-    this.budgetHint.deadline = this.slot.peek()?.expiresAt ?? 0;
+    if (this.budgetHint) this.budgetHint.deadline = this.slot.peek()?.expiresAt ?? 0;
     return this.track(async () => {
       if (wait > 0) await this.pause(wait);
       this.spendRefreshCredit(this.deps.clock.now());
@@ -303,8 +334,14 @@ export class Provider implements SlotObserver, BreakerListener {
       this.scheduleRetry(err);
       throw err;
     } finally {
-      this.markWarm();
+      this.warm();
     }
+  }
+
+  private warm(): void {
+    this.markWarm?.();
+    this.markWarm = undefined;
+    this.warming = undefined;
   }
 
   /** SlotObserver: every adoption (ours, the store's, another replica's) sets the next refresh. */
@@ -339,10 +376,14 @@ export class Provider implements SlotObserver, BreakerListener {
     if (this.closing) return;
     this.timer?.cancel();
     if (delayMs >= NEVER_EXPIRES / 2) return;
-    this.timer = this.deps.clock.setTimer(() => {
-      this.timer = undefined;
-      this.refreshWhenIdle(reason);
-    }, Math.max(0, delayMs));
+    this.timerReason = reason;
+    this.timer = this.deps.clock.setTimer(this.onTimer, Math.max(0, delayMs));
+  }
+
+  /** The refresh timer fired (a scheduled timer is cancelled before another is set). */
+  private timerFired(): void {
+    this.timer = undefined;
+    this.refreshWhenIdle(this.timerReason);
   }
 
   /**
@@ -461,7 +502,7 @@ export class Provider implements SlotObserver, BreakerListener {
         return mine?.tokenId === entry.tokenId ? mine : this.slot.adopt(entry.record, 'fetched');
       }, 'reload').catch(() => undefined);
     }
-    this.markWarm();
+    this.warm();
   }
 
   /**

@@ -1,9 +1,10 @@
 // Local JWT signing with jose: self-signed tokens, client assertions (private_key_jwt) and
 // RFC 7523 grant assertions. Every JWT carries iat, nbf, exp and a fresh jti.
-import { createPrivateKey, createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { JwtAlgorithm } from '../config/types.js';
 import { TokenError } from './errors.js';
+import { signingKey } from './signing-keys.js';
 
 export interface SignerOptions {
   readonly algorithm: JwtAlgorithm;
@@ -26,7 +27,7 @@ export class JwtSigner {
 
   constructor(private readonly opts: SignerOptions) {
     try {
-      this.key = opts.algorithm.startsWith('HS') ? createSecretKey(Buffer.from(opts.key, 'utf8')) : createPrivateKey(opts.key);
+      this.key = signingKey(opts.algorithm.startsWith('HS') ? 'secret' : 'private', opts.key);
     } catch (err) {
       // The key text itself is never quoted.
       throw new TokenError('ERR_SOURCE_CONFIG', `cannot load the ${opts.algorithm} signing key (${(err as NodeJS.ErrnoException).code ?? 'invalid key'})`, { cause: err });

@@ -30,7 +30,13 @@ export function readSource(r: Reader): SourceConfig | undefined {
     }
     case 'jwt': {
       const s = readSigning(r, { ttl: 30 * 60_000 });
-      if (s) out = { type, ...s };
+      // A literal: `{ type, ...s }` keeps a field out of line (one more object a provider). The
+      // key order is the spread's: JSON.stringify of this object keys the store (sourceHash).
+      if (s) {
+        out = s.keyId === undefined
+          ? { type, algorithm: s.algorithm, key: s.key, claims: s.claims, ttl: s.ttl }
+          : { type, algorithm: s.algorithm, key: s.key, claims: s.claims, ttl: s.ttl, keyId: s.keyId };
+      }
       break;
     }
     case 'jwt_bearer': {

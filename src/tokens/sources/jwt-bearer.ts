@@ -18,7 +18,7 @@ export class JwtBearer implements TokenSource {
   constructor(private readonly config: JwtBearerSource, transport?: HttpTransport) {
     this.client = new TokenEndpoint(config, transport);
     const a = config.assertion;
-    this.signer = new JwtSigner({ algorithm: a.algorithm, key: a.key, ...(a.keyId ? { keyId: a.keyId } : {}) });
+    this.signer = new JwtSigner(a);
     this.endpoint = this.client.endpointId;
     this.defaultTtlMs = config.defaultTtl;
   }

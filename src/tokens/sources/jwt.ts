@@ -10,7 +10,8 @@ export class SelfSignedJwt implements TokenSource {
   private readonly signer: JwtSigner;
 
   constructor(private readonly config: JwtSource) {
-    this.signer = new JwtSigner({ algorithm: config.algorithm, key: config.key, ...(config.keyId ? { keyId: config.keyId } : {}) });
+    // The (frozen) config is the signer's options as it is: no copy of them per provider.
+    this.signer = new JwtSigner(config);
     this.defaultTtlMs = config.ttl;
   }
 
