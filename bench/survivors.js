@@ -5,6 +5,7 @@
 //
 //   SURV_ROLE=tokengate | floor-h2 (the limit)
 //   SURV_ROUTE=1 (default) | 0    SURV_SIZE=3k   SURV_RATE=5000   SURV_SECS=4
+//   SURV_PROFILE=0: no heap profiler (with BENCH_SERVER_FLAGS=--trace-gc-nvp BENCH_CHILD_LOG_DIR=dir: promoted bytes per scavenge alone)
 //   SURV_INIT='{"contextExtensions":{"provider":"p0"},"headers":{"x-tenant":"blue"}}'  any request (bench/envoy-request.js)
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,11 +35,12 @@ try {
   const info = await tg.ready;
   await lg.call('connect', { key: 't', address: info.address, channels: 4, client: 'h2' });
   await lg.call('open', { key: 't', init, rate: RATE, durationMs: 1000, warmupMs: 200 });
-  await tg.call('allocStart', { interval: 512, survivors: true });
+  const PROFILE = env.SURV_PROFILE !== '0';
+  if (PROFILE) await tg.call('allocStart', { interval: 512, survivors: true });
   const a = await tg.call('stats');
   await lg.call('open', { key: 't', init, rate: RATE, durationMs: SECS * 1000, warmupMs: 0 });
   const b = await tg.call('stats');
-  const { total, sites } = await tg.call('allocStop', { top: 25 });
+  const { total, sites } = PROFILE ? await tg.call('allocStop', { top: 25 }) : { total: 0, sites: [] };
   const n = b.served - a.served;
   console.log(`${ROLE} ${env.SURV_INIT ?? (ROUTE ? 'routed' : 'context_extensions')} ${SIZE} at ${RATE}/s: ${n} Checks, ${(total / n).toFixed(0)} B per Check survived a scavenge`);
   for (const [site, bytes] of sites) console.log(`${(bytes / n).toFixed(1).padStart(8)} B  ${site}`);

@@ -20,6 +20,7 @@ import * as grpc from '@grpc/grpc-js';
 import { GRPC_SERVER_OPTIONS, startTokengate } from '../dist/app.js';
 import { installStreamTable } from '../dist/server/h2/stream-table.js';
 import { capHeapGrowth } from '../dist/server/heap-growth.js';
+import { stopPretenuring } from '../dist/server/pretenuring.js';
 import { parseConfig } from '../dist/config/load.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { okWithToken } from '../dist/server/check-response.js';
@@ -177,6 +178,10 @@ async function startH2Floor() {
   // node:http2's external header strings to finalise, pauses 110-145 ms; later ones at 1.5-3 ×
   // (FINDINGS, "The stalls in the p99 slices").
   if (process.env.BENCH_LIMIT_HEAP_CAP === '1') capHeapGrowth();
+  // As tokengate does before it serves (src/server/pretenuring.ts): with V8's allocation-site
+  // pretenuring, node:http2's per-stream sites got tenured and every stream's graph promoted
+  // (FINDINGS, "The stream chain that remained"). BENCH_LIMIT_PRETENURING=1 keeps V8's default.
+  if (process.env.BENCH_LIMIT_PRETENURING !== '1') stopPretenuring();
   server.on('session', (s) => {
     if (window > 0) s.setLocalWindowSize(window);
     if (streamTable) installStreamTable(s);

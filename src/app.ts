@@ -19,6 +19,7 @@ import { AuthzService } from './server/authz-service.js';
 import { Health } from './server/health.js';
 import { createGrpcServer } from './server/grpc-server.js';
 import { capHeapGrowth } from './server/heap-growth.js';
+import { stopPretenuring } from './server/pretenuring.js';
 import type { StreamDispatch } from './server/h2/stream-dispatch.js';
 import { bind, serverCredentials, type GrpcListener } from './server/listen.js';
 import { createStore } from './store/create-store.js';
@@ -199,6 +200,8 @@ export function configProblems(err: unknown): readonly ConfigProblem[] | undefin
 export async function startTokengate(config: Config, opts: StartOptions = {}): Promise<Tokengate> {
   // Before the warm-up: its mark-compacts set how far the heap grows under load (heap-growth.ts).
   capHeapGrowth();
+  // Before any traffic: a site V8 has tenured stays tenured (pretenuring.ts).
+  stopPretenuring();
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger({ level: config.log.level });
   const metrics = new Metrics();

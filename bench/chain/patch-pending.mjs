@@ -1,0 +1,3 @@
+// Bisect: the session's pendingStreams Set replaced by an array-backed set.
+class ArraySet { constructor() { this.items = []; } get size() { return this.items.length; } add(v) { if (!this.items.includes(v)) this.items.push(v); return this; } delete(v) { const i = this.items.indexOf(v); if (i < 0) return false; this.items.splice(i, 1); return true; } has(v) { return this.items.includes(v); } forEach(fn) { for (const v of [...this.items]) fn(v, v, this); } }
+globalThis.__patchSession = (s) => { const k = Object.getOwnPropertySymbols(s).find((x) => x.description === 'state'); s[k].pendingStreams = new ArraySet(); };
