@@ -9,7 +9,7 @@
 //                          BENCH_SIZE_LAT_SLICES_OTHER at other rates, default 6; BENCH_SIZE_LAT_SLICES_OPT_IN
 //                          for Check on grpc-js at 5,000/s (information, it saturates there), default 3;
 //                          BENCH_SIZE_LAT_SLICE_MS, default 500)
-//   BENCH_SCENARIO=scale   the 1 / 100 / 10,000-provider stage only, as in the full run (BENCH_SCALE_ROUNDS=20 rounds)
+//   BENCH_SCENARIO=scale   the 1 / 100 / 10,000-provider stage only, as in the full run (BENCH_SCALE_ROUNDS=30 rounds)
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_LAT_CLIENT=…     who drives the size matrix's fixed rates: raw (default: raw HTTP/2 frames,
 //                          bench/raw-h2.js, the cheapest) or h2 (node:http2's client, for comparison)
@@ -39,11 +39,11 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
 const PLAN = {
-  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatSlices: 40, sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 20, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatSlices: 80, sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 30, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatSlices: 3, sizeLatSlicesOther: 2, sizeLatSlicesOptIn: 1, sizeLatSliceMs: 300, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
   sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatSlices: Number(process.env.BENCH_SIZE_LAT_SLICES ?? 20), sizeLatSlicesOther: Number(process.env.BENCH_SIZE_LAT_SLICES_OTHER ?? 6), sizeLatSlicesOptIn: Number(process.env.BENCH_SIZE_LAT_SLICES_OPT_IN ?? 3), sizeLatSliceMs: Number(process.env.BENCH_SIZE_LAT_SLICE_MS ?? 500), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   // The 1 / 100 / 10,000-provider stage alone, as in the full run (RSS and throughput questions).
-  scale: { rampMs: 500, scaleRounds: Number(process.env.BENCH_SCALE_ROUNDS ?? 20), scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
+  scale: { rampMs: 500, scaleRounds: Number(process.env.BENCH_SCALE_ROUNDS ?? 30), scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
