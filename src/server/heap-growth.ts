@@ -15,7 +15,7 @@
 // A fixed factor of 1 + HEAP_GROWING_PERCENT/100 bounds that garbage to a share of the live
 // heap, whatever the machine was doing at the last collection. It only spaces mark-compacts:
 // the heap's cap (--max-old-space-size) is unchanged.
-import v8 from 'node:v8';
+import { defaultV8Flag, type FlagDecision, type SetFlags } from './v8-flag.js';
 
 /** The old generation may grow by this share of what the last mark-compact kept. */
 export const HEAP_GROWING_PERCENT = 50;
@@ -28,8 +28,6 @@ const FLAG = /^--heap[-_]growing[-_]percent(=|$)/;
  * in NODE_OPTIONS, hence the command line; it is read after every mark-compact, so setting it at
  * run time takes effect from the next one. Returns who decided.
  */
-export function capHeapGrowth(execArgv: readonly string[] = process.execArgv, setFlags: (flags: string) => void = v8.setFlagsFromString): 'tokengate' | 'command line' {
-  if (execArgv.some((arg) => FLAG.test(arg))) return 'command line';
-  setFlags(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
-  return 'tokengate';
+export function capHeapGrowth(execArgv?: readonly string[], setFlags?: SetFlags): FlagDecision {
+  return defaultV8Flag(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`, FLAG, execArgv, setFlags);
 }

@@ -15,7 +15,7 @@
 // stretch is promoted once and ends.
 //
 // Nothing in a Check outlives its response, so pretenuring has nothing to win here.
-import v8 from 'node:v8';
+import { defaultV8Flag, type FlagDecision, type SetFlags } from './v8-flag.js';
 
 const FLAG = /^--(no[-_])?allocation[-_]site[-_]pretenuring$/;
 
@@ -25,8 +25,6 @@ const FLAG = /^--(no[-_])?allocation[-_]site[-_]pretenuring$/;
  * traffic: V8 reads the flag at every scavenge, but a site tenured before the call stays tenured.
  * Returns who decided.
  */
-export function stopPretenuring(execArgv: readonly string[] = process.execArgv, setFlags: (flags: string) => void = v8.setFlagsFromString): 'tokengate' | 'command line' {
-  if (execArgv.some((arg) => FLAG.test(arg))) return 'command line';
-  setFlags('--no-allocation-site-pretenuring');
-  return 'tokengate';
+export function stopPretenuring(execArgv?: readonly string[], setFlags?: SetFlags): FlagDecision {
+  return defaultV8Flag('--no-allocation-site-pretenuring', FLAG, execArgv, setFlags);
 }
