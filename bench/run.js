@@ -30,6 +30,7 @@ import { summariseProfile } from './profile.js';
 import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redis.js';
 import { writeReport } from './report.js';
 import { routeMatchCost } from './route-match.js';
+import { oneSlicePerProcess } from './rotation.js';
 import { latencySummary, median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -476,6 +477,12 @@ async function sizesPhase(lg, results) {
   // The A/A pair of the node:http2 path, at fixed rates only: how far two identical servers'
   // p99s land apart in this run is the yardstick of the p99 ratios (FINDINGS, #18 tail).
   const leanTwin = await startTokengate('tokengate-h2-twin', providersYaml(1, { headerRoute: true, checkServer: 'http2' }));
+  // The routed cache hit on node:http2 gets a process of its own (same build, same config): when it
+  // shared tokengate-h2's, its slice came straight after that process's ctx slice in three
+  // rotations of four, 1 s of serving without a break where every other slice follows 1.5 s idle,
+  // and it read ~10 % above the ctx slices it shared a process with (FINDINGS, "One slice per
+  // process").
+  const leanRoute = await startTokengate('tokengate-h2-route', providersYaml(1, { headerRoute: true, checkServer: 'http2' }));
   const ctx = (size) => ({ size, contextExtensions: { provider: providerName(0) } });
   const routed = (size) => ({ size, authority: HEADER_ROUTE.authority, headers: { [HEADER_ROUTE.header[0]]: HEADER_ROUTE.header[1] } });
   const targets = [
@@ -485,27 +492,24 @@ async function sizesPhase(lg, results) {
     { ...tg, key: 'tokengate-route', init: routed },
     { ...twin, key: 'tokengate-twin', init: ctx },
     { ...lean, key: 'tokengate-h2', init: ctx },
-    { ...lean, key: 'tokengate-h2-route', init: routed },
+    { ...leanRoute, key: 'tokengate-h2-route', init: routed },
   ];
   // The A/A pair of the node:http2 path, at fixed rates only.
   const h2Twin = { ...leanTwin, key: 'tokengate-h2-twin', init: ctx };
-  // tokengate-h2's process serves two slices a rotation (ctx and routed), its twin's one: with
-  // BENCH_TWIN_ROUTE=1 the twin serves a routed slice too, so both processes have the same duty.
-  const twinExtra = process.env.BENCH_TWIN_ROUTE === '1' ? [{ ...leanTwin, key: 'tokengate-h2-twin-route', init: routed }] : [];
   // At the judged rate the limit, Check on node:http2 (the default path) and its twin take turns
   // alone; Check on grpc-js (the opt-in path, information) and the grpc-js floor (it saturates
   // near 2,000/s with large requests) run in a block of their own, so an overloaded target's
   // backlog never shares a rotation with the judged ones.
   const onHttp2 = (t) => t.key === 'floor-h2' || t.key.startsWith('tokengate-h2');
   const latencyBlocks = (rate) => {
-    const all = [...targets, h2Twin, ...twinExtra];
+    const all = [...targets, h2Twin];
     if (rate !== JUDGED_RATE) return [{ targets: all, slices: PLAN.sizeLatSlicesOther }];
     return [
-      { targets: all.filter(onHttp2), slices: PLAN.sizeLatSlices },
+      { targets: oneSlicePerProcess(all.filter(onHttp2)), slices: PLAN.sizeLatSlices },
       { targets: all.filter((t) => !onHttp2(t) && t.key !== 'floor-grpc-js'), slices: PLAN.sizeLatSlicesOptIn },
     ];
   };
-  for (const t of [...targets, h2Twin, ...twinExtra]) {
+  for (const t of [...targets, h2Twin]) {
     await lg.call('connect', { key: `${t.key}:h2`, address: t.info.address, channels: CHANNELS, client: 'h2' });
     if (LAT_CLIENT !== 'h2') await lg.call('connect', { key: `${t.key}:${LAT_CLIENT}`, address: t.info.address, channels: CHANNELS, client: LAT_CLIENT });
   }
@@ -565,8 +569,8 @@ async function sizesPhase(lg, results) {
       }
     }
   }
-  for (const t of [limit, grpcFloor, tg, twin, lean, leanTwin]) {
-    for (const k of [...targets, h2Twin, ...twinExtra].filter((x) => x.child === t.child).map((x) => x.key)) {
+  for (const t of [limit, grpcFloor, tg, twin, lean, leanTwin, leanRoute]) {
+    for (const k of [...targets, h2Twin].filter((x) => x.child === t.child).map((x) => x.key)) {
       await lg.call('disconnect', { key: `${k}:h2` });
       await lg.call('disconnect', { key: `${k}:${LAT_CLIENT}` });
     }

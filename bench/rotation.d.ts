@@ -1,0 +1,1 @@
+export function oneSlicePerProcess<T extends { key: string; child: object }>(targets: T[]): T[];
