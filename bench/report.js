@@ -47,6 +47,20 @@ export function scaleVerdict(median, low, high) {
   return 'undecided';
 }
 
+/**
+ * "At most `limit`" on a median with its 90 % interval: met when all of the interval is within
+ * it, missed when all of it is above, undecided otherwise; without an interval (fewer than 5
+ * rounds), on the median alone.
+ */
+export function ceilingVerdict(median, low, high, limit) {
+  if (!Number.isFinite(low) || !Number.isFinite(high)) return median <= limit;
+  if (high <= limit) return true;
+  if (low > limit) return false;
+  return 'undecided';
+}
+
+const interval = (t) => (Number.isFinite(t.low) && Number.isFinite(t.high) ? ` [${f2(t.low)}–${f2(t.high)}]` : '');
+
 export function evaluateTargets(r) {
   const out = [];
   const hp = r.hotPath;
@@ -102,7 +116,21 @@ export function evaluateTargets(r) {
     const sizes = Object.keys(sz.closed);
     const lo = sizes[0];
     const hi = sizes.at(-1);
-    if (lo !== hi) {
+    const si = sz.sizeIndependence;
+    if (si) {
+      for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
+        const t = si[k];
+        if (!t) continue;
+        const twin = si[k.startsWith('tokengate-h2') ? 'tokengate-h2-twin' : 'tokengate-twin'];
+        out.push({
+          target: `cost independent of size: (${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'} at ${si.hi} − the limit's growth ${si.lo}→${si.hi}) ≤ 1.1 × its cost at ${si.lo}`,
+          measured: `${f2(t.median)} ×${interval(t)} from the medians of ${si.rounds} alternating rounds (${si.lo} and ${si.hi} in the same rounds; the limit grows ${f2(si.limitGrowthMedian)} ×)`,
+          yardstick: twin ? `A/A twin: ${f2(twin.median)}${interval(twin)}` : '',
+          pass: k.startsWith('tokengate-h2') ? ceilingVerdict(t.median, t.low, t.high, 1.1) : 'info',
+        });
+      }
+    } else if (lo !== hi) {
+      // results.json of older runs: each size's rounds ran minutes apart, judged on medians.
       for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
         const pick = (size, key, f) => sz.closed[size]?.[key]?.[f];
         const calc = (f) => (pick(hi, k, f) - (pick(hi, 'floor-h2', f) - pick(lo, 'floor-h2', f))) / pick(lo, k, f);
@@ -227,7 +255,7 @@ function sizesSection(r) {
   const sz = r.sizes;
   if (!sz) return '';
   const lines = ['## 1b. Request size: tokengate against the platform\'s limit', ''];
-  lines.push('Envoy-shaped CheckRequests built with Envoy\'s protos (`bench/envoy-request.js`): **0.4k** is the bench\'s own request (15 headers); **3k** and **8k** add what a browser\'s call through Envoy carries (~30 headers: a cookie of 1.3 / 5.3 KB, `traceparent`, `x-forwarded-*`, XFCC, SPIFFE principals on both peers). The **limit** is a node:http2 server (no grpc-js) answering every Check with the same answer, gRPC-framed once at startup. The **grpc-js floor** decodes each request with proto-loader and encodes a constant answer object. tokengate answers a cache hit named by `context_extensions`, or by a `routes[]` rule on `api.example.com` with `x-tenant: blue` (on node:http2 each in a process of its own, so every judged target serves one slice per rotation; on grpc-js, information only, both in one process). **tokengate twin** is a second, identical tokengate process: its distance from tokengate is the harness\'s own noise (A/A). h2 load generator, ' + `${r.meta.concurrency} calls in flight over ${r.meta.channels} connections; ratios are taken within each round; "lowest" is the lowest of the alternating rounds.`, '');
+  lines.push('Envoy-shaped CheckRequests built with Envoy\'s protos (`bench/envoy-request.js`): **0.4k** is the bench\'s own request (15 headers); **3k** and **8k** add what a browser\'s call through Envoy carries (~30 headers: a cookie of 1.3 / 5.3 KB, `traceparent`, `x-forwarded-*`, XFCC, SPIFFE principals on both peers). The **limit** is a node:http2 server (no grpc-js) answering every Check with the same answer, gRPC-framed once at startup. The **grpc-js floor** decodes each request with proto-loader and encodes a constant answer object. tokengate answers a cache hit named by `context_extensions`, or by a `routes[]` rule on `api.example.com` with `x-tenant: blue` (on node:http2 each in a process of its own, so every judged target serves one slice per rotation; on grpc-js, information only, both in one process). **tokengate twin** is a second, identical tokengate process: its distance from tokengate is the harness\'s own noise (A/A). h2 load generator, ' + `${r.meta.concurrency} calls in flight over ${r.meta.channels} connections; ratios are taken within each round; "lowest" is the lowest of the alternating rounds.${sz.sizeIndependence ? ' The saturating rounds of every size alternate in one rotation (each target at each size takes its turn in every round), so the size independence target compares windows seconds apart; it is computed from the median over rounds of each term and judged with its 90 % interval (rounds resampled, the same rounds for every term): met when all of it is ≤ 1.1, missed when all of it is above, undecided otherwise.' : ''}`, '');
   lines.push(`Probes (answer per size and way of naming): ${Object.entries(sz.probes).map(([k, v]) => `${k}: ${v.provider}/${v.source}${v.injected ? '' : ' **NOT INJECTED**'}`).join('; ')}.`, '');
   const keys = Object.keys(Object.values(sz.closed)[0] ?? {});
   for (const size of Object.keys(sz.closed)) {

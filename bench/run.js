@@ -31,7 +31,8 @@ import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redi
 import { writeReport } from './report.js';
 import { routeMatchCost } from './route-match.js';
 import { oneSlicePerProcess } from './rotation.js';
-import { latencySummary, median } from './stats.js';
+import { latencySummary, median, withInterval } from './stats.js';
+import { sizeIndependence } from './size-independence.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const scenario = ['smoke', 'sizes', 'scale'].includes(process.env.BENCH_SCENARIO ?? '') ? process.env.BENCH_SCENARIO : process.env.BENCH_QUICK === '1' ? 'quick' : 'full';
@@ -40,7 +41,7 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
 const PLAN = {
-  full: { sizeRounds: 4, sizeWindowMs: 1500, sizeLatSlices: 80, sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 30, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  full: { sizeRounds: 10, sizeWindowMs: 1000, sizeLatSlices: 80, sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 30, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatSlices: 3, sizeLatSlicesOther: 2, sizeLatSlicesOptIn: 1, sizeLatSliceMs: 300, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
   sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatSlices: Number(process.env.BENCH_SIZE_LAT_SLICES ?? 20), sizeLatSlicesOther: Number(process.env.BENCH_SIZE_LAT_SLICES_OTHER ?? 6), sizeLatSlicesOptIn: Number(process.env.BENCH_SIZE_LAT_SLICES_OPT_IN ?? 3), sizeLatSliceMs: Number(process.env.BENCH_SIZE_LAT_SLICE_MS ?? 500), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   // The 1 / 100 / 10,000-provider stage alone, as in the full run (RSS and throughput questions).
@@ -67,6 +68,8 @@ const FIXED_RATES = (process.env.BENCH_FIXED_RATES ?? '1000,5000').split(',').fi
  * half of the limit's p99 (FINDINGS, "A raw-frame generator").
  */
 const LAT_CLIENT = process.env.BENCH_LAT_CLIENT ?? 'raw';
+/** The size matrix's saturating generator (`raw` needs LAT_CLIENT raw: it reuses those connections). */
+const SIZES_CLOSED_CLIENT = process.env.BENCH_SIZES_CLOSED_CLIENT ?? 'h2';
 if (!['raw', 'h2'].includes(LAT_CLIENT)) throw new Error(`BENCH_LAT_CLIENT: raw or h2, not ${JSON.stringify(LAT_CLIENT)}`);
 
 const started = Date.now();
@@ -225,23 +228,6 @@ function pooledP99(slices, idx) {
   return latencySummary(all).p99;
 }
 
-/**
- * `stat(idx)` over all rotations, with a 90 % interval from resampling rotation indices with
- * replacement (the same index for every target: slice i of each ran in the same rotation,
- * seconds apart).
- */
-function withInterval(n, stat, resamples = 400) {
-  if (n === 0) return {};
-  const ratio = stat(Array.from({ length: n }, (_, i) => i));
-  if (n < 5) return { ratio };
-  let seed = 0x9e3779b9;
-  const rand = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
-  const boot = [];
-  for (let k = 0; k < resamples; k++) boot.push(stat(Array.from({ length: n }, () => Math.floor(rand() * n))));
-  boot.sort((x, y) => x - y);
-  return { ratio, low: boot[Math.floor(0.05 * resamples)], high: boot[Math.ceil(0.95 * resamples) - 1] };
-}
-
 /** Pooled p99 ÷ the base's pooled p99 (information: one stalled slice decides a pooled p99). */
 function pooledRatio(a, b) {
   return withInterval(Math.min(a.length, b.length), (idx) => pooledP99(a, idx) / pooledP99(b, idx), 200);
@@ -340,12 +326,14 @@ function summariseSlices(lat, base) {
 
 /** A B C, B C A, C A B…: round 0 is a warm-up and is discarded. */
 async function alternate(targets, rounds, fn) {
-  const out = Object.fromEntries(targets.map((t) => [t.key, []]));
+  // `id` names a result when one target is measured in several ways (the sizes phase: `key@size`).
+  const id = (t) => t.id ?? t.key;
+  const out = Object.fromEntries(targets.map((t) => [id(t), []]));
   for (let r = 0; r <= rounds; r++) {
     const order = targets.map((_, i) => targets[(i + r) % targets.length]);
     for (const t of order) {
       const res = await fn(t);
-      if (r > 0) out[t.key].push(res);
+      if (r > 0) out[id(t)].push(res);
     }
   }
   return out;
@@ -524,14 +512,22 @@ async function sizesPhase(lg, results) {
   await lg.call('disconnect', { key: 'sizes-probe:grpc-js' });
   const out = { bytes: {}, probes, rates: FIXED_RATES, latClient: LAT_CLIENT, judgedRate: JUDGED_RATE, quietCores: QUIET_CORES, minQuietRotations: MIN_QUIET_ROTATIONS, sliceMs: PLAN.sizeLatSliceMs, loadgenFlags: LOADGEN_EXEC_ARGV.join(' '), closed: {}, open: {}, aa: {} };
   const ratios = (rounds, key, base, pick) => rounds[key].map((r, i) => pick(r) / pick(rounds[base][i]));
+  // The node:http2 twin runs the saturating rounds too (not reported): a twin that met load only
+  // at fixed rates spent 15–35 % more CPU per Check there and had 2.5–3.7 × the limit's median
+  // slice p99 while tokengate-h2 had ~1 × (FINDINGS, "A raw-frame generator"). BENCH_TWIN_CLOSED=0: the old way.
+  const closedTargets = process.env.BENCH_TWIN_CLOSED === '0' ? targets : [...targets, h2Twin];
+  // Every size's saturating rounds alternate in one rotation, a target's sizes next to each other
+  // (limit 0.4k, 3k, 8k, then tokengate's…), so the size independence target compares windows
+  // seconds apart. Run one size after another, minutes apart, the limit itself read 0.92 × from
+  // 0.4 to 8 KB on a machine that slowed in between, and the A/A twin 1.46 (FINDINGS, "One slice
+  // per process").
+  const closedBySize = closedTargets.flatMap((t) => REQUEST_SIZES.map((size) => ({ ...t, id: `${t.key}@${size}`, size })));
+  for (const size of REQUEST_SIZES) out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
+  log(`sizes: saturating throughput, ${SIZES_CLOSED_CLIENT} client, ${REQUEST_SIZES.join(' / ')} alternating in one rotation of ${closedBySize.length}, ${PLAN.sizeRounds} rounds + warm-up`);
+  const allRounds = await alternate(closedBySize, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: SIZES_CLOSED_CLIENT, init: t.init(t.size), windowMs: PLAN.sizeWindowMs }));
+  out.sizeIndependence = sizeIndependence(allRounds, closedTargets.map((t) => t.key), REQUEST_SIZES[0], REQUEST_SIZES.at(-1));
   for (const size of REQUEST_SIZES) {
-    out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
-    log(`sizes: ${size} (${out.bytes[size].context_extensions} B): saturating throughput, h2 client, ${PLAN.sizeRounds} rounds + warm-up`);
-    // The node:http2 twin runs the saturating rounds too (not reported): a twin that met load only
-    // at fixed rates spent 15–35 % more CPU per Check there and had 2.5–3.7 × the limit's median
-    // slice p99 while tokengate-h2 had ~1 × (FINDINGS, "A raw-frame generator"). BENCH_TWIN_CLOSED=0: the old way.
-    const closedTargets = process.env.BENCH_TWIN_CLOSED === '0' ? targets : [...targets, h2Twin];
-    const rounds = await alternate(closedTargets, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: 'h2', init: t.init(size), windowMs: PLAN.sizeWindowMs }));
+    const rounds = Object.fromEntries(closedTargets.map((t) => [t.key, allRounds[`${t.key}@${size}`]]));
     out.closed[size] = Object.fromEntries(targets.map((t) => {
       const cpu = ratios(rounds, t.key, 'floor-h2', (r) => r.cpuPerCheckUs);
       const cpuGrpc = ratios(rounds, t.key, 'floor-grpc-js', (r) => r.cpuPerCheckUs);

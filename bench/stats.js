@@ -27,3 +27,20 @@ export function median(values) {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+/**
+ * `stat(idx)` over all rotations, with a 90 % interval from resampling rotation indices with
+ * replacement (the same index for every target: slice i of each ran in the same rotation,
+ * seconds apart).
+ */
+export function withInterval(n, stat, resamples = 400) {
+  if (n === 0) return {};
+  const ratio = stat(Array.from({ length: n }, (_, i) => i));
+  if (n < 5) return { ratio };
+  let seed = 0x9e3779b9;
+  const rand = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+  const boot = [];
+  for (let k = 0; k < resamples; k++) boot.push(stat(Array.from({ length: n }, () => Math.floor(rand() * n))));
+  boot.sort((x, y) => x - y);
+  return { ratio, low: boot[Math.floor(0.05 * resamples)], high: boot[Math.ceil(0.95 * resamples) - 1] };
+}

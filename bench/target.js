@@ -33,9 +33,10 @@ const role = process.argv[2];
 
 // Experiments only (not used by `npm run bench`): extra grpc-js server options for every
 // target, e.g. BENCH_SERVER_OPTIONS='{"grpc.enable_channelz":0}'.
-// Runs last longer than the 5-minute connection age; the load generator's h2 sessions do not
-// reconnect after a GOAWAY, so floors (like tokengate's bench configs) keep connections for the run.
-Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
+// Runs last longer than the 5-minute connection age and idle time; the load generator's h2
+// sessions do not reconnect after a GOAWAY, so floors (like tokengate's bench configs) keep
+// connections for the run.
+Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000, 'grpc.max_connection_idle_ms': 3_600_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
 
 // BENCH_GC_STATS=1 (size-ab.js, size-profile.js): GC pauses on the main thread by kind, in
 // `stats`, to see which collections a request's bytes cause.
