@@ -59,7 +59,8 @@ export function ceilingVerdict(median, low, high, limit) {
   return 'undecided';
 }
 
-const interval = (t) => (Number.isFinite(t.low) && Number.isFinite(t.high) ? ` [${f2(t.low)}–${f2(t.high)}]` : '');
+/** " [low–high]" of a 90 % interval, or nothing when the run had too few rounds for one. */
+const interval = (low, high) => (Number.isFinite(low) && Number.isFinite(high) ? ` [${f2(low)}–${f2(high)}]` : '');
 
 export function evaluateTargets(r) {
   const out = [];
@@ -99,6 +100,7 @@ export function evaluateTargets(r) {
   const sz = r.sizes;
   // Which serving path and which way of naming the provider a sizes target measures.
   const targetMode = (k) => `${k.startsWith('tokengate-h2') ? 'Check on node:http2' : 'Check on grpc-js'}, ${k.endsWith('route') ? 'routes[] header rule' : 'context_extensions'}`;
+  const sizeIndependenceTarget = (k, lo, hi) => `cost independent of size: (${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`;
   if (sz) {
     for (const size of Object.keys(sz.closed)) {
       for (const k of ['tokengate', 'tokengate-route', 'tokengate-h2', 'tokengate-h2-route']) {
@@ -123,9 +125,9 @@ export function evaluateTargets(r) {
         if (!t) continue;
         const twin = si[k.startsWith('tokengate-h2') ? 'tokengate-h2-twin' : 'tokengate-twin'];
         out.push({
-          target: `cost independent of size: (${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'} at ${si.hi} − the limit's growth ${si.lo}→${si.hi}) ≤ 1.1 × its cost at ${si.lo}`,
-          measured: `${f2(t.median)} ×${interval(t)} from the medians of ${si.rounds} alternating rounds (${si.lo} and ${si.hi} in the same rounds; the limit grows ${f2(si.limitGrowthMedian)} ×)`,
-          yardstick: twin ? `A/A twin: ${f2(twin.median)}${interval(twin)}` : '',
+          target: sizeIndependenceTarget(k, si.lo, si.hi),
+          measured: `${f2(t.median)} ×${interval(t.low, t.high)} from the medians of ${si.rounds} alternating rounds (${si.lo} and ${si.hi} in the same rounds; the limit grows ${f2(si.limitGrowthMedian)} ×)`,
+          yardstick: twin ? `A/A twin: ${f2(twin.median)}${interval(twin.low, twin.high)}` : '',
           pass: k.startsWith('tokengate-h2') ? ceilingVerdict(t.median, t.low, t.high, 1.1) : 'info',
         });
       }
@@ -136,7 +138,7 @@ export function evaluateTargets(r) {
         const calc = (f) => (pick(hi, k, f) - (pick(hi, 'floor-h2', f) - pick(lo, 'floor-h2', f))) / pick(lo, k, f);
         const x = calc('cpuPerCheckUs');
         out.push({
-          target: `cost independent of size: (${targetMode(k)}${k.startsWith('tokengate-h2') ? ', the default path' : ', opt-in path: information'} at ${hi} − the limit's growth ${lo}→${hi}) ≤ 1.1 × its cost at ${lo}`,
+          target: sizeIndependenceTarget(k, lo, hi),
           measured: `${f2(x)} × medians, ${f2(calc('cpuPerCheckMinUs'))} × lowest rounds (limit grows ${f2(ratio(pick(hi, 'floor-h2', 'cpuPerCheckUs'), pick(lo, 'floor-h2', 'cpuPerCheckUs')))} ×)`,
           yardstick: `A/A twin: ${f2((pick(hi, 'tokengate-twin', 'cpuPerCheckUs') - (pick(hi, 'floor-h2', 'cpuPerCheckUs') - pick(lo, 'floor-h2', 'cpuPerCheckUs'))) / pick(lo, 'tokengate-twin', 'cpuPerCheckUs'))}`,
           pass: k.startsWith('tokengate-h2') ? x <= 1.1 : 'info',
@@ -160,7 +162,6 @@ export function evaluateTargets(r) {
         const aa = sz.aa?.[size]?.[5000];
         const aaAgrees = (a) => a !== undefined && a.ratio >= 1 / 1.2 && a.ratio <= 1.2 && (!Number.isFinite(a.low) || (a.low <= 1 && a.high >= 1));
         const twin = at['tokengate-h2-twin'];
-        const interval = (lo, hi) => (Number.isFinite(lo) ? ` [${f2(lo)}–${f2(hi)}]` : '');
         // Judged on the rotations the rest of the machine left alone when there are enough of them.
         const onQuiet = defaultPath && t.quietSlices >= (sz.minQuietRotations ?? Infinity);
         // Judged on the median over rotations of the per-slice ratio (the issue's "medians of
@@ -182,7 +183,7 @@ export function evaluateTargets(r) {
           // Met when all of the judged statistic's 90 % interval is ≤ 1.2, missed when all of it
           // is above; only when the harness tells identical servers apart by less than the
           // target's margin: the A/A pair, same statistic, within 1/1.2–1.2 and its interval holding 1.
-          pass: !defaultPath ? 'info' : !aaAgrees(aaJudged) ? `undecided: the A/A pair lands ${f2(aaJudged?.ratio)} × apart` : hi <= 1.2 ? true : lo > 1.2 ? false : Number.isFinite(lo) ? 'undecided' : x <= 1.2,
+          pass: !defaultPath ? 'info' : !aaAgrees(aaJudged) ? `undecided: the A/A pair lands ${f2(aaJudged?.ratio)} × apart` : ceilingVerdict(x, lo, hi, 1.2),
         });
       }
     }
@@ -199,12 +200,11 @@ export function evaluateTargets(r) {
     for (const [mode, t] of Object.entries(r.scale.throughput)) {
       const x = t[hi]?.rateVsBaseMedian ?? ratio(t[hi]?.rate, t[lo]?.rate);
       const [low, high] = [t[hi]?.rateVsBaseLow, t[hi]?.rateVsBaseHigh];
-      const interval = Number.isFinite(low) ? ` [${f2(low)}–${f2(high)}]` : '';
       const y = mid === undefined ? undefined : t[mid];
       out.push({
         target: `${f0(hi)} providers within 10% of ${lo} (by ${mode})`,
-        measured: `${f2(x)} ×${interval} median of ${t[hi]?.rateVsBasePerRound?.length ?? '—'} per-round ratios (median Check/s ${f0(t[hi]?.rate)} vs ${f0(t[lo]?.rate)}; CPU µs/Check ${f1(t[hi]?.cpuPerCheckUs)} vs ${f1(t[lo]?.cpuPerCheckUs)})`,
-        yardstick: y?.rateVsBaseMedian !== undefined ? `${f2(y.rateVsBaseMedian)}${Number.isFinite(y.rateVsBaseLow) ? ` [${f2(y.rateVsBaseLow)}–${f2(y.rateVsBaseHigh)}]` : ''} (${mid} providers ÷ ${lo})` : '',
+        measured: `${f2(x)} ×${interval(low, high)} median of ${t[hi]?.rateVsBasePerRound?.length ?? '—'} per-round ratios (median Check/s ${f0(t[hi]?.rate)} vs ${f0(t[lo]?.rate)}; CPU µs/Check ${f1(t[hi]?.cpuPerCheckUs)} vs ${f1(t[lo]?.cpuPerCheckUs)})`,
+        yardstick: y?.rateVsBaseMedian !== undefined ? `${f2(y.rateVsBaseMedian)}${interval(y.rateVsBaseLow, y.rateVsBaseHigh)} (${mid} providers ÷ ${lo})` : '',
         pass: scaleVerdict(x, low, high),
       });
     }
@@ -269,12 +269,12 @@ function sizesSection(r) {
     for (const rate of Object.keys(o)) {
       for (const [k, v] of Object.entries(o[rate])) {
         rows.push(sliced
-          ? [`${f0(Number(rate))}/s`, label(k), `${v.slices} × ${f0((v.calls ?? v.samples) / v.slices)}`, f0(v.achievedRate), f3(v.p50), `**${f3(v.p99)}**`, f3(v.p999), `**${f2(v.p99VsLimit)}**${Number.isFinite(v.p99VsLimitLow) ? ` [${f2(v.p99VsLimitLow)}–${f2(v.p99VsLimitHigh)}]` : ''}`, f3(v.p99MedianOfSlices), f3(v.p99MinOfSlices), f2(v.p99VsLimitMedianOfSlices), f2(v.p99VsLimitLowest), f3(v.lagP99), f1(v.generatorCpuUsPerCall), `${v.generatorGc.n} (max ${f1(v.generatorGc.maxMs)} ms)`, f2(v.loadgenCores), f2(v.otherCores), f1(v.cpuPerCheckUs), f0(v.errors)]
+          ? [`${f0(Number(rate))}/s`, label(k), `${v.slices} × ${f0((v.calls ?? v.samples) / v.slices)}`, f0(v.achievedRate), f3(v.p50), `**${f3(v.p99)}**`, f3(v.p999), `**${f2(v.p99VsLimit)}**${interval(v.p99VsLimitLow, v.p99VsLimitHigh)}`, f3(v.p99MedianOfSlices), f3(v.p99MinOfSlices), f2(v.p99VsLimitMedianOfSlices), f2(v.p99VsLimitLowest), f3(v.lagP99), f1(v.generatorCpuUsPerCall), `${v.generatorGc.n} (max ${f1(v.generatorGc.maxMs)} ms)`, f2(v.loadgenCores), f2(v.otherCores), f1(v.cpuPerCheckUs), f0(v.errors)]
           : [`${f0(Number(rate))}/s`, label(k), f0(v.achievedRate), f3(v.p50MedianOfRounds), f3(v.p99MedianOfRounds), f3(v.p99MinOfRounds), f2(v.p99VsLimitMedian), f2(v.p99VsLimitMin), f3(v.lagP99), f1(v.cpuPerCheckUs), f0(v.errors)]);
       }
     }
     if (rows.length && sliced) {
-      const aa = Object.entries(sz.aa?.[size] ?? {}).map(([rate, x]) => `${f0(Number(rate))}/s ${x.median ? `median of rotations ${f2(x.median.ratio)}${Number.isFinite(x.median.low) ? ` [${f2(x.median.low)}–${f2(x.median.high)}]` : ''}, ` : ''}pooled ${f2(x.ratio)}${Number.isFinite(x.low) ? ` [${f2(x.low)}–${f2(x.high)}]` : ''}`).join(', ');
+      const aa = Object.entries(sz.aa?.[size] ?? {}).map(([rate, x]) => `${f0(Number(rate))}/s ${x.median ? `median of rotations ${f2(x.median.ratio)}${interval(x.median.low, x.median.high)}, ` : ''}pooled ${f2(x.ratio)}${interval(x.low, x.high)}`).join(', ');
       lines.push(table(['offered', 'server', 'slices × calls', 'achieved/s', 'p50 ms (pooled)', 'p99 ms (pooled)', 'p99.9 ms', 'p99 ÷ limit (pooled) [90 % interval]', 'p99 ms (median of slices)', 'p99 ms (lowest slice)', '÷ limit (median of slices)', '÷ limit (lowest)', 'send lag p99 ms (pooled)', 'generator CPU µs/call', 'generator GCs in windows', 'generator cores', 'other processes (cores)', 'CPU µs/Check', 'errors'], rows), '');
       if (aa) lines.push(`A/A (h2 twin ÷ tokengate on node:http2, p99): ${aa}.`, '');
     } else if (rows.length) {

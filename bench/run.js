@@ -13,6 +13,8 @@
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_LAT_CLIENT=…     who drives the size matrix's fixed rates: raw (default: raw HTTP/2 frames,
 //                          bench/raw-h2.js, the cheapest) or h2 (node:http2's client, for comparison)
+//   BENCH_SIZES_CLOSED_CLIENT=…  who drives the size matrix's saturating rounds: h2 (default) or the
+//                          fixed-rate generator's client (raw; an experiment: it was no steadier)
 //   BENCH_OUT=dir          where REPORT.md / results.json go (default: bench/)
 //   BENCH_SERVER_FLAGS=…   V8 flags for the servers under test (default: the Docker image's; "" = Node defaults)
 //   BENCH_LOADGEN_FLAGS=…  V8 flags for the load generator (default in procs.js; "" = Node defaults)
@@ -71,6 +73,7 @@ const LAT_CLIENT = process.env.BENCH_LAT_CLIENT ?? 'raw';
 /** The size matrix's saturating generator (`raw` needs LAT_CLIENT raw: it reuses those connections). */
 const SIZES_CLOSED_CLIENT = process.env.BENCH_SIZES_CLOSED_CLIENT ?? 'h2';
 if (!['raw', 'h2'].includes(LAT_CLIENT)) throw new Error(`BENCH_LAT_CLIENT: raw or h2, not ${JSON.stringify(LAT_CLIENT)}`);
+if (!['h2', LAT_CLIENT].includes(SIZES_CLOSED_CLIENT)) throw new Error(`BENCH_SIZES_CLOSED_CLIENT: h2 or the fixed-rate generator (${LAT_CLIENT}), not ${JSON.stringify(SIZES_CLOSED_CLIENT)}`);
 
 const started = Date.now();
 const log = (msg) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
