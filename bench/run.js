@@ -5,11 +5,14 @@
 //   BENCH_QUICK=1          ~1-minute smoke of every phase (fewer, shorter rounds)
 //   BENCH_SCENARIO=smoke   the smallest scenario only (floor + tokengate, ~1 s each): the test
 //   BENCH_SCENARIO=sizes   the request-size matrix and the profile only (BENCH_SIZE_ROUNDS, default 3;
-//                          fixed rates: BENCH_SIZE_LAT_SLICES slices per target at 5,000/s, default 20 (40 in the full run),
+//                          fixed rates: BENCH_SIZE_LAT_SLICES slices per target at 5,000/s, default 20,
 //                          BENCH_SIZE_LAT_SLICES_OTHER at other rates, default 6; BENCH_SIZE_LAT_SLICES_OPT_IN
 //                          for Check on grpc-js at 5,000/s (information, it saturates there), default 3;
 //                          BENCH_SIZE_LAT_SLICE_MS, default 500)
 //   BENCH_SCENARIO=scale   the 1 / 100 / 10,000-provider stage only, as in the full run (BENCH_SCALE_ROUNDS=30 rounds)
+//   The full run takes BENCH_SIZE_ROUNDS (default 10), BENCH_SIZE_LAT_SLICES (80) and BENCH_SCALE_ROUNDS (30)
+//                          too: more rounds narrow the judged targets' 90 % intervals on a noisy machine
+//                          (each size round ≈ 42 s, each 5,000/s rotation ≈ 2.4 s per size, each scale round ≈ 7 s per mode)
 //   BENCH_FIXED_RATES=…    the size matrix's open-loop rates (default 1000,5000; "" = none)
 //   BENCH_LAT_CLIENT=…     who drives the size matrix's fixed rates: raw (default: raw HTTP/2 frames,
 //                          bench/raw-h2.js, the cheapest) or h2 (node:http2's client, for comparison)
@@ -42,12 +45,21 @@ const outDir = path.resolve(process.env.BENCH_OUT ?? here);
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tokengate-bench-'));
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
 
+/** A count of rounds or slices from the environment, or `fallback` when it is not set. */
+function countFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: a whole number ≥ 1, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
 const PLAN = {
-  full: { sizeRounds: 10, sizeWindowMs: 1000, sizeLatSlices: 80, sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: 30, scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
+  full: { sizeRounds: countFromEnv('BENCH_SIZE_ROUNDS', 10), sizeWindowMs: 1000, sizeLatSlices: countFromEnv('BENCH_SIZE_LAT_SLICES', 80), sizeLatSlicesOther: 6, sizeLatSlicesOptIn: 3, sizeLatSliceMs: 500, rounds: 5, rampMs: 500, windowMs: 2000, latRounds: 6, latWarmMs: 400, latWindowMs: 2000, scaleRounds: countFromEnv('BENCH_SCALE_ROUNDS', 30), scaleWindowMs: 1500, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 4000, routeBudgetMs: 150 },
   quick: { sizeRounds: 1, sizeWindowMs: 800, sizeLatSlices: 3, sizeLatSlicesOther: 2, sizeLatSlicesOptIn: 1, sizeLatSliceMs: 300, rounds: 1, rampMs: 300, windowMs: 1000, latRounds: 1, latWarmMs: 300, latWindowMs: 1200, scaleRounds: 1, scaleWindowMs: 800, providers: [1, 100, 10_000], storm: [100, 1_000, 10_000], profileMs: 1500, routeBudgetMs: 40 },
-  sizes: { sizeRounds: Number(process.env.BENCH_SIZE_ROUNDS ?? 3), sizeWindowMs: 1200, sizeLatSlices: Number(process.env.BENCH_SIZE_LAT_SLICES ?? 20), sizeLatSlicesOther: Number(process.env.BENCH_SIZE_LAT_SLICES_OTHER ?? 6), sizeLatSlicesOptIn: Number(process.env.BENCH_SIZE_LAT_SLICES_OPT_IN ?? 3), sizeLatSliceMs: Number(process.env.BENCH_SIZE_LAT_SLICE_MS ?? 500), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
+  sizes: { sizeRounds: countFromEnv('BENCH_SIZE_ROUNDS', 3), sizeWindowMs: 1200, sizeLatSlices: countFromEnv('BENCH_SIZE_LAT_SLICES', 20), sizeLatSlicesOther: countFromEnv('BENCH_SIZE_LAT_SLICES_OTHER', 6), sizeLatSlicesOptIn: countFromEnv('BENCH_SIZE_LAT_SLICES_OPT_IN', 3), sizeLatSliceMs: countFromEnv('BENCH_SIZE_LAT_SLICE_MS', 500), latWarmMs: 300, rampMs: 400, profileMs: 2000 },
   // The 1 / 100 / 10,000-provider stage alone, as in the full run (RSS and throughput questions).
-  scale: { rampMs: 500, scaleRounds: Number(process.env.BENCH_SCALE_ROUNDS ?? 30), scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
+  scale: { rampMs: 500, scaleRounds: countFromEnv('BENCH_SCALE_ROUNDS', 30), scaleWindowMs: 1500, providers: [1, 100, 10_000], routeBudgetMs: 150 },
   smoke: { rounds: 1, rampMs: 200, windowMs: 600, latRounds: 1, latWarmMs: 200, latWindowMs: 600, fixedRate: 300 },
 }[scenario];
 
@@ -798,7 +810,8 @@ function machine() {
     loadavgAtStart: os.loadavg(),
     grpcJs: readVersion('@grpc/grpc-js'),
     protoLoader: readVersion('@grpc/proto-loader'),
-    command: scenario === 'full' ? 'npm run bench' : scenario === 'quick' ? 'BENCH_QUICK=1 npm run bench' : `BENCH_SCENARIO=${scenario} node bench/run.js`,
+    // The run's own settings in front, so the report names the command that reproduces it.
+    command: `${Object.keys(process.env).filter((k) => k.startsWith('BENCH_') && !['BENCH_QUICK', 'BENCH_SCENARIO', 'BENCH_OUT'].includes(k)).sort().map((k) => `${k}=${process.env[k]} `).join('')}${scenario === 'full' ? 'npm run bench' : scenario === 'quick' ? 'BENCH_QUICK=1 npm run bench' : `BENCH_SCENARIO=${scenario} node bench/run.js`}`,
     scenario,
     concurrency: CONCURRENCY,
     channels: CHANNELS,
