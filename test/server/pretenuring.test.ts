@@ -57,7 +57,7 @@ describe('startTokengate', () => {
  * objects are born young, the object's size or more once V8 has tenured the site.
  *
  * The child compiles on its main thread (--no-concurrent-recompilation). With V8's default, the
- * tiering manager also optimizes \`make\` on a background thread during the first loop, and when
+ * tiering manager also optimizes `make` on a background thread during the first loop, and when
  * that finishes decides which calls ran unoptimized and left allocation mementos: the control read
  * 0 in 25 of 30 runs on one machine and passed on another (CI failed on it, 2026-12-07). On the
  * main thread the same child read the site's object size in 60 of 60 runs, and 0 in 60 of 60
