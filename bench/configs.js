@@ -1,10 +1,11 @@
 // YAML for the bench's tokengate processes. Secrets come from the environment (`${env:…}`),
 // as in production, so no config warns about literal secrets. Logs at warn: a cache hit never
 // logs anyway, and 10 000 "token fetched" lines would only measure the log sink.
-// Connections are kept for the whole run (maxConnectionAge and maxConnectionIdle 1h): the
+// Connections are kept for the whole run (maxConnectionAge and maxConnectionIdle 24h): the
 // generator connects each target once, and a target's saturating connection sits idle while
 // the latency blocks run (~5 min at 80 rotations), past the 5 min idle default, which closed
-// it under the next size's rounds (ERR_HTTP2_INVALID_SESSION, 2026-12-07 13:28 UTC).
+// it under the next size's rounds (ERR_HTTP2_INVALID_SESSION, 2026-12-07 13:28 UTC). A day, not
+// an hour: a run with more rounds (BENCH_SIZE_ROUNDS=30 …, README) lasts ~80 min.
 import crypto from 'node:crypto';
 
 export const BENCH_ENV = {
@@ -40,7 +41,7 @@ export const HEADER_ROUTE = { authority: 'api.example.com', header: ['x-tenant',
 
 export function providersYaml(n, { store = 'memory', headerRoute = false, checkServer } = {}) {
   const lines = [
-    `listen: { grpc: "127.0.0.1:0", admin: "off", ${checkServer ? `checkServer: ${checkServer}, ` : ''}limits: { maxConnectionAge: 1h, maxConnectionIdle: 1h } }`,
+    `listen: { grpc: "127.0.0.1:0", admin: "off", ${checkServer ? `checkServer: ${checkServer}, ` : ''}limits: { maxConnectionAge: 24h, maxConnectionIdle: 24h } }`,
     'log: { level: warn }',
     storeBlock(store),
     'providers:',
@@ -58,7 +59,7 @@ export function providersYaml(n, { store = 'memory', headerRoute = false, checkS
  * usable token and must wait for the single in-flight refresh (the storm).
  */
 export function stormYaml() {
-  return `listen: { grpc: "127.0.0.1:0", admin: "127.0.0.1:0", limits: { maxConnectionAge: 1h, maxConnectionIdle: 1h } }
+  return `listen: { grpc: "127.0.0.1:0", admin: "127.0.0.1:0", limits: { maxConnectionAge: 24h, maxConnectionIdle: 24h } }
 admin: { token: "\${env:BENCH_ADMIN_TOKEN}" }
 log: { level: warn }
 providers:

@@ -36,7 +36,7 @@ const role = process.argv[2];
 // Runs last longer than the 5-minute connection age and idle time; the load generator's h2
 // sessions do not reconnect after a GOAWAY, so floors (like tokengate's bench configs) keep
 // connections for the run.
-Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 3_600_000, 'grpc.max_connection_idle_ms': 3_600_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
+Object.assign(GRPC_SERVER_OPTIONS, { 'grpc.max_connection_age_ms': 86_400_000, 'grpc.max_connection_idle_ms': 86_400_000 }, JSON.parse(process.env.BENCH_SERVER_OPTIONS ?? '{}'));
 
 // BENCH_GC_STATS=1 (size-ab.js, size-profile.js): GC pauses on the main thread by kind, in
 // `stats`, to see which collections a request's bytes cause.
