@@ -1,1 +1,2 @@
 export function oneSlicePerProcess<T extends { key: string; child: object }>(targets: T[]): T[];
+export function balancedRotations(n: number): number[][];

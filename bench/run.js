@@ -35,7 +35,7 @@ import { summariseProfile } from './profile.js';
 import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redis.js';
 import { writeReport } from './report.js';
 import { routeMatchCost } from './route-match.js';
-import { oneSlicePerProcess } from './rotation.js';
+import { balancedRotations, oneSlicePerProcess } from './rotation.js';
 import { latencySummary, median, withInterval } from './stats.js';
 import { sizeIndependence } from './size-independence.js';
 
@@ -208,9 +208,14 @@ async function openLoop(lg, t, { rate, client = 'grpc-js', init = HOT_INIT, warm
  */
 async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs, client }) {
   const out = Object.fromEntries(targets.map((t) => [t.key, []]));
+  // Slots and predecessors balanced (rotation.js): the warm-up is the plan's last row.
+  const plan = balancedRotations(targets.length);
+  let before = null;
   for (let s = -1; s < slices; s++) {
-    const order = targets.map((_, i) => targets[(i + s + 1) % targets.length]);
-    for (const t of order) {
+    const order = plan[(s + plan.length) % plan.length].map((i) => targets[i]);
+    for (const [slot, t] of order.entries()) {
+      const after = before;
+      before = t.key;
       const [a, la, sa] = [await t.child.call('stats'), await lg.call('cpu'), systemBusyUs()];
       // The server's own GC pauses in the slice: its full GCs are the 10-170 ms stalls of a
       // slice's tail (FINDINGS, "The stalls in the p99 slices"), reported beside each p99.
@@ -224,7 +229,7 @@ async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs, client
       const serverUs = cpuUs(b.cpu) - cpuUs(a.cpu);
       const lgUs = cpuUs(lb) - cpuUs(la);
       // Cores the rest of the machine used meanwhile (other engineers' builds and tests): beside every p99.
-      if (s >= 0) out[t.key].push({ ...r, cpuPerCheckUs: serverUs / served, serverCores: serverUs / us, loadgenCores: lgUs / us, otherCores: Math.max(0, (sb - sa - serverUs - lgUs) / us) });
+      if (s >= 0) out[t.key].push({ ...r, slot, after, cpuPerCheckUs: serverUs / served, serverCores: serverUs / us, loadgenCores: lgUs / us, otherCores: Math.max(0, (sb - sa - serverUs - lgUs) / us) });
     }
   }
   return out;
@@ -332,20 +337,20 @@ function summariseSlices(lat, base) {
       p99VsLimitQuietMedianHigh: medQuiet.high,
       p99VsLimitLowest: b ? Math.min(...p99s) / Math.min(...b.map((r) => r.latency.p99)) : undefined,
       // Per slice (in rotation order), to tune the quiet-rotation rule from saved runs; no samples.
-      perSlice: v.map((r) => ({ p99: round3(r.latency.p99), lagP99: round3(r.lag.p99), otherCores: round3(r.otherCores), serverMajorMs: r.serverMajors })),
+      perSlice: v.map((r) => ({ p99: round3(r.latency.p99), lagP99: round3(r.lag.p99), otherCores: round3(r.otherCores), serverMajorMs: r.serverMajors, slot: r.slot, after: r.after })),
       // The server's full GCs inside recorded slices: how many, and the longest pause.
       serverMajorGcs: { n: v.reduce((n, r) => n + (r.serverMajors?.length ?? 0), 0), maxMs: Math.max(0, ...v.flatMap((r) => r.serverMajors ?? [])) },
     }];
   }));
 }
 
-/** A B C, B C A, C A B…: round 0 is a warm-up and is discarded. */
-async function alternate(targets, rounds, fn) {
+/** A B C, B C A, C A B… (or `orderOf(r)`): round 0 is a warm-up and is discarded. */
+async function alternate(targets, rounds, fn, orderOf = (r) => targets.map((_, i) => targets[(i + r) % targets.length])) {
   // `id` names a result when one target is measured in several ways (the sizes phase: `key@size`).
   const id = (t) => t.id ?? t.key;
   const out = Object.fromEntries(targets.map((t) => [id(t), []]));
   for (let r = 0; r <= rounds; r++) {
-    const order = targets.map((_, i) => targets[(i + r) % targets.length]);
+    const order = orderOf(r);
     for (const t of order) {
       const res = await fn(t);
       if (r > 0) out[id(t)].push(res);
@@ -537,9 +542,18 @@ async function sizesPhase(lg, results) {
   // 0.4 to 8 KB on a machine that slowed in between, and the A/A twin 1.46 (FINDINGS, "One slice
   // per process").
   const closedBySize = closedTargets.flatMap((t) => REQUEST_SIZES.map((size) => ({ ...t, id: `${t.key}@${size}`, size })));
+  // Which target's block runs after which is balanced across rounds (rotation.js), and a block's
+  // sizes run smallest first in one round and largest first in the next: in a fixed order the 8 KB
+  // window was always its process's third in a row, and the A/A twin's size independence read
+  // 0.93 where tokengate-h2's read 1.09 (FINDINGS, "Two identical processes 1.19 × apart").
+  const blockPlan = balancedRotations(closedTargets.length);
+  const closedOrder = (r) => blockPlan[(r + blockPlan.length - 1) % blockPlan.length].flatMap((i) => {
+    const block = closedBySize.slice(i * REQUEST_SIZES.length, (i + 1) * REQUEST_SIZES.length);
+    return r % 2 ? block : block.reverse();
+  });
   for (const size of REQUEST_SIZES) out.bytes[size] = { context_extensions: encodedRequest(ctx(size)).length, route: encodedRequest(routed(size)).length };
   log(`sizes: saturating throughput, ${SIZES_CLOSED_CLIENT} client, ${REQUEST_SIZES.join(' / ')} alternating in one rotation of ${closedBySize.length}, ${PLAN.sizeRounds} rounds + warm-up`);
-  const allRounds = await alternate(closedBySize, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: SIZES_CLOSED_CLIENT, init: t.init(t.size), windowMs: PLAN.sizeWindowMs }));
+  const allRounds = await alternate(closedBySize, PLAN.sizeRounds, (t) => closedLoop(lg, t, { client: SIZES_CLOSED_CLIENT, init: t.init(t.size), windowMs: PLAN.sizeWindowMs }), closedOrder);
   out.sizeIndependence = sizeIndependence(allRounds, closedTargets.map((t) => t.key), REQUEST_SIZES[0], REQUEST_SIZES.at(-1));
   for (const size of REQUEST_SIZES) {
     const rounds = Object.fromEntries(closedTargets.map((t) => [t.key, allRounds[`${t.key}@${size}`]]));
