@@ -677,13 +677,18 @@ async function scalePhase(lg, results) {
   };
   for (const [mode, init] of Object.entries(modes)) {
     log(`scale: throughput by ${mode}, h2 client, ${PLAN.scaleRounds} rounds + warm-up`);
+    // Which process runs right after which is balanced (rotation.js): in the cyclic rotation the
+    // 1-provider base ran right after the 10,000-provider process in two rounds of three, and
+    // the per-round ratio read 0.87 in the third against 0.93–0.98 (FINDINGS, "Two identical
+    // processes 1.19 × apart").
+    const plan = balancedRotations(targets.length);
     const rounds = await alternate(targets, PLAN.scaleRounds, async (t) => {
       const r = await closedLoop(lg, t, { client: 'h2', init: init(t), windowMs: PLAN.scaleWindowMs });
       // A loop that stops at once completes one call per caller: no load, and an "after load"
       // RSS that measured nothing (BENCH_SCENARIO=scale ran so while its plan had no rampMs).
       if (r.clientOk + r.clientErrors <= CONCURRENCY) throw new Error(`scale: ${t.key} got ${r.clientOk + r.clientErrors} Checks in a round: the closed loop did not run`);
       return r;
-    });
+    }, (r) => plan[(r + plan.length - 1) % plan.length].map((i) => targets[i]));
     const base = rounds[targets[0].key];
     scale.throughput[mode] = Object.fromEntries(targets.map((t) => {
       const perRound = rounds[t.key].map((r, i) => r.rate / base[i].rate);
