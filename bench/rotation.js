@@ -44,6 +44,11 @@ export function balancedRotations(n) {
   return williams(n);
 }
 
+/** Round r's row of a plan, where round 0 is the warm-up: the last row, which the first row follows. */
+export function rowOfRound(plan, r) {
+  return plan[(r + plan.length - 1) % plan.length];
+}
+
 /** A Williams square: row i is the first row plus i; its first row 0, 1, n-1, 2, n-2, … */
 function williams(n) {
   const first = [0];

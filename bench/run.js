@@ -35,7 +35,7 @@ import { summariseProfile } from './profile.js';
 import { clientAddrs, commandStats, diffStats, monitor, reachable } from './redis.js';
 import { writeReport } from './report.js';
 import { routeMatchCost } from './route-match.js';
-import { balancedRotations, oneSlicePerProcess } from './rotation.js';
+import { balancedRotations, oneSlicePerProcess, rowOfRound } from './rotation.js';
 import { latencySummary, median, withInterval } from './stats.js';
 import { sizeIndependence } from './size-independence.js';
 
@@ -208,11 +208,11 @@ async function openLoop(lg, t, { rate, client = 'grpc-js', init = HOT_INIT, warm
  */
 async function slicedOpenLoop(lg, targets, { rate, size, slices, sliceMs, client }) {
   const out = Object.fromEntries(targets.map((t) => [t.key, []]));
-  // Slots and predecessors balanced (rotation.js): the warm-up is the plan's last row.
+  // Slots and predecessors balanced (rotation.js); rotation -1 is the warm-up.
   const plan = balancedRotations(targets.length);
   let before = null;
   for (let s = -1; s < slices; s++) {
-    const order = plan[(s + plan.length) % plan.length].map((i) => targets[i]);
+    const order = rowOfRound(plan, s + 1).map((i) => targets[i]);
     for (const [slot, t] of order.entries()) {
       const after = before;
       before = t.key;
@@ -547,7 +547,7 @@ async function sizesPhase(lg, results) {
   // window was always its process's third in a row, and the A/A twin's size independence read
   // 0.93 where tokengate-h2's read 1.09 (FINDINGS, "Two identical processes 1.19 × apart").
   const blockPlan = balancedRotations(closedTargets.length);
-  const closedOrder = (r) => blockPlan[(r + blockPlan.length - 1) % blockPlan.length].flatMap((i) => {
+  const closedOrder = (r) => rowOfRound(blockPlan, r).flatMap((i) => {
     const block = closedBySize.slice(i * REQUEST_SIZES.length, (i + 1) * REQUEST_SIZES.length);
     return r % 2 ? block : block.reverse();
   });
@@ -688,7 +688,7 @@ async function scalePhase(lg, results) {
       // RSS that measured nothing (BENCH_SCENARIO=scale ran so while its plan had no rampMs).
       if (r.clientOk + r.clientErrors <= CONCURRENCY) throw new Error(`scale: ${t.key} got ${r.clientOk + r.clientErrors} Checks in a round: the closed loop did not run`);
       return r;
-    }, (r) => plan[(r + plan.length - 1) % plan.length].map((i) => targets[i]));
+    }, (r) => rowOfRound(plan, r).map((i) => targets[i]));
     const base = rounds[targets[0].key];
     scale.throughput[mode] = Object.fromEntries(targets.map((t) => {
       const perRound = rounds[t.key].map((r, i) => r.rate / base[i].rate);

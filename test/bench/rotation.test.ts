@@ -2,7 +2,7 @@
 // straight after that process's ctx slice in three rotations of four and read ~10 % high
 // (bench/FINDINGS.md, "One slice per process"). The judged rotation now refuses that layout.
 import { describe, expect, it } from 'vitest';
-import { balancedRotations, oneSlicePerProcess } from '../../bench/rotation.js';
+import { balancedRotations, oneSlicePerProcess, rowOfRound } from '../../bench/rotation.js';
 
 describe('the judged rotation: one slice per process', () => {
   const [limit, lean, leanRoute, twin] = [{}, {}, {}, {}];
@@ -75,5 +75,14 @@ describe('the rotation plan: slots and predecessors balanced (identical_processe
 
   it('refuses a count that is not a whole number ≥ 1', () => {
     expect(() => balancedRotations(0)).toThrow(/whole number of targets/);
+  });
+});
+
+describe('rowOfRound: round 0 is the warm-up', () => {
+  it('runs the last row first, then the plan from its first row, cycling', () => {
+    const plan = balancedRotations(4);
+    expect(rowOfRound(plan, 0)).toBe(plan.at(-1));
+    expect(rowOfRound(plan, 1)).toBe(plan[0]);
+    expect(rowOfRound(plan, plan.length + 1)).toBe(plan[0]);
   });
 });
