@@ -44,7 +44,7 @@ describe('the rotation plan: slots and predecessors balanced (identical_processe
 
   it.each([3, 4])('balances every slot and every predecessor exactly for %i targets, the wrap into the first row included', (n) => {
     const rows = balancedRotations(n);
-    for (const row of rows) expect([...row].sort()).toEqual([...Array(n).keys()]);
+    for (const row of rows) expect([...row].sort((x, y) => x - y)).toEqual([...Array(n).keys()]);
     const { slots, after } = tally(rows, n, { wrap: true });
     expect(new Set(slots.flat()).size).toBe(1);
     for (let a = 0; a < n; a++) {
